@@ -1,0 +1,50 @@
+# embedcli — every target sets up what it needs (a .venv next to this file) on first use.
+#   make demo    run the whole pipeline on sample_data/ and show the result
+#   make test    run the test suite
+# Override the interpreter or the torch pin:  make test PYTHON=python3.12 TORCH=2.5.1
+PYTHON ?= python3
+TORCH  ?= 2.13.0
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(TORCH)
+OUT    ?= build/demo
+
+.PHONY: install demo test test-all lint bench clean help
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+	@echo "  make install | lint | bench | clean | test-all"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(OUT)
+	$(BIN)/embedcli tokenize sample_data/ -o $(OUT)/corpus.tokens.safetensors
+	$(BIN)/embedcli batch $(OUT)/corpus.tokens.safetensors -o $(OUT)/corpus.windows.safetensors \
+		--max-length 4 --stride 4 --batch-size 8
+	$(BIN)/embedcli embed $(OUT)/corpus.windows.safetensors -o $(OUT)/corpus.embeddings.safetensors \
+		--dim 256 --seed 123
+	$(BIN)/embedcli inspect $(OUT)/corpus.embeddings.safetensors --preview 2
+
+# The default run skips nothing; tests marked slow are still fast enough for a 2-core CI box.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check embedcli tests benchmarks
+	$(BIN)/ruff format --check embedcli tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,191 @@
+"""Tokenizer encodings by name, offline GPT-2, and the policy for literal special tokens.
+
+``gpt2`` and its twin ``r50k_base`` load from the rank table bundled in ``embedcli/data`` (see
+``data/NOTICE.md``), so they work with no network at all. Every other name goes through tiktoken's
+own download-and-cache path; when that cannot work (no network, nothing cached) the user gets one
+line naming the encoding and ``TIKTOKEN_CACHE_DIR`` within seconds, never a hang.
+
+Not covered here: reading text (``text.py``) and splitting it for parallel encoding
+(``tokenizer.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import tempfile
+import threading
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
+
+from .errors import EncodingLoadError, UsageError
+
+if TYPE_CHECKING:
+    import tiktoken
+
+EOT = "<|endoftext|>"
+DEFAULT_ENCODING = "gpt2"
+BUNDLED_ENCODINGS = ("gpt2", "r50k_base")
+
+# tiktoken's r50k_base blob; the bundled file is byte-identical to it.
+R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+R50K_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+
+SpecialPolicy = Literal["special", "text", "error"]
+SPECIAL_POLICIES: tuple[str, ...] = ("special", "text", "error")
+
+# How long a non-bundled encoding may take to load (download included) before we give up.
+LOAD_TIMEOUT_S = float(os.environ.get("EMBEDCLI_ENCODING_TIMEOUT", "60"))
+
+
+def _tiktoken_cache_dir() -> str:
+    """The directory tiktoken's ``read_file_cached`` uses, resolved the same way it does."""
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        return os.environ["TIKTOKEN_CACHE_DIR"]
+    if "DATA_GYM_CACHE_DIR" in os.environ:
+        return os.environ["DATA_GYM_CACHE_DIR"]
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+def _bundled_bytes() -> bytes:
+    return gzip.decompress(resources.files("embedcli").joinpath("data/gpt2.tiktoken.gz").read_bytes())
+
+
+def _seed_tiktoken_cache() -> bool:
+    """Put the bundled r50k ranks where tiktoken caches its download of them.
+
+    tiktoken's loader then finds the file in its cache, checks its sha256 and never touches the
+    network; ``tiktoken.get_encoding("r50k_base")`` works offline afterwards too. Returns False
+    when caching is disabled (``TIKTOKEN_CACHE_DIR=""``) or the cache directory is not writable.
+    """
+    cache_dir = _tiktoken_cache_dir()
+    if not cache_dir:
+        return False
+    path = os.path.join(cache_dir, hashlib.sha1(R50K_URL.encode()).hexdigest())
+    try:
+        with open(path, "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() == R50K_SHA256:
+                return True
+    except OSError:
+        pass
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".embedcli-r50k-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_bundled_bytes())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        return False
+    return True
+
+
+def bundled_ranks() -> dict[bytes, int]:
+    """The GPT-2 mergeable ranks, loaded by tiktoken's loader with its hash check, offline."""
+    from tiktoken.load import load_tiktoken_bpe
+
+    if _seed_tiktoken_cache():
+        return load_tiktoken_bpe(R50K_URL, expected_hash=R50K_SHA256)
+    # No usable cache: hand tiktoken a private file and switch its caching off for this call.
+    with tempfile.TemporaryDirectory(prefix="embedcli-") as tmp:
+        path = os.path.join(tmp, "gpt2.tiktoken")
+        with open(path, "wb") as f:
+            f.write(_bundled_bytes())
+        saved = os.environ.get("TIKTOKEN_CACHE_DIR")
+        os.environ["TIKTOKEN_CACHE_DIR"] = ""
+        try:
+            return load_tiktoken_bpe(path, expected_hash=R50K_SHA256)
+        finally:
+            if saved is None:
+                del os.environ["TIKTOKEN_CACHE_DIR"]
+            else:
+                os.environ["TIKTOKEN_CACHE_DIR"] = saved
+
+
+def _load_remote(name: str) -> tiktoken.Encoding:
+    """tiktoken's normal path (download and cache), bounded in time and with a readable error."""
+    import tiktoken
+
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            result["enc"] = tiktoken.get_encoding(name)
+        except BaseException as exc:  # handed to the caller's thread below
+            result["exc"] = exc
+
+    # requests has no default timeout; a firewalled network would hang the caller for minutes.
+    worker = threading.Thread(target=target, daemon=True, name=f"load-{name}")
+    worker.start()
+    worker.join(LOAD_TIMEOUT_S)
+    if worker.is_alive():
+        raise EncodingLoadError(_offline_message(name, f"timed out after {LOAD_TIMEOUT_S:.0f} s"))
+    exc = result.get("exc")
+    if exc is not None:
+        if isinstance(exc, ValueError) and "Unknown encoding" in str(exc):
+            raise UsageError(f"unknown encoding {name!r}; known: {', '.join(known_encodings())}")
+        raise EncodingLoadError(_offline_message(name, type(exc).__name__)) from None
+    return result["enc"]  # type: ignore[return-value]
+
+
+def _offline_message(name: str, why: str) -> str:
+    return (
+        f"cannot load encoding {name!r} ({why}): it needs a download and there is no cached copy; "
+        f"fetch it once where there is network and point TIKTOKEN_CACHE_DIR at that cache, "
+        f"or use --encoding gpt2, which is bundled"
+    )
+
+
+def known_encodings() -> list[str]:
+    import tiktoken
+
+    return sorted(set(tiktoken.list_encoding_names()) | set(BUNDLED_ENCODINGS))
+
+
+@functools.lru_cache(maxsize=8)
+def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
+    """Return the tiktoken ``Encoding`` called ``name``; ``gpt2``/``r50k_base`` need no network.
+
+    Example:
+        >>> get_encoding("gpt2").encode("Hello, world")
+        [15496, 11, 995]
+    """
+    if name in BUNDLED_ENCODINGS:
+        import tiktoken
+        from tiktoken_ext.openai_public import r50k_pat_str
+
+        return tiktoken.Encoding(
+            name=name,
+            pat_str=r50k_pat_str,
+            mergeable_ranks=bundled_ranks(),
+            special_tokens={EOT: 50256},
+            explicit_n_vocab=50257,
+        )
+    return _load_remote(name)
+
+
+def eot_id(enc: tiktoken.Encoding) -> int:
+    """The id of ``<|endoftext|>``, the separator placed between documents."""
+    try:
+        return enc.encode_single_token(EOT)
+    except KeyError:
+        raise EncodingLoadError(f"encoding {enc.name!r} has no {EOT} token") from None
+
+
+def encode_kwargs(policy: str) -> dict[str, object]:
+    """tiktoken keyword arguments for a special-token policy.
+
+    ``special``: a literal ``<|endoftext|>`` in the text is the special token (as the reference
+    pipeline's ``allowed_special={"<|endoftext|>"}``); any other special string is plain text.
+    ``text`` and ``error`` encode it as plain text (``error`` refuses such input before encoding).
+    """
+    if policy == "special":
+        return {"allowed_special": frozenset({EOT}), "disallowed_special": ()}
+    if policy in ("text", "error"):
+        return {"allowed_special": frozenset(), "disallowed_special": ()}
+    raise UsageError(f"unknown special-token policy {policy!r}; use one of {SPECIAL_POLICIES}")

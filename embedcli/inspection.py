@@ -1,0 +1,384 @@
+"""What is in a safetensors file: tensors, statistics, previews, lineage, and diffs of two files.
+
+Works on any safetensors file. The header path imports neither numpy nor torch, so
+``inspect --no-stats`` answers instantly whatever the file size.
+
+Statistics and diffs read tensor data in chunks with ``os.pread`` rather than through
+safetensors' ``safe_open``: that reader memory-maps the whole file, and every page a full scan
+touches stays resident and counts against the process, so a scan of a file larger than memory
+would look like (and, under pressure, behave like) loading it. ``pread`` keeps one chunk resident.
+The header checks are ours too (see ``store.py``); the byte layout is safetensors' own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import UsageError
+from .store import DTYPES, INTEGER_DTYPES, Header, TensorInfo, read_header
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CHUNK_BYTES = 16 << 20
+DISTINCT_MAX_RANGE = 1 << 24  # count distinct integer values when max - min is below this
+
+
+@dataclass
+class Stats:
+    min: float | int | None
+    max: float | int | None
+    mean: float | None
+    std: float | None  # sample standard deviation (torch.std's default, correction=1)
+    distinct: int | None = None  # integer tensors whose value range is small
+    nan: int = 0
+    inf: int = 0
+
+
+@dataclass
+class TensorReport:
+    name: str
+    dtype: str
+    shape: list[int]
+    numel: int
+    nbytes: int
+    data_offsets: list[int]
+    stats: Stats | None = None
+    note: str | None = None
+
+
+@dataclass
+class FileReport:
+    path: str
+    file_size: int
+    header_size: int
+    kind: str | None  # embedcli stage that wrote it: tokens, windows, embeddings; else None
+    metadata: dict[str, str] | None
+    tensors: list[TensorReport]
+    previews: dict[str, str] = field(default_factory=dict)  # tensor name -> torch-style text
+    decoded: list[dict[str, object]] = field(default_factory=list)  # ids with their text
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- reading data
+
+
+def _numpy_view(raw: bytes, dtype: str) -> np.ndarray:
+    """Bytes of ``dtype`` as a numpy array of a numpy-friendly type (bf16/f8 widened)."""
+    import numpy as np
+
+    npdtype = DTYPES[dtype][1]
+    if npdtype is not None:
+        return np.frombuffer(raw, dtype=npdtype)
+    if dtype == "BF16":  # bfloat16 is the top half of a float32: widen exactly
+        return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+    import torch
+
+    tdtype = getattr(torch, DTYPES[dtype][2])
+    return torch.frombuffer(bytearray(raw), dtype=tdtype).float().numpy()
+
+
+def can_read(dtype: str) -> bool:
+    if DTYPES[dtype][1] is not None or dtype == "BF16":
+        return True
+    name = DTYPES[dtype][2]
+    if name is None:
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return hasattr(torch, name)
+
+
+def iter_chunks(header: Header, info: TensorInfo, chunk_bytes: int = CHUNK_BYTES):
+    """The tensor's elements, flat, as numpy arrays of at most ``chunk_bytes`` input bytes."""
+    itemsize = DTYPES[info.dtype][0] // 8
+    step = max(itemsize, chunk_bytes // itemsize * itemsize)
+    with open(header.path, "rb") as f:
+        fd = f.fileno()
+        for offset in range(info.start, info.end, step):
+            n = min(step, info.end - offset)
+            raw = os.pread(fd, n, header.data_start + offset)
+            if len(raw) != n:
+                from .errors import FormatError
+
+                raise FormatError(f"{header.path}: file shrank while being read")
+            yield _numpy_view(raw, info.dtype)
+
+
+def tensor_stats(header: Header, info: TensorInfo, chunk_bytes: int = CHUNK_BYTES) -> Stats:
+    """min, max, mean, std (and distinct values for small-range integers), chunk by chunk."""
+    import numpy as np
+
+    count = 0
+    mean = m2 = 0.0
+    low = high = None
+    nan = inf = 0
+    integer = info.dtype in INTEGER_DTYPES or info.dtype == "BOOL"
+    for chunk in iter_chunks(header, info, chunk_bytes):
+        values = chunk.astype(np.float64) if not integer else chunk
+        if not integer:
+            finite = np.isfinite(values)
+            if not finite.all():
+                nan += int(np.isnan(values).sum())
+                inf += int((~finite).sum()) - int(np.isnan(values).sum())
+                values = values[finite]
+        if values.size == 0:
+            continue
+        cmin, cmax = values.min(), values.max()
+        low = cmin if low is None else min(low, cmin)
+        high = cmax if high is None else max(high, cmax)
+        # Chan et al.'s pairwise merge of (count, mean, M2): stable for large counts.
+        as_float = values.astype(np.float64, copy=False)
+        c_n = as_float.size
+        c_mean = float(as_float.mean())
+        c_m2 = float(((as_float - c_mean) ** 2).sum())
+        delta = c_mean - mean
+        total = count + c_n
+        mean += delta * c_n / total
+        m2 += c_m2 + delta * delta * count * c_n / total
+        count = total
+    if count == 0:
+        return Stats(None, None, None, None, nan=nan, inf=inf)
+    std = math.sqrt(m2 / (count - 1)) if count > 1 else float("nan")
+    stats = Stats(_py(low), _py(high), mean, std, nan=nan, inf=inf)
+    if integer and int(high) - int(low) < DISTINCT_MAX_RANGE:
+        seen = np.zeros(int(high) - int(low) + 1, dtype=bool)
+        for chunk in iter_chunks(header, info, chunk_bytes):
+            seen[(chunk.astype(np.int64) - int(low))] = True
+        stats.distinct = int(seen.sum())
+    return stats
+
+
+def _py(value):
+    if value is None:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def read_rows(header: Header, info: TensorInfo, rows: int):
+    """The first ``rows`` entries along dim 0 as a torch tensor (0-d tensors whole)."""
+    import torch
+
+    shape = list(info.shape)
+    if shape:
+        shape[0] = min(rows, shape[0])
+    numel = math.prod(shape)
+    nbytes = numel * DTYPES[info.dtype][0] // 8
+    with open(header.path, "rb") as f:
+        raw = os.pread(f.fileno(), nbytes, header.data_start + info.start)
+    tdtype = getattr(torch, DTYPES[info.dtype][2])
+    if numel == 0:
+        return torch.empty(shape, dtype=tdtype)
+    return torch.frombuffer(bytearray(raw), dtype=tdtype).reshape(shape)
+
+
+def torch_repr(tensor) -> str:
+    """``repr`` as torch prints it, long rows summarised with ``...`` (edge items kept)."""
+    import torch
+
+    options = getattr(torch._tensor_str, "printoptions", None)  # private, so optional
+    if options is None:
+        return repr(tensor)
+    with options(threshold=100, edgeitems=3):
+        return repr(tensor)
+
+
+def preview_text(header: Header, info: TensorInfo, rows: int) -> str:
+    """The first rows printed the way torch prints them: ``tensor([[ 0.3374, -0.1778, ...``."""
+    name = DTYPES[info.dtype][2]
+    if name is None or not can_read(info.dtype):
+        return f"(no preview: {info.dtype} has no torch dtype here)"
+    return torch_repr(read_rows(header, info, rows))
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def header_report(header: Header, infos: list[TensorInfo] | None = None) -> FileReport:
+    """A report of what the header alone says (no data read)."""
+    return FileReport(
+        path=header.path,
+        file_size=header.file_size,
+        header_size=header.header_size,
+        kind=header.embedcli_kind,
+        metadata=header.metadata,
+        tensors=[
+            TensorReport(t.name, t.dtype, list(t.shape), t.numel, t.nbytes, [t.start, t.end])
+            for t in (header.tensors if infos is None else infos)
+        ],
+    )
+
+
+def inspect_file(
+    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None
+) -> FileReport:
+    """Everything ``embedcli inspect`` shows about one file.
+
+    Example:
+        >>> report = inspect_file("out.safetensors", stats=False)  # doctest: +SKIP
+        >>> [(t.name, t.shape) for t in report.tensors]
+    """
+    header = read_header(path)
+    infos = [header.tensor(tensor)] if tensor else header.tensors
+    report = header_report(header, infos)
+    if stats:
+        for info, entry in zip(infos, report.tensors):
+            if info.dtype == "C64":
+                entry.note = "no stats for complex values"
+            elif not can_read(info.dtype):
+                entry.note = f"no stats: torch {_torch_version()} cannot hold {info.dtype}"
+            elif info.numel:
+                entry.stats = tensor_stats(header, info)
+    if preview > 0:
+        for info in infos:
+            report.previews[info.name] = preview_text(header, info, preview)
+        report.decoded = _decoded_windows(header, infos, preview)
+    return report
+
+
+def _torch_version() -> str:
+    try:
+        import torch
+
+        return torch.__version__
+    except ImportError:
+        return "(not installed)"
+
+
+def _decoded_windows(header: Header, infos: list[TensorInfo], rows: int) -> list[dict[str, object]]:
+    """For embedcli id tensors, the first window(s) (or ids) with their decoded text."""
+    meta = header.metadata or {}
+    if header.embedcli_kind not in ("tokens", "windows") or "encoding" not in meta:
+        return []
+    from .encoding import get_encoding
+    from .errors import EmbedcliError
+
+    try:
+        enc = get_encoding(meta["encoding"])
+    except EmbedcliError:
+        return []
+    out: list[dict[str, object]] = []
+    for info in infos:
+        if info.name not in ("ids", "inputs", "targets"):
+            continue
+        data = read_rows(header, info, rows if info.name != "ids" else 64)
+        sequences = [data.tolist()] if data.ndim == 1 else data.tolist()
+        for i, ids in enumerate(sequences):
+            out.append({"tensor": info.name, "row": i, "ids": ids, "text": enc.decode(ids)})
+    return out
+
+
+@dataclass
+class TensorDiff:
+    name: str
+    a: dict[str, object] | None
+    b: dict[str, object] | None
+    max_abs_diff: float | None = None
+    equal: bool | None = None
+    note: str | None = None
+
+
+@dataclass
+class DiffReport:
+    a: str
+    b: str
+    only_in_a: list[str]
+    only_in_b: list[str]
+    changed: list[TensorDiff]  # dtype or shape differs
+    compared: list[TensorDiff]  # same dtype and shape: values compared
+    metadata_changed: list[str]  # keys whose value differs or exists on one side only
+
+    @property
+    def identical(self) -> bool:
+        return not (
+            self.only_in_a or self.only_in_b or self.changed or self.metadata_changed
+        ) and all(d.equal for d in self.compared)
+
+    def to_json(self) -> dict[str, object]:
+        out = asdict(self)
+        out["identical"] = self.identical
+        return out
+
+
+def diff_files(path_a: str, path_b: str, chunk_bytes: int = CHUNK_BYTES) -> DiffReport:
+    """Tensors only in one file, dtype/shape changes, and max |a - b| for matching tensors."""
+    import numpy as np
+
+    ha, hb = read_header(path_a), read_header(path_b)
+    ta = {t.name: t for t in ha.tensors}
+    tb = {t.name: t for t in hb.tensors}
+    changed, compared = [], []
+    for name in sorted(ta.keys() & tb.keys()):
+        a, b = ta[name], tb[name]
+        da = {"dtype": a.dtype, "shape": list(a.shape)}
+        db = {"dtype": b.dtype, "shape": list(b.shape)}
+        if da != db:
+            changed.append(TensorDiff(name, da, db))
+            continue
+        entry = TensorDiff(name, da, db)
+        if not can_read(a.dtype) or a.dtype == "C64":
+            entry.equal = _raw_equal(ha, a, hb, b, chunk_bytes)
+            entry.note = f"{a.dtype}: compared bytes only"
+        else:
+            worst, equal = 0.0, True
+            for ca, cb in zip(iter_chunks(ha, a, chunk_bytes), iter_chunks(hb, b, chunk_bytes)):
+                if ca.dtype.kind in "iub":
+                    delta = np.abs(ca.astype(np.int64) - cb.astype(np.int64))
+                else:
+                    delta = np.abs(ca.astype(np.float64) - cb.astype(np.float64))
+                    same_nan = np.isnan(ca) & np.isnan(cb)
+                    delta = np.where(same_nan, 0.0, delta)
+                if delta.size:
+                    m = float(np.nanmax(delta)) if not np.isnan(delta).all() else math.nan
+                    worst = m if math.isnan(m) else max(worst, m)
+                    equal = equal and bool((delta == 0).all())
+            entry.max_abs_diff, entry.equal = worst, equal
+        compared.append(entry)
+    ma, mb = ha.metadata or {}, hb.metadata or {}
+    meta_changed = sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
+    return DiffReport(
+        path_a, path_b,
+        only_in_a=sorted(ta.keys() - tb.keys()),
+        only_in_b=sorted(tb.keys() - ta.keys()),
+        changed=changed, compared=compared, metadata_changed=meta_changed,
+    )
+
+
+def _raw_equal(ha: Header, a: TensorInfo, hb: Header, b: TensorInfo, chunk: int) -> bool:
+    with open(ha.path, "rb") as fa, open(hb.path, "rb") as fb:
+        for off in range(0, a.nbytes, chunk):
+            n = min(chunk, a.nbytes - off)
+            if os.pread(fa.fileno(), n, ha.data_start + a.start + off) != os.pread(
+                fb.fileno(), n, hb.data_start + b.start + off
+            ):
+                return False
+    return True
+
+
+def dumps(obj: object) -> str:
+    """JSON for ``--json``: stable key order, NaN/inf as null (strict JSON for every parser)."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(obj), indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def check_paths_for_diff(paths: list[str]) -> tuple[str, str]:
+    if len(paths) != 2:
+        raise UsageError(f"--diff compares exactly two files (got {len(paths)})")
+    return paths[0], paths[1]

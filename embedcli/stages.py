@@ -1,0 +1,643 @@
+"""The four stages as library calls: read inputs, run the core, write outputs, report facts.
+
+Each ``run_*`` function takes plain arguments, writes its output through
+:func:`embedcli.store.open_output` (atomic, validated) and returns a :class:`StageResult` whose
+``facts`` the CLI renders. Nothing here knows Typer or rich.
+
+Example:
+    >>> from embedcli.stages import run_tokenize, run_batch, run_embed
+    >>> run_tokenize(["corpus.txt"], "corpus.tokens.safetensors")           # doctest: +SKIP
+    >>> run_batch("corpus.tokens.safetensors", "w.safetensors", max_length=4)  # doctest: +SKIP
+    >>> run_embed(["w.safetensors"], "e.safetensors", dim=256, seed=123)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import __version__
+from .errors import FormatError, InputError, OutputError, UsageError
+from .store import (
+    Header,
+    TensorSpec,
+    build_header,
+    check_output,
+    copy_stream,
+    is_safetensors,
+    load_array,
+    local_path,
+    open_output,
+    read_header,
+    write_array,
+)
+from .text import resolve_sources
+from .tokenizer import MemorySink, TokenizeStats, tokenize
+from .windows import OUTPUT_DTYPES, WindowPlan, check_ids, gather, iter_chunks, plan_windows
+
+if TYPE_CHECKING:
+    import torch
+
+Progress = Callable[[int], None]
+CHUNK_BYTES = 32 << 20
+
+
+@dataclass
+class StageResult:
+    """What a stage did: ordered facts for the summary, and where the output went."""
+
+    stage: str
+    output: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    header: Header | None = None  # the output's header (None when written to a stream)
+    preview: str | None = None  # e.g. the first rows of the token table
+    decoded: list[tuple[list[int], str]] = field(default_factory=list)
+
+
+@dataclass
+class TokenizeOptions:
+    encoding: str = "gpt2"
+    special: str = "special"
+    text_key: str = "text"
+    format: str = "auto"
+    workers: int | None = None
+
+
+@dataclass
+class WindowOptions:
+    max_length: int | None = None
+    stride: int | None = None
+    batch_size: int | None = None
+    drop_last: bool = True
+    num_batches: int | None = None
+    shuffle: bool = False
+    seed: int = 0
+    cross_docs: bool = True
+    dtype: str = "int64"
+
+    DEFAULT_MAX_LENGTH = 256
+    DEFAULT_BATCH_SIZE = 8
+
+    def given(self) -> list[str]:
+        """Windowing options set explicitly (they cannot apply to already-windowed input)."""
+        names = {"max_length": "--max-length", "stride": "--stride",
+                 "batch_size": "--batch-size", "num_batches": "--num-batches"}
+        out = [flag for attr, flag in names.items() if getattr(self, attr) is not None]
+        if self.shuffle:
+            out.append("--shuffle")
+        if not self.cross_docs:
+            out.append("--no-cross-docs")
+        return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def default_output(inputs: list[str], suffix: str) -> str:
+    """``corpus.txt`` -> ``corpus.<suffix>.safetensors`` in the current directory."""
+    if len(inputs) != 1 or inputs[0] == "-":
+        raise UsageError("name the output with -o PATH (or -o - for stdout)")
+    name = os.path.basename(os.path.normpath(inputs[0]))
+    for ext in (".gz", ".zst", ".safetensors", ".jsonl", ".txt", ".text", ".md",
+                ".tokens", ".windows", ".embeddings"):
+        if name.endswith(ext) and len(name) > len(ext):
+            name = name[: -len(ext)]
+    return f"{name}.{suffix}.safetensors"
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _rate(count: float, seconds: float, unit: str) -> str:
+    """``1.2M tok/s``."""
+    if seconds <= 0:
+        return "-"
+    value = count / seconds
+    for prefix in ("", "k", "M", "G"):
+        if value < 1000 or prefix == "G":
+            return f"{value:.1f}{prefix} {unit}/s"
+        value /= 1000
+    return "-"
+
+
+def _bytes_rate(nbytes: float, seconds: float) -> str:
+    return f"{_human(nbytes / seconds)}/s" if seconds > 0 else "-"
+
+
+def _header_if_file(output: str) -> Header | None:
+    if output == "-" or not os.path.isfile(output):
+        return None
+    return read_header(output)
+
+
+def _check_disk(output: str, nbytes: int) -> None:
+    if output == "-" or (os.path.exists(output) and not os.path.isfile(output)):
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(directory).free
+        if nbytes > free:
+            raise OutputError(
+                f"{output}: needs {_human(nbytes)} but {directory} has {_human(free)} free; "
+                "free space, write elsewhere, or shrink the job (--num-batches, --dim, --dtype)"
+            )
+
+
+# --------------------------------------------------------------------------- tokenize
+
+
+def tokenize_sources(
+    inputs: list[str], opts: TokenizeOptions, sink, on_progress: Progress | None = None
+) -> TokenizeStats:
+    sources = resolve_sources(inputs, opts.format)
+    return tokenize(
+        sources, sink, encoding=opts.encoding, special=opts.special, text_key=opts.text_key,
+        workers=opts.workers, on_progress=on_progress,
+    )
+
+
+def input_size(inputs: list[str], opts: TokenizeOptions) -> int:
+    """Total bytes to read (0 when unknown, e.g. stdin): the progress bar's length."""
+    with contextlib.suppress(Exception):
+        return sum(s.size for s in resolve_sources(inputs, opts.format))
+    return 0
+
+
+class _SpillSink:
+    """int32 ids appended to an anonymous temporary file, so memory stays flat."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.count = 0
+
+    def write(self, ids: np.ndarray) -> None:
+        write_array(self.f, ids)
+        self.count += int(ids.size)
+
+
+def _tokenize_facts(stats: TokenizeStats) -> dict[str, Any]:
+    return {
+        "documents": f"{stats.documents:,}",
+        "tokens": f"{stats.tokens:,}",
+        "input": _human(stats.input_bytes),
+        "tokens/byte": f"{stats.tokens / max(stats.input_bytes, 1):.3f}",
+        "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
+        f"literal {'<|endoftext|>'}": f"{stats.special_found:,} ({stats.special})",
+        "tokenize time": f"{stats.seconds:.2f} s",
+        "throughput": f"{_bytes_rate(stats.input_bytes, stats.seconds)}, "
+        f"{_rate(stats.tokens, stats.seconds, 'tok')}",
+    }
+
+
+def run_tokenize(
+    inputs: list[str],
+    output: str,
+    opts: TokenizeOptions | None = None,
+    *,
+    no_clobber: bool = False,
+    on_progress: Progress | None = None,
+) -> StageResult:
+    """Tokenize text files, directories or stdin into a token file (``ids``, ``doc_offsets``)."""
+    opts = opts or TokenizeOptions()
+    check_output(output, inputs=inputs, no_clobber=no_clobber)
+    spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
+    with tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-") as spill:
+        sink = _SpillSink(spill)
+        stats = tokenize_sources(inputs, opts, sink, on_progress)
+        offsets = stats.doc_offsets
+        specs = [TensorSpec("doc_offsets", "I64", offsets.shape), TensorSpec("ids", "I32", (sink.count,))]
+        spill.flush()
+        with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
+            out.file.write(build_header(specs, stats.metadata()))
+            write_array(out.file, offsets)
+            copy_stream(spill, out.file, sink.count * 4)
+    facts = _tokenize_facts(stats)
+    facts["output"] = output if output != "-" else "<stdout>"
+    return StageResult("tokenize", output, facts, _header_if_file(output))
+
+
+# --------------------------------------------------------------------------- token sources
+
+
+@dataclass
+class TokenSource:
+    """Ids from a token file, a foreign safetensors file or text tokenized on the fly."""
+
+    ids: np.ndarray
+    doc_offsets: np.ndarray | None
+    metadata: dict[str, str]
+    origin: str  # "text", "tokens", "safetensors"
+    stats: TokenizeStats | None = None
+
+
+@dataclass
+class WindowSource:
+    """Already-windowed input: a 2-D integer ``inputs`` tensor."""
+
+    inputs: np.ndarray
+    metadata: dict[str, str]
+    origin: str  # "windows" or "safetensors"
+
+
+@contextlib.contextmanager
+def open_input(
+    inputs: list[str],
+    *,
+    key: str = "ids",
+    tokenize_opts: TokenizeOptions | None = None,
+    on_progress: Progress | None = None,
+    allow_windows: bool = False,
+) -> Iterator[TokenSource | WindowSource]:
+    """Whatever the user pointed at, as ids (or windows, where ``allow_windows``)."""
+    opts = tokenize_opts or TokenizeOptions()
+    if not inputs:
+        inputs = ["-"]
+    single = inputs[0] if len(inputs) == 1 else None
+    if single is not None and not os.path.isdir(single):
+        if single != "-" and not os.path.exists(single):
+            raise InputError(f"{single}: no such file or directory")
+        with local_path(single) as path:
+            if is_safetensors(path):
+                yield _from_safetensors(path, single, key=key, allow_windows=allow_windows)
+                return
+            if single == "-" or path != single:  # stdin/pipe spooled: tokenize the spool
+                inputs = [path]
+                yield _from_text(inputs, opts, on_progress, shown=[single])
+                return
+    for path in inputs:
+        if path != "-" and os.path.isfile(path) and is_safetensors(path):
+            raise UsageError(f"{path}: safetensors inputs are taken one at a time")
+    yield _from_text(inputs, opts, on_progress)
+
+
+def _from_text(inputs, opts, on_progress, shown=None) -> TokenSource:
+    sink = MemorySink()
+    stats = tokenize_sources(inputs, opts, sink, on_progress)
+    if shown is not None:
+        stats.sources = ["<stdin>" if s == "-" else s for s in shown]
+    return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), "text", stats)
+
+
+def _from_safetensors(path: str, shown: str, *, key: str, allow_windows: bool):
+    header = read_header(path)
+    header.path = shown if shown != "-" else "<stdin>"
+    meta = dict(header.metadata or {})
+    kind = header.embedcli_kind
+    names = {t.name for t in header.tensors}
+    if kind == "embeddings":
+        raise FormatError(f"{header.path}: is an embeddings file; give a token or windows file")
+    if kind == "windows" or (key not in names and "inputs" in names):
+        if not allow_windows:
+            raise FormatError(
+                f"{header.path}: is already windowed (has 'inputs'); give a token file or text"
+            )
+        info = header.tensor("inputs")
+        array = load_array(path, info)
+        if array.ndim != 2 or array.dtype.kind not in "iu":
+            raise FormatError(
+                f"{header.path}: 'inputs' must be a 2-D integer tensor, got "
+                f"{tuple(array.shape)} {array.dtype}"
+            )
+        return WindowSource(array, meta, "windows" if kind == "windows" else "safetensors")
+    info = header.tensor(key)
+    if info.dtype not in ("U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"):
+        raise FormatError(f"{header.path}: {key!r} must be integer ids, got {info.dtype}")
+    ids = check_ids(load_array(path, info), where=header.path)
+    offsets = None
+    if "doc_offsets" in names and kind == "tokens":
+        offsets = load_array(path, header.tensor("doc_offsets")).astype(np.int64)
+    return TokenSource(ids, offsets, meta, "tokens" if kind == "tokens" else "safetensors")
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def make_plan(source: TokenSource, opts: WindowOptions) -> WindowPlan:
+    max_length = opts.max_length or WindowOptions.DEFAULT_MAX_LENGTH
+    if not opts.cross_docs and source.doc_offsets is None:
+        raise UsageError("--no-cross-docs needs document boundaries: give text or a token file")
+    return plan_windows(
+        int(source.ids.size),
+        max_length=max_length,
+        stride=opts.stride or max_length,
+        batch_size=opts.batch_size or WindowOptions.DEFAULT_BATCH_SIZE,
+        drop_last=opts.drop_last,
+        num_batches=opts.num_batches,
+        shuffle_seed=opts.seed if opts.shuffle else None,
+        doc_offsets=None if opts.cross_docs else source.doc_offsets,
+    )
+
+
+def window_metadata(source: TokenSource, plan: WindowPlan, dtype: str) -> dict[str, str]:
+    meta = dict(source.metadata)
+    meta.update({
+        "embedcli": "windows",
+        "embedcli_version": __version__,
+        "max_length": str(plan.max_length),
+        "stride": str(plan.stride),
+        "batch_size": str(plan.batch_size),
+        "drop_last": "true" if plan.drop_last else "false",
+        "shuffle_seed": "none" if plan.shuffle_seed is None else str(plan.shuffle_seed),
+        "cross_docs": "true" if plan.cross_docs else "false",
+        "windows": str(plan.n_windows),
+        "batches": str(plan.n_batches),
+        "windows_available": str(plan.available),
+        "tokens_covered": str(plan.tokens_covered),
+        "tokens_dropped_tail": str(plan.tail_dropped),
+        "ids_dtype": dtype,
+    })
+    return meta
+
+
+def _plan_facts(plan: WindowPlan, dtype: str) -> dict[str, Any]:
+    order = "text order" if plan.shuffle_seed is None else f"shuffled (seed {plan.shuffle_seed})"
+    return {
+        "windows": f"{plan.n_windows:,} of {plan.available:,} ({plan.n_batches:,} batches of "
+        f"{plan.batch_size}{', last kept' if not plan.drop_last else ''})",
+        "max length / stride": f"{plan.max_length} / {plan.stride}",
+        "inputs, targets": f"({plan.n_windows}, {plan.max_length}) {dtype}, {order}",
+        "tokens covered": f"{plan.tokens_covered:,} of {plan.n_tokens:,} "
+        f"({plan.tail_dropped:,} dropped at the tail)",
+    }
+
+
+def _decode_first(source: TokenSource, first: np.ndarray) -> list[tuple[list[int], str]]:
+    from .encoding import get_encoding
+    from .errors import EmbedcliError
+
+    ids = [int(i) for i in first]
+    name = source.metadata.get("encoding")
+    if not name:
+        return [(ids, "")]
+    try:
+        return [(ids, get_encoding(name).decode(ids))]
+    except EmbedcliError:
+        return [(ids, "")]
+
+
+def run_batch(
+    inputs: list[str],
+    output: str,
+    opts: WindowOptions | None = None,
+    tokenize_opts: TokenizeOptions | None = None,
+    *,
+    key: str = "ids",
+    no_clobber: bool = False,
+    on_progress: Progress | None = None,
+) -> StageResult:
+    """Windows ``(N, max_length)`` of inputs and targets from a token file, ids or text."""
+    opts = opts or WindowOptions()
+    if opts.dtype not in OUTPUT_DTYPES:
+        raise UsageError(f"unknown --dtype {opts.dtype!r}; use one of {', '.join(OUTPUT_DTYPES)}")
+    check_output(output, inputs=inputs, no_clobber=no_clobber)
+    started = time.perf_counter()
+    with open_input(inputs, key=key, tokenize_opts=tokenize_opts, on_progress=on_progress) as src:
+        plan = make_plan(src, opts)
+        dtype = np.dtype(opts.dtype)
+        t = plan.max_length
+        shape = (plan.n_windows, t)
+        st_dtype = "I64" if opts.dtype == "int64" else "I32"
+        specs = [TensorSpec("inputs", st_dtype, shape), TensorSpec("targets", st_dtype, shape)]
+        meta = window_metadata(src, plan, opts.dtype)
+        _check_disk(output, 2 * plan.n_windows * t * dtype.itemsize)
+        rows = max(1, CHUNK_BYTES // (t * dtype.itemsize))
+        with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
+            out.file.write(build_header(specs, meta))
+            for shift in (0, 1):
+                for starts in iter_chunks(plan, rows):
+                    write_array(out.file, gather(src.ids, starts, t, shift=shift).astype(dtype))
+        facts = _tokenize_facts(src.stats) if src.stats else {"input": f"{src.ids.size:,} ids"}
+        facts.update(_plan_facts(plan, opts.dtype))
+        decoded = _decode_first(src, gather(src.ids, plan.starts[:1], t)[0])
+    facts["time"] = f"{time.perf_counter() - started:.2f} s"
+    facts["output"] = output if output != "-" else "<stdout>"
+    return StageResult("batch", output, facts, _header_if_file(output), decoded=decoded)
+
+
+# --------------------------------------------------------------------------- embed
+
+
+@dataclass
+class EmbedOptions:
+    dim: int | None = None
+    vocab_size: int | None = None
+    context_length: int | None = None
+    seed: int = 123
+    pos: str = "learned"
+    device: str = "cpu"
+    dtype: str = "float32"
+    weights: str | None = None
+    token_key: str | None = None
+    pos_key: str | None = None
+    save_weights: bool = True
+
+    DEFAULT_DIM = 256
+
+
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    import torch
+
+    t = t.contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return memoryview(t.numpy()).cast("B")
+
+
+def run_embed(
+    inputs: list[str],
+    output: str,
+    opts: EmbedOptions | None = None,
+    window_opts: WindowOptions | None = None,
+    tokenize_opts: TokenizeOptions | None = None,
+    *,
+    key: str = "ids",
+    no_clobber: bool = False,
+    on_progress: Progress | None = None,
+    on_windows: Callable[[int], Callable[[int], None]] | None = None,
+) -> StageResult:
+    """Token plus positional embeddings ``(N, T, dim)`` for text, a token file or windows.
+
+    ``on_windows(total)`` is called once the window count is known and returns a callback
+    advanced by each chunk of windows written (the CLI's progress bar).
+    """
+    import torch
+
+    from .embedding import (
+        DTYPE_NAMES,
+        Embedder,
+        check_id_range,
+        load_weights,
+        random_tables,
+        resolve_device,
+        sinusoidal_table,
+        torch_dtype,
+    )
+
+    opts = opts or EmbedOptions()
+    window_opts = window_opts or WindowOptions()
+    device = resolve_device(opts.device)
+    tdtype = torch_dtype(opts.dtype)
+    check_output(output, inputs=inputs + ([opts.weights] if opts.weights else []),
+                 no_clobber=no_clobber)
+    started = time.perf_counter()
+    with open_input(
+        inputs, key=key, tokenize_opts=tokenize_opts, on_progress=on_progress, allow_windows=True
+    ) as src:
+        facts: dict[str, Any] = {}
+        if isinstance(src, WindowSource):
+            if window_opts.given():
+                raise UsageError(
+                    f"the input is already windowed; {', '.join(window_opts.given())} apply "
+                    "only to text or token inputs"
+                )
+            windows, plan, t = src.inputs, None, int(src.inputs.shape[1])
+            n = int(windows.shape[0])
+            facts["input"] = f"windows ({n:,}, {t})"
+        else:
+            plan = make_plan(src, window_opts)
+            windows, t, n = None, plan.max_length, plan.n_windows
+            if src.stats:
+                facts.update(_tokenize_facts(src.stats))
+            facts.update(_plan_facts(plan, "int64"))
+        meta = dict(src.metadata)
+
+        # ---- tables
+        vocab_size = opts.vocab_size or _int_meta(meta, "vocab_size")
+        if opts.weights:
+            loaded = load_weights(
+                opts.weights, token_key=opts.token_key, pos_key=opts.pos_key,
+                want_pos=opts.pos == "learned",
+            )
+            token, dim = loaded.token, int(loaded.token.shape[1])
+            if opts.dim is not None and opts.dim != dim:
+                raise UsageError(f"--dim {opts.dim} differs from the loaded table's dim {dim}")
+            if opts.vocab_size is not None and opts.vocab_size != token.shape[0]:
+                raise UsageError(
+                    f"--vocab-size {opts.vocab_size} differs from the loaded table's "
+                    f"{token.shape[0]} rows"
+                )
+            vocab_size = int(token.shape[0])
+            if opts.pos == "learned":
+                if loaded.pos is None:
+                    raise FormatError(
+                        f"{opts.weights}: no positional table found; name it with --pos-key, "
+                        "or use --pos sinusoidal or --pos none"
+                    )
+                pos_table = loaded.pos
+                context_length = int(pos_table.shape[0])
+                if opts.context_length is not None and opts.context_length != context_length:
+                    raise UsageError(
+                        f"--context-length {opts.context_length} differs from the loaded "
+                        f"positional table's {context_length} rows"
+                    )
+            else:
+                context_length = opts.context_length or t
+                pos_table = sinusoidal_table(context_length, dim) if opts.pos == "sinusoidal" else None
+            origin = f"{opts.weights} ({loaded.token_key}, {loaded.pos_key or opts.pos})"
+        else:
+            if vocab_size is None:
+                raise UsageError(
+                    "the input has no embedcli metadata: say the table size with --vocab-size"
+                )
+            dim = opts.dim or EmbedOptions.DEFAULT_DIM
+            context_length = opts.context_length or t
+            if context_length < t:
+                raise UsageError(
+                    f"--context-length {context_length} is shorter than --max-length {t}"
+                )
+            token, pos_table = random_tables(
+                vocab_size, dim, context_length, seed=opts.seed, pos=opts.pos
+            )
+            origin = f"random (seed {opts.seed})"
+        if context_length < t:
+            raise UsageError(f"the positional table has {context_length} rows, windows are {t}")
+
+        where = inputs[0] if inputs and inputs[0] != "-" else "<stdin>"
+        if windows is not None:
+            check_id_range(windows, vocab_size, where=where)
+        else:
+            check_id_range(src.ids, vocab_size, where=where)
+
+        st_dtype = DTYPE_NAMES[opts.dtype]
+        specs = [TensorSpec("embeddings", st_dtype, (n, t, dim))]
+        if opts.save_weights:
+            specs.append(TensorSpec("token_embedding.weight", st_dtype, (vocab_size, dim)))
+            if pos_table is not None:
+                specs.append(TensorSpec("pos_embedding.weight", st_dtype, (context_length, dim)))
+        meta.update({
+            "embedcli": "embeddings",
+            "embedcli_version": __version__,
+            "vocab_size": str(vocab_size),
+            "dim": str(dim),
+            "context_length": str(context_length),
+            "max_length": str(t),
+            "windows": str(n),
+            "seed": str(opts.seed),
+            "pos": opts.pos,
+            "tables": origin,
+            "device": str(device),
+            "dtype": opts.dtype,
+            "torch_version": torch.__version__,
+        })
+        header_bytes = build_header(specs, meta)
+        total_bytes = len(header_bytes) + sum(s.nbytes for s in specs)
+        _check_disk(output, total_bytes)
+
+        embedder = Embedder(token, pos_table, device=device, dtype=tdtype)
+        row_bytes = t * dim * torch.tensor([], dtype=tdtype).element_size()
+        rows = max(1, CHUNK_BYTES // row_bytes)
+        advance = on_windows(n) if on_windows else None
+        compute_started = time.perf_counter()
+        with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
+            out.file.write(header_bytes)
+            for i in range(0, n, rows):
+                if windows is not None:
+                    chunk = windows[i : i + rows]
+                else:
+                    chunk = gather(src.ids, plan.starts[i : i + rows], t)
+                out.file.write(_tensor_bytes(embedder.embed(chunk)))
+                if advance:
+                    advance(len(chunk))
+            if opts.save_weights:
+                out.file.write(_tensor_bytes(token.to(tdtype)))
+                if pos_table is not None:
+                    out.file.write(_tensor_bytes(pos_table.to(tdtype)))
+        seconds = time.perf_counter() - compute_started
+
+    facts.update({
+        "embeddings": f"({n:,}, {t}, {dim}) {opts.dtype} on {device}",
+        "token table": f"({vocab_size:,}, {dim}) {origin}",
+        "positional": f"{opts.pos}" + (f" ({context_length}, {dim})" if pos_table is not None else ""),
+        "written": _human(total_bytes) + ("" if opts.save_weights else " (tables not saved)"),
+        "embed time": f"{seconds:.2f} s ({_rate(n, seconds, 'windows')}, "
+        f"{_bytes_rate(total_bytes, seconds)})",
+        "total time": f"{time.perf_counter() - started:.2f} s",
+        "output": output if output != "-" else "<stdout>",
+    })
+    from .inspection import torch_repr
+
+    preview = "token_embedding.weight[:3] = " + torch_repr(token[:3].to(tdtype))
+    return StageResult("embed", output, facts, _header_if_file(output), preview=preview)
+
+
+def _int_meta(meta: dict[str, str], key: str) -> int | None:
+    value = meta.get(key)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+

@@ -1,0 +1,258 @@
+"""Rich rendering: one file view (tensors, lineage, previews) shared by ``inspect`` and every
+stage's end-of-run summary, the diff view, and progress bars. The only module that knows rich.
+
+Names and metadata come from files anyone can craft: they are shown as plain ``Text`` (never
+parsed as rich markup) with control characters escaped, so a file cannot restyle or scribble on
+the user's terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from .inspection import DiffReport, FileReport, Stats
+    from .stages import StageResult
+
+# Metadata keys of embedcli files, in reading order, with their labels.
+LINEAGE = {
+    "embedcli": "stage",
+    "embedcli_version": "embedcli version",
+    "encoding": "encoding",
+    "vocab_size": "vocab size",
+    "eot_id": "<|endoftext|> id",
+    "special": "special-token policy",
+    "special_found": "literal <|endoftext|> found",
+    "documents": "documents",
+    "tokens": "tokens",
+    "sources": "sources",
+    "max_length": "max length",
+    "stride": "stride",
+    "batch_size": "batch size",
+    "drop_last": "drop last partial batch",
+    "shuffle_seed": "shuffle seed",
+    "cross_docs": "windows cross documents",
+    "windows": "windows",
+    "windows_available": "windows available",
+    "batches": "batches",
+    "tokens_covered": "tokens covered",
+    "tokens_dropped_tail": "tokens dropped at tail",
+    "ids_dtype": "ids dtype",
+    "dim": "dim",
+    "context_length": "context length",
+    "seed": "seed",
+    "pos": "positional",
+    "tables": "tables",
+    "device": "device",
+    "dtype": "dtype",
+    "torch_version": "torch version",
+}
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with control and other non-printing characters escaped (``\\x1b``)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def human_bytes(n: int | float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _num(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"
+
+
+def _shape(shape: list[int] | tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def tensor_table(report: FileReport) -> Table:
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    table.add_column("tensor", overflow="fold")
+    table.add_column("dtype")
+    table.add_column("shape", no_wrap=True)
+    table.add_column("elements", justify="right", no_wrap=True)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    for t in report.tensors:
+        table.add_row(Text(printable(t.name), style="cyan"), t.dtype, _shape(t.shape),
+                      f"{t.numel:,}", human_bytes(t.nbytes))
+    if not report.tensors:
+        table.add_row(Text("(no tensors)", style="dim"), "", "", "", "")
+    return table
+
+
+def stats_table(report: FileReport) -> Table | None:
+    """min/max/mean/std/distinct per tensor, or None when no statistics were computed."""
+    if not any(t.stats or t.note for t in report.tensors):
+        return None
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    table.add_column("tensor", overflow="fold")
+    for col in ("min", "max", "mean", "std", "distinct"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for t in report.tensors:
+        table.add_row(Text(printable(t.name), style="cyan"), *_stats_cells(t.stats, t.note))
+    return table
+
+
+def _stats_cells(stats: Stats | None, note: str | None) -> list[str | Text]:
+    if stats is None:
+        return [Text(note or "(empty)", style="dim"), "", "", "", ""]
+    cells: list[str | Text] = [_num(stats.min), _num(stats.max), _num(stats.mean), _num(stats.std),
+                               _num(stats.distinct)]
+    if stats.nan or stats.inf:
+        cells[2] = Text(f"{cells[2]} ({stats.nan} nan, {stats.inf} inf)", style="yellow")
+    return cells
+
+
+def metadata_table(metadata: dict[str, str] | None, embedcli: bool) -> Table | None:
+    if not metadata:
+        return None
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    keys = list(metadata)
+    if embedcli:
+        keys = [k for k in LINEAGE if k in metadata] + sorted(k for k in keys if k not in LINEAGE)
+    else:
+        keys = sorted(keys)
+    for key in keys:
+        label = LINEAGE.get(key, key) if embedcli else key
+        value = metadata[key]
+        if len(value) > 300:
+            value = value[:300] + f"... ({len(value):,} characters)"
+        table.add_row(Text(printable(label)), Text(printable(value)))
+    return table
+
+
+def file_view(report: FileReport, *, title: str | None = None) -> Group:
+    """The one view of a safetensors file, used by ``inspect`` and by stage summaries."""
+    parts: list = []
+    heading = Text.assemble(
+        (printable(title or report.path), "bold"),
+        f"  {human_bytes(report.file_size)}, header {human_bytes(report.header_size)}, "
+        f"{len(report.tensors)} tensor{'s' if len(report.tensors) != 1 else ''}",
+    )
+    parts.append(heading)
+    meta = metadata_table(report.metadata, embedcli=report.kind is not None)
+    if meta is not None:
+        label = f"embedcli lineage ({report.kind})" if report.kind else "metadata"
+        parts.append(Panel(meta, title=label, title_align="left", border_style="dim"))
+    parts.append(tensor_table(report))
+    stats = stats_table(report)
+    if stats is not None:
+        parts.append(Text(""))
+        parts.append(stats)
+    for name, text in report.previews.items():
+        parts.append(Text(f"\n{printable(name)}", style="bold cyan"))
+        parts.append(Text(text))
+    for item in report.decoded:
+        ids = item["ids"]
+        shown = ids if len(ids) <= 32 else [*ids[:32], "..."]
+        parts.append(Text.assemble(
+            (f"{item['tensor']}[{item['row']}] ", "bold"), (str(shown), "dim"),
+            "\n  ", repr(item["text"]),
+        ))
+    return Group(*parts)
+
+
+def render_report(console: Console, report: FileReport) -> None:
+    console.print(file_view(report))
+
+
+def render_diff(console: Console, diff: DiffReport) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("tensor")
+    table.add_column("status")
+    table.add_column("detail")
+    for name in diff.only_in_a:
+        table.add_row(Text(printable(name)), Text("only in A", style="red"), "")
+    for name in diff.only_in_b:
+        table.add_row(Text(printable(name)), Text("only in B", style="green"), "")
+    for d in diff.changed:
+        detail = f"{d.a['dtype']} {_shape(d.a['shape'])} -> {d.b['dtype']} {_shape(d.b['shape'])}"
+        table.add_row(Text(printable(d.name)), Text("changed", style="yellow"), detail)
+    for d in diff.compared:
+        status = Text("equal", style="green") if d.equal else Text("differs", style="yellow")
+        detail = d.note or f"max |a-b| = {_num(d.max_abs_diff)}"
+        table.add_row(Text(printable(d.name)), status, detail)
+    console.print(Text.assemble(("A ", "bold"), printable(diff.a), "\n", ("B ", "bold"),
+                                printable(diff.b)))
+    console.print(table)
+    if diff.metadata_changed:
+        console.print(Text("metadata differs: " + ", ".join(map(printable, diff.metadata_changed)),
+                           style="yellow"))
+    console.print(Text("identical" if diff.identical else "files differ",
+                       style="bold green" if diff.identical else "bold yellow"))
+
+
+def render_stage(console: Console, result: StageResult) -> None:
+    """End-of-stage summary on stderr: the stage's facts, then the output file's view."""
+    from .inspection import header_report
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for key, value in result.facts.items():
+        facts.add_row(Text(printable(key)), Text(printable(value)))
+    parts: list = [facts]
+    for ids, text in result.decoded:
+        shown = ids if len(ids) <= 32 else [*ids[:32], "..."]
+        parts.append(Text.assemble(("first window ", "bold"), (str(shown), "dim"), "\n  ",
+                                   repr(text)))
+    if result.preview:
+        parts.append(Text(result.preview))
+    if result.header is not None:
+        report = header_report(result.header)
+        parts.append(tensor_table(report))
+    console.print(Panel(Group(*parts), title=f"embedcli {result.stage}", title_align="left",
+                        border_style="blue"))
+
+
+@contextlib.contextmanager
+def progress_bar(
+    console: Console, description: str, total: int | None, *, enabled: bool, unit: str = "bytes"
+) -> Iterator[Callable[[int], None]]:
+    """A progress bar on ``console`` (stderr) when ``enabled``; yields ``advance(n)``."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
+    if unit == "bytes":
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    else:
+        columns += [MofNCompleteColumn()]
+    columns.append(TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total or None)
+        yield lambda n: progress.advance(task, n)

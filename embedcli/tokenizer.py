@@ -1,0 +1,235 @@
+"""Documents to token ids, in parallel, identical to encoding each document whole.
+
+Documents are joined with ``<|endoftext|>`` *between* them, so one document encodes to exactly
+``enc.encode(text, allowed_special={"<|endoftext|>"})`` — the reference pipeline's call.
+
+Parallelism: tiktoken's Rust core releases the GIL, so threads scale. Long text is cut into
+pieces only at *safe points*: just after a letter that is followed by a space or newline. Every
+pre-tokenizer pattern tiktoken ships ends a letter run's piece before whitespace (none of them
+lets a letter piece absorb what follows), and no pattern looks behind, so the pieces on both sides
+tokenize exactly as they would inside the whole text. ``tests/test_tokenizer.py`` checks this
+identity with hypothesis over adversarial text. Text without such points (a 10 MB run of one
+character) is encoded in one piece, which is still correct, only not parallel.
+
+Memory: ids leave as small numpy arrays handed to a sink (a file or memory), never as one Python
+list; at most ``2 * workers`` pieces of about ``piece_chars`` characters are in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .encoding import EOT, encode_kwargs, eot_id, get_encoding
+from .errors import InputError
+from .text import Source, iter_blocks
+
+PIECE_CHARS = 1 << 20
+# A letter (not a digit or underscore) followed by a space or newline: cut after the letter.
+_SAFE_POINT = re.compile(r"[^\W\d_](?=[ \n])")
+
+
+def split_text(text: str, piece_chars: int = PIECE_CHARS) -> list[str]:
+    """Cut ``text`` into pieces of at least ``piece_chars`` characters at safe points.
+
+    ``"".join(pieces) == text`` and encoding the pieces one by one gives the same ids as
+    encoding ``text`` whole.
+
+    Example:
+        >>> split_text("one two three", 2)
+        ['one', ' two', ' three']
+    """
+    pieces, start = [], 0
+    while True:
+        m = _SAFE_POINT.search(text, start + max(piece_chars, 1) - 1)
+        if m is None:
+            break
+        pieces.append(text[start : m.end()])
+        start = m.end()
+    pieces.append(text[start:])
+    return [p for p in pieces if p] or [text]
+
+
+class IdSink(Protocol):
+    def write(self, ids: np.ndarray) -> None: ...
+
+
+class MemorySink:
+    """Collects ids in memory; :meth:`array` joins them once at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+
+    def write(self, ids: np.ndarray) -> None:
+        self.parts.append(ids)
+
+    def array(self) -> np.ndarray:
+        if not self.parts:
+            return np.zeros(0, dtype=np.int32)
+        return np.concatenate(self.parts).astype(np.int32, copy=False)
+
+
+@dataclass
+class TokenizeStats:
+    encoding: str
+    vocab_size: int
+    eot_id: int
+    special: str
+    documents: int = 0
+    tokens: int = 0
+    input_bytes: int = 0
+    chars: int = 0
+    special_found: int = 0
+    seconds: float = 0.0
+    sources: list[str] = field(default_factory=list)
+    doc_offsets: np.ndarray | None = None  # start of each document in the ids, plus the end
+
+    def metadata(self) -> dict[str, str]:
+        """The token-file metadata later stages read (see README, "File contract")."""
+        import json
+
+        from . import __version__
+
+        return {
+            "embedcli": "tokens",
+            "embedcli_version": __version__,
+            "encoding": self.encoding,
+            "vocab_size": str(self.vocab_size),
+            "eot_id": str(self.eot_id),
+            "special": self.special,
+            "special_found": str(self.special_found),
+            "documents": str(self.documents),
+            "tokens": str(self.tokens),
+            "sources": json.dumps(self.sources, ensure_ascii=False),
+        }
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def tokenize(
+    sources: Iterable[Source],
+    sink: IdSink,
+    *,
+    encoding: str = "gpt2",
+    special: str = "special",
+    text_key: str = "text",
+    workers: int | None = None,
+    piece_chars: int = PIECE_CHARS,
+    on_progress: Callable[[int], None] | None = None,
+) -> TokenizeStats:
+    """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
+    between documents; return counts and ``doc_offsets``.
+
+    Raises :class:`InputError` for unreadable or malformed input, empty input, and (with
+    ``special="error"``) text containing a literal ``<|endoftext|>``.
+    """
+    started = time.perf_counter()
+    enc = get_encoding(encoding)
+    kwargs = encode_kwargs(special)
+    stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special)
+    sources = list(sources)
+    stats.sources = [s.name for s in sources]
+    eot = np.array([stats.eot_id], dtype=np.int32)
+    workers = max(1, workers or default_workers())
+
+    def encode(piece: str) -> np.ndarray:
+        return enc.encode_to_numpy(piece, **kwargs).view(np.int32)
+
+    offsets: list[int] = []
+    pieces = _pieces(sources, text_key, piece_chars, special, stats, on_progress)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="encode") if workers > 1 else None
+    pending: deque[tuple[Future[np.ndarray] | np.ndarray, bool]] = deque()
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            job, starts_doc = pending.popleft()
+            if starts_doc:
+                if offsets:
+                    sink.write(eot)
+                    stats.tokens += 1
+                offsets.append(stats.tokens)
+            ids = job.result() if isinstance(job, Future) else job
+            if ids.size:
+                sink.write(ids)
+                stats.tokens += int(ids.size)
+
+    try:
+        for piece, starts_doc in pieces:
+            pending.append((pool.submit(encode, piece) if pool else encode(piece), starts_doc))
+            drain(2 * workers)
+        drain(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    if stats.documents == 0 or stats.chars == 0:
+        names = ", ".join(stats.sources[:3]) + (", ..." if len(stats.sources) > 3 else "")
+        raise InputError(f"{names}: no text to tokenize (the input is empty)")
+    offsets.append(stats.tokens)
+    stats.doc_offsets = np.asarray(offsets, dtype=np.int64)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _pieces(
+    sources: list[Source],
+    text_key: str,
+    piece_chars: int,
+    special: str,
+    stats: TokenizeStats,
+    on_progress: Callable[[int], None] | None,
+) -> Iterator[tuple[str, bool]]:
+    """(piece of text, starts a new document) in order, cut at safe points."""
+    for source in sources:
+        carry, carry_line, starts_doc = "", 1, True
+        for block in iter_blocks(source, text_key=text_key):
+            if on_progress is not None:
+                on_progress(block.nbytes)
+            stats.input_bytes += block.nbytes
+            if not carry:
+                carry_line = block.line
+            carry += block.text
+            if block.last:
+                stats.documents += 1
+                stats.chars += len(carry)
+                found = carry.count(EOT)
+                if found and special == "error":
+                    _refuse_special(block.doc, carry, carry_line)
+                stats.special_found += found
+                for piece in split_text(carry, piece_chars):
+                    yield piece, starts_doc
+                    starts_doc = False
+                if starts_doc:  # an empty document still counts and gets its separator
+                    yield "", True
+                carry, starts_doc = "", True
+            elif len(carry) >= 2 * piece_chars:
+                pieces = split_text(carry, piece_chars)
+                carry = pieces.pop()
+                for piece in pieces:
+                    stats.chars += len(piece)
+                    found = piece.count(EOT)
+                    if found and special == "error":
+                        _refuse_special(block.doc, piece, carry_line)
+                    stats.special_found += found
+                    carry_line += piece.count("\n")
+                    yield piece, starts_doc
+                    starts_doc = False
+
+
+def _refuse_special(doc: str, text: str, first_line: int) -> None:
+    at = text.index(EOT)
+    where = doc if ":" in doc else f"{doc}:{first_line + text.count(chr(10), 0, at)}"
+    raise InputError(
+        f"{where}: text contains {EOT} (refused by --special error; "
+        "use --special text to encode it as plain text)"
+    )

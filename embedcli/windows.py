@@ -1,0 +1,176 @@
+"""Token ids to training windows: ``(N, max_length)`` inputs and targets, grouped in batches.
+
+Exactly the reference data loader, vectorised::
+
+    for i in range(0, len(ids) - max_length, stride):      # window starts
+        inputs.append(ids[i : i + max_length])
+        targets.append(ids[i + 1 : i + max_length + 1])
+    DataLoader(..., batch_size=B, shuffle=False, drop_last=True)
+
+A plan (:func:`plan_windows`) is just the array of window starts, in output order; the windows
+themselves are rows gathered from a strided view of the ids, chunk by chunk, so memory is the ids
+plus the output. No torch here: importing it costs more than the work.
+
+Not covered: shuffling the order the same way torch's ``RandomSampler`` does (``--shuffle`` uses
+numpy's PCG64, reproducible on every machine, but its own order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import InputError, UsageError
+
+OUTPUT_DTYPES = ("int64", "int32")
+
+
+def count_windows(n_tokens: int, max_length: int, stride: int) -> int:
+    """``len(range(0, n_tokens - max_length, stride))``: windows whose targets fit.
+
+    Example:
+        >>> count_windows(10, 4, 4)
+        2
+    """
+    return len(range(0, n_tokens - max_length, stride))
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    starts: np.ndarray  # int64 (N,): start of each output window, in output order
+    max_length: int
+    stride: int
+    batch_size: int
+    drop_last: bool
+    shuffle_seed: int | None
+    cross_docs: bool
+    available: int  # windows before batching (and before --num-batches)
+    n_tokens: int
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.starts.size)
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_windows // self.batch_size)
+
+    @property
+    def tokens_covered(self) -> int:
+        """Distinct token positions that appear in some kept window's inputs or targets."""
+        if not self.n_windows:
+            return 0
+        s = np.sort(self.starts)
+        span = self.max_length + 1
+        return int(np.minimum(np.diff(s), span).sum()) + span
+
+    @property
+    def tail_dropped(self) -> int:
+        """Tokens after the end of the last kept window's targets."""
+        if not self.n_windows:
+            return self.n_tokens
+        return self.n_tokens - int(self.starts.max()) - self.max_length - 1
+
+
+def plan_windows(
+    n_tokens: int,
+    *,
+    max_length: int,
+    stride: int | None = None,
+    batch_size: int = 1,
+    drop_last: bool = True,
+    num_batches: int | None = None,
+    shuffle_seed: int | None = None,
+    doc_offsets: np.ndarray | None = None,
+) -> WindowPlan:
+    """Window starts in output order, after shuffling, dropping and ``num_batches``.
+
+    ``doc_offsets`` (start of each document plus the end) keeps every window inside one
+    document's span (its text and the ``<|endoftext|>`` that closes it).
+    """
+    stride = max_length if stride is None else stride
+    for name, value in (("max-length", max_length), ("stride", stride), ("batch-size", batch_size)):
+        if value < 1:
+            raise UsageError(f"--{name} must be at least 1 (got {value})")
+    if num_batches is not None and num_batches < 1:
+        raise UsageError(f"--num-batches must be at least 1 (got {num_batches})")
+    if n_tokens < max_length + 1:
+        raise InputError(
+            f"{n_tokens} tokens are too few for one window: --max-length {max_length} needs "
+            f"at least {max_length + 1} (inputs plus the next token as target)"
+        )
+
+    if doc_offsets is None:
+        starts = np.arange(0, n_tokens - max_length, stride, dtype=np.int64)
+    else:
+        starts = _document_starts(np.asarray(doc_offsets, dtype=np.int64), max_length, stride)
+        if starts.size == 0:
+            raise InputError(
+                f"no document is long enough for one window of --max-length {max_length} "
+                "(each needs max-length + 1 tokens with --no-cross-docs)"
+            )
+    available = int(starts.size)
+    if shuffle_seed is not None:
+        starts = starts[np.random.default_rng(shuffle_seed).permutation(available)]
+    keep = (available // batch_size) * batch_size if drop_last else available
+    if num_batches is not None:
+        keep = min(keep, num_batches * batch_size)
+    if keep == 0:
+        raise InputError(
+            f"{available} windows make no full batch of --batch-size {batch_size} "
+            "(use a smaller batch size, or --keep-last)"
+        )
+    return WindowPlan(
+        starts=starts[:keep],
+        max_length=max_length,
+        stride=stride,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        shuffle_seed=shuffle_seed,
+        cross_docs=doc_offsets is None,
+        available=available,
+        n_tokens=n_tokens,
+    )
+
+
+def _document_starts(doc_offsets: np.ndarray, max_length: int, stride: int) -> np.ndarray:
+    """Starts of windows (inputs and targets) that stay inside one document's span."""
+    begin, end = doc_offsets[:-1], doc_offsets[1:]
+    length = end - begin
+    counts = np.where(length > max_length, (length - max_length - 1) // stride + 1, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    # For window j of the run, its document d and its index k inside d: begin[d] + k * stride.
+    doc = np.repeat(np.arange(begin.size), counts)
+    first = np.cumsum(counts) - counts
+    k = np.arange(total, dtype=np.int64) - first[doc]
+    return begin[doc] + k * stride
+
+
+def gather(ids: np.ndarray, starts: np.ndarray, max_length: int, *, shift: int = 0) -> np.ndarray:
+    """Rows ``ids[s + shift : s + shift + max_length]`` for each start ``s``: ``(len(starts), T)``.
+
+    Copies straight from a strided view of ``ids``, no index matrix.
+    """
+    view = sliding_window_view(ids[shift:], max_length)
+    return view[starts]
+
+
+def iter_chunks(plan: WindowPlan, rows_per_chunk: int) -> Iterator[np.ndarray]:
+    """``plan.starts`` in consecutive slices of at most ``rows_per_chunk``."""
+    rows_per_chunk = max(1, rows_per_chunk)
+    for i in range(0, plan.n_windows, rows_per_chunk):
+        yield plan.starts[i : i + rows_per_chunk]
+
+
+def check_ids(ids: np.ndarray, *, where: str) -> np.ndarray:
+    """A 1-D integer array, or a clear error."""
+    if ids.ndim != 1:
+        raise InputError(f"{where}: ids must be 1-D, got shape {tuple(ids.shape)}")
+    if ids.dtype.kind not in "iu":
+        raise InputError(f"{where}: ids must be integers, got {ids.dtype}")
+    return ids
