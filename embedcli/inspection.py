@@ -24,7 +24,7 @@ from .store import DTYPES, INTEGER_DTYPES, Header, TensorInfo, read_header
 if TYPE_CHECKING:
     import numpy as np
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20  # float64 work arrays are 2x this; keeps a full scan near 50 MB
 DISTINCT_MAX_RANGE = 1 << 24  # count distinct integer values when max - min is below this
 
 

@@ -144,9 +144,8 @@ def read_header(path: str) -> Header:
                 )
             (n,) = struct.unpack("<Q", head[:8])
             if n > MAX_HEADER_BYTES:
-                if n > size:
-                    why = _sniff_text(head)
-                    raise FormatError(f"{path}: not a safetensors file: {why}")
+                if head[8:9] != b"{":
+                    raise FormatError(f"{path}: not a safetensors file: {_sniff_text(head)}")
                 raise FormatError(
                     f"{path}: header of {n:,} bytes exceeds safetensors' 100 MB limit"
                 )

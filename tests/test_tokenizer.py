@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embedcli.encoding import EOT
+from embedcli.errors import InputError
+from embedcli.text import resolve_sources
+from embedcli.tokenizer import MemorySink, split_text, tokenize
+
+# Text built to stress the pre-tokenizer at cut points: runs of spaces and newlines, CRLF, tabs,
+# contractions, digits, punctuation, non-ASCII letters, combining marks, emoji, long words.
+ATOMS = st.sampled_from([
+    " ", "  ", "   ", "\n", "\n\n", "\r\n", "\r", "\t", " \n ", "'s", "'ll", "n't", "a", "word",
+    "Word", "x" * 40, "1234567", "3.14", "...", "!?", "--", "é", "naïve", "東京", "🚀", "\u0301",
+    "\u00a0", "\u2028", "\x0c", "\x1c", "<|endoftext|>", "<|", "|>", "don't", "HELLO", "_", "\x00",
+])
+ADVERSARIAL = st.lists(st.one_of(ATOMS, st.text(max_size=8)), max_size=60).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=ADVERSARIAL, piece=st.integers(min_value=1, max_value=40))
+def test_pieces_encode_exactly_like_the_whole(enc, text, piece):
+    pieces = split_text(text, piece)
+    assert "".join(pieces) == text
+    kwargs = {"allowed_special": {EOT}, "disallowed_special": ()}
+    joined = [t for p in pieces for t in enc.encode(p, **kwargs)]
+    assert joined == enc.encode(text, **kwargs)
+    ordinary = [t for p in pieces for t in enc.encode_ordinary(p)]
+    assert ordinary == enc.encode_ordinary(text)
+
+
+# The pre-tokenizer patterns of tiktoken's other encodings (copied from tiktoken_ext), run with
+# the bundled GPT-2 ranks: the cut points must be safe for every pattern, not only GPT-2's.
+OTHER_PATTERNS = {
+    "cl100k_base": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    "o200k_base": "|".join([
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(OTHER_PATTERNS))
+def other_enc(request, enc):
+    import tiktoken
+
+    return tiktoken.Encoding(
+        name=f"gpt2-ranks-{request.param}-pattern",
+        pat_str=OTHER_PATTERNS[request.param],
+        mergeable_ranks=enc._mergeable_ranks,
+        special_tokens={EOT: 50256},
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=ADVERSARIAL, piece=st.integers(min_value=1, max_value=40))
+def test_cut_points_are_safe_for_other_encodings_patterns(other_enc, text, piece):
+    pieces = split_text(text, piece)
+    joined = [t for p in pieces for t in other_enc.encode_ordinary(p)]
+    assert joined == other_enc.encode_ordinary(text)
+
+
+def test_split_text_cuts_after_letters_before_whitespace():
+    assert split_text("one two three", 2) == ["one", " two", " three"]
+    assert split_text("x" * 100, 10) == ["x" * 100]  # no safe point: one piece
+    assert split_text("", 10) == [""]
+
+
+def _run(paths, **kwargs):
+    sink = MemorySink()
+    stats = tokenize(resolve_sources([str(p) for p in paths]), sink, **kwargs)
+    return sink.array(), stats
+
+
+def test_documents_are_joined_with_eot_between(tmp_path, enc):
+    texts = ["First document.", "Second one\nwith two lines.", "Third <|endoftext|> inline."]
+    paths = []
+    for i, text in enumerate(texts):
+        p = tmp_path / f"{i}.txt"
+        p.write_text(text, encoding="utf-8")
+        paths.append(p)
+    ids, stats = _run(paths, workers=2)
+    expected = enc.encode(EOT.join(texts), allowed_special={EOT})
+    assert ids.tolist() == expected
+    assert ids.dtype == np.int32
+    assert stats.documents == 3 and stats.tokens == len(expected)
+    assert stats.special_found == 1
+    # doc_offsets: start of each document, then the end; the EOT closes the previous document
+    starts = stats.doc_offsets.tolist()
+    assert starts[0] == 0 and starts[-1] == len(expected)
+    for k in (1, 2):
+        assert expected[starts[k] - 1] == 50256
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=ADVERSARIAL.filter(bool), workers=st.integers(1, 3), piece=st.integers(1, 30))
+def test_chunked_parallel_tokenize_equals_whole_encode(tmp_path, enc, text, workers, piece):
+    path = tmp_path / "doc.txt"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        expected_text = path.read_text(encoding="utf-8")  # universal newlines, as the reference
+    except UnicodeDecodeError:
+        return
+    ids, _ = _run([path], workers=workers, piece_chars=piece)
+    assert ids.tolist() == enc.encode(expected_text, allowed_special={EOT})
+
+
+def test_large_document_streams_in_blocks(tmp_path, enc, monkeypatch):
+    import embedcli.text as text_mod
+
+    monkeypatch.setattr(text_mod, "BLOCK_BYTES", 1000)  # many blocks, cuts across block edges
+    body = "".join(f"Line {i}: naïve café, don't stop\r\n" for i in range(3000))
+    path = tmp_path / "big.txt"
+    path.write_bytes(body.encode("utf-8"))
+    ids, stats = _run([path], workers=2, piece_chars=300)
+    assert ids.tolist() == enc.encode(body.replace("\r\n", "\n"), allowed_special={EOT})
+    assert stats.input_bytes == len(body.encode("utf-8"))
+
+
+def test_jsonl_gzip_and_zstd(tmp_path, enc):
+    docs = ["alpha beta", "gamma\ndelta", ""]
+    lines = "\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)) + "\n\n"
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    zstandard = pytest.importorskip("zstandard")
+    (tmp_path / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
+    ids, stats = _run([tmp_path], workers=2)
+    assert ids.tolist() == enc.encode(EOT.join(docs + docs), allowed_special={EOT})
+    assert stats.documents == 6
+
+
+def test_text_key(tmp_path, enc):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"body": "hello there"}\n', encoding="utf-8")
+    ids, _ = _run([p], text_key="body")
+    assert ids.tolist() == enc.encode("hello there")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"text": "ok"}\n{"text": oops}\n', r"x\.jsonl:2: not valid JSON"),
+        (b'{"text": "ok"}\n{"body": "no"}\n', r"x\.jsonl:2: no 'text' key"),
+        (b'{"text": 5}\n', r"x\.jsonl:1: 'text' is int, not a string"),
+        (b'["text"]\n', r"x\.jsonl:1: expected a JSON object"),
+        (b'{"text": "\xff"}\n', r"x\.jsonl:1: invalid UTF-8"),
+        (b"\n\n", r"no text to tokenize"),
+    ],
+)
+def test_bad_jsonl(tmp_path, content, message):
+    p = tmp_path / "x.jsonl"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        _run([p])
+
+
+def test_invalid_utf8_says_where(tmp_path, monkeypatch):
+    import embedcli.text as text_mod
+
+    monkeypatch.setattr(text_mod, "BLOCK_BYTES", 7)
+    p = tmp_path / "bad.txt"
+    p.write_bytes(b"line one\nline two\nab\xc3(cd\n")
+    with pytest.raises(InputError, match=r"bad\.txt: invalid UTF-8 at byte 20 \(line 3\)"):
+        _run([p])
+
+
+def test_special_error_policy_names_file_and_line(tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_text("fine\nstill fine\nhere <|endoftext|> it is\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"s\.txt:3: text contains <\|endoftext\|>"):
+        _run([p], special="error")
+    ids, stats = _run([p], special="text")
+    assert 50256 not in ids.tolist() and stats.special_found == 1
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty_dir", "empty_file"])
+def test_bad_inputs(tmp_path, setup):
+    if setup == "missing":
+        target, message = tmp_path / "nope.txt", "no such file"
+    elif setup == "empty_dir":
+        target, message = tmp_path / "d", "no text files"
+        target.mkdir()
+        (target / "image.png").write_bytes(b"\x89PNG")
+    else:
+        target, message = tmp_path / "e.txt", "no text to tokenize"
+        target.write_text("")
+    with pytest.raises(InputError, match=message):
+        _run([target])
