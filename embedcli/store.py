@@ -17,6 +17,7 @@ with spaces to a multiple of 8 bytes, then the tensors' bytes back to back.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -344,11 +345,18 @@ def write_arrays(f: BinaryIO, arrays: Mapping[str, np.ndarray], metadata: Mappin
         write_array(f, array)
 
 
+def _is_regular(f: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):  # in-memory streams, test runners
+        return False
+
+
 def copy_stream(src: BinaryIO, dst: BinaryIO, nbytes: int) -> None:
     """Copy the first ``nbytes`` of file ``src`` to ``dst``; in the kernel where it can."""
     dst.flush()
     src_fd, done = src.fileno(), 0
-    if stat.S_ISREG(os.fstat(dst.fileno()).st_mode) and hasattr(os, "copy_file_range"):
+    if _is_regular(dst) and hasattr(os, "copy_file_range"):
         with contextlib.suppress(OSError):
             while done < nbytes:
                 n = os.copy_file_range(src_fd, dst.fileno(), min(nbytes - done, 1 << 30), done)
