@@ -13,7 +13,7 @@ import functools
 import os
 import signal
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -162,7 +162,7 @@ class FloatDtype(str, enum.Enum):
 TOK, WIN, EMB, OUT = "Tokenizing", "Windowing", "Embedding", "Output"
 
 Inputs = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Argument(
         help="Text files (.txt, .jsonl, .gz, .zst), directories, a token file, or - for stdin "
         "(the default).",
@@ -170,23 +170,29 @@ Inputs = Annotated[
     ),
 ]
 Output = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
-        "--output", "-o", metavar="PATH", rich_help_panel=OUT,
+        "--output",
+        "-o",
+        metavar="PATH",
+        rich_help_panel=OUT,
         help="Output file; - writes to stdout (not a terminal). "
         "Default: INPUT.<stage>.safetensors in the current directory.",
     ),
 ]
 NoClobber = Annotated[
-    bool, typer.Option("--no-clobber", rich_help_panel=OUT, help="Refuse to replace an existing output.")
+    bool,
+    typer.Option("--no-clobber", rich_help_panel=OUT, help="Refuse to replace an existing output."),
 ]
 Quiet = Annotated[
-    bool, typer.Option("--quiet", "-q", rich_help_panel=OUT, help="No summary or progress on stderr.")
+    bool,
+    typer.Option("--quiet", "-q", rich_help_panel=OUT, help="No summary or progress on stderr."),
 ]
 EncodingOpt = Annotated[
     str,
     typer.Option(
-        "--encoding", rich_help_panel=TOK,
+        "--encoding",
+        rich_help_panel=TOK,
         help="tiktoken encoding: gpt2 (bundled, offline), r50k_base (bundled), p50k_base, "
         "cl100k_base, o200k_base (downloaded once, cached in TIKTOKEN_CACHE_DIR).",
     ),
@@ -194,58 +200,82 @@ EncodingOpt = Annotated[
 SpecialOpt = Annotated[
     Special,
     typer.Option(
-        "--special", rich_help_panel=TOK,
+        "--special",
+        rich_help_panel=TOK,
         help="A literal <|endoftext|> in the text: the special token (as the reference), plain "
         "text, or an error.",
     ),
 ]
 TextKey = Annotated[
-    str, typer.Option("--text-key", rich_help_panel=TOK, help="Key holding the text in .jsonl lines.")
+    str,
+    typer.Option("--text-key", rich_help_panel=TOK, help="Key holding the text in .jsonl lines."),
 ]
 FormatOpt = Annotated[
     Format,
     typer.Option(
-        "--format", rich_help_panel=TOK,
+        "--format",
+        rich_help_panel=TOK,
         help="How to read inputs: by suffix (auto; stdin is text), all text, or all jsonl.",
     ),
 ]
 Workers = Annotated[
-    Optional[int],
-    typer.Option("--workers", min=1, rich_help_panel=TOK, help="Encoding threads \\[default: all cores]."),
+    int | None,
+    typer.Option(
+        "--workers", min=1, rich_help_panel=TOK, help="Encoding threads \\[default: all cores]."
+    ),
 ]
 MaxLength = Annotated[
-    Optional[int],
-    typer.Option("--max-length", "-T", min=1, rich_help_panel=WIN,
-                 help="Tokens per window \\[default: 256]."),
+    int | None,
+    typer.Option(
+        "--max-length", "-T", min=1, rich_help_panel=WIN, help="Tokens per window \\[default: 256]."
+    ),
 ]
 Stride = Annotated[
-    Optional[int],
-    typer.Option("--stride", min=1, rich_help_panel=WIN,
-                 help="Step between window starts \\[default: max-length]."),
+    int | None,
+    typer.Option(
+        "--stride",
+        min=1,
+        rich_help_panel=WIN,
+        help="Step between window starts \\[default: max-length].",
+    ),
 ]
 BatchSize = Annotated[
-    Optional[int],
-    typer.Option("--batch-size", "-B", min=1, rich_help_panel=WIN, help="Windows per batch \\[default: 8]."),
+    int | None,
+    typer.Option(
+        "--batch-size", "-B", min=1, rich_help_panel=WIN, help="Windows per batch \\[default: 8]."
+    ),
 ]
 DropLast = Annotated[
     bool,
-    typer.Option("--drop-last/--keep-last", rich_help_panel=WIN,
-                 help="Drop a final partial batch (as the reference DataLoader) or keep it."),
+    typer.Option(
+        "--drop-last/--keep-last",
+        rich_help_panel=WIN,
+        help="Drop a final partial batch (as the reference DataLoader) or keep it.",
+    ),
 ]
 NumBatches = Annotated[
-    Optional[int],
-    typer.Option("--num-batches", min=1, rich_help_panel=WIN, help="Keep only the first K batches."),
+    int | None,
+    typer.Option(
+        "--num-batches", min=1, rich_help_panel=WIN, help="Keep only the first K batches."
+    ),
 ]
 Shuffle = Annotated[
-    bool, typer.Option("--shuffle", rich_help_panel=WIN, help="Permute the windows (seeded by --seed).")
+    bool,
+    typer.Option("--shuffle", rich_help_panel=WIN, help="Permute the windows (seeded by --seed)."),
 ]
 CrossDocs = Annotated[
     bool,
-    typer.Option("--cross-docs/--no-cross-docs", rich_help_panel=WIN,
-                 help="Let windows span <|endoftext|> document boundaries, or keep each inside one."),
+    typer.Option(
+        "--cross-docs/--no-cross-docs",
+        rich_help_panel=WIN,
+        help="Let windows span <|endoftext|> document boundaries, or keep each inside one.",
+    ),
 ]
 Key = Annotated[
-    str, typer.Option("--key", rich_help_panel=WIN, help="1-D id tensor to read from a safetensors input.")
+    str,
+    typer.Option(
+        "--key", rich_help_panel=WIN, help="1-D id tensor to read from a safetensors input."
+    ),
 ]
 
 
@@ -320,10 +350,13 @@ def batch(
     drop_last: DropLast = True,
     num_batches: NumBatches = None,
     shuffle: Shuffle = False,
-    seed: Annotated[int, typer.Option("--seed", rich_help_panel=WIN, help="Seed for --shuffle.")] = 123,
+    seed: Annotated[
+        int, typer.Option("--seed", rich_help_panel=WIN, help="Seed for --shuffle.")
+    ] = 123,
     cross_docs: CrossDocs = True,
     dtype: Annotated[
-        IdsDtype, typer.Option("--dtype", rich_help_panel=OUT, help="Integer type of inputs/targets.")
+        IdsDtype,
+        typer.Option("--dtype", rich_help_panel=OUT, help="Integer type of inputs/targets."),
     ] = IdsDtype.int64,
     key: Key = "ids",
     encoding: EncodingOpt = "gpt2",
@@ -350,11 +383,24 @@ def batch(
 
     inputs = inputs or ["-"]
     output = output or default_output(inputs, "windows")
-    wopts = WindowOptions(max_length, stride, batch_size, drop_last, num_batches, shuffle, seed,
-                          cross_docs, dtype.value)
+    wopts = WindowOptions(
+        max_length,
+        stride,
+        batch_size,
+        drop_last,
+        num_batches,
+        shuffle,
+        seed,
+        cross_docs,
+        dtype.value,
+    )
     result = run_batch(
-        inputs, output, wopts, _token_options(encoding, special, text_key, fmt, workers),
-        key=key, no_clobber=no_clobber,
+        inputs,
+        output,
+        wopts,
+        _token_options(encoding, special, text_key, fmt, workers),
+        key=key,
+        no_clobber=no_clobber,
     )
     _show(result, quiet)
 
@@ -365,46 +411,84 @@ def embed(
     inputs: Inputs = None,
     output: Output = None,
     dim: Annotated[
-        Optional[int], typer.Option("--dim", "-d", min=1, rich_help_panel=EMB,
-                                    help="Embedding size \\[default: 256, or the loaded table's].")
+        int | None,
+        typer.Option(
+            "--dim",
+            "-d",
+            min=1,
+            rich_help_panel=EMB,
+            help="Embedding size \\[default: 256, or the loaded table's].",
+        ),
     ] = None,
     vocab_size: Annotated[
-        Optional[int], typer.Option("--vocab-size", min=1, rich_help_panel=EMB,
-                                    help="Token table rows \\[default: the encoding's vocab size].")
+        int | None,
+        typer.Option(
+            "--vocab-size",
+            min=1,
+            rich_help_panel=EMB,
+            help="Token table rows \\[default: the encoding's vocab size].",
+        ),
     ] = None,
     context_length: Annotated[
-        Optional[int], typer.Option("--context-length", min=1, rich_help_panel=EMB,
-                                    help="Positional table rows \\[default: max-length].")
+        int | None,
+        typer.Option(
+            "--context-length",
+            min=1,
+            rich_help_panel=EMB,
+            help="Positional table rows \\[default: max-length].",
+        ),
     ] = None,
     seed: Annotated[
-        int, typer.Option("--seed", rich_help_panel=EMB,
-                          help="Seed for the random tables (and for --shuffle).")
+        int,
+        typer.Option(
+            "--seed", rich_help_panel=EMB, help="Seed for the random tables (and for --shuffle)."
+        ),
     ] = 123,
-    pos: Annotated[Pos, typer.Option("--pos", rich_help_panel=EMB, help="Positional embeddings.")]
-    = Pos.learned,
+    pos: Annotated[
+        Pos, typer.Option("--pos", rich_help_panel=EMB, help="Positional embeddings.")
+    ] = Pos.learned,
     device: Annotated[
-        str, typer.Option("--device", rich_help_panel=EMB,
-                          help="cpu, cuda, cuda:N, mps or auto (the best available).")
+        str,
+        typer.Option(
+            "--device",
+            rich_help_panel=EMB,
+            help="cpu, cuda, cuda:N, mps or auto (the best available).",
+        ),
     ] = "cpu",
     dtype: Annotated[
         FloatDtype, typer.Option("--dtype", rich_help_panel=EMB, help="Dtype of tables and output.")
     ] = FloatDtype.float32,
     weights: Annotated[
-        Optional[str], typer.Option("--weights", metavar="FILE", rich_help_panel=EMB,
-                                    help="Load tables from a safetensors file (GPT-2's wte/wpe, "
-                                    "embedcli's own, ...) instead of random ones.")
+        str | None,
+        typer.Option(
+            "--weights",
+            metavar="FILE",
+            rich_help_panel=EMB,
+            help="Load tables from a safetensors file (GPT-2's wte/wpe, "
+            "embedcli's own, ...) instead of random ones.",
+        ),
     ] = None,
     token_key: Annotated[
-        Optional[str], typer.Option("--token-key", rich_help_panel=EMB,
-                                    help="Tensor name of the token table in --weights.")
+        str | None,
+        typer.Option(
+            "--token-key", rich_help_panel=EMB, help="Tensor name of the token table in --weights."
+        ),
     ] = None,
     pos_key: Annotated[
-        Optional[str], typer.Option("--pos-key", rich_help_panel=EMB,
-                                    help="Tensor name of the positional table in --weights.")
+        str | None,
+        typer.Option(
+            "--pos-key",
+            rich_help_panel=EMB,
+            help="Tensor name of the positional table in --weights.",
+        ),
     ] = None,
     save_weights: Annotated[
-        bool, typer.Option("--save-weights/--no-weights", rich_help_panel=OUT,
-                           help="Store the tables next to the embeddings.")
+        bool,
+        typer.Option(
+            "--save-weights/--no-weights",
+            rich_help_panel=OUT,
+            help="Store the tables next to the embeddings.",
+        ),
     ] = True,
     max_length: MaxLength = None,
     stride: Stride = None,
@@ -440,16 +524,33 @@ def embed(
 
     inputs = inputs or ["-"]
     output = output or default_output(inputs, "embeddings")
-    eopts = EmbedOptions(dim, vocab_size, context_length, seed, pos.value, device, dtype.value,
-                         weights, token_key, pos_key, save_weights)
-    wopts = WindowOptions(max_length, stride, batch_size, drop_last, num_batches, shuffle, seed,
-                          cross_docs)
+    eopts = EmbedOptions(
+        dim,
+        vocab_size,
+        context_length,
+        seed,
+        pos.value,
+        device,
+        dtype.value,
+        weights,
+        token_key,
+        pos_key,
+        save_weights,
+    )
+    wopts = WindowOptions(
+        max_length, stride, batch_size, drop_last, num_batches, shuffle, seed, cross_docs
+    )
     enabled = _progress_enabled(quiet)
     with _WindowProgress(enabled) as on_windows:
         result = run_embed(
-            inputs, output, eopts, wopts,
+            inputs,
+            output,
+            eopts,
+            wopts,
             _token_options(encoding, special, text_key, fmt, workers),
-            key=key, no_clobber=no_clobber, on_windows=on_windows,
+            key=key,
+            no_clobber=no_clobber,
+            on_windows=on_windows,
         )
     _show(result, quiet)
 
@@ -467,8 +568,9 @@ class _WindowProgress:
     def start(self, total: int):
         from .summary import progress_bar
 
-        self._cm = progress_bar(err_console, "embed", total, enabled=self.enabled and total > 20000,
-                                unit="windows")
+        self._cm = progress_bar(
+            err_console, "embed", total, enabled=self.enabled and total > 20000, unit="windows"
+        )
         return self._cm.__enter__()
 
     def __exit__(self, *exc):
@@ -482,22 +584,29 @@ class _WindowProgress:
 def inspect(
     paths: Annotated[list[str], typer.Argument(help="safetensors files.", show_default=False)],
     stats: Annotated[
-        bool, typer.Option("--stats/--no-stats", help="Value statistics (--no-stats reads only "
-                           "the header: instant at any size).")
+        bool,
+        typer.Option(
+            "--stats/--no-stats",
+            help="Value statistics (--no-stats reads only the header: instant at any size).",
+        ),
     ] = True,
     preview: Annotated[
-        int, typer.Option("--preview", "-n", min=0, metavar="N",
-                          help="Print the first N rows of each tensor (and decoded windows).")
+        int,
+        typer.Option(
+            "--preview",
+            "-n",
+            min=0,
+            metavar="N",
+            help="Print the first N rows of each tensor (and decoded windows).",
+        ),
     ] = 0,
     tensor: Annotated[
-        Optional[str], typer.Option("--tensor", "-t", metavar="NAME", help="Only this tensor.")
+        str | None, typer.Option("--tensor", "-t", metavar="NAME", help="Only this tensor.")
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON document on stdout (keys in the README).")
     ] = False,
-    diff: Annotated[
-        bool, typer.Option("--diff", help="Compare two files: A B.")
-    ] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Compare two files: A B.")] = False,
 ) -> None:
     """Show any safetensors file: tensors, dtypes, shapes, sizes, statistics, metadata.
 

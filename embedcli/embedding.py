@@ -32,12 +32,19 @@ DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 # Key names in pretrained checkpoints, tried in order (GPT-2, with and without its "transformer."
 # prefix; "LLMs from scratch"'s GPTModel; Hugging Face BERT-style; embedcli's own output).
 TOKEN_KEYS = (
-    "wte.weight", "transformer.wte.weight", "tok_emb.weight",
-    "embeddings.word_embeddings.weight", "model.embed_tokens.weight", "token_embedding.weight",
+    "wte.weight",
+    "transformer.wte.weight",
+    "tok_emb.weight",
+    "embeddings.word_embeddings.weight",
+    "model.embed_tokens.weight",
+    "token_embedding.weight",
 )
 POS_KEYS = (
-    "wpe.weight", "transformer.wpe.weight", "pos_emb.weight",
-    "embeddings.position_embeddings.weight", "pos_embedding.weight",
+    "wpe.weight",
+    "transformer.wpe.weight",
+    "pos_emb.weight",
+    "embeddings.position_embeddings.weight",
+    "pos_embedding.weight",
 )
 
 
@@ -108,7 +115,11 @@ def random_tables(
 
     if pos not in POS_KINDS:
         raise UsageError(f"unknown --pos {pos!r}; use one of {', '.join(POS_KINDS)}")
-    for name, value in (("vocab-size", vocab_size), ("dim", dim), ("context-length", context_length)):
+    for name, value in (
+        ("vocab-size", vocab_size),
+        ("dim", dim),
+        ("context-length", context_length),
+    ):
         if value < 1:
             raise UsageError(f"--{name} must be at least 1 (got {value})")
     gen = torch.Generator().manual_seed(seed)

@@ -50,7 +50,9 @@ def _tiktoken_cache_dir() -> str:
 
 
 def _bundled_bytes() -> bytes:
-    return gzip.decompress(resources.files("embedcli").joinpath("data/gpt2.tiktoken.gz").read_bytes())
+    return gzip.decompress(
+        resources.files("embedcli").joinpath("data/gpt2.tiktoken.gz").read_bytes()
+    )
 
 
 def _seed_tiktoken_cache() -> bool:

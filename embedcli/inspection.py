@@ -230,7 +230,7 @@ def inspect_file(
     infos = [header.tensor(tensor)] if tensor else header.tensors
     report = header_report(header, infos)
     if stats:
-        for info, entry in zip(infos, report.tensors):
+        for info, entry in zip(infos, report.tensors, strict=True):
             if info.dtype == "C64":
                 entry.note = "no stats for complex values"
             elif not can_read(info.dtype):
@@ -329,7 +329,9 @@ def diff_files(path_a: str, path_b: str, chunk_bytes: int = CHUNK_BYTES) -> Diff
             entry.note = f"{a.dtype}: compared bytes only"
         else:
             worst, equal = 0.0, True
-            for ca, cb in zip(iter_chunks(ha, a, chunk_bytes), iter_chunks(hb, b, chunk_bytes)):
+            for ca, cb in zip(
+                iter_chunks(ha, a, chunk_bytes), iter_chunks(hb, b, chunk_bytes), strict=True
+            ):
                 if ca.dtype.kind in "iub":
                     delta = np.abs(ca.astype(np.int64) - cb.astype(np.int64))
                 else:
@@ -345,10 +347,13 @@ def diff_files(path_a: str, path_b: str, chunk_bytes: int = CHUNK_BYTES) -> Diff
     ma, mb = ha.metadata or {}, hb.metadata or {}
     meta_changed = sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
     return DiffReport(
-        path_a, path_b,
+        path_a,
+        path_b,
         only_in_a=sorted(ta.keys() - tb.keys()),
         only_in_b=sorted(tb.keys() - ta.keys()),
-        changed=changed, compared=compared, metadata_changed=meta_changed,
+        changed=changed,
+        compared=compared,
+        metadata_changed=meta_changed,
     )
 
 

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -40,7 +39,7 @@ from .store import (
     read_header,
     write_array,
 )
-from .text import resolve_sources
+from .text import Source, resolve_sources
 from .tokenizer import MemorySink, TokenizeStats, tokenize
 from .windows import OUTPUT_DTYPES, WindowPlan, check_ids, gather, iter_chunks, plan_windows
 
@@ -89,8 +88,12 @@ class WindowOptions:
 
     def given(self) -> list[str]:
         """Windowing options set explicitly (they cannot apply to already-windowed input)."""
-        names = {"max_length": "--max-length", "stride": "--stride",
-                 "batch_size": "--batch-size", "num_batches": "--num-batches"}
+        names = {
+            "max_length": "--max-length",
+            "stride": "--stride",
+            "batch_size": "--batch-size",
+            "num_batches": "--num-batches",
+        }
         out = [flag for attr, flag in names.items() if getattr(self, attr) is not None]
         if self.shuffle:
             out.append("--shuffle")
@@ -107,8 +110,18 @@ def default_output(inputs: list[str], suffix: str) -> str:
     if len(inputs) != 1 or inputs[0] == "-":
         raise UsageError("name the output with -o PATH (or -o - for stdout)")
     name = os.path.basename(os.path.normpath(inputs[0]))
-    for ext in (".gz", ".zst", ".safetensors", ".jsonl", ".txt", ".text", ".md",
-                ".tokens", ".windows", ".embeddings"):
+    for ext in (
+        ".gz",
+        ".zst",
+        ".safetensors",
+        ".jsonl",
+        ".txt",
+        ".text",
+        ".md",
+        ".tokens",
+        ".windows",
+        ".embeddings",
+    ):
         if name.endswith(ext) and len(name) > len(ext):
             name = name[: -len(ext)]
     return f"{name}.{suffix}.safetensors"
@@ -161,12 +174,22 @@ def _check_disk(output: str, nbytes: int) -> None:
 
 
 def tokenize_sources(
-    inputs: list[str], opts: TokenizeOptions, sink, on_progress: Progress | None = None
+    inputs: list[str] | list[Source],
+    opts: TokenizeOptions,
+    sink,
+    on_progress: Progress | None = None,
 ) -> TokenizeStats:
-    sources = resolve_sources(inputs, opts.format)
+    sources = [s if isinstance(s, Source) else None for s in inputs]
+    if None in sources:
+        sources = resolve_sources(inputs, opts.format)  # type: ignore[arg-type]
     return tokenize(
-        sources, sink, encoding=opts.encoding, special=opts.special, text_key=opts.text_key,
-        workers=opts.workers, on_progress=on_progress,
+        sources,
+        sink,
+        encoding=opts.encoding,
+        special=opts.special,
+        text_key=opts.text_key,
+        workers=opts.workers,
+        on_progress=on_progress,
     )
 
 
@@ -213,13 +236,19 @@ def run_tokenize(
 ) -> StageResult:
     """Tokenize text files, directories or stdin into a token file (``ids``, ``doc_offsets``)."""
     opts = opts or TokenizeOptions()
+    sources = resolve_sources(inputs, opts.format)
+    # Every file read is an input the output must not replace (directories list theirs).
+    inputs = [s.path for s in sources]
     check_output(output, inputs=inputs, no_clobber=no_clobber)
     spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
     with tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-") as spill:
         sink = _SpillSink(spill)
-        stats = tokenize_sources(inputs, opts, sink, on_progress)
+        stats = tokenize_sources(sources, opts, sink, on_progress)
         offsets = stats.doc_offsets
-        specs = [TensorSpec("doc_offsets", "I64", offsets.shape), TensorSpec("ids", "I32", (sink.count,))]
+        specs = [
+            TensorSpec("doc_offsets", "I64", offsets.shape),
+            TensorSpec("ids", "I32", (sink.count,)),
+        ]
         spill.flush()
         with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
             out.file.write(build_header(specs, stats.metadata()))
@@ -344,22 +373,24 @@ def make_plan(source: TokenSource, opts: WindowOptions) -> WindowPlan:
 
 def window_metadata(source: TokenSource, plan: WindowPlan, dtype: str) -> dict[str, str]:
     meta = dict(source.metadata)
-    meta.update({
-        "embedcli": "windows",
-        "embedcli_version": __version__,
-        "max_length": str(plan.max_length),
-        "stride": str(plan.stride),
-        "batch_size": str(plan.batch_size),
-        "drop_last": "true" if plan.drop_last else "false",
-        "shuffle_seed": "none" if plan.shuffle_seed is None else str(plan.shuffle_seed),
-        "cross_docs": "true" if plan.cross_docs else "false",
-        "windows": str(plan.n_windows),
-        "batches": str(plan.n_batches),
-        "windows_available": str(plan.available),
-        "tokens_covered": str(plan.tokens_covered),
-        "tokens_dropped_tail": str(plan.tail_dropped),
-        "ids_dtype": dtype,
-    })
+    meta.update(
+        {
+            "embedcli": "windows",
+            "embedcli_version": __version__,
+            "max_length": str(plan.max_length),
+            "stride": str(plan.stride),
+            "batch_size": str(plan.batch_size),
+            "drop_last": "true" if plan.drop_last else "false",
+            "shuffle_seed": "none" if plan.shuffle_seed is None else str(plan.shuffle_seed),
+            "cross_docs": "true" if plan.cross_docs else "false",
+            "windows": str(plan.n_windows),
+            "batches": str(plan.n_batches),
+            "windows_available": str(plan.available),
+            "tokens_covered": str(plan.tokens_covered),
+            "tokens_dropped_tail": str(plan.tail_dropped),
+            "ids_dtype": dtype,
+        }
+    )
     return meta
 
 
@@ -476,23 +507,15 @@ def run_embed(
     """
     import torch
 
-    from .embedding import (
-        DTYPE_NAMES,
-        Embedder,
-        check_id_range,
-        load_weights,
-        random_tables,
-        resolve_device,
-        sinusoidal_table,
-        torch_dtype,
-    )
+    from .embedding import DTYPE_NAMES, Embedder, check_id_range, resolve_device, torch_dtype
 
     opts = opts or EmbedOptions()
     window_opts = window_opts or WindowOptions()
     device = resolve_device(opts.device)
     tdtype = torch_dtype(opts.dtype)
-    check_output(output, inputs=inputs + ([opts.weights] if opts.weights else []),
-                 no_clobber=no_clobber)
+    check_output(
+        output, inputs=inputs + ([opts.weights] if opts.weights else []), no_clobber=no_clobber
+    )
     started = time.perf_counter()
     with open_input(
         inputs, key=key, tokenize_opts=tokenize_opts, on_progress=on_progress, allow_windows=True
@@ -515,56 +538,9 @@ def run_embed(
             facts.update(_plan_facts(plan, "int64"))
         meta = dict(src.metadata)
 
-        # ---- tables
-        vocab_size = opts.vocab_size or _int_meta(meta, "vocab_size")
-        if opts.weights:
-            loaded = load_weights(
-                opts.weights, token_key=opts.token_key, pos_key=opts.pos_key,
-                want_pos=opts.pos == "learned",
-            )
-            token, dim = loaded.token, int(loaded.token.shape[1])
-            if opts.dim is not None and opts.dim != dim:
-                raise UsageError(f"--dim {opts.dim} differs from the loaded table's dim {dim}")
-            if opts.vocab_size is not None and opts.vocab_size != token.shape[0]:
-                raise UsageError(
-                    f"--vocab-size {opts.vocab_size} differs from the loaded table's "
-                    f"{token.shape[0]} rows"
-                )
-            vocab_size = int(token.shape[0])
-            if opts.pos == "learned":
-                if loaded.pos is None:
-                    raise FormatError(
-                        f"{opts.weights}: no positional table found; name it with --pos-key, "
-                        "or use --pos sinusoidal or --pos none"
-                    )
-                pos_table = loaded.pos
-                context_length = int(pos_table.shape[0])
-                if opts.context_length is not None and opts.context_length != context_length:
-                    raise UsageError(
-                        f"--context-length {opts.context_length} differs from the loaded "
-                        f"positional table's {context_length} rows"
-                    )
-            else:
-                context_length = opts.context_length or t
-                pos_table = sinusoidal_table(context_length, dim) if opts.pos == "sinusoidal" else None
-            origin = f"{opts.weights} ({loaded.token_key}, {loaded.pos_key or opts.pos})"
-        else:
-            if vocab_size is None:
-                raise UsageError(
-                    "the input has no embedcli metadata: say the table size with --vocab-size"
-                )
-            dim = opts.dim or EmbedOptions.DEFAULT_DIM
-            context_length = opts.context_length or t
-            if context_length < t:
-                raise UsageError(
-                    f"--context-length {context_length} is shorter than --max-length {t}"
-                )
-            token, pos_table = random_tables(
-                vocab_size, dim, context_length, seed=opts.seed, pos=opts.pos
-            )
-            origin = f"random (seed {opts.seed})"
-        if context_length < t:
-            raise UsageError(f"the positional table has {context_length} rows, windows are {t}")
+        tables = _plan_tables(opts, meta, t)
+        vocab_size, dim, context_length = tables.vocab_size, tables.dim, tables.context_length
+        origin = tables.origin
 
         where = inputs[0] if inputs and inputs[0] != "-" else "<stdin>"
         if windows is not None:
@@ -576,27 +552,30 @@ def run_embed(
         specs = [TensorSpec("embeddings", st_dtype, (n, t, dim))]
         if opts.save_weights:
             specs.append(TensorSpec("token_embedding.weight", st_dtype, (vocab_size, dim)))
-            if pos_table is not None:
+            if tables.has_pos:
                 specs.append(TensorSpec("pos_embedding.weight", st_dtype, (context_length, dim)))
-        meta.update({
-            "embedcli": "embeddings",
-            "embedcli_version": __version__,
-            "vocab_size": str(vocab_size),
-            "dim": str(dim),
-            "context_length": str(context_length),
-            "max_length": str(t),
-            "windows": str(n),
-            "seed": str(opts.seed),
-            "pos": opts.pos,
-            "tables": origin,
-            "device": str(device),
-            "dtype": opts.dtype,
-            "torch_version": torch.__version__,
-        })
+        meta.update(
+            {
+                "embedcli": "embeddings",
+                "embedcli_version": __version__,
+                "vocab_size": str(vocab_size),
+                "dim": str(dim),
+                "context_length": str(context_length),
+                "max_length": str(t),
+                "windows": str(n),
+                "seed": str(opts.seed),
+                "pos": opts.pos,
+                "tables": origin,
+                "device": str(device),
+                "dtype": opts.dtype,
+                "torch_version": torch.__version__,
+            }
+        )
         header_bytes = build_header(specs, meta)
         total_bytes = len(header_bytes) + sum(s.nbytes for s in specs)
-        _check_disk(output, total_bytes)
+        _check_disk(output, total_bytes)  # before the tables are allocated: refuse early
 
+        token, pos_table = tables.materialize(opts.seed, opts.pos)
         embedder = Embedder(token, pos_table, device=device, dtype=tdtype)
         row_bytes = t * dim * torch.tensor([], dtype=tdtype).element_size()
         rows = max(1, CHUNK_BYTES // row_bytes)
@@ -618,20 +597,96 @@ def run_embed(
                     out.file.write(_tensor_bytes(pos_table.to(tdtype)))
         seconds = time.perf_counter() - compute_started
 
-    facts.update({
-        "embeddings": f"({n:,}, {t}, {dim}) {opts.dtype} on {device}",
-        "token table": f"({vocab_size:,}, {dim}) {origin}",
-        "positional": f"{opts.pos}" + (f" ({context_length}, {dim})" if pos_table is not None else ""),
-        "written": _human(total_bytes) + ("" if opts.save_weights else " (tables not saved)"),
-        "embed time": f"{seconds:.2f} s ({_rate(n, seconds, 'windows')}, "
-        f"{_bytes_rate(total_bytes, seconds)})",
-        "total time": f"{time.perf_counter() - started:.2f} s",
-        "output": output if output != "-" else "<stdout>",
-    })
+    facts.update(
+        {
+            "embeddings": f"({n:,}, {t}, {dim}) {opts.dtype} on {device}",
+            "token table": f"({vocab_size:,}, {dim}) {origin}",
+            "positional": f"{opts.pos}" + (f" ({context_length}, {dim})" if tables.has_pos else ""),
+            "written": _human(total_bytes) + ("" if opts.save_weights else " (tables not saved)"),
+            "embed time": f"{seconds:.2f} s ({_rate(n, seconds, 'windows')}, "
+            f"{_bytes_rate(total_bytes, seconds)})",
+            "total time": f"{time.perf_counter() - started:.2f} s",
+            "output": output if output != "-" else "<stdout>",
+        }
+    )
     from .inspection import torch_repr
 
     preview = "token_embedding.weight[:3] = " + torch_repr(token[:3].to(tdtype))
     return StageResult("embed", output, facts, _header_if_file(output), preview=preview)
+
+
+@dataclass
+class _Tables:
+    """Table sizes (known before anything is allocated) and, for --weights, the tables."""
+
+    vocab_size: int
+    dim: int
+    context_length: int
+    has_pos: bool
+    origin: str
+    token: torch.Tensor | None = None
+    pos: torch.Tensor | None = None
+
+    def materialize(self, seed: int, pos: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from .embedding import random_tables, sinusoidal_table
+
+        if self.token is None:
+            return random_tables(self.vocab_size, self.dim, self.context_length, seed=seed, pos=pos)
+        if self.pos is None and pos == "sinusoidal":
+            self.pos = sinusoidal_table(self.context_length, self.dim)
+        return self.token, self.pos
+
+
+def _plan_tables(opts: EmbedOptions, meta: dict[str, str], t: int) -> _Tables:
+    """Sizes of the token and positional tables, from --weights, options or the metadata."""
+    from .embedding import load_weights
+
+    if not opts.weights:
+        vocab_size = opts.vocab_size or _int_meta(meta, "vocab_size")
+        if vocab_size is None:
+            raise UsageError(
+                "the input has no embedcli metadata: say the table size with --vocab-size"
+            )
+        context_length = opts.context_length or t
+        if context_length < t:
+            raise UsageError(f"--context-length {context_length} is shorter than --max-length {t}")
+        return _Tables(
+            vocab_size,
+            opts.dim or EmbedOptions.DEFAULT_DIM,
+            context_length,
+            opts.pos != "none",
+            f"random (seed {opts.seed})",
+        )
+
+    loaded = load_weights(
+        opts.weights, token_key=opts.token_key, pos_key=opts.pos_key, want_pos=opts.pos == "learned"
+    )
+    vocab_size, dim = (int(d) for d in loaded.token.shape)
+    if opts.dim is not None and opts.dim != dim:
+        raise UsageError(f"--dim {opts.dim} differs from the loaded table's dim {dim}")
+    if opts.vocab_size is not None and opts.vocab_size != vocab_size:
+        raise UsageError(
+            f"--vocab-size {opts.vocab_size} differs from the loaded table's {vocab_size} rows"
+        )
+    context_length = opts.context_length or t
+    if opts.pos == "learned":
+        if loaded.pos is None:
+            raise FormatError(
+                f"{opts.weights}: no positional table found; name it with --pos-key, "
+                "or use --pos sinusoidal or --pos none"
+            )
+        context_length = int(loaded.pos.shape[0])
+        if opts.context_length is not None and opts.context_length != context_length:
+            raise UsageError(
+                f"--context-length {opts.context_length} differs from the loaded positional "
+                f"table's {context_length} rows"
+            )
+        if context_length < t:
+            raise UsageError(f"the positional table has {context_length} rows, windows are {t}")
+    origin = f"{opts.weights} ({loaded.token_key}, {loaded.pos_key or opts.pos})"
+    return _Tables(
+        vocab_size, dim, context_length, opts.pos != "none", origin, loaded.token, loaded.pos
+    )
 
 
 def _int_meta(meta: dict[str, str], key: str) -> int | None:
@@ -640,4 +695,3 @@ def _int_meta(meta: dict[str, str], key: str) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-

@@ -63,9 +63,21 @@ DTYPES: dict[str, tuple[int, str | None, str | None]] = {
     "F4": (4, None, None),
 }
 INTEGER_DTYPES = frozenset({"U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"})
-NUMPY_TO_ST = {"bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16",
-               "int32": "I32", "uint32": "U32", "int64": "I64", "uint64": "U64",
-               "float16": "F16", "float32": "F32", "float64": "F64", "complex64": "C64"}
+NUMPY_TO_ST = {
+    "bool": "BOOL",
+    "uint8": "U8",
+    "int8": "I8",
+    "int16": "I16",
+    "uint16": "U16",
+    "int32": "I32",
+    "uint32": "U32",
+    "int64": "I64",
+    "uint64": "U64",
+    "float16": "F16",
+    "float32": "F32",
+    "float64": "F64",
+    "complex64": "C64",
+}
 
 
 @dataclass(frozen=True)
@@ -266,9 +278,7 @@ def _check_layout(path: str, tensors: list[TensorInfo], data_size: int) -> None:
             "the file is truncated"
         )
     if position < data_size:
-        raise FormatError(
-            f"{path}: {data_size - position:,} trailing bytes after the last tensor"
-        )
+        raise FormatError(f"{path}: {data_size - position:,} trailing bytes after the last tensor")
 
 
 def _show(text: str) -> str:
@@ -445,21 +455,19 @@ def open_output(
         sys.stdout.buffer.flush()
         return
     if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
-        try:
-            f = open(path, "wb")
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
-        with f:
+        with _write_errors(path), open(path, "wb") as f:
             yield Output(path, f, direct=True)  # type: ignore[arg-type]
         return
 
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        fd, temp = tempfile.mkstemp(
+            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        )
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {directory}: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        with _write_errors(path), os.fdopen(fd, "wb") as f:
             out = Output(path, f, temp_path=temp)  # type: ignore[arg-type]
             yield out
             f.flush()
@@ -475,6 +483,17 @@ def open_output(
         raise
 
 
+@contextlib.contextmanager
+def _write_errors(path: str) -> Iterator[None]:
+    """Disk full, I/O errors and the like while writing ``path``: one line naming it."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 def _validate_written(temp: str, path: str) -> None:
     from safetensors import safe_open
 
@@ -482,7 +501,9 @@ def _validate_written(temp: str, path: str) -> None:
         with safe_open(temp, framework="numpy"):
             pass
     except Exception as exc:  # a bug in our writer: keep the old output, say what happened
-        raise OutputError(f"{path}: written file failed validation ({exc}); nothing replaced")
+        raise OutputError(
+            f"{path}: written file failed validation ({exc}); nothing replaced"
+        ) from None
 
 
 # --------------------------------------------------------------------------- reading inputs
@@ -498,7 +519,7 @@ def local_path(path: str) -> Iterator[str]:
         yield path
         return
     try:
-        src = sys.stdin.buffer if path == "-" else open(path, "rb")
+        src = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
     with tempfile.NamedTemporaryFile(prefix="embedcli-stdin-", suffix=".bin") as tmp:
@@ -527,6 +548,8 @@ def load_array(path: str, info: TensorInfo) -> np.ndarray:
     from safetensors import safe_open
 
     if DTYPES[info.dtype][1] is None:
-        raise FormatError(f"{path}: tensor {info.name!r} has dtype {info.dtype}, which numpy cannot hold")
+        raise FormatError(
+            f"{path}: tensor {info.name!r} has dtype {info.dtype}, which numpy cannot hold"
+        )
     with safe_open(path, framework="numpy") as f:
         return f.get_tensor(info.name)

@@ -94,8 +94,13 @@ def tensor_table(report: FileReport) -> Table:
     table.add_column("elements", justify="right", no_wrap=True)
     table.add_column("bytes", justify="right", no_wrap=True)
     for t in report.tensors:
-        table.add_row(Text(printable(t.name), style="cyan"), t.dtype, _shape(t.shape),
-                      f"{t.numel:,}", human_bytes(t.nbytes))
+        table.add_row(
+            Text(printable(t.name), style="cyan"),
+            t.dtype,
+            _shape(t.shape),
+            f"{t.numel:,}",
+            human_bytes(t.nbytes),
+        )
     if not report.tensors:
         table.add_row(Text("(no tensors)", style="dim"), "", "", "", "")
     return table
@@ -117,8 +122,13 @@ def stats_table(report: FileReport) -> Table | None:
 def _stats_cells(stats: Stats | None, note: str | None) -> list[str | Text]:
     if stats is None:
         return [Text(note or "(empty)", style="dim"), "", "", "", ""]
-    cells: list[str | Text] = [_num(stats.min), _num(stats.max), _num(stats.mean), _num(stats.std),
-                               _num(stats.distinct)]
+    cells: list[str | Text] = [
+        _num(stats.min),
+        _num(stats.max),
+        _num(stats.mean),
+        _num(stats.std),
+        _num(stats.distinct),
+    ]
     if stats.nan or stats.inf:
         cells[2] = Text(f"{cells[2]} ({stats.nan} nan, {stats.inf} inf)", style="yellow")
     return cells
@@ -168,10 +178,14 @@ def file_view(report: FileReport, *, title: str | None = None) -> Group:
     for item in report.decoded:
         ids = item["ids"]
         shown = ids if len(ids) <= 32 else [*ids[:32], "..."]
-        parts.append(Text.assemble(
-            (f"{item['tensor']}[{item['row']}] ", "bold"), (str(shown), "dim"),
-            "\n  ", repr(item["text"]),
-        ))
+        parts.append(
+            Text.assemble(
+                (f"{item['tensor']}[{item['row']}] ", "bold"),
+                (str(shown), "dim"),
+                "\n  ",
+                repr(item["text"]),
+            )
+        )
     return Group(*parts)
 
 
@@ -195,14 +209,23 @@ def render_diff(console: Console, diff: DiffReport) -> None:
         status = Text("equal", style="green") if d.equal else Text("differs", style="yellow")
         detail = d.note or f"max |a-b| = {_num(d.max_abs_diff)}"
         table.add_row(Text(printable(d.name)), status, detail)
-    console.print(Text.assemble(("A ", "bold"), printable(diff.a), "\n", ("B ", "bold"),
-                                printable(diff.b)))
+    console.print(
+        Text.assemble(("A ", "bold"), printable(diff.a), "\n", ("B ", "bold"), printable(diff.b))
+    )
     console.print(table)
     if diff.metadata_changed:
-        console.print(Text("metadata differs: " + ", ".join(map(printable, diff.metadata_changed)),
-                           style="yellow"))
-    console.print(Text("identical" if diff.identical else "files differ",
-                       style="bold green" if diff.identical else "bold yellow"))
+        console.print(
+            Text(
+                "metadata differs: " + ", ".join(map(printable, diff.metadata_changed)),
+                style="yellow",
+            )
+        )
+    console.print(
+        Text(
+            "identical" if diff.identical else "files differ",
+            style="bold green" if diff.identical else "bold yellow",
+        )
+    )
 
 
 def render_stage(console: Console, result: StageResult) -> None:
@@ -217,15 +240,19 @@ def render_stage(console: Console, result: StageResult) -> None:
     parts: list = [facts]
     for ids, text in result.decoded:
         shown = ids if len(ids) <= 32 else [*ids[:32], "..."]
-        parts.append(Text.assemble(("first window ", "bold"), (str(shown), "dim"), "\n  ",
-                                   repr(text)))
+        parts.append(
+            Text.assemble(("first window ", "bold"), (str(shown), "dim"), "\n  ", repr(text))
+        )
     if result.preview:
         parts.append(Text(result.preview))
     if result.header is not None:
         report = header_report(result.header)
         parts.append(tensor_table(report))
-    console.print(Panel(Group(*parts), title=f"embedcli {result.stage}", title_align="left",
-                        border_style="blue"))
+    console.print(
+        Panel(
+            Group(*parts), title=f"embedcli {result.stage}", title_align="left", border_style="blue"
+        )
+    )
 
 
 @contextlib.contextmanager

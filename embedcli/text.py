@@ -122,7 +122,7 @@ def _open_binary(source: Source) -> tuple[BinaryIO, BinaryIO]:
     """(decompressed stream, underlying file): the file's position measures progress."""
     if source.path == "-":
         return sys.stdin.buffer, sys.stdin.buffer
-    raw = open(source.path, "rb")
+    raw = open(source.path, "rb")  # noqa: SIM115 (the caller closes it)
     if source.compression == "gz":
         import gzip
 

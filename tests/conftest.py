@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 
 # Every test runs offline-safe: tiktoken's cache goes to a private directory.
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "embedcli-test-tiktoken"))
+os.environ.setdefault(
+    "TIKTOKEN_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "embedcli-test-tiktoken")
+)
 
 REFERENCE_TEXT = (
     "I HAD always thought Jack Gisburn rather a cheap genius--though a good fellow enough--so it "
@@ -37,16 +39,21 @@ def enc():
     return get_encoding("gpt2")
 
 
-def run_embedcli(*args: str, input: bytes | None = None, cwd=None, env=None, timeout=120,
-                 check=False) -> subprocess.CompletedProcess:
+def run_embedcli(
+    *args: str, input: bytes | None = None, cwd=None, env=None, timeout=120, check=False
+) -> subprocess.CompletedProcess:
     """The real executable, as a user's shell would run it."""
     full_env = dict(os.environ)
     full_env.pop("EMBEDCLI_DEBUG", None)
     if env:
         full_env.update(env)
     proc = subprocess.run(
-        [sys.executable, "-m", "embedcli", *args], input=input, capture_output=True, cwd=cwd,
-        env=full_env, timeout=timeout,
+        [sys.executable, "-m", "embedcli", *args],
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"embedcli {args} failed ({proc.returncode}): {proc.stderr.decode()}")

@@ -35,11 +35,17 @@ def create_dataloader_v1(
     )
 
 
-def reference_windows(token_ids, *, batch_size, max_length, stride, drop_last=True, num_batches=None):
+def reference_windows(
+    token_ids, *, batch_size, max_length, stride, drop_last=True, num_batches=None
+):
     """(inputs, targets) of all batches concatenated, as the DataLoader yields them."""
     loader = create_dataloader_v1(
-        list(token_ids), batch_size=batch_size, max_length=max_length, stride=stride,
-        shuffle=False, drop_last=drop_last,
+        list(token_ids),
+        batch_size=batch_size,
+        max_length=max_length,
+        stride=stride,
+        shuffle=False,
+        drop_last=drop_last,
     )
     inputs, targets = [], []
     for k, (x, y) in enumerate(loader):
@@ -48,19 +54,35 @@ def reference_windows(token_ids, *, batch_size, max_length, stride, drop_last=Tr
         inputs.append(x)
         targets.append(y)
     if not inputs:
-        return torch.zeros(0, max_length, dtype=torch.long), torch.zeros(0, max_length, dtype=torch.long)
+        return torch.zeros(0, max_length, dtype=torch.long), torch.zeros(
+            0, max_length, dtype=torch.long
+        )
     return torch.cat(inputs), torch.cat(targets)
 
 
-def reference_embeddings(token_ids, *, vocab_size, dim, batch_size, max_length, stride, seed=123,
-                         context_length=None, drop_last=True):
+def reference_embeddings(
+    token_ids,
+    *,
+    vocab_size,
+    dim,
+    batch_size,
+    max_length,
+    stride,
+    seed=123,
+    context_length=None,
+    drop_last=True,
+):
     """The chapter's embedding step over every batch: tok(x) + pos(arange(T)), concatenated."""
     torch.manual_seed(seed)
     token_embedding_layer = torch.nn.Embedding(vocab_size, dim)
     pos_embedding_layer = torch.nn.Embedding(context_length or max_length, dim)
     loader = create_dataloader_v1(
-        list(token_ids), batch_size=batch_size, max_length=max_length, stride=stride,
-        shuffle=False, drop_last=drop_last,
+        list(token_ids),
+        batch_size=batch_size,
+        max_length=max_length,
+        stride=stride,
+        shuffle=False,
+        drop_last=drop_last,
     )
     out = []
     with torch.no_grad():
@@ -68,4 +90,8 @@ def reference_embeddings(token_ids, *, vocab_size, dim, batch_size, max_length, 
             token_embeddings = token_embedding_layer(x)
             pos_embeddings = pos_embedding_layer(torch.arange(max_length))
             out.append(token_embeddings + pos_embeddings)
-    return torch.cat(out), token_embedding_layer.weight.detach(), pos_embedding_layer.weight.detach()
+    return (
+        torch.cat(out),
+        token_embedding_layer.weight.detach(),
+        pos_embedding_layer.weight.detach(),
+    )

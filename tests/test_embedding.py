@@ -49,7 +49,10 @@ def test_bitwise_equal_to_reference_pipeline(enc, story_text, t, s, b, dim):
     plan = plan_windows(len(ids), max_length=t, stride=s, batch_size=b)
     embedder = Embedder(tok, pos, device=torch.device("cpu"), dtype=torch.float32)
     ids_np = np.asarray(ids, dtype=np.int32)
-    chunks = [embedder.embed(gather(ids_np, plan.starts[i : i + 5], t)) for i in range(0, plan.n_windows, 5)]
+    chunks = [
+        embedder.embed(gather(ids_np, plan.starts[i : i + 5], t))
+        for i in range(0, plan.n_windows, 5)
+    ]
     got = torch.cat(chunks)
     assert got.shape == want.shape == (plan.n_windows, t, dim)
     assert torch.equal(got, want)  # bitwise, float32
@@ -59,7 +62,9 @@ def test_seed_shape_8_4_256(enc, story_text):
     ids = np.asarray(enc.encode(story_text), dtype=np.int64)
     plan = plan_windows(ids.size, max_length=4, stride=4, batch_size=8, num_batches=1)
     tok, pos = random_tables(50257, 256, 4, seed=123)
-    out = Embedder(tok, pos, device=torch.device("cpu"), dtype=torch.float32).embed(gather(ids, plan.starts, 4))
+    out = Embedder(tok, pos, device=torch.device("cpu"), dtype=torch.float32).embed(
+        gather(ids, plan.starts, 4)
+    )
     assert out.shape == (8, 4, 256)
 
 
@@ -69,7 +74,10 @@ def test_pos_kinds():
     _, sin = random_tables(10, 4, 3, seed=0, pos="sinusoidal")
     assert torch.equal(sin, sinusoidal_table(3, 4))
     # PE(p, 2i) = sin(p / 10000^(2i/d)), PE(p, 2i+1) = cos(...)
-    assert torch.allclose(sin[1], torch.tensor([np.sin(1), np.cos(1), np.sin(0.01), np.cos(0.01)], dtype=torch.float32))
+    assert torch.allclose(
+        sin[1],
+        torch.tensor([np.sin(1), np.cos(1), np.sin(0.01), np.cos(0.01)], dtype=torch.float32),
+    )
     odd = sinusoidal_table(5, 7)
     assert odd.shape == (5, 7) and torch.isfinite(odd).all()
     ids = np.array([[1, 2, 3]])
@@ -94,7 +102,14 @@ def test_load_gpt2_style_weights(tmp_path):
     wte, wpe = torch.randn(50, 6), torch.randn(10, 6)
     for prefix in ("", "transformer."):
         path = tmp_path / f"gpt2{prefix}.safetensors"
-        save_file({f"{prefix}wte.weight": wte, f"{prefix}wpe.weight": wpe, f"{prefix}h.0.attn.bias": torch.zeros(3)}, str(path))
+        save_file(
+            {
+                f"{prefix}wte.weight": wte,
+                f"{prefix}wpe.weight": wpe,
+                f"{prefix}h.0.attn.bias": torch.zeros(3),
+            },
+            str(path),
+        )
         loaded = load_weights(str(path))
         assert loaded.token_key == f"{prefix}wte.weight"
         assert torch.equal(loaded.token, wte) and torch.equal(loaded.pos, wpe)
@@ -102,7 +117,9 @@ def test_load_gpt2_style_weights(tmp_path):
     save_file({"emb": wte.half()}, str(custom))
     with pytest.raises(FormatError, match="no token embedding table found"):
         load_weights(str(custom))
-    assert torch.equal(load_weights(str(custom), token_key="emb", want_pos=False).token, wte.half().float())
+    assert torch.equal(
+        load_weights(str(custom), token_key="emb", want_pos=False).token, wte.half().float()
+    )
     with pytest.raises(FormatError, match="no tensor 'nope'"):
         load_weights(str(custom), token_key="nope")
 

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import run_embedcli
 from safetensors.torch import save_file
 
-from conftest import run_embedcli
 from embedcli.inspection import diff_files, dumps, inspect_file
 from embedcli.store import DTYPES
 
@@ -39,8 +39,17 @@ def test_stats_match_torch(small):
     by_name = {t.name: t for t in report.tensors}
     for name, t in tensors.items():
         entry = by_name[name]
-        assert entry.dtype == {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
-                               torch.int64: "I64", torch.uint8: "U8", torch.bool: "BOOL"}[t.dtype]
+        assert (
+            entry.dtype
+            == {
+                torch.float32: "F32",
+                torch.bfloat16: "BF16",
+                torch.float16: "F16",
+                torch.int64: "I64",
+                torch.uint8: "U8",
+                torch.bool: "BOOL",
+            }[t.dtype]
+        )
         assert entry.shape == list(t.shape)
         if t.numel() == 0:
             assert entry.stats is None
@@ -82,7 +91,10 @@ def test_preview_prints_like_torch(tmp_path):
     path = tmp_path / "e.safetensors"
     save_file({"w": layer.weight.detach()}, str(path))
     report = inspect_file(str(path), preview=2, stats=False)
-    assert report.previews["w"] == "tensor([[ 0.3374, -0.1778, -0.1690],\n        [ 0.9178,  1.5810,  1.3010]])"
+    assert (
+        report.previews["w"]
+        == "tensor([[ 0.3374, -0.1778, -0.1690],\n        [ 0.9178,  1.5810,  1.3010]])"
+    )
 
 
 def test_every_safetensors_dtype_is_shown(tmp_path):
@@ -90,7 +102,11 @@ def test_every_safetensors_dtype_is_shown(tmp_path):
     for dtype, (bits, _, _) in DTYPES.items():
         n = 8  # 8 elements fill whole bytes for every width
         size = n * bits // 8
-        header[f"t_{dtype}"] = {"dtype": dtype, "shape": [n], "data_offsets": [offset, offset + size]}
+        header[f"t_{dtype}"] = {
+            "dtype": dtype,
+            "shape": [n],
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     raw = json.dumps(header).encode()
     path = tmp_path / "all.safetensors"
@@ -112,21 +128,54 @@ def test_json_output_is_stable_and_strict(small):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     (file,) = doc["files"]
-    assert set(file) == {"path", "file_size", "header_size", "kind", "metadata", "tensors",
-                         "previews", "decoded"}
+    assert set(file) == {
+        "path",
+        "file_size",
+        "header_size",
+        "kind",
+        "metadata",
+        "tensors",
+        "previews",
+        "decoded",
+    }
     assert file["metadata"] == {"note": "hello"} and file["kind"] is None
     tensor = next(t for t in file["tensors"] if t["name"] == "f32")
-    assert set(tensor) == {"name", "dtype", "shape", "numel", "nbytes", "data_offsets", "stats", "note"}
+    assert set(tensor) == {
+        "name",
+        "dtype",
+        "shape",
+        "numel",
+        "nbytes",
+        "data_offsets",
+        "stats",
+        "note",
+    }
     assert set(tensor["stats"]) == {"min", "max", "mean", "std", "distinct", "nan", "inf"}
     assert dumps({"x": math.nan}) == '{\n  "x": null\n}'
 
 
 def test_diff(tmp_path):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    save_file({"same": torch.ones(3), "moved": torch.zeros(2), "shape": torch.zeros(2), "only_a": torch.ones(1)},
-              str(a), metadata={"k": "1"})
-    save_file({"same": torch.ones(3), "moved": torch.tensor([0.0, 0.5]), "shape": torch.zeros(3), "only_b": torch.ones(1)},
-              str(b), metadata={"k": "2"})
+    save_file(
+        {
+            "same": torch.ones(3),
+            "moved": torch.zeros(2),
+            "shape": torch.zeros(2),
+            "only_a": torch.ones(1),
+        },
+        str(a),
+        metadata={"k": "1"},
+    )
+    save_file(
+        {
+            "same": torch.ones(3),
+            "moved": torch.tensor([0.0, 0.5]),
+            "shape": torch.zeros(3),
+            "only_b": torch.ones(1),
+        },
+        str(b),
+        metadata={"k": "2"},
+    )
     d = diff_files(str(a), str(b))
     assert d.only_in_a == ["only_a"] and d.only_in_b == ["only_b"]
     assert [c.name for c in d.changed] == ["shape"]
@@ -154,10 +203,10 @@ def test_control_characters_are_escaped(tmp_path):
 def test_no_stats_path_does_not_import_torch_or_numpy(small):
     path, _ = small
     code = (
-        "import sys; from embedcli.cli import main; sys.argv=['embedcli','inspect',%r,'--no-stats'];\n"
+        f"import sys; from embedcli.cli import main; sys.argv=['embedcli','inspect',{str(path)!r},'--no-stats'];\n"
         "try: main()\nexcept SystemExit: pass\n"
         "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(m for m in sys.modules if m.startswith(('torch','numpy')))[:3]"
-    ) % str(path)
+    )
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
@@ -191,5 +240,7 @@ def test_large_file_stats_with_bounded_memory(tmp_path):
     result = json.loads(proc.stdout)
     assert result["min"] == 0 and result["max"] == 3_999_999
     assert result["mean"] == pytest.approx(1_999_999.5)
-    assert result["peak"] < 120 * 2**20, f"peak RSS {result['peak'] / 2**20:.0f} MiB for a 320 MB file"
+    assert result["peak"] < 120 * 2**20, (
+        f"peak RSS {result['peak'] / 2**20:.0f} MiB for a 320 MB file"
+    )
     path.unlink()

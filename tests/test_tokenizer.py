@@ -15,11 +15,47 @@ from embedcli.tokenizer import MemorySink, split_text, tokenize
 
 # Text built to stress the pre-tokenizer at cut points: runs of spaces and newlines, CRLF, tabs,
 # contractions, digits, punctuation, non-ASCII letters, combining marks, emoji, long words.
-ATOMS = st.sampled_from([
-    " ", "  ", "   ", "\n", "\n\n", "\r\n", "\r", "\t", " \n ", "'s", "'ll", "n't", "a", "word",
-    "Word", "x" * 40, "1234567", "3.14", "...", "!?", "--", "é", "naïve", "東京", "🚀", "\u0301",
-    "\u00a0", "\u2028", "\x0c", "\x1c", "<|endoftext|>", "<|", "|>", "don't", "HELLO", "_", "\x00",
-])
+ATOMS = st.sampled_from(
+    [
+        " ",
+        "  ",
+        "   ",
+        "\n",
+        "\n\n",
+        "\r\n",
+        "\r",
+        "\t",
+        " \n ",
+        "'s",
+        "'ll",
+        "n't",
+        "a",
+        "word",
+        "Word",
+        "x" * 40,
+        "1234567",
+        "3.14",
+        "...",
+        "!?",
+        "--",
+        "é",
+        "naïve",
+        "東京",
+        "🚀",
+        "\u0301",
+        "\u00a0",
+        "\u2028",
+        "\x0c",
+        "\x1c",
+        "<|endoftext|>",
+        "<|",
+        "|>",
+        "don't",
+        "HELLO",
+        "_",
+        "\x00",
+    ]
+)
 ADVERSARIAL = st.lists(st.one_of(ATOMS, st.text(max_size=8)), max_size=60).map("".join)
 
 
@@ -39,15 +75,17 @@ def test_pieces_encode_exactly_like_the_whole(enc, text, piece):
 # the bundled GPT-2 ranks: the cut points must be safe for every pattern, not only GPT-2's.
 OTHER_PATTERNS = {
     "cl100k_base": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
-    "o200k_base": "|".join([
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
-    ]),
+    "o200k_base": "|".join(
+        [
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        ]
+    ),
 }
 
 
@@ -103,7 +141,9 @@ def test_documents_are_joined_with_eot_between(tmp_path, enc):
         assert expected[starts[k] - 1] == 50256
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=ADVERSARIAL.filter(bool), workers=st.integers(1, 3), piece=st.integers(1, 30))
 def test_chunked_parallel_tokenize_equals_whole_encode(tmp_path, enc, text, workers, piece):
     path = tmp_path / "doc.txt"

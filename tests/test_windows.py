@@ -13,7 +13,9 @@ from embedcli.windows import count_windows, gather, plan_windows
 
 def windows_of(ids, plan):
     ids = np.asarray(ids)
-    return gather(ids, plan.starts, plan.max_length), gather(ids, plan.starts, plan.max_length, shift=1)
+    return gather(ids, plan.starts, plan.max_length), gather(
+        ids, plan.starts, plan.max_length, shift=1
+    )
 
 
 def direct_loop(ids, t, s, b, drop_last, num_batches=None):
@@ -67,8 +69,9 @@ def test_matches_direct_loop(n, t, s, b, drop_last, num_batches):
     expected = direct_loop(list(ids), t, s, b, drop_last, num_batches)
     assert count_windows(n, t, s) == len(range(0, n - t, s))
     try:
-        plan = plan_windows(n, max_length=t, stride=s, batch_size=b, drop_last=drop_last,
-                            num_batches=num_batches)
+        plan = plan_windows(
+            n, max_length=t, stride=s, batch_size=b, drop_last=drop_last, num_batches=num_batches
+        )
     except InputError:
         assert not expected
         return
@@ -110,7 +113,10 @@ def test_shuffle_is_reproducible_and_a_permutation():
     every = plan_windows(1000, max_length=4, stride=3, batch_size=1, shuffle_seed=5)
     assert sorted(every.starts.tolist()) == list(range(0, 996, 3))
     # the first draws of numpy's PCG64 for seed 5: pinned so the order never drifts silently
-    assert every.starts[:5].tolist() == np.arange(0, 996, 3)[np.random.default_rng(5).permutation(332)][:5].tolist()
+    assert (
+        every.starts[:5].tolist()
+        == np.arange(0, 996, 3)[np.random.default_rng(5).permutation(332)][:5].tolist()
+    )
 
 
 def test_coverage_facts():
@@ -128,7 +134,11 @@ def test_coverage_facts():
         ({"n": 4, "max_length": 4}, InputError, "too few for one window"),
         ({"n": 50, "max_length": 0}, UsageError, "--max-length must be at least 1"),
         ({"n": 50, "max_length": 4, "stride": 0}, UsageError, "--stride must be at least 1"),
-        ({"n": 50, "max_length": 4, "batch_size": 0}, UsageError, "--batch-size must be at least 1"),
+        (
+            {"n": 50, "max_length": 4, "batch_size": 0},
+            UsageError,
+            "--batch-size must be at least 1",
+        ),
         ({"n": 10, "max_length": 4, "batch_size": 8}, InputError, "no full batch"),
     ],
 )
