@@ -242,7 +242,11 @@ Stride = Annotated[
 BatchSize = Annotated[
     int | None,
     typer.Option(
-        "--batch-size", "-B", min=1, rich_help_panel=WIN, help="Windows per batch \\[default: 8]."
+        "--batch-size",
+        "-B",
+        min=1,
+        rich_help_panel=WIN,
+        help="Windows per batch; a final partial batch is dropped unless --keep-last \\[default: 1].",
     ),
 ]
 DropLast = Annotated[

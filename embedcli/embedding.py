@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import DeviceError, FormatError, InputError, UsageError
+from .units import human_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -137,7 +138,7 @@ def random_tables(
             raise
         size = (vocab_size + context_length) * dim * 4
         raise InputError(
-            f"cannot allocate the embedding tables ({_human(size)} for {vocab_size:,} x {dim} "
+            f"cannot allocate the embedding tables ({human_bytes(size)} for {vocab_size:,} x {dim} "
             "and the positional table); use a smaller --vocab-size or --dim"
         ) from None
     return tok, table
@@ -245,11 +246,3 @@ class Embedder:
         if self.pos is not None:
             out.add_(self.pos[: ids.shape[1]])  # broadcast (T, D) over C
         return out.cpu() if out.device.type != "cpu" else out
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"

@@ -41,6 +41,7 @@ from .store import (
 )
 from .text import Source, resolve_sources
 from .tokenizer import MemorySink, TokenizeStats, tokenize
+from .units import bytes_rate, human_bytes, rate
 from .windows import OUTPUT_DTYPES, WindowPlan, check_ids, gather, iter_chunks, plan_windows
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class WindowOptions:
     dtype: str = "int64"
 
     DEFAULT_MAX_LENGTH = 256
-    DEFAULT_BATCH_SIZE = 8
+    DEFAULT_BATCH_SIZE = 1  # the DataLoader's default: every full window is kept
 
     def given(self) -> list[str]:
         """Windowing options set explicitly (they cannot apply to already-windowed input)."""
@@ -127,30 +128,6 @@ def default_output(inputs: list[str], suffix: str) -> str:
     return f"{name}.{suffix}.safetensors"
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _rate(count: float, seconds: float, unit: str) -> str:
-    """``1.2M tok/s``."""
-    if seconds <= 0:
-        return "-"
-    value = count / seconds
-    for prefix in ("", "k", "M", "G"):
-        if value < 1000 or prefix == "G":
-            return f"{value:.1f}{prefix} {unit}/s"
-        value /= 1000
-    return "-"
-
-
-def _bytes_rate(nbytes: float, seconds: float) -> str:
-    return f"{_human(nbytes / seconds)}/s" if seconds > 0 else "-"
-
-
 def _header_if_file(output: str) -> Header | None:
     if output == "-" or not os.path.isfile(output):
         return None
@@ -165,7 +142,7 @@ def _check_disk(output: str, nbytes: int) -> None:
         free = shutil.disk_usage(directory).free
         if nbytes > free:
             raise OutputError(
-                f"{output}: needs {_human(nbytes)} but {directory} has {_human(free)} free; "
+                f"{output}: needs {human_bytes(nbytes)} but {directory} has {human_bytes(free)} free; "
                 "free space, write elsewhere, or shrink the job (--num-batches, --dim, --dtype)"
             )
 
@@ -216,13 +193,13 @@ def _tokenize_facts(stats: TokenizeStats) -> dict[str, Any]:
     return {
         "documents": f"{stats.documents:,}",
         "tokens": f"{stats.tokens:,}",
-        "input": _human(stats.input_bytes),
+        "input": human_bytes(stats.input_bytes),
         "tokens/byte": f"{stats.tokens / max(stats.input_bytes, 1):.3f}",
         "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
         f"literal {'<|endoftext|>'}": f"{stats.special_found:,} ({stats.special})",
         "tokenize time": f"{stats.seconds:.2f} s",
-        "throughput": f"{_bytes_rate(stats.input_bytes, stats.seconds)}, "
-        f"{_rate(stats.tokens, stats.seconds, 'tok')}",
+        "throughput": f"{bytes_rate(stats.input_bytes, stats.seconds)}, "
+        f"{rate(stats.tokens, stats.seconds, 'tok')}",
     }
 
 
@@ -241,7 +218,11 @@ def run_tokenize(
     inputs = [s.path for s in sources]
     check_output(output, inputs=inputs, no_clobber=no_clobber)
     spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
-    with tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-") as spill:
+    try:
+        spill = tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-")  # noqa: SIM115
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
+    with spill:
         sink = _SpillSink(spill)
         stats = tokenize_sources(sources, opts, sink, on_progress)
         offsets = stats.doc_offsets
@@ -602,9 +583,10 @@ def run_embed(
             "embeddings": f"({n:,}, {t}, {dim}) {opts.dtype} on {device}",
             "token table": f"({vocab_size:,}, {dim}) {origin}",
             "positional": f"{opts.pos}" + (f" ({context_length}, {dim})" if tables.has_pos else ""),
-            "written": _human(total_bytes) + ("" if opts.save_weights else " (tables not saved)"),
-            "embed time": f"{seconds:.2f} s ({_rate(n, seconds, 'windows')}, "
-            f"{_bytes_rate(total_bytes, seconds)})",
+            "written": human_bytes(total_bytes)
+            + ("" if opts.save_weights else " (tables not saved)"),
+            "embed time": f"{seconds:.2f} s ({rate(n, seconds, 'windows')}, "
+            f"{bytes_rate(total_bytes, seconds)})",
             "total time": f"{time.perf_counter() - started:.2f} s",
             "output": output if output != "-" else "<stdout>",
         }
