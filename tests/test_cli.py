@@ -8,13 +8,14 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE
-from reference import reference_embeddings, reference_windows
 from safetensors.numpy import load, load_file, save_file
 from typer.testing import CliRunner
 
 from embedcli import __version__
 from embedcli.cli import app
+
+from conftest import SAMPLE
+from reference import reference_embeddings, reference_windows
 
 runner = CliRunner()
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference import reference_embeddings
 
 from embedcli.embedding import (
     Embedder,
@@ -15,6 +14,8 @@ from embedcli.embedding import (
 )
 from embedcli.errors import DeviceError, FormatError, InputError, UsageError
 from embedcli.windows import gather, plan_windows
+
+from reference import reference_embeddings
 
 
 def test_seed_123_first_row():

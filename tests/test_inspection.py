@@ -8,11 +8,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import run_embedcli
 from safetensors.torch import save_file
 
 from embedcli.inspection import diff_files, dumps, inspect_file
 from embedcli.store import DTYPES
+
+from conftest import run_embedcli
 
 
 @pytest.fixture

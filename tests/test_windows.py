@@ -5,10 +5,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import reference_windows
 
 from embedcli.errors import InputError, UsageError
 from embedcli.windows import count_windows, gather, plan_windows
+
+from reference import reference_windows
 
 
 def windows_of(ids, plan):
