@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -559,19 +560,28 @@ def run_embed(
         token, pos_table = tables.materialize(opts.seed, opts.pos)
         embedder = Embedder(token, pos_table, device=device, dtype=tdtype)
         row_bytes = t * dim * torch.tensor([], dtype=tdtype).element_size()
-        rows = max(1, CHUNK_BYTES // row_bytes)
+        rows = max(1, CHUNK_BYTES // 2 // row_bytes)  # two chunks in flight
         advance = on_windows(n) if on_windows else None
         compute_started = time.perf_counter()
         with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
             out.file.write(header_bytes)
-            for i in range(0, n, rows):
-                if windows is not None:
-                    chunk = windows[i : i + rows]
-                else:
-                    chunk = gather(src.ids, plan.starts[i : i + rows], t)
-                out.file.write(_tensor_bytes(embedder.embed(chunk)))
-                if advance:
-                    advance(len(chunk))
+            # One writer thread: chunk k is written while chunk k+1 is computed (both release
+            # the GIL). At most two chunks exist at once, so memory stays flat.
+            with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+                pending: Future | None = None
+                for i in range(0, n, rows):
+                    if windows is not None:
+                        chunk = windows[i : i + rows]
+                    else:
+                        chunk = gather(src.ids, plan.starts[i : i + rows], t)
+                    data = _tensor_bytes(embedder.embed(chunk))
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(out.file.write, data)
+                    if advance:
+                        advance(len(chunk))
+                if pending is not None:
+                    pending.result()
             if opts.save_weights:
                 out.file.write(_tensor_bytes(token.to(tdtype)))
                 if pos_table is not None:

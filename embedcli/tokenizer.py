@@ -32,7 +32,7 @@ from .encoding import EOT, encode_kwargs, eot_id, get_encoding
 from .errors import InputError
 from .text import Source, iter_blocks
 
-PIECE_CHARS = 1 << 20
+PIECE_CHARS = 1 << 18  # 256k characters: fine enough to keep 2+ threads busy
 # A letter (not a digit or underscore) followed by a space or newline: cut after the letter.
 _SAFE_POINT = re.compile(r"[^\W\d_](?=[ \n])")
 

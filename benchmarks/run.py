@@ -1,0 +1,258 @@
+"""embedcli benchmarks: each figure side by side with the straightforward reference, same run.
+
+    python benchmarks/run.py            # everything (a few minutes on 2 cores)
+    python benchmarks/run.py tokenize   # one section: tokenize, batch, embed
+
+Every measured job runs in a fresh process (started from this small parent, which never imports
+torch), so wall times include interpreter start and imports for both sides, and peak memory is
+the child's own high-water mark (``ru_maxrss`` from ``wait4``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+PY = sys.executable
+
+
+def corpus(path: Path, megabytes: float, seed: int = 0) -> Path:
+    """Prose-like text: sentences drawn from the words of the sample data, seeded."""
+    words = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < megabytes * 1e6:
+        sentence = " ".join(rng.choice(words) for _ in range(rng.randint(5, 25)))
+        sentence = sentence[0].upper() + sentence[1:] + ("\n\n" if rng.random() < 0.1 else " ")
+        parts.append(sentence)
+        size += len(sentence)
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+def measure(argv: list[str]) -> dict[str, float]:
+    """Run ``argv``; wall seconds and peak RSS (MiB) of that process alone."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{err.decode()}")
+    return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024, "stdout": out.decode()}
+
+
+def child(code: str, *args: str) -> list[str]:
+    return [PY, "-c", code, *args]
+
+
+def row(name: str, value: str) -> None:
+    print(f"  {name:<44} {value}")
+
+
+# --------------------------------------------------------------------------- tokenize
+
+TOKENIZE = """
+import json, os, sys, time
+from embedcli.encoding import get_encoding
+from embedcli.stages import run_tokenize
+enc = get_encoding("gpt2")
+path, out, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+base, ours = [], []
+for _ in range(repeats):  # alternate, so both see the same machine; report the best of each
+    t = time.perf_counter()
+    with open(path, encoding="utf-8") as f:
+        n = len(enc.encode(f.read(), allowed_special={"<|endoftext|>"}))
+    base.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    run_tokenize([path], out)
+    ours.append(time.perf_counter() - t)
+print(json.dumps({"base": base, "ours": ours, "tokens": n}))
+"""
+
+
+def bench_tokenize(tmp: Path, repeats: int = 5) -> None:
+    text = corpus(tmp / "tok.txt", 20)
+    size = text.stat().st_size
+    print(f"\ntokenize: {size / 1e6:.0f} MB of text, {os.cpu_count()} cores, best of {repeats}")
+    result = json.loads(
+        measure(child(TOKENIZE, str(text), str(tmp / "tok.safetensors"), str(repeats)))["stdout"]
+    )
+    base_s, ours_s = min(result["base"]), min(result["ours"])
+    row(
+        "tiktoken encode, one call (read + encode)",
+        f"{base_s:6.2f} s  {size / base_s / 1e6:6.1f} MB/s",
+    )
+    row(
+        "embedcli tokenize (read + encode + write)",
+        f"{ours_s:6.2f} s  {size / ours_s / 1e6:6.1f} MB/s",
+    )
+    row("speed-up", f"{base_s / ours_s:6.2f}x  (target >= 1.5x on 2 cores)")
+    row("tokens", f"{result['tokens']:,}")
+    row(
+        "all runs (s): tiktoken / embedcli",
+        " ".join(f"{x:.2f}" for x in result["base"])
+        + " / "
+        + " ".join(f"{x:.2f}" for x in result["ours"]),
+    )
+
+
+# --------------------------------------------------------------------------- batch
+
+BATCH_REFERENCE = """
+import sys, time, numpy as np, torch
+sys.path.insert(0, sys.argv[2])
+from reference import create_dataloader_v1
+ids = np.load(sys.argv[1]).tolist()
+t = time.perf_counter()
+loader = create_dataloader_v1(ids, batch_size=8, max_length=4, stride=4, shuffle=False)
+xs, ys = [], []
+for x, y in loader:
+    xs.append(x); ys.append(y)
+x, y = torch.cat(xs), torch.cat(ys)
+print(time.perf_counter() - t, x.shape[0])
+"""
+
+BATCH_EMBEDCLI = """
+import sys, time
+from embedcli.stages import WindowOptions, run_batch
+t = time.perf_counter()
+run_batch([sys.argv[1]], sys.argv[2], WindowOptions(max_length=4, stride=4, batch_size=8))
+print(time.perf_counter() - t)
+"""
+
+MAKE_IDS = """
+import sys, numpy as np
+from embedcli.store import write_arrays
+ids = np.random.default_rng(0).integers(0, 50257, size=int(sys.argv[1]), dtype=np.int32)
+np.save(sys.argv[2], ids)
+with open(sys.argv[3], "wb") as f:
+    write_arrays(f, {"ids": ids}, {"encoding": "gpt2", "vocab_size": "50257"})
+"""
+
+
+def bench_batch(tmp: Path, n_tokens: int = 10_000_000) -> None:
+    print(f"\nbatch: {n_tokens:,} tokens, max-length 4, stride 4, batch 8")
+    npy, st = tmp / "ids.npy", tmp / "ids.safetensors"
+    measure(child(MAKE_IDS, str(n_tokens), str(npy), str(st)))
+    ours = measure(child(BATCH_EMBEDCLI, str(st), str(tmp / "w.safetensors")))
+    ref = measure(child(BATCH_REFERENCE, str(npy), str(ROOT / "tests")))
+    ref_s, n_windows = ref["stdout"].split()
+    ref_s, ours_s = float(ref_s), float(ours["stdout"])
+    out_mib = 2 * int(n_windows) * 4 * 8 / 2**20
+    ids_mib = n_tokens * 4 / 2**20
+    row(
+        "reference loop + DataLoader (in memory)",
+        f"{ref_s:7.2f} s  peak {ref['peak_mib']:6.0f} MiB",
+    )
+    row("embedcli batch (to a file)", f"{ours_s:7.2f} s  peak {ours['peak_mib']:6.0f} MiB")
+    row("speed-up", f"{ref_s / ours_s:7.1f}x  (target >= 20x)")
+    row(
+        "output + ids (the memory target)",
+        f"{out_mib + ids_mib:.0f} MiB  (output {out_mib:.0f}, ids {ids_mib:.0f})",
+    )
+
+
+# --------------------------------------------------------------------------- embed
+
+EMBED_REFERENCE = """
+import sys, tiktoken, torch
+sys.path.insert(0, sys.argv[3])
+from reference import create_dataloader_v1
+from safetensors.torch import save_file
+from embedcli.encoding import get_encoding
+tokenizer = get_encoding("gpt2")
+raw_text = open(sys.argv[1], encoding="utf-8").read()
+ids = tokenizer.encode(raw_text, allowed_special={"<|endoftext|>"})
+torch.manual_seed(123)
+token_embedding_layer = torch.nn.Embedding(50257, 256)
+pos_embedding_layer = torch.nn.Embedding(4, 256)
+loader = create_dataloader_v1(ids, batch_size=8, max_length=4, stride=4, shuffle=False)
+out = []
+with torch.no_grad():
+    for x, y in loader:
+        out.append(token_embedding_layer(x) + pos_embedding_layer(torch.arange(4)))
+embeddings = torch.cat(out)
+save_file({"embeddings": embeddings, "token_embedding.weight": token_embedding_layer.weight.detach(),
+           "pos_embedding.weight": pos_embedding_layer.weight.detach()}, sys.argv[2])
+"""
+
+
+def bench_embed(tmp: Path) -> None:
+    print(
+        "\nembed: embedcli embed TEXT --dim 256 --max-length 4 --stride 4 --batch-size 8 (end to end)"
+    )
+    for mb in (2, 8):
+        text = corpus(tmp / f"embed-{mb}.txt", mb, seed=mb)
+        ref_out, ours_out = tmp / "ref.safetensors", tmp / "ours.safetensors"
+        ref = measure(child(EMBED_REFERENCE, str(text), str(ref_out), str(ROOT / "tests")))
+        ours = measure(
+            [
+                PY,
+                "-m",
+                "embedcli",
+                "embed",
+                str(text),
+                "-o",
+                str(ours_out),
+                "--dim",
+                "256",
+                "--max-length",
+                "4",
+                "--stride",
+                "4",
+                "--batch-size",
+                "8",
+                "-q",
+            ]
+        )
+        same = _same_embeddings(ref_out, ours_out)
+        size = ours_out.stat().st_size
+        print(
+            f"  {mb} MB of text -> {size / 1e9:.2f} GB of safetensors (outputs identical: {same})"
+        )
+        row(
+            "  reference (loop, DataLoader, nn.Embedding, cat, save_file)",
+            f"{ref['seconds']:6.2f} s  peak {ref['peak_mib']:6.0f} MiB",
+        )
+        row("  embedcli embed", f"{ours['seconds']:6.2f} s  peak {ours['peak_mib']:6.0f} MiB")
+        row(
+            "  speed-up / memory ratio",
+            f"{ref['seconds'] / ours['seconds']:6.1f}x  {ours['peak_mib'] / ref['peak_mib']:.2f} of the reference's "
+            "(targets >= 4x, <= 0.25)",
+        )
+        ref_out.unlink()
+        ours_out.unlink()
+
+
+def _same_embeddings(a: Path, b: Path) -> bool:
+    code = (
+        "import sys\nfrom embedcli.inspection import diff_files\n"
+        "d = diff_files(sys.argv[1], sys.argv[2])\n"
+        "print(all(c.equal for c in d.compared) and not d.changed and not d.only_in_a and not d.only_in_b)"
+    )
+    return measure(child(code, str(a), str(b)))["stdout"].strip() == "True"
+
+
+def main(argv: list[str]) -> None:
+    sections = {"tokenize": bench_tokenize, "batch": bench_batch, "embed": bench_embed}
+    chosen = argv or list(sections)
+    unknown = [s for s in chosen if s not in sections]
+    if unknown:
+        raise SystemExit(f"unknown section(s) {unknown}; choose from {list(sections)}")
+    with tempfile.TemporaryDirectory(prefix="embedcli-bench-") as tmp:
+        for name in chosen:
+            sections[name](Path(tmp))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
