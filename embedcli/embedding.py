@@ -237,12 +237,23 @@ class Embedder:
         self.token = token.to(device=device, dtype=dtype)
         self.pos = None if pos is None else pos.to(device=device, dtype=dtype)
 
-    def embed(self, ids: np.ndarray) -> torch.Tensor:
+    def embed(self, ids: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``(C, T)`` ids -> ``(C, T, dim)`` on the CPU; into ``out[:C]`` when given (a buffer
+        reused across chunks, so the allocator never sees a stream of large blocks)."""
         import numpy as np
         import torch
 
+        c, t = ids.shape
         index = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)
-        out = torch.nn.functional.embedding(index, self.token)  # (C, T, D)
+        if out is not None and self.device.type == "cpu":
+            result = out[:c]
+            torch.index_select(self.token, 0, index.view(-1), out=result.view(c * t, -1))
+        else:
+            result = torch.nn.functional.embedding(index, self.token)  # (C, T, D)
         if self.pos is not None:
-            out.add_(self.pos[: ids.shape[1]])  # broadcast (T, D) over C
-        return out.cpu() if out.device.type != "cpu" else out
+            result.add_(self.pos[:t])  # broadcast (T, D) over C
+        if result.device.type == "cpu":
+            return result
+        if out is None:
+            return result.cpu()
+        return out[:c].copy_(result)

@@ -567,14 +567,16 @@ def run_embed(
             out.file.write(header_bytes)
             # One writer thread: chunk k is written while chunk k+1 is computed (both release
             # the GIL). At most two chunks exist at once, so memory stays flat.
+            buffers = [torch.empty(min(rows, n), t, dim, dtype=tdtype) for _ in range(2)]
             with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
                 pending: Future | None = None
-                for i in range(0, n, rows):
+                for k, i in enumerate(range(0, n, rows)):
                     if windows is not None:
                         chunk = windows[i : i + rows]
                     else:
                         chunk = gather(src.ids, plan.starts[i : i + rows], t)
-                    data = _tensor_bytes(embedder.embed(chunk))
+                    # buffers[k % 2] was last written out as chunk k-2, which has finished
+                    data = _tensor_bytes(embedder.embed(chunk, out=buffers[k % 2]))
                     if pending is not None:
                         pending.result()
                     pending = writer.submit(out.file.write, data)
