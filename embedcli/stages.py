@@ -129,6 +129,15 @@ def default_output(inputs: list[str], suffix: str) -> str:
     return f"{name}.{suffix}.safetensors"
 
 
+def _describe_output(output: str) -> str:
+    """``corpus.tokens.safetensors (3.9 KB)``, or ``<stdout>``."""
+    if output == "-":
+        return "<stdout>"
+    with contextlib.suppress(OSError):
+        return f"{output} ({human_bytes(os.path.getsize(output))})"
+    return output
+
+
 def _header_if_file(output: str) -> Header | None:
     if output == "-" or not os.path.isfile(output):
         return None
@@ -237,7 +246,7 @@ def run_tokenize(
             write_array(out.file, offsets)
             copy_stream(spill, out.file, sink.count * 4)
     facts = _tokenize_facts(stats)
-    facts["output"] = output if output != "-" else "<stdout>"
+    facts["output"] = _describe_output(output)
     return StageResult("tokenize", output, facts, _header_if_file(output))
 
 
@@ -437,7 +446,7 @@ def run_batch(
         facts.update(_plan_facts(plan, opts.dtype))
         decoded = _decode_first(src, gather(src.ids, plan.starts[:1], t)[0])
     facts["time"] = f"{time.perf_counter() - started:.2f} s"
-    facts["output"] = output if output != "-" else "<stdout>"
+    facts["output"] = _describe_output(output)
     return StageResult("batch", output, facts, _header_if_file(output), decoded=decoded)
 
 
@@ -600,7 +609,7 @@ def run_embed(
             "embed time": f"{seconds:.2f} s ({rate(n, seconds, 'windows')}, "
             f"{bytes_rate(total_bytes, seconds)})",
             "total time": f"{time.perf_counter() - started:.2f} s",
-            "output": output if output != "-" else "<stdout>",
+            "output": _describe_output(output),
         }
     )
     from .inspection import torch_repr

@@ -325,3 +325,64 @@ def test_inspect_renders_lineage_and_decoded_windows(tmp_path):
     assert "embedcli lineage (windows)" in out and "max length" in out
     assert "inputs[0]" in out and "'The lighthouse stood at'" in out
     assert re.search(r"tensor\(\[\[\s+464, 46371,", out)  # torch-style preview of the ids
+
+
+@pytest.mark.parametrize(
+    ("tensors", "args", "message"),
+    [
+        ({"ids": np.arange(10, dtype=np.float32)}, [], "'ids' must be integer ids, got F32"),
+        ({"ids": np.arange(12, dtype=np.int64).reshape(3, 4)}, [], "ids must be 1-D"),
+        ({"tokens": np.arange(12, dtype=np.int64)}, [], "no tensor named 'ids'"),
+        ({"tokens": np.arange(12, dtype=np.int64)}, ["--key", "tokens", "-T", "20"], "too few"),
+    ],
+)
+def test_batch_refuses_unusable_id_tensors(tmp_path, tensors, args, message):
+    src, out = tmp_path / "ids.safetensors", tmp_path / "w.safetensors"
+    save_file(tensors, str(src))
+    result = invoke("batch", str(src), "-o", str(out), *args)
+    assert result.exit_code == 1
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_batch_reads_any_1d_integer_tensor_with_key(tmp_path):
+    src, out = tmp_path / "ids.safetensors", tmp_path / "w.safetensors"
+    save_file({"tokens": np.arange(20, dtype=np.uint16)}, str(src))
+    result = invoke("batch", str(src), "-o", str(out), "--key", "tokens", "-T", "4", "-q")
+    assert result.exit_code == 0, result.stderr
+    data = load_file(str(out))
+    assert data["inputs"][:, 0].tolist() == [0, 4, 8, 12]
+    assert (data["targets"] == data["inputs"] + 1).all()
+
+
+def test_embed_refuses_ids_outside_the_table(tmp_path):
+    out = tmp_path / "e.safetensors"
+    result = invoke(
+        "embed",
+        str(SAMPLE / "the-lighthouse.txt"),
+        "-o",
+        str(out),
+        "-T",
+        "4",
+        "--vocab-size",
+        "1000",
+        "-d",
+        "4",
+    )
+    assert result.exit_code == 1
+    assert "outside the embedding table (vocab size 1000)" in result.stderr
+    assert not out.exists()
+
+
+def test_batch_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom embedcli.cli import main\n"
+        f"sys.argv=['embedcli','batch',{str(SAMPLE)!r},'-o',{str(tmp_path / 'w.safetensors')!r},'-T','4','-q']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
