@@ -39,6 +39,19 @@ def enc():
     return get_encoding("gpt2")
 
 
+def imported_modules(*args: str) -> set[str]:
+    """Top-level modules imported by one in-process run of ``embedcli ARGS`` (which must succeed)."""
+    code = (
+        "import sys\nfrom embedcli.cli import main\n"
+        f"sys.argv = ['embedcli', *{list(args)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return set(proc.stdout.decode().split())
+
+
 def run_embedcli(
     *args: str, input: bytes | None = None, cwd=None, env=None, timeout=120, check=False
 ) -> subprocess.CompletedProcess:

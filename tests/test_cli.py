@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from embedcli import __version__
 from embedcli.cli import app
 
-from conftest import SAMPLE
+from conftest import SAMPLE, imported_modules
 from reference import reference_embeddings, reference_windows
 
 runner = CliRunner()
@@ -375,14 +375,5 @@ def test_embed_refuses_ids_outside_the_table(tmp_path):
 
 
 def test_batch_never_imports_torch(tmp_path):
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\nfrom embedcli.cli import main\n"
-        f"sys.argv=['embedcli','batch',{str(SAMPLE)!r},'-o',{str(tmp_path / 'w.safetensors')!r},'-T','4','-q']\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "assert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
+    out = str(tmp_path / "w.safetensors")
+    assert "torch" not in imported_modules("batch", str(SAMPLE), "-o", out, "-T", "4", "-q")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load, load_file
 
-from conftest import SAMPLE, run_embedcli
+from conftest import SAMPLE, imported_modules, run_embedcli
 
 STORY = str(SAMPLE / "the-lighthouse.txt")
 
@@ -359,24 +359,10 @@ def test_exit_codes_and_debug_traceback(tmp_path):
     assert b"Traceback" in verbose.stderr
 
 
-def test_help_starts_fast_without_torch():
-    code = (
-        "import sys\nfrom embedcli.cli import main\nsys.argv=['embedcli','tokenize','--help']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
-
-
-def test_tokenize_does_not_import_torch(tmp_path):
-    code = (
-        "import sys\nfrom embedcli.cli import main\n"
-        f"sys.argv=['embedcli','tokenize',{STORY!r},'-o',{str(tmp_path / 't.safetensors')!r},'-q']\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "assert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
+def test_help_and_tokenize_do_not_import_torch(tmp_path):
+    assert "torch" not in imported_modules("tokenize", "--help")
+    out = str(tmp_path / "t.safetensors")
+    assert "torch" not in imported_modules("tokenize", STORY, "-o", out, "-q")
 
 
 # --------------------------------------------------------------------------- pathological text

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from embedcli.inspection import diff_files, dumps, inspect_file
 from embedcli.store import DTYPES
 
-from conftest import run_embedcli
+from conftest import imported_modules, run_embedcli
 
 
 @pytest.fixture
@@ -203,15 +203,7 @@ def test_control_characters_are_escaped(tmp_path):
 
 def test_no_stats_path_does_not_import_torch_or_numpy(small):
     path, _ = small
-    code = (
-        f"import sys; from embedcli.cli import main; sys.argv=['embedcli','inspect',{str(path)!r},'--no-stats'];\n"
-        "try: main()\nexcept SystemExit: pass\n"
-        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(m for m in sys.modules if m.startswith(('torch','numpy')))[:3]"
-    )
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert not {"torch", "numpy"} & imported_modules("inspect", str(path), "--no-stats")
 
 
 @pytest.mark.slow
