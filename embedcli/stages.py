@@ -7,8 +7,9 @@ Each ``run_*`` function takes plain arguments, writes its output through
 Example:
     >>> from embedcli.stages import run_tokenize, run_batch, run_embed
     >>> run_tokenize(["corpus.txt"], "corpus.tokens.safetensors")           # doctest: +SKIP
-    >>> run_batch("corpus.tokens.safetensors", "w.safetensors", max_length=4)  # doctest: +SKIP
-    >>> run_embed(["w.safetensors"], "e.safetensors", dim=256, seed=123)      # doctest: +SKIP
+    >>> run_batch(["corpus.tokens.safetensors"], "w.safetensors",
+    ...           WindowOptions(max_length=4, batch_size=8))                 # doctest: +SKIP
+    >>> run_embed(["w.safetensors"], "e.safetensors", EmbedOptions(dim=256))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class WindowOptions:
     drop_last: bool = True
     num_batches: int | None = None
     shuffle: bool = False
-    seed: int = 0
+    seed: int = 123
     cross_docs: bool = True
     dtype: str = "int64"
 
@@ -161,14 +162,8 @@ def _check_disk(output: str, nbytes: int) -> None:
 
 
 def tokenize_sources(
-    inputs: list[str] | list[Source],
-    opts: TokenizeOptions,
-    sink,
-    on_progress: Progress | None = None,
+    sources: list[Source], opts: TokenizeOptions, sink, on_progress: Progress | None = None
 ) -> TokenizeStats:
-    sources = [s if isinstance(s, Source) else None for s in inputs]
-    if None in sources:
-        sources = resolve_sources(inputs, opts.format)  # type: ignore[arg-type]
     return tokenize(
         sources,
         sink,
@@ -178,6 +173,18 @@ def tokenize_sources(
         workers=opts.workers,
         on_progress=on_progress,
     )
+
+
+def input_files(inputs: list[str], fmt: str = "auto") -> list[str]:
+    """The paths a stage will read: directories expanded to their text files.
+
+    For :func:`check_output`, so an output can never replace a file read from a directory.
+    Unresolvable inputs are returned as given; reading them reports the problem.
+    """
+    try:
+        return [s.path for s in resolve_sources(inputs, fmt)]
+    except (InputError, UsageError):
+        return list(inputs)
 
 
 def input_size(inputs: list[str], opts: TokenizeOptions) -> int:
@@ -284,8 +291,7 @@ def open_input(
 ) -> Iterator[TokenSource | WindowSource]:
     """Whatever the user pointed at, as ids (or windows, where ``allow_windows``)."""
     opts = tokenize_opts or TokenizeOptions()
-    if not inputs:
-        inputs = ["-"]
+    inputs = inputs or ["-"]
     single = inputs[0] if len(inputs) == 1 else None
     if single is not None and not os.path.isdir(single):
         if single != "-" and not os.path.exists(single):
@@ -306,7 +312,7 @@ def open_input(
 
 def _from_text(inputs, opts, on_progress, shown=None) -> TokenSource:
     sink = MemorySink()
-    stats = tokenize_sources(inputs, opts, sink, on_progress)
+    stats = tokenize_sources(resolve_sources(inputs, opts.format), opts, sink, on_progress)
     if shown is not None:
         stats.sources = ["<stdin>" if s == "-" else s for s in shown]
     return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), "text", stats)
@@ -425,7 +431,9 @@ def run_batch(
     opts = opts or WindowOptions()
     if opts.dtype not in OUTPUT_DTYPES:
         raise UsageError(f"unknown --dtype {opts.dtype!r}; use one of {', '.join(OUTPUT_DTYPES)}")
-    check_output(output, inputs=inputs, no_clobber=no_clobber)
+    tokenize_opts = tokenize_opts or TokenizeOptions()
+    read = input_files(inputs, tokenize_opts.format)
+    check_output(output, inputs=read, no_clobber=no_clobber)
     started = time.perf_counter()
     with open_input(inputs, key=key, tokenize_opts=tokenize_opts, on_progress=on_progress) as src:
         plan = make_plan(src, opts)
@@ -437,7 +445,7 @@ def run_batch(
         meta = window_metadata(src, plan, opts.dtype)
         _check_disk(output, 2 * plan.n_windows * t * dtype.itemsize)
         rows = max(1, CHUNK_BYTES // (t * dtype.itemsize))
-        with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
+        with open_output(output, inputs=read, no_clobber=no_clobber) as out:
             out.file.write(build_header(specs, meta))
             for shift in (0, 1):
                 for starts in iter_chunks(plan, rows):
@@ -502,11 +510,11 @@ def run_embed(
 
     opts = opts or EmbedOptions()
     window_opts = window_opts or WindowOptions()
+    tokenize_opts = tokenize_opts or TokenizeOptions()
     device = resolve_device(opts.device)
     tdtype = torch_dtype(opts.dtype)
-    check_output(
-        output, inputs=inputs + ([opts.weights] if opts.weights else []), no_clobber=no_clobber
-    )
+    read = input_files(inputs, tokenize_opts.format) + ([opts.weights] if opts.weights else [])
+    check_output(output, inputs=read, no_clobber=no_clobber)
     started = time.perf_counter()
     with open_input(
         inputs, key=key, tokenize_opts=tokenize_opts, on_progress=on_progress, allow_windows=True
@@ -572,7 +580,7 @@ def run_embed(
         rows = max(1, CHUNK_BYTES // 2 // row_bytes)  # two chunks in flight
         advance = on_windows(n) if on_windows else None
         compute_started = time.perf_counter()
-        with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
+        with open_output(output, inputs=read, no_clobber=no_clobber) as out:
             out.file.write(header_bytes)
             # One writer thread: chunk k is written while chunk k+1 is computed (both release
             # the GIL). At most two chunks exist at once, so memory stays flat.

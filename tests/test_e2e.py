@@ -127,13 +127,16 @@ def test_output_that_is_an_input_is_refused(tmp_path, tokens, stage, how):
     assert source.read_bytes() == before
 
 
-def test_directory_input_protects_its_files(tmp_path):
+@pytest.mark.parametrize("stage", ["tokenize", "batch", "embed"])
+def test_directory_input_protects_its_files(tmp_path, stage):
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "a.txt").write_text("alpha", encoding="utf-8")
-    proc = run_embedcli("tokenize", str(docs), "-o", str(docs / "a.txt"))
+    (docs / "a.txt").write_text("alpha beta gamma delta epsilon zeta", encoding="utf-8")
+    proc = run_embedcli(
+        stage, str(docs), "-o", str(docs / "a.txt"), *(["-T", "2"] if stage != "tokenize" else [])
+    )
     assert proc.returncode == 1 and "is also an input" in one_error_line(proc)
-    assert (docs / "a.txt").read_text() == "alpha"
+    assert (docs / "a.txt").read_text() == "alpha beta gamma delta epsilon zeta"
 
 
 def test_existing_output_replaced_unless_no_clobber(tmp_path, tokens):
