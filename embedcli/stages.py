@@ -580,27 +580,13 @@ def run_embed(
         rows = max(1, CHUNK_BYTES // 2 // row_bytes)  # two chunks in flight
         advance = on_windows(n) if on_windows else None
         compute_started = time.perf_counter()
+        if windows is not None:
+            chunks = (windows[i : i + rows] for i in range(0, n, rows))
+        else:
+            chunks = (gather(src.ids, starts, t) for starts in iter_chunks(plan, rows))
         with open_output(output, inputs=read, no_clobber=no_clobber) as out:
             out.file.write(header_bytes)
-            # One writer thread: chunk k is written while chunk k+1 is computed (both release
-            # the GIL). At most two chunks exist at once, so memory stays flat.
-            buffers = [torch.empty(min(rows, n), t, dim, dtype=tdtype) for _ in range(2)]
-            with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-                pending: Future | None = None
-                for k, i in enumerate(range(0, n, rows)):
-                    if windows is not None:
-                        chunk = windows[i : i + rows]
-                    else:
-                        chunk = gather(src.ids, plan.starts[i : i + rows], t)
-                    # buffers[k % 2] was last written out as chunk k-2, which has finished
-                    data = _tensor_bytes(embedder.embed(chunk, out=buffers[k % 2]))
-                    if pending is not None:
-                        pending.result()
-                    pending = writer.submit(out.file.write, data)
-                    if advance:
-                        advance(len(chunk))
-                if pending is not None:
-                    pending.result()
+            _stream_embeddings(out.file, embedder, chunks, (min(rows, n), t, dim), advance)
             if opts.save_weights:
                 out.file.write(_tensor_bytes(token.to(tdtype)))
                 if pos_table is not None:
@@ -624,6 +610,30 @@ def run_embed(
 
     preview = "token_embedding.weight[:3] = " + torch_repr(token[:3].to(tdtype))
     return StageResult("embed", output, facts, _header_if_file(output), preview=preview)
+
+
+def _stream_embeddings(f, embedder, chunks, buffer_shape, advance) -> None:
+    """Embed each chunk of windows and write it to ``f``, in order.
+
+    One writer thread: chunk k is written while chunk k+1 is computed (both release the GIL).
+    Two output buffers are reused throughout, so memory stays flat and the allocator never sees
+    a stream of large blocks.
+    """
+    import torch
+
+    buffers = [torch.empty(buffer_shape, dtype=embedder.dtype) for _ in range(2)]
+    with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        pending: Future | None = None
+        for k, chunk in enumerate(chunks):
+            # buffers[k % 2] last held chunk k-2, whose write finished before k-1 was submitted
+            data = _tensor_bytes(embedder.embed(chunk, out=buffers[k % 2]))
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(f.write, data)
+            if advance:
+                advance(len(chunk))
+        if pending is not None:
+            pending.result()
 
 
 @dataclass
