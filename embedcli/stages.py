@@ -608,7 +608,7 @@ def run_embed(
     )
     from .inspection import torch_repr
 
-    preview = "token_embedding.weight[:3] = " + torch_repr(token[:3].to(tdtype))
+    preview = "token_embedding.weight[:3]\n" + torch_repr(token[:3].to(tdtype))
     return StageResult("embed", output, facts, _header_if_file(output), preview=preview)
 
 
