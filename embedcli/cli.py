@@ -313,6 +313,14 @@ def tokenize(
     text_key: TextKey = "text",
     fmt: FormatOpt = Format.auto,
     workers: Workers = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard", metavar="I/N", rich_help_panel=TOK,
+            help="Process only shard I of N (from 0): a fixed 1/N of the documents, written as "
+            "NAME-0000<I+1>-of-0000<N>.tokens.safetensors plus NAME.tokens.manifest.json.",
+        ),
+    ] = None,
     no_clobber: NoClobber = False,
     quiet: Quiet = False,
 ) -> None:
@@ -329,9 +337,12 @@ def tokenize(
       cat notes.txt | embedcli tokenize -o - | embedcli batch - -o w.safetensors
 
       embedcli tokenize data.jsonl.gz --text-key body --special error
+
+      embedcli tokenize corpus/ -o corpus.tokens.safetensors --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
     """
     from .stages import default_output, input_size, run_tokenize
     from .summary import progress_bar
+    from .text import parse_shard
 
     inputs = inputs or ["-"]
     output = output or default_output(inputs, "tokens")
@@ -339,7 +350,10 @@ def tokenize(
     total = input_size(inputs, opts)
     enabled = _progress_enabled(quiet) and total > (1 << 20)
     with progress_bar(err_console, "tokenize", total, enabled=enabled) as advance:
-        result = run_tokenize(inputs, output, opts, no_clobber=no_clobber, on_progress=advance)
+        result = run_tokenize(
+            inputs, output, opts, no_clobber=no_clobber, on_progress=advance,
+            shard=parse_shard(shard) if shard else None,
+        )
     _show(result, quiet)
 
 

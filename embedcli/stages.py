@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -27,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .errors import FormatError, InputError, OutputError, UsageError
+from .errors import EmbedcliError, FormatError, InputError, OutputError, UsageError
 from .store import (
+    INTEGER_DTYPES,
     Header,
     TensorSpec,
     build_header,
@@ -41,7 +43,7 @@ from .store import (
     read_header,
     write_array,
 )
-from .text import Source, resolve_sources
+from .text import Source, resolve_sources, shard_sources
 from .tokenizer import MemorySink, TokenizeStats, tokenize
 from .units import bytes_rate, human_bytes, rate
 from .windows import OUTPUT_DTYPES, WindowPlan, check_ids, gather, iter_chunks, plan_windows
@@ -116,6 +118,8 @@ def default_output(inputs: list[str], suffix: str) -> str:
     for ext in (
         ".gz",
         ".zst",
+        ".json",
+        ".manifest",
         ".safetensors",
         ".jsonl",
         ".txt",
@@ -181,10 +185,31 @@ def input_files(inputs: list[str], fmt: str = "auto") -> list[str]:
     For :func:`check_output`, so an output can never replace a file read from a directory.
     Unresolvable inputs are returned as given; reading them reports the problem.
     """
+    if len(inputs) == 1 and is_manifest(inputs[0]):
+        with contextlib.suppress(EmbedcliError):
+            return [inputs[0], *read_manifest(inputs[0])]
     try:
         return [s.path for s in resolve_sources(inputs, fmt)]
     except (InputError, UsageError):
         return list(inputs)
+
+
+def is_manifest(path: str) -> bool:
+    return path.endswith(".json") and os.path.isfile(path)
+
+
+def read_manifest(path: str) -> list[str]:
+    """The token files a manifest lists, in order, as paths relative to the manifest."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: not a readable embedcli manifest ({exc})") from None
+    shards = doc.get("shards") if isinstance(doc, dict) else None
+    if not isinstance(shards, list) or not all(isinstance(s, str) for s in shards) or not shards:
+        raise FormatError(f'{path}: a manifest needs a non-empty "shards" list of paths')
+    base = os.path.dirname(path)
+    return [s if os.path.isabs(s) else os.path.join(base, s) for s in shards]
 
 
 def input_size(inputs: list[str], opts: TokenizeOptions) -> int:
@@ -227,12 +252,26 @@ def run_tokenize(
     *,
     no_clobber: bool = False,
     on_progress: Progress | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> StageResult:
-    """Tokenize text files, directories or stdin into a token file (``ids``, ``doc_offsets``)."""
+    """Tokenize text files, directories or stdin into a token file (``ids``, ``doc_offsets``).
+
+    With ``shard=(i, n)`` only shard i's documents are read (see
+    :func:`embedcli.text.shard_sources`); ``output`` names the whole, the shard is written as
+    ``NAME-0000<i+1>-of-0000<n>.tokens.safetensors`` beside it, and every shard writes the same
+    manifest ``NAME.tokens.manifest.json`` listing all n files.
+    """
     opts = opts or TokenizeOptions()
     sources = resolve_sources(inputs, opts.format)
     # Every file read is an input the output must not replace (directories list theirs).
     inputs = [s.path for s in sources]
+    manifest, whole = None, output
+    if shard is not None:
+        if output == "-":
+            raise UsageError("--shard writes files: name the whole with -o PATH, not -o -")
+        manifest = shard_manifest(whole, sources, shard[1])
+        output = os.path.join(os.path.dirname(whole), manifest["shards"][shard[0]])
+        sources = shard_sources(sources, *shard)
     check_output(output, inputs=inputs, no_clobber=no_clobber)
     spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
     try:
@@ -241,7 +280,23 @@ def run_tokenize(
         raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
     with spill:
         sink = _SpillSink(spill)
-        stats = tokenize_sources(sources, opts, sink, on_progress)
+        stats = tokenize(
+            sources,
+            sink,
+            encoding=opts.encoding,
+            special=opts.special,
+            text_key=opts.text_key,
+            workers=opts.workers,
+            on_progress=on_progress,
+            allow_empty=shard is not None,
+        )
+        metadata = stats.metadata()
+        if manifest is not None:
+            metadata.update(
+                shard_index=str(shard[0]),
+                shard_count=str(shard[1]),
+                shard_set=manifest["shard_set"],
+            )
         offsets = stats.doc_offsets
         specs = [
             TensorSpec("doc_offsets", "I64", offsets.shape),
@@ -249,12 +304,67 @@ def run_tokenize(
         ]
         spill.flush()
         with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
-            out.file.write(build_header(specs, stats.metadata()))
+            out.file.write(build_header(specs, metadata))
             write_array(out.file, offsets)
             copy_stream(spill, out.file, sink.count * 4)
     facts = _tokenize_facts(stats)
     facts["output"] = _describe_output(output)
+    if manifest is not None:
+        path = manifest_path(whole)
+        write_json_atomic(path, manifest)
+        facts["shard"] = f"{shard[0]} of {shard[1]} ({len(sources)} of {len(inputs)} files)"
+        facts["manifest"] = path
     return StageResult("tokenize", output, facts, _header_if_file(output))
+
+
+def shard_file_name(output: str, index: int, count: int) -> str:
+    """``corpus.tokens.safetensors``, 2, 8 -> ``corpus-00003-of-00008.tokens.safetensors``
+    (numbered from 1, as Hugging Face numbers checkpoint shards)."""
+    name = os.path.basename(output)
+    stem, suffix = name, ""
+    for ext in (".tokens.safetensors", ".safetensors"):
+        if name.endswith(ext) and len(name) > len(ext):
+            stem, suffix = name[: -len(ext)], ext
+            break
+    return f"{stem}-{index + 1:05d}-of-{count:05d}{suffix}"
+
+
+def manifest_path(output: str) -> str:
+    """``corpus.tokens.safetensors`` -> ``corpus.tokens.manifest.json``."""
+    base = output[: -len(".safetensors")] if output.endswith(".safetensors") else output
+    return base + ".manifest.json"
+
+
+def shard_manifest(output: str, sources: list[Source], count: int) -> dict[str, Any]:
+    """What every shard of one sharded run agrees on: the files and a fingerprint of the input."""
+    import hashlib
+
+    listing = json.dumps([[s.path, s.size] for s in sources], ensure_ascii=False)
+    return {
+        "embedcli_manifest": 1,
+        "kind": "tokens",
+        "shard_count": count,
+        "shard_set": hashlib.sha256(listing.encode()).hexdigest()[:16],
+        "shards": [shard_file_name(output, i, count) for i in range(count)],
+    }
+
+
+def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as JSON via a temporary file and a rename (shards may race: same bytes)."""
+    data = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 # --------------------------------------------------------------------------- token sources
@@ -292,6 +402,12 @@ def open_input(
     """Whatever the user pointed at, as ids (or windows, where ``allow_windows``)."""
     opts = tokenize_opts or TokenizeOptions()
     inputs = inputs or ["-"]
+    if len(inputs) == 1 and is_manifest(inputs[0]):
+        yield _from_token_files(read_manifest(inputs[0]), key=key, manifest=inputs[0])
+        return
+    if len(inputs) > 1 and all(os.path.isfile(p) and is_safetensors(p) for p in inputs):
+        yield _from_token_files(inputs, key=key)
+        return
     single = inputs[0] if len(inputs) == 1 else None
     if single is not None and not os.path.isdir(single):
         if single != "-" and not os.path.exists(single):
@@ -306,7 +422,7 @@ def open_input(
                 return
     for path in inputs:
         if path != "-" and os.path.isfile(path) and is_safetensors(path):
-            raise UsageError(f"{path}: safetensors inputs are taken one at a time")
+            raise UsageError(f"{path}: give either token files or text, not both")
     yield _from_text(inputs, opts, on_progress)
 
 
@@ -347,6 +463,102 @@ def _from_safetensors(path: str, shown: str, *, key: str, allow_windows: bool):
     if "doc_offsets" in names and kind == "tokens":
         offsets = load_array(path, header.tensor("doc_offsets")).astype(np.int64)
     return TokenSource(ids, offsets, meta, "tokens" if kind == "tokens" else "safetensors")
+
+
+def _from_token_files(paths: list[str], *, key: str, manifest: str | None = None) -> TokenSource:
+    """Several token files (the shards of one run, or any list) as one stream of ids.
+
+    Shards are put in shard order whatever order they were given in, and must form one complete
+    run; other files keep the order given. Files are joined with ``<|endoftext|>`` between
+    those holding documents, exactly as one run over all the inputs would have joined them.
+    """
+    where = f" (listed in {manifest})" if manifest else ""
+    headers = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise InputError(f"{path}: no such file{where}")
+        header = read_header(path)
+        if header.embedcli_kind not in (None, "tokens"):
+            raise FormatError(f"{path}: is a {header.embedcli_kind} file; expected token files")
+        info = header.tensor(key)
+        if info.dtype not in INTEGER_DTYPES or len(info.shape) != 1:
+            raise FormatError(
+                f"{path}: {key!r} must be 1-D integer ids, got {info.dtype} {info.shape}"
+            )
+        headers.append(header)
+    metas = [h.metadata or {} for h in headers]
+    if all("shard_index" in m for m in metas):
+        headers, metas = _shard_order(headers, metas)
+    for field_name in ("encoding", "vocab_size", "eot_id", "special"):
+        values = {m.get(field_name) for m in metas}
+        if len(values) > 1:
+            raise FormatError(f"token files disagree on {field_name}: {sorted(map(str, values))}")
+    eot = _int_meta(metas[0], "eot_id")
+
+    parts, offsets, position, documents = [], [], 0, 0
+    for header in headers:
+        ids = check_ids(load_array(header.path, header.tensor(key)), where=header.path)
+        names = {t.name for t in header.tensors}
+        if "doc_offsets" in names:
+            doc = load_array(header.path, header.tensor("doc_offsets")).astype(np.int64)
+        else:
+            doc = np.array([0, ids.size] if ids.size else [0], dtype=np.int64)
+        if doc.size <= 1:
+            continue  # no document: nothing to join
+        if documents:
+            if eot is None:
+                raise FormatError(f"{header.path}: no eot_id in the metadata to join files with")
+            parts.append(np.array([eot], dtype=ids.dtype))
+            position += 1
+        offsets.append(doc[:-1] + position)
+        parts.append(ids)
+        position += ids.size
+        documents += doc.size - 1
+    merged = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    doc_offsets = np.concatenate([*offsets, [position]]).astype(np.int64)
+
+    meta = {k: v for k, v in metas[0].items() if not k.startswith("shard_")}
+    sources = [s for m in metas for s in _json_list(m.get("sources"))]
+    meta.update(
+        documents=str(documents),
+        tokens=str(int(merged.size)),
+        sources=json.dumps(sources, ensure_ascii=False),
+        special_found=str(sum(_int_meta(m, "special_found") or 0 for m in metas)),
+        shards=json.dumps([h.path for h in headers], ensure_ascii=False),
+    )
+    return TokenSource(merged, doc_offsets, meta, "tokens")
+
+
+def _shard_order(headers: list[Header], metas: list[dict[str, str]]):
+    counts = {m.get("shard_count") for m in metas}
+    sets = {m.get("shard_set") for m in metas}
+    if len(counts) > 1 or len(sets) > 1:
+        raise FormatError(
+            "these shards come from different sharded runs (shard_count/shard_set differ)"
+        )
+    count = int(counts.pop())
+    by_index: dict[int, int] = {}
+    for k, m in enumerate(metas):
+        index = int(m["shard_index"])
+        if index in by_index:
+            raise FormatError(
+                f"shard {index} given twice: {headers[by_index[index]].path}, {headers[k].path}"
+            )
+        by_index[index] = k
+    missing = [i for i in range(count) if i not in by_index]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise FormatError(f"incomplete set of {count} shards: missing shard(s) {shown}")
+    order = [by_index[i] for i in range(count)]
+    return [headers[k] for k in order], [metas[k] for k in order]
+
+
+def _json_list(value: str | None) -> list[str]:
+    with contextlib.suppress(ValueError, TypeError):
+        parsed = json.loads(value or "[]")
+        if isinstance(parsed, list):
+            return [str(v) for v in parsed]
+    return []
 
 
 # --------------------------------------------------------------------------- batch

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from .errors import InputError, UsageError
@@ -35,6 +35,8 @@ class Source:
     format: str  # "text" or "jsonl"
     compression: str | None = None  # "gz", "zst" or None
     size: int = 0  # bytes on disk (compressed size for compressed files), 0 if unknown
+    # For --shard: read only the jsonl lines that *start* in [begin, end) of the file.
+    byte_range: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -98,6 +100,49 @@ def resolve_sources(paths: list[str], fmt: str = "auto") -> list[Source]:
         else:
             raise InputError(f"{path}: no such file or directory")
     return sources
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``: shard 2 (counting from 0) of 8, as Slurm array ids count."""
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard takes I/N, e.g. 0/4 (got {spec!r})") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard {spec}: need 0 <= I < N")
+    return index, count
+
+
+def shard_sources(sources: list[Source], index: int, count: int) -> list[Source]:
+    """The documents of shard ``index`` of ``count``: a fixed 1/N of the input, by bytes.
+
+    Picture the sources (sorted by path) laid end to end and cut into ``count`` equal byte
+    ranges. A document belongs to the range holding its first byte: a text or compressed file
+    is one unit at its start; an uncompressed jsonl file is split between lines. The assignment
+    depends only on the paths and sizes, so every shard can compute it alone, and the shards
+    in order hold every document exactly once, in the single run's order.
+    """
+    import bisect
+
+    if any(s.path == "-" for s in sources):
+        raise UsageError("--shard needs files or directories, not stdin")
+    total = sum(s.size for s in sources)
+    bounds = [i * total // count for i in range(count)] + [total]
+    begin, end = bounds[index], bounds[index + 1]
+    out, position = [], 0
+    for source in sources:
+        if source.format == "jsonl" and source.compression is None:
+            local = (max(begin - position, 0), min(end - position, source.size))
+            if index == count - 1:
+                local = (local[0], source.size)
+            if local[0] < local[1]:
+                out.append(replace(source, byte_range=local))
+        else:
+            owner = min(bisect.bisect_right(bounds, position) - 1, count - 1)
+            if owner == index:
+                out.append(source)
+        position += source.size
+    return out
 
 
 def _is_stream(path: str) -> bool:
@@ -231,11 +276,15 @@ def _line_of(path: str, offset: int) -> int:
 
 
 def _jsonl_blocks(reader: _CountingReader, source: Source, text_key: str) -> Iterator[Block]:
-    stream = _LineReader(reader)
-    for lineno, line, nbytes in stream:
+    begin, end = source.byte_range or (0, None)
+    skip_partial = False
+    if begin > 0:  # a line belongs to the shard where it starts: skip one begun earlier
+        reader.raw.seek(begin - 1)
+        skip_partial = reader.raw.read(1) != b"\n"
+    for lineno, offset, line, nbytes in _lines(reader, begin, end, skip_partial):
         if not line.strip():
             continue
-        where = f"{source.name}:{lineno}"
+        where = f"{source.name}:{lineno}" if lineno else f"{source.name}@{offset}"
         try:
             record = json.loads(line)
         except UnicodeDecodeError as exc:
@@ -252,30 +301,44 @@ def _jsonl_blocks(reader: _CountingReader, source: Source, text_key: str) -> Ite
         value = record[text_key]
         if not isinstance(value, str):
             raise InputError(f"{where}: {text_key!r} is {type(value).__name__}, not a string")
-        yield Block(value, where, lineno, nbytes, last=True)
+        yield Block(value, where, lineno or 0, nbytes, last=True)
 
 
-class _LineReader:
-    """Lines of a binary stream with their numbers and the input bytes they account for."""
+def _lines(
+    reader: _CountingReader, begin: int, end: int | None, skip_partial: bool
+) -> Iterator[tuple[int | None, int, bytes, int]]:
+    """(line number or None when reading from mid-file, byte offset, line, progress bytes).
 
-    def __init__(self, reader: _CountingReader):
-        self.reader = reader
-
-    def __iter__(self) -> Iterator[tuple[int, bytes, int]]:
-        buf = b""
-        lineno = 0
-        owed = 0  # progress bytes not yet attributed to a line
-        while True:
-            data, advanced = self.reader.read(BLOCK_BYTES)
-            owed += advanced
-            if not data:
-                break
-            buf += data
-            lines = buf.split(b"\n")
-            buf = lines.pop()
-            for line in lines:
+    Lines whose first byte is at or past ``end`` are not read; a line longer than a block is
+    collected in parts (no quadratic re-joining).
+    """
+    lineno = 0 if begin == 0 else None
+    offset = begin  # of the line being collected
+    pending: list[bytes] = []
+    owed = 0  # progress bytes not yet attributed to a line
+    while True:
+        if end is not None and offset >= end and not pending and not skip_partial:
+            return
+        data, advanced = reader.read(BLOCK_BYTES)
+        owed += advanced
+        if not data:
+            break
+        pieces = data.split(b"\n")
+        for piece in pieces[:-1]:
+            pending.append(piece)
+            line = b"".join(pending)
+            pending.clear()
+            start, offset = offset, offset + len(line) + 1
+            if skip_partial:
+                skip_partial = False
+                continue
+            if end is not None and start >= end:
+                return
+            if lineno is not None:
                 lineno += 1
-                yield lineno, line, owed
-                owed = 0
-        if buf:
-            yield lineno + 1, buf, owed
+            yield lineno, start, line, owed
+            owed = 0
+        pending.append(pieces[-1])
+    line = b"".join(pending)
+    if line and not skip_partial and (end is None or offset < end):
+        yield (lineno + 1 if lineno is not None else None), offset, line, owed

@@ -126,12 +126,14 @@ def tokenize(
     workers: int | None = None,
     piece_chars: int = PIECE_CHARS,
     on_progress: Callable[[int], None] | None = None,
+    allow_empty: bool = False,
 ) -> TokenizeStats:
     """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
     between documents; return counts and ``doc_offsets``.
 
-    Raises :class:`InputError` for unreadable or malformed input, empty input, and (with
-    ``special="error"``) text containing a literal ``<|endoftext|>``.
+    Raises :class:`InputError` for unreadable or malformed input, empty input (unless
+    ``allow_empty``: a shard may hold no document), and (with ``special="error"``) text
+    containing a literal ``<|endoftext|>``.
     """
     started = time.perf_counter()
     enc = get_encoding(encoding)
@@ -190,7 +192,7 @@ def tokenize(
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    if stats.documents == 0 or stats.chars == 0:
+    if not allow_empty and (stats.documents == 0 or stats.chars == 0):
         names = ", ".join(stats.sources[:3]) + (", ..." if len(stats.sources) > 3 else "")
         raise InputError(f"{names}: no text to tokenize (the input is empty)")
     offsets.append(stats.tokens)
