@@ -294,7 +294,7 @@ def _progress_enabled(quiet: bool) -> bool:
 
 
 def _show(result, quiet: bool) -> None:
-    if not quiet:
+    if not quiet and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         from .summary import render_stage
 
         render_stage(err_console, result)
@@ -316,7 +316,9 @@ def tokenize(
     shard: Annotated[
         str | None,
         typer.Option(
-            "--shard", metavar="I/N", rich_help_panel=TOK,
+            "--shard",
+            metavar="I/N",
+            rich_help_panel=TOK,
             help="Process only shard I of N (from 0): a fixed 1/N of the documents, written as "
             "NAME-0000<I+1>-of-0000<N>.tokens.safetensors plus NAME.tokens.manifest.json.",
         ),
@@ -351,7 +353,11 @@ def tokenize(
     enabled = _progress_enabled(quiet) and total > (1 << 20)
     with progress_bar(err_console, "tokenize", total, enabled=enabled) as advance:
         result = run_tokenize(
-            inputs, output, opts, no_clobber=no_clobber, on_progress=advance,
+            inputs,
+            output,
+            opts,
+            no_clobber=no_clobber,
+            on_progress=advance,
             shard=parse_shard(shard) if shard else None,
         )
     _show(result, quiet)

@@ -187,7 +187,7 @@ def torch_repr(tensor) -> str:
     options = getattr(torch._tensor_str, "printoptions", None)  # private, so optional
     if options is None:
         return repr(tensor)
-    with options(threshold=100, edgeitems=3):
+    with options(threshold=64, edgeitems=3):
         return repr(tensor)
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from .distributed import world_size
 from .errors import EmbedcliError, FormatError, InputError, OutputError, UsageError
 from .store import (
     INTEGER_DTYPES,
@@ -725,6 +726,12 @@ def run_embed(
     tokenize_opts = tokenize_opts or TokenizeOptions()
     device = resolve_device(opts.device)
     tdtype = torch_dtype(opts.dtype)
+    group = None
+    if world_size() > 1:  # started by torchrun: split the windows across the processes
+        from .distributed import Group
+
+        group = Group.join(device)
+        device = group.device
     read = input_files(inputs, tokenize_opts.format) + ([opts.weights] if opts.weights else [])
     check_output(output, inputs=read, no_clobber=no_clobber)
     started = time.perf_counter()
@@ -777,7 +784,7 @@ def run_embed(
                 "seed": str(opts.seed),
                 "pos": opts.pos,
                 "tables": origin,
-                "device": str(device),
+                "device": device.type,  # not the index: any layout of ranks writes the same bytes
                 "dtype": opts.dtype,
                 "torch_version": torch.__version__,
             }
@@ -790,19 +797,49 @@ def run_embed(
         embedder = Embedder(token, pos_table, device=device, dtype=tdtype)
         row_bytes = t * dim * torch.tensor([], dtype=tdtype).element_size()
         rows = max(1, CHUNK_BYTES // 2 // row_bytes)  # two chunks in flight
-        advance = on_windows(n) if on_windows else None
+        lo, hi = group.rows(n) if group else (0, n)  # this process's windows
+        advance = on_windows(hi - lo) if on_windows else None
         compute_started = time.perf_counter()
         if windows is not None:
-            chunks = (windows[i : i + rows] for i in range(0, n, rows))
+            chunks = (windows[i : min(i + rows, hi)] for i in range(lo, hi, rows))
         else:
-            chunks = (gather(src.ids, starts, t) for starts in iter_chunks(plan, rows))
-        with open_output(output, inputs=read, no_clobber=no_clobber) as out:
-            out.file.write(header_bytes)
-            _stream_embeddings(out.file, embedder, chunks, (min(rows, n), t, dim), advance)
+            starts = plan.starts[lo:hi]
+            chunks = (gather(src.ids, starts[i : i + rows], t) for i in range(0, hi - lo, rows))
+        buffer_shape = (max(1, min(rows, hi - lo)), t, dim)
+
+        def write_tables(f) -> None:
             if opts.save_weights:
-                out.file.write(_tensor_bytes(token.to(tdtype)))
+                f.write(_tensor_bytes(token.to(tdtype)))
                 if pos_table is not None:
-                    out.file.write(_tensor_bytes(pos_table.to(tdtype)))
+                    f.write(_tensor_bytes(pos_table.to(tdtype)))
+
+        if group is None:
+            with open_output(output, inputs=read, no_clobber=no_clobber) as out:
+                out.file.write(header_bytes)
+                _stream_embeddings(out.file, embedder, chunks, buffer_shape, advance)
+                write_tables(out.file)
+        else:
+            from .distributed import PositionalWriter, write_shared
+
+            write_shared(
+                group,
+                output,
+                header_bytes,
+                total_bytes,
+                write_rows=lambda fd: _stream_embeddings(
+                    PositionalWriter(fd, len(header_bytes) + lo * row_bytes),
+                    embedder,
+                    chunks,
+                    buffer_shape,
+                    advance,
+                ),
+                write_tables=lambda fd, offset: write_tables(PositionalWriter(fd, offset)),
+                tables_offset=len(header_bytes) + n * row_bytes,
+            )
+            facts["processes"] = (
+                f"{group.world} (torchrun, {group.device.type}); this is rank {group.rank}"
+            )
+            group.close()
         seconds = time.perf_counter() - compute_started
 
     facts.update(

@@ -49,7 +49,9 @@ def test_shard_assignment_covers_every_document_once(corpus):
         # jsonl ranges of one file tile it without overlap
         for path in {s.path for s in sources if s.format == "jsonl" and not s.compression}:
             ranges = sorted(r for p, r in seen if p == path)
-            assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+            assert ranges[0][0] == 0 and all(
+                a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False)
+            )
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 64])

@@ -1,0 +1,94 @@
+"""torchrun embed: two processes (gloo, CPU) write the same bytes as one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SAMPLE, run_embedcli
+
+
+def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "embedcli",
+            *args,
+        ],
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["-T", "4", "-d", "16"],
+        [
+            "-T",
+            "5",
+            "--stride",
+            "2",
+            "-B",
+            "3",
+            "-d",
+            "8",
+            "--pos",
+            "sinusoidal",
+            "--dtype",
+            "bfloat16",
+        ],
+    ],
+)
+def test_two_process_embed_is_byte_identical(tmp_path, extra):
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    proc = run_embedcli("embed", str(SAMPLE), "-o", str(one), "-q", *extra)
+    assert proc.returncode == 0, proc.stderr
+    proc = torchrun("embed", str(SAMPLE), "-o", str(two), *extra)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert one.read_bytes() == two.read_bytes()
+    assert (
+        b"processes" in proc.stderr and proc.stderr.count(b"embedcli embed") == 1
+    )  # rank 0 reports
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.safetensors", "two.safetensors"]
+
+
+def test_more_processes_than_windows_per_rank(tmp_path):
+    src = tmp_path / "w.safetensors"
+    run_embedcli(
+        "batch", str(SAMPLE / "articles.jsonl"), "-o", str(src), "-T", "64", "-q", check=True
+    )
+    one, three = tmp_path / "one.safetensors", tmp_path / "three.safetensors"
+    run_embedcli("embed", str(src), "-o", str(one), "-d", "4", "-q", check=True)
+    proc = torchrun("embed", str(src), "-o", str(three), "-d", "4", "-q", nproc=3)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert one.read_bytes() == three.read_bytes()
+
+
+def test_rows_partition():
+    import torch
+
+    from embedcli.distributed import Group
+
+    for n in (0, 1, 5, 100):
+        for world in (1, 2, 3, 8):
+            parts = [Group(r, world, r, torch.device("cpu")).rows(n) for r in range(world)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+
+
+def test_stdout_is_refused_under_torchrun(tmp_path):
+    proc = torchrun("embed", str(SAMPLE), "-o", "-", "-T", "4", "-d", "4")
+    assert proc.returncode != 0
+    assert b"torchrun embed writes a regular file" in proc.stderr
