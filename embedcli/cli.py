@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 
@@ -71,7 +72,7 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, click.ClickException):  # click reports usage errors itself (exit 2)
             raise
         except EmbedcliError as exc:
             if _state["verbose"]:
@@ -275,6 +276,32 @@ CrossDocs = Annotated[
         help="Let windows span <|endoftext|> document boundaries, or keep each inside one.",
     ),
 ]
+
+
+def _size(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from .units import parse_size
+
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if size < 1:
+        raise typer.BadParameter("must be positive")
+    return size
+
+
+MaxShardSize = Annotated[
+    str | None,
+    typer.Option(
+        "--max-shard-size",
+        metavar="SIZE",
+        rich_help_panel=OUT,
+        help="Split the output into files of at most SIZE (e.g. 2GB): NAME-00001-of-0000K."
+        "safetensors plus NAME.safetensors.index.json.",
+    ),
+]
 Key = Annotated[
     str,
     typer.Option(
@@ -389,6 +416,7 @@ def batch(
     fmt: FormatOpt = Format.auto,
     workers: Workers = None,
     no_clobber: NoClobber = False,
+    max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
 ) -> None:
     """Window token ids into (N, max-length) inputs and targets (inputs shifted by one).
@@ -425,6 +453,7 @@ def batch(
         _token_options(encoding, special, text_key, fmt, workers),
         key=key,
         no_clobber=no_clobber,
+        max_shard_size=_size(max_shard_size),
     )
     _show(result, quiet)
 
@@ -528,6 +557,7 @@ def embed(
     fmt: FormatOpt = Format.auto,
     workers: Workers = None,
     no_clobber: NoClobber = False,
+    max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
 ) -> None:
     """Token plus positional embeddings (N, max-length, dim) for text, tokens or windows.
@@ -560,6 +590,7 @@ def embed(
         token_key,
         pos_key,
         save_weights,
+        _size(max_shard_size),
     )
     wopts = WindowOptions(
         max_length, stride, batch_size, drop_last, num_batches, shuffle, seed, cross_docs

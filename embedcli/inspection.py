@@ -18,7 +18,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
+from .errors import FormatError, UsageError
 from .store import DTYPES, INTEGER_DTYPES, Header, TensorInfo, read_header
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class FileReport:
     tensors: list[TensorReport]
     previews: dict[str, str] = field(default_factory=dict)  # tensor name -> torch-style text
     decoded: list[dict[str, object]] = field(default_factory=list)  # ids with their text
+    files: list[str] = field(default_factory=list)  # for an index: the files it ties together
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -107,22 +108,31 @@ def iter_chunks(header: Header, info: TensorInfo, chunk_bytes: int = CHUNK_BYTES
             n = min(step, info.end - offset)
             raw = os.pread(fd, n, header.data_start + offset)
             if len(raw) != n:
-                from .errors import FormatError
-
                 raise FormatError(f"{header.path}: file shrank while being read")
             yield _numpy_view(raw, info.dtype)
 
 
 def tensor_stats(header: Header, info: TensorInfo, chunk_bytes: int = CHUNK_BYTES) -> Stats:
     """min, max, mean, std (and distinct values for small-range integers), chunk by chunk."""
+    return pieces_stats([(header, info)], chunk_bytes)
+
+
+def _all_chunks(pieces: list[tuple[Header, TensorInfo]], chunk_bytes: int):
+    for header, info in pieces:
+        yield from iter_chunks(header, info, chunk_bytes)
+
+
+def pieces_stats(pieces: list[tuple[Header, TensorInfo]], chunk_bytes: int = CHUNK_BYTES) -> Stats:
+    """:func:`tensor_stats` over a tensor stored in pieces (a sharded output), in order."""
     import numpy as np
 
     count = 0
     mean = m2 = 0.0
     low = high = None
     nan = inf = 0
-    integer = info.dtype in INTEGER_DTYPES or info.dtype == "BOOL"
-    for chunk in iter_chunks(header, info, chunk_bytes):
+    dtype = pieces[0][1].dtype
+    integer = dtype in INTEGER_DTYPES or dtype == "BOOL"
+    for chunk in _all_chunks(pieces, chunk_bytes):
         values = chunk.astype(np.float64) if not integer else chunk
         if not integer:
             finite = np.isfinite(values)
@@ -151,7 +161,7 @@ def tensor_stats(header: Header, info: TensorInfo, chunk_bytes: int = CHUNK_BYTE
     stats = Stats(_py(low), _py(high), mean, std, nan=nan, inf=inf)
     if integer and int(high) - int(low) < DISTINCT_MAX_RANGE:
         seen = np.zeros(int(high) - int(low) + 1, dtype=bool)
-        for chunk in iter_chunks(header, info, chunk_bytes):
+        for chunk in _all_chunks(pieces, chunk_bytes):
             seen[(chunk.astype(np.int64) - int(low))] = True
         stats.distinct = int(seen.sum())
     return stats
@@ -226,6 +236,8 @@ def inspect_file(
         >>> report = inspect_file("out.safetensors", stats=False)  # doctest: +SKIP
         >>> [(t.name, t.shape) for t in report.tensors]
     """
+    if path.endswith(".index.json"):
+        return inspect_index(path, stats=stats, preview=preview, tensor=tensor)
     header = read_header(path)
     infos = [header.tensor(tensor)] if tensor else header.tensors
     report = header_report(header, infos)
@@ -241,6 +253,41 @@ def inspect_file(
         for info in infos:
             report.previews[info.name] = preview_text(header, info, preview)
         report.decoded = _decoded_windows(header, infos, preview)
+    return report
+
+
+def inspect_index(
+    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None
+) -> FileReport:
+    """A sharded output seen whole through its ``.index.json``: full shapes, merged stats."""
+    from .store import read_index
+
+    doc, tensors, headers = read_index(path)
+    if tensor is not None:
+        tensors = [t for t in tensors if t.name == tensor]
+        if not tensors:
+            raise FormatError(f"{path}: no tensor named {tensor!r}")
+    metadata = {k: str(v) for k, v in (doc.get("metadata") or {}).items()}
+    report = FileReport(
+        path=path,
+        file_size=sum(h.file_size for h in headers),
+        header_size=sum(h.header_size for h in headers),
+        kind=metadata.get("embedcli"),
+        metadata=metadata,
+        tensors=[],
+        files=[h.path for h in headers],
+    )
+    for t in tensors:
+        numel = math.prod(t.shape)
+        entry = TensorReport(
+            t.name, t.dtype, list(t.shape), numel, sum(info.nbytes for _, info in t.pieces), []
+        )
+        if stats and numel and can_read(t.dtype) and t.dtype != "C64":
+            entry.stats = pieces_stats(t.pieces)
+        report.tensors.append(entry)
+        if preview > 0:
+            header, info = t.pieces[0]
+            report.previews[t.name] = preview_text(header, info, preview)
     return report
 
 

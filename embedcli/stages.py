@@ -37,17 +37,20 @@ from .store import (
     build_header,
     check_output,
     copy_stream,
+    index_document,
+    index_path,
     is_safetensors,
     load_array,
     local_path,
     open_output,
+    plan_output_shards,
     read_header,
     write_array,
 )
 from .text import Source, resolve_sources, shard_sources
 from .tokenizer import MemorySink, TokenizeStats, tokenize
 from .units import bytes_rate, human_bytes, rate
-from .windows import OUTPUT_DTYPES, WindowPlan, check_ids, gather, iter_chunks, plan_windows
+from .windows import OUTPUT_DTYPES, WindowPlan, check_ids, gather, plan_windows
 
 if TYPE_CHECKING:
     import torch
@@ -562,6 +565,65 @@ def _json_list(value: str | None) -> list[str]:
     return []
 
 
+# --------------------------------------------------------------------------- outputs
+
+
+def write_outputs(
+    output: str,
+    rows: list[TensorSpec],
+    whole: list[TensorSpec],
+    meta: dict[str, str],
+    write_rows: Callable[[Any, int, int], None],
+    write_whole: Callable[[Any], None],
+    *,
+    read: list[str],
+    no_clobber: bool,
+    max_shard_size: int | None = None,
+) -> list[str]:
+    """Write one safetensors file, or (``max_shard_size``) several plus an index.
+
+    ``rows`` are tensors split along their first dimension (``write_rows(f, start, stop)``
+    writes rows ``[start, stop)`` of each, in order); ``whole`` tensors are written by
+    ``write_whole(f)``. Sharded: ``NAME-00001-of-0000K.safetensors`` files, each with its
+    row range in its metadata, and ``NAME.safetensors.index.json`` (Hugging Face's layout:
+    ``weight_map`` for whole tensors, row ranges under ``embedcli``). All files are renamed
+    into place together at the end, then the index is written.
+    """
+    n = rows[0].shape[0]
+    if not max_shard_size:
+        with open_output(output, inputs=read, no_clobber=no_clobber) as out:
+            out.file.write(build_header([*rows, *whole], meta))
+            write_rows(out.file, 0, n)
+            write_whole(out.file)
+        return [output]
+    if output == "-":
+        raise UsageError("--max-shard-size writes several files: name them with -o PATH")
+    shards = plan_output_shards(output, rows, whole, max_shard_size, meta)
+    with contextlib.ExitStack() as stack:  # every file stays a temp file until all are done
+        for k, shard in enumerate(shards):
+            part = {
+                "part_index": str(k),
+                "part_count": str(len(shards)),
+                "part_rows": f"{shard.start}:{shard.stop}" if shard.has_rows else "whole",
+            }
+            out = stack.enter_context(open_output(shard.path, inputs=read, no_clobber=no_clobber))
+            out.file.write(build_header(shard.specs, {**meta, **part}))
+            if shard.has_rows:
+                write_rows(out.file, shard.start, shard.stop)
+            else:
+                write_whole(out.file)
+    index = index_path(output)
+    write_json_atomic(index, index_document(output, shards, rows, meta))
+    return [s.path for s in shards] + [index]
+
+
+def _describe_outputs(output: str, written: list[str]) -> str:
+    if len(written) == 1:
+        return _describe_output(written[0])
+    size = sum(os.path.getsize(p) for p in written if os.path.exists(p))
+    return f"{written[-1]} + {len(written) - 1} files ({human_bytes(size)})"
+
+
 # --------------------------------------------------------------------------- batch
 
 
@@ -639,8 +701,12 @@ def run_batch(
     key: str = "ids",
     no_clobber: bool = False,
     on_progress: Progress | None = None,
+    max_shard_size: int | None = None,
 ) -> StageResult:
-    """Windows ``(N, max_length)`` of inputs and targets from a token file, ids or text."""
+    """Windows ``(N, max_length)`` of inputs and targets from a token file, ids or text.
+
+    ``max_shard_size`` (bytes) splits the output into files of at most that size plus an
+    ``.index.json`` (see :func:`write_outputs`)."""
     opts = opts or WindowOptions()
     if opts.dtype not in OUTPUT_DTYPES:
         raise UsageError(f"unknown --dtype {opts.dtype!r}; use one of {', '.join(OUTPUT_DTYPES)}")
@@ -658,16 +724,29 @@ def run_batch(
         meta = window_metadata(src, plan, opts.dtype)
         _check_disk(output, 2 * plan.n_windows * t * dtype.itemsize)
         rows = max(1, CHUNK_BYTES // (t * dtype.itemsize))
-        with open_output(output, inputs=read, no_clobber=no_clobber) as out:
-            out.file.write(build_header(specs, meta))
-            for shift in (0, 1):
-                for starts in iter_chunks(plan, rows):
-                    write_array(out.file, gather(src.ids, starts, t, shift=shift).astype(dtype))
+
+        def write_rows(f, a: int, b: int) -> None:
+            for shift in (0, 1):  # all inputs rows, then all targets rows
+                for i in range(a, b, rows):
+                    starts = plan.starts[i : min(i + rows, b)]
+                    write_array(f, gather(src.ids, starts, t, shift=shift).astype(dtype))
+
+        written = write_outputs(
+            output,
+            specs,
+            [],
+            meta,
+            write_rows,
+            lambda f: None,
+            read=read,
+            no_clobber=no_clobber,
+            max_shard_size=max_shard_size,
+        )
         facts = _tokenize_facts(src.stats) if src.stats else {"input": f"{src.ids.size:,} ids"}
         facts.update(_plan_facts(plan, opts.dtype))
         decoded = _decode_first(src, gather(src.ids, plan.starts[:1], t)[0])
     facts["time"] = f"{time.perf_counter() - started:.2f} s"
-    facts["output"] = _describe_output(output)
+    facts["output"] = _describe_outputs(output, written)
     return StageResult("batch", output, facts, _header_if_file(output), decoded=decoded)
 
 
@@ -687,6 +766,7 @@ class EmbedOptions:
     token_key: str | None = None
     pos_key: str | None = None
     save_weights: bool = True
+    max_shard_size: int | None = None  # bytes per output file; None: one file
 
     DEFAULT_DIM = 256
 
@@ -754,7 +834,9 @@ def run_embed(
             if src.stats:
                 facts.update(_tokenize_facts(src.stats))
             facts.update(_plan_facts(plan, "int64"))
-        meta = dict(src.metadata)
+        # The lineage: the input's metadata plus, when windows are made here, how.
+        meta = dict(src.metadata) if plan is None else window_metadata(src, plan, "int64")
+        meta.pop("ids_dtype", None)
 
         tables = _plan_tables(opts, meta, t)
         vocab_size, dim, context_length = tables.vocab_size, tables.dim, tables.context_length
@@ -800,12 +882,16 @@ def run_embed(
         lo, hi = group.rows(n) if group else (0, n)  # this process's windows
         advance = on_windows(hi - lo) if on_windows else None
         compute_started = time.perf_counter()
-        if windows is not None:
-            chunks = (windows[i : min(i + rows, hi)] for i in range(lo, hi, rows))
-        else:
-            starts = plan.starts[lo:hi]
-            chunks = (gather(src.ids, starts[i : i + rows], t) for i in range(0, hi - lo, rows))
         buffer_shape = (max(1, min(rows, hi - lo)), t, dim)
+
+        def write_rows(f, a: int, b: int) -> None:
+            if windows is not None:
+                chunks = (windows[i : min(i + rows, b)] for i in range(a, b, rows))
+            else:
+                chunks = (
+                    gather(src.ids, plan.starts[i : min(i + rows, b)], t) for i in range(a, b, rows)
+                )
+            _stream_embeddings(f, embedder, chunks, buffer_shape, advance)
 
         def write_tables(f) -> None:
             if opts.save_weights:
@@ -814,24 +900,30 @@ def run_embed(
                     f.write(_tensor_bytes(pos_table.to(tdtype)))
 
         if group is None:
-            with open_output(output, inputs=read, no_clobber=no_clobber) as out:
-                out.file.write(header_bytes)
-                _stream_embeddings(out.file, embedder, chunks, buffer_shape, advance)
-                write_tables(out.file)
+            written = write_outputs(
+                output,
+                specs[:1],
+                specs[1:],
+                meta,
+                write_rows,
+                write_tables,
+                read=read,
+                no_clobber=no_clobber,
+                max_shard_size=opts.max_shard_size,
+            )
         else:
             from .distributed import PositionalWriter, write_shared
 
+            if opts.max_shard_size:
+                raise UsageError("--max-shard-size and torchrun cannot be combined yet: one file")
+            written = [output]
             write_shared(
                 group,
                 output,
                 header_bytes,
                 total_bytes,
-                write_rows=lambda fd: _stream_embeddings(
-                    PositionalWriter(fd, len(header_bytes) + lo * row_bytes),
-                    embedder,
-                    chunks,
-                    buffer_shape,
-                    advance,
+                write_rows=lambda fd: write_rows(
+                    PositionalWriter(fd, len(header_bytes) + lo * row_bytes), lo, hi
                 ),
                 write_tables=lambda fd, offset: write_tables(PositionalWriter(fd, offset)),
                 tables_offset=len(header_bytes) + n * row_bytes,
@@ -852,7 +944,7 @@ def run_embed(
             "embed time": f"{seconds:.2f} s ({rate(n, seconds, 'windows')}, "
             f"{bytes_rate(total_bytes, seconds)})",
             "total time": f"{time.perf_counter() - started:.2f} s",
-            "output": _describe_output(output),
+            "output": _describe_outputs(output, written),
         }
     )
     from .inspection import torch_repr

@@ -553,3 +553,141 @@ def load_array(path: str, info: TensorInfo) -> np.ndarray:
         )
     with safe_open(path, framework="numpy") as f:
         return f.get_tensor(info.name)
+
+
+# --------------------------------------------------------------------------- sharded outputs
+
+
+@dataclass
+class OutputShard:
+    """One file of a sharded output: rows ``[start, stop)`` of the row tensors, or whole ones."""
+
+    path: str
+    specs: list[TensorSpec]
+    start: int = 0
+    stop: int = 0
+    has_rows: bool = True
+
+
+def shard_paths(output: str, count: int) -> list[str]:
+    """``out.safetensors`` -> ``out-00001-of-00003.safetensors``... (numbered from 1, as
+    Hugging Face numbers checkpoint shards)."""
+    stem = output[: -len(".safetensors")] if output.endswith(".safetensors") else output
+    return [f"{stem}-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+
+
+def index_path(output: str) -> str:
+    """``out.safetensors`` -> ``out.safetensors.index.json`` (Hugging Face's name)."""
+    return output + ".index.json"
+
+
+def plan_output_shards(
+    output: str,
+    rows: list[TensorSpec],  # shape (n, ...): split along the first dimension
+    whole: list[TensorSpec],  # kept whole, in a file of their own after the rows
+    max_bytes: int,
+    metadata: dict[str, str],
+) -> list[OutputShard]:
+    """Files of at most ``max_bytes`` (a row is never split; whole tensors share a last file)."""
+    n = rows[0].shape[0]
+    row_bytes = sum(spec.nbytes // max(spec.shape[0], 1) for spec in rows)
+    overhead = len(build_header([*rows, *whole], {**metadata, "shard_rows": "0:0"})) + 64
+    per_file = max(1, (max_bytes - overhead) // max(row_bytes, 1))
+    ranges = [(a, min(a + per_file, n)) for a in range(0, n, per_file)] or [(0, 0)]
+    paths = shard_paths(output, len(ranges) + (1 if whole else 0))
+    shards = [
+        OutputShard(path, [TensorSpec(s.name, s.dtype, (b - a, *s.shape[1:])) for s in rows], a, b)
+        for path, (a, b) in zip(paths, ranges, strict=False)
+    ]
+    if whole:
+        shards.append(OutputShard(paths[-1], list(whole), has_rows=False))
+    return shards
+
+
+def index_document(
+    output: str, shards: list[OutputShard], rows: list[TensorSpec], metadata: dict[str, str]
+) -> dict:
+    """The ``.index.json``: Hugging Face's ``weight_map`` for whole tensors, and the row ranges
+    of tensors split across files (which ``weight_map`` cannot express) under ``embedcli``."""
+    names = [os.path.basename(shard.path) for shard in shards]
+    return {
+        "metadata": {
+            "total_size": sum(spec.nbytes for shard in shards for spec in shard.specs),
+            **dict(sorted(metadata.items())),
+        },
+        "weight_map": {
+            spec.name: name
+            for shard, name in zip(shards, names, strict=True)
+            if not shard.has_rows
+            for spec in shard.specs
+        },
+        "embedcli": {
+            "row_tensors": {s.name: {"dtype": s.dtype, "shape": list(s.shape)} for s in rows},
+            "files": [
+                {"file": name, "start": shard.start, "stop": shard.stop}
+                for shard, name in zip(shards, names, strict=True)
+                if shard.has_rows
+            ],
+        },
+    }
+
+
+@dataclass
+class IndexedTensor:
+    """A tensor of a sharded output: its pieces, in order (one piece unless split by rows)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    pieces: list[tuple[Header, TensorInfo]]
+
+
+def read_index(path: str) -> tuple[dict, list[IndexedTensor], list[Header]]:
+    """The index's document, every tensor with its pieces, and the headers of its files."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: not a readable index ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("weight_map", {}), dict):
+        raise FormatError(f'{path}: an index needs a "weight_map" object')
+    base = os.path.dirname(path)
+    extra = doc.get("embedcli") or {}
+    files = list(
+        dict.fromkeys(
+            [*(f["file"] for f in extra.get("files", [])), *doc.get("weight_map", {}).values()]
+        )
+    )
+    headers = {}
+    for name in files:
+        full = name if os.path.isabs(name) else os.path.join(base, name)
+        if not os.path.exists(full):
+            raise InputError(f"{full}: no such file (listed in {path})")
+        headers[name] = read_header(full)
+    tensors: list[IndexedTensor] = []
+    for name, meta in (extra.get("row_tensors") or {}).items():
+        pieces = [
+            (headers[f["file"]], headers[f["file"]].tensor(name))
+            for f in extra["files"]
+            if name in {t.name for t in headers[f["file"]].tensors}
+        ]
+        tensors.append(IndexedTensor(name, meta["dtype"], tuple(meta["shape"]), pieces))
+    for name, file in doc.get("weight_map", {}).items():
+        info = headers[file].tensor(name)
+        tensors.append(IndexedTensor(name, info.dtype, info.shape, [(headers[file], info)]))
+    return doc, tensors, list(headers.values())
+
+
+def load_index(path: str) -> dict[str, np.ndarray]:
+    """Every tensor of a sharded output as one numpy array (pieces concatenated)."""
+    import numpy as np
+
+    _, tensors, _ = read_index(path)
+    return {
+        t.name: np.concatenate([load_array(h.path, info) for h, info in t.pieces])
+        if len(t.pieces) > 1
+        else load_array(t.pieces[0][0].path, t.pieces[0][1])
+        for t in tensors
+    }

@@ -155,6 +155,7 @@ def file_view(report: FileReport, *, title: str | None = None) -> Group:
         (printable(title or report.path), "bold"),
         f"  {human_bytes(report.file_size)}, header {human_bytes(report.header_size)}, "
         f"{len(report.tensors)} tensor{'s' if len(report.tensors) != 1 else ''}",
+        f" in {len(report.files)} files" if report.files else "",
     )
     parts.append(heading)
     meta = metadata_table(report.metadata, embedcli=report.kind is not None)
