@@ -15,7 +15,6 @@ import signal
 import sys
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -36,6 +35,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+# click's ClickException, wherever this Typer keeps click (vendored since 0.20-ish, or click).
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 class Terminated(KeyboardInterrupt):
@@ -72,7 +75,7 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, click.ClickException):  # click reports usage errors itself (exit 2)
+        except (typer.Exit, _CLICK_ERROR):  # click reports usage errors itself (exit 2)
             raise
         except EmbedcliError as exc:
             if _state["verbose"]:

@@ -138,6 +138,7 @@ def test_json_output_is_stable_and_strict(small):
         "tensors",
         "previews",
         "decoded",
+        "files",
     }
     assert file["metadata"] == {"note": "hello"} and file["kind"] is None
     tensor = next(t for t in file["tensors"] if t["name"] == "f32")
