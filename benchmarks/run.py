@@ -227,6 +227,46 @@ def bench_embed(tmp: Path, repeats: int = 2) -> None:
         ours_out.unlink()
 
 
+def bench_torchrun(tmp: Path, repeats: int = 2) -> None:
+    """embed from a token file: one process against ``torchrun --nproc-per-node 2`` (gloo)."""
+    text = corpus(tmp / "dist.txt", 8, seed=3)
+    tokens = tmp / "dist.tokens.safetensors"
+    measure([PY, "-m", "embedcli", "tokenize", str(text), "-o", str(tokens), "-q"])
+    args = ["embed", str(tokens), "--dim", "256", "--max-length", "64", "-q"]
+    one, two = tmp / "one.safetensors", tmp / "two.safetensors"
+    runs1, runs2 = [], []
+    for _ in range(repeats):
+        runs1.append(measure([PY, "-m", "embedcli", *args, "-o", str(one)]))
+        runs2.append(
+            measure(
+                [
+                    PY,
+                    "-m",
+                    "torch.distributed.run",
+                    "--standalone",
+                    "--nproc-per-node=2",
+                    "-m",
+                    "embedcli",
+                    *args,
+                    "-o",
+                    str(two),
+                ]
+            )
+        )
+    best1 = min(r["seconds"] for r in runs1)
+    best2 = min(r["seconds"] for r in runs2)
+    size = one.stat().st_size
+    print(
+        f"\ntorchrun: embed a token file ({size / 1e9:.2f} GB out), end to end, best of {repeats}"
+    )
+    row("1 process", f"{best1:6.2f} s  {size / best1 / 1e9:5.2f} GB/s")
+    row("torchrun, 2 processes (gloo)", f"{best2:6.2f} s  {size / best2 / 1e9:5.2f} GB/s")
+    row(
+        "throughput ratio",
+        f"{best1 / best2:6.2f}x  (byte-identical: {one.read_bytes() == two.read_bytes()})",
+    )
+
+
 def _same_embeddings(a: Path, b: Path) -> bool:
     code = (
         "import sys\nfrom embedcli.inspection import diff_files\n"
@@ -237,7 +277,12 @@ def _same_embeddings(a: Path, b: Path) -> bool:
 
 
 def main(argv: list[str]) -> None:
-    sections = {"tokenize": bench_tokenize, "batch": bench_batch, "embed": bench_embed}
+    sections = {
+        "tokenize": bench_tokenize,
+        "batch": bench_batch,
+        "embed": bench_embed,
+        "torchrun": bench_torchrun,
+    }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]
     if unknown:
