@@ -141,13 +141,10 @@ def write_shared(
                 raise error
             raise OutputError(f"{output}: another rank failed; nothing written")
         if group.rank == 0:
-            from .store import _validate_written
+            from .store import commit, validate_written
 
-            _validate_written(temp, output)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temp, 0o666 & ~umask)
-            os.replace(temp, output)
+            validate_written(temp, output)
+            commit(temp, output)
         committed = True
     finally:
         if group.rank == 0 and not committed and temp:

@@ -170,7 +170,12 @@ def _check_disk(output: str, nbytes: int) -> None:
 
 
 def tokenize_sources(
-    sources: list[Source], opts: TokenizeOptions, sink, on_progress: Progress | None = None
+    sources: list[Source],
+    opts: TokenizeOptions,
+    sink,
+    on_progress: Progress | None = None,
+    *,
+    allow_empty: bool = False,
 ) -> TokenizeStats:
     return tokenize(
         sources,
@@ -180,6 +185,7 @@ def tokenize_sources(
         text_key=opts.text_key,
         workers=opts.workers,
         on_progress=on_progress,
+        allow_empty=allow_empty,
     )
 
 
@@ -284,16 +290,7 @@ def run_tokenize(
         raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
     with spill:
         sink = _SpillSink(spill)
-        stats = tokenize(
-            sources,
-            sink,
-            encoding=opts.encoding,
-            special=opts.special,
-            text_key=opts.text_key,
-            workers=opts.workers,
-            on_progress=on_progress,
-            allow_empty=shard is not None,
-        )
+        stats = tokenize_sources(sources, opts, sink, on_progress, allow_empty=shard is not None)
         metadata = stats.metadata()
         if manifest is not None:
             metadata.update(
@@ -355,20 +352,8 @@ def shard_manifest(output: str, sources: list[Source], count: int) -> dict[str, 
 
 def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
     """Write ``doc`` as JSON via a temporary file and a rename (shards may race: same bytes)."""
-    data = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    with open_output(path, validate=False) as out:
+        out.file.write((json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 # --------------------------------------------------------------------------- token sources

@@ -472,11 +472,8 @@ def open_output(
             yield out
             f.flush()
         if validate:
-            _validate_written(temp, path)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
+            validate_written(temp, path)
+        commit(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -494,7 +491,16 @@ def _write_errors(path: str) -> Iterator[None]:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-def _validate_written(temp: str, path: str) -> None:
+def commit(temp: str, path: str) -> None:
+    """Give a finished temporary file the permissions a new file gets, and rename it over
+    ``path`` (atomic on one filesystem)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, path)
+
+
+def validate_written(temp: str, path: str) -> None:
     from safetensors import safe_open
 
     try:
