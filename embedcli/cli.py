@@ -320,7 +320,8 @@ def _token_options(encoding, special, text_key, fmt, workers):
 
 
 def _progress_enabled(quiet: bool) -> bool:
-    return not quiet and err_console.is_terminal
+    # Under torchrun every process shares the terminal: only rank 0 draws.
+    return not quiet and err_console.is_terminal and os.environ.get("RANK", "0") == "0"
 
 
 def _show(result, quiet: bool) -> None:
