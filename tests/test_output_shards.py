@@ -76,7 +76,7 @@ def test_inspect_cli_understands_the_index(tmp_path):
     assert emb["shape"][1:] == [4, 8]
 
 
-def test_size_parsing_and_bad_values():
+def test_size_parsing_and_bad_values(tmp_path):
     assert (
         parse_size("2GB") == 2_000_000_000
         and parse_size("1.5MiB") == 1572864
@@ -84,5 +84,7 @@ def test_size_parsing_and_bad_values():
     )
     with pytest.raises(ValueError):
         parse_size("lots")
-    proc = run_embedcli("batch", str(SAMPLE), "-o", "x.safetensors", "--max-shard-size", "lots")
+    proc = run_embedcli(
+        "batch", str(SAMPLE), "-o", str(tmp_path / "x.safetensors"), "--max-shard-size", "lots"
+    )
     assert proc.returncode == 2 and b"not a size" in proc.stderr
