@@ -9,6 +9,7 @@ the user's terminal.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -275,6 +276,17 @@ def progress_bar(
     else:
         columns += [MofNCompleteColumn()]
     columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    # No refresh thread (auto_refresh=False): a process running no extra thread can fork its
+    # tokenizer workers safely. The bar is redrawn from advance(), at most 10 times a second.
+    with Progress(*columns, console=console, transient=True, auto_refresh=False) as progress:
         task = progress.add_task(description, total=total or None)
-        yield lambda n: progress.advance(task, n)
+        last = [0.0]
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            now = time.monotonic()
+            if now - last[0] > 0.1:
+                last[0] = now
+                progress.refresh()
+
+        yield advance

@@ -103,6 +103,36 @@ def test_signal_mid_embed_leaves_nothing_behind(tmp_path, sig, code, word):
     assert leftovers(tmp_path) == []
 
 
+def test_sigint_mid_tokenize_stops_workers_quietly(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text(
+        "All the words of a long story, told again and again. " * 1_200_000, encoding="utf-8"
+    )
+    out = tmp_path / "t.safetensors"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embedcli",
+            "tokenize",
+            str(big),
+            "-o",
+            str(out),
+            "-q",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # imports done, encoding under way (the whole run takes several seconds)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.decode().strip() == "Interrupted."  # no worker tracebacks
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- inputs and outputs
 
 
