@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 from importlib import resources
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from .errors import EncodingLoadError, UsageError
 
@@ -33,7 +33,6 @@ BUNDLED_ENCODINGS = ("gpt2", "r50k_base")
 R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
 R50K_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 
-SpecialPolicy = Literal["special", "text", "error"]
 SPECIAL_POLICIES: tuple[str, ...] = ("special", "text", "error")
 
 # How long a non-bundled encoding may take to load (download included) before we give up.

@@ -366,8 +366,7 @@ class TokenSource:
     ids: np.ndarray
     doc_offsets: np.ndarray | None
     metadata: dict[str, str]
-    origin: str  # "text", "tokens", "safetensors"
-    stats: TokenizeStats | None = None
+    stats: TokenizeStats | None = None  # when the ids were tokenized here
 
 
 @dataclass
@@ -376,7 +375,6 @@ class WindowSource:
 
     inputs: np.ndarray
     metadata: dict[str, str]
-    origin: str  # "windows" or "safetensors"
 
 
 @contextlib.contextmanager
@@ -420,7 +418,7 @@ def _from_text(inputs, opts, on_progress, shown=None) -> TokenSource:
     stats = tokenize_sources(resolve_sources(inputs, opts.format), opts, sink, on_progress)
     if shown is not None:
         stats.sources = ["<stdin>" if s == "-" else s for s in shown]
-    return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), "text", stats)
+    return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), stats)
 
 
 def _from_safetensors(path: str, shown: str, *, key: str, allow_windows: bool):
@@ -443,7 +441,7 @@ def _from_safetensors(path: str, shown: str, *, key: str, allow_windows: bool):
                 f"{header.path}: 'inputs' must be a 2-D integer tensor, got "
                 f"{tuple(array.shape)} {array.dtype}"
             )
-        return WindowSource(array, meta, "windows" if kind == "windows" else "safetensors")
+        return WindowSource(array, meta)
     info = header.tensor(key)
     if info.dtype not in ("U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"):
         raise FormatError(f"{header.path}: {key!r} must be integer ids, got {info.dtype}")
@@ -451,7 +449,7 @@ def _from_safetensors(path: str, shown: str, *, key: str, allow_windows: bool):
     offsets = None
     if "doc_offsets" in names and kind == "tokens":
         offsets = load_array(path, header.tensor("doc_offsets")).astype(np.int64)
-    return TokenSource(ids, offsets, meta, "tokens" if kind == "tokens" else "safetensors")
+    return TokenSource(ids, offsets, meta)
 
 
 def _from_token_files(paths: list[str], *, key: str, manifest: str | None = None) -> TokenSource:
@@ -515,7 +513,7 @@ def _from_token_files(paths: list[str], *, key: str, manifest: str | None = None
         special_found=str(sum(_int_meta(m, "special_found") or 0 for m in metas)),
         shards=json.dumps([h.path for h in headers], ensure_ascii=False),
     )
-    return TokenSource(merged, doc_offsets, meta, "tokens")
+    return TokenSource(merged, doc_offsets, meta)
 
 
 def _shard_order(headers: list[Header], metas: list[dict[str, str]]):

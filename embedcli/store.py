@@ -26,7 +26,7 @@ import struct
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import FormatError, InputError, OutputError, UsageError
@@ -395,13 +395,6 @@ class Output:
 
     path: str
     file: BinaryIO
-    temp_path: str | None = None
-    direct: bool = False  # written in place: stdout, /dev/null, a FIFO
-    validated: bool = field(default=False)
-
-    @property
-    def is_stdout(self) -> bool:
-        return self.path == "-"
 
 
 def check_output(path: str, *, inputs: Iterable[str] = (), no_clobber: bool = False) -> None:
@@ -451,12 +444,12 @@ def open_output(
     inputs = list(inputs)
     check_output(path, inputs=inputs, no_clobber=no_clobber)
     if path == "-":
-        yield Output(path, sys.stdout.buffer, direct=True)
+        yield Output(path, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
         with _write_errors(path), open(path, "wb") as f:
-            yield Output(path, f, direct=True)  # type: ignore[arg-type]
+            yield Output(path, f)  # type: ignore[arg-type]
         return
 
     directory = os.path.dirname(os.path.abspath(path))
@@ -468,8 +461,7 @@ def open_output(
         raise OutputError(f"{path}: cannot write in {directory}: {exc.strerror}") from None
     try:
         with _write_errors(path), os.fdopen(fd, "wb") as f:
-            out = Output(path, f, temp_path=temp)  # type: ignore[arg-type]
-            yield out
+            yield Output(path, f)  # type: ignore[arg-type]
             f.flush()
         if validate:
             validate_written(temp, path)

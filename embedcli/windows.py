@@ -17,7 +17,6 @@ numpy's PCG64, reproducible on every machine, but its own order).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,13 +157,6 @@ def gather(ids: np.ndarray, starts: np.ndarray, max_length: int, *, shift: int =
     """
     view = sliding_window_view(ids[shift:], max_length)
     return view[starts]
-
-
-def iter_chunks(plan: WindowPlan, rows_per_chunk: int) -> Iterator[np.ndarray]:
-    """``plan.starts`` in consecutive slices of at most ``rows_per_chunk``."""
-    rows_per_chunk = max(1, rows_per_chunk)
-    for i in range(0, plan.n_windows, rows_per_chunk):
-        yield plan.starts[i : i + rows_per_chunk]
 
 
 def check_ids(ids: np.ndarray, *, where: str) -> np.ndarray:
