@@ -39,6 +39,17 @@ def enc():
     return get_encoding("gpt2")
 
 
+def assert_same_as_reference(path, embeddings, token_table, pos_table) -> None:
+    """An embedcli embeddings file equals the reference pipeline's tensors, bitwise."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    data = load_file(str(path))
+    assert np.array_equal(data["embeddings"], embeddings.numpy())
+    assert np.array_equal(data["token_embedding.weight"], token_table.numpy())
+    assert np.array_equal(data["pos_embedding.weight"], pos_table.numpy())
+
+
 def imported_modules(*args: str) -> set[str]:
     """Top-level modules imported by one in-process run of ``embedcli ARGS`` (which must succeed)."""
     code = (

@@ -9,7 +9,7 @@ from safetensors.numpy import load_file
 from embedcli import stages
 from embedcli.stages import EmbedOptions, WindowOptions, run_batch, run_embed, run_tokenize
 
-from conftest import SAMPLE
+from conftest import SAMPLE, assert_same_as_reference
 from reference import reference_embeddings, reference_windows
 
 STORY = str(SAMPLE / "the-lighthouse.txt")
@@ -32,10 +32,7 @@ def test_embed_streams_many_chunks_bitwise(tmp_path, enc, story_text, tiny_chunk
     want, tok, pos = reference_embeddings(
         ids, vocab_size=50257, dim=16, batch_size=4, max_length=5, stride=3, seed=5
     )
-    data = load_file(str(out))
-    assert np.array_equal(data["embeddings"], want.numpy())
-    assert np.array_equal(data["token_embedding.weight"], tok.numpy())
-    assert np.array_equal(data["pos_embedding.weight"], pos.numpy())
+    assert_same_as_reference(out, want, tok, pos)
 
 
 def test_batch_streams_many_chunks(tmp_path, enc, story_text, tiny_chunks):
