@@ -9,8 +9,10 @@ The library API mirrors the commands::
     run_embed(["corpus.windows.safetensors"], "corpus.embeddings.safetensors",
               EmbedOptions(dim=256, seed=123))
 
-and the pure pieces underneath: ``get_encoding``, ``tokenize``, ``plan_windows``/``gather``,
-``random_tables``/``Embedder``, ``read_header``. Names load lazily, so importing embedcli (and
+Each returns a typed result (``TokenizeResult``, ``BatchResult``, ``EmbedResult``) of numbers,
+shapes and paths. Underneath are the pure pieces: ``resolve_sources`` and ``tokenize`` (text to
+ids), ``plan_windows``/``gather``, ``random_tables``/``Embedder``, ``read_header``; the file
+contract's keys live in ``embedcli.contract``. Names load lazily, so importing embedcli (and
 running ``embedcli --help``) does not import torch.
 """
 
@@ -27,6 +29,10 @@ _EXPORTS = {
     "tokenize": "tokenizer",
     "split_text": "tokenizer",
     "MemorySink": "tokenizer",
+    "TokenizeStats": "tokenizer",
+    "Source": "text",
+    "resolve_sources": "text",
+    "shard_sources": "text",
     "plan_windows": "windows",
     "count_windows": "windows",
     "gather": "windows",
@@ -36,15 +42,19 @@ _EXPORTS = {
     "resolve_device": "embedding",
     "load_weights": "embedding",
     "read_header": "store",
-    "open_output": "store",
+    "open_output": "outputs",
+    "open_input": "inputs",
     "inspect_file": "inspection",
-    "diff_files": "inspection",
+    "diff_files": "diff",
     "run_tokenize": "stages",
     "run_batch": "stages",
     "run_embed": "stages",
-    "TokenizeOptions": "stages",
-    "WindowOptions": "stages",
-    "EmbedOptions": "stages",
+    "TokenizeOptions": "options",
+    "WindowOptions": "options",
+    "EmbedOptions": "options",
+    "TokenizeResult": "results",
+    "BatchResult": "results",
+    "EmbedResult": "results",
 }
 
 __all__ = ["__version__", *_EXPORTS]

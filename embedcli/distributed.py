@@ -17,14 +17,13 @@ Backend: ``nccl`` when the device is CUDA, ``gloo`` otherwise (tested on CPU in 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from .errors import EmbedcliError, OutputError, UsageError
+from .outputs import commit, create_temp, discard, validate_safetensors, write_errors
 
 if TYPE_CHECKING:
     import torch
@@ -109,16 +108,16 @@ def write_shared(
         raise UsageError("a torchrun embed writes a regular file: name it with -o PATH")
     temp, problem = None, None
     if group.rank == 0:
-        directory = os.path.dirname(os.path.abspath(output))
         try:
-            fd, temp = tempfile.mkstemp(
-                dir=directory, prefix=f".{os.path.basename(output)}.", suffix=".tmp"
-            )
-            with os.fdopen(fd, "wb") as f:
+            fd, temp = create_temp(output)
+            with write_errors(output), os.fdopen(fd, "wb") as f:
                 f.write(header)
                 f.truncate(total_bytes)
-        except OSError as exc:
-            problem, temp = f"{output}: cannot write in {directory}: {exc.strerror}", None
+        except OutputError as exc:
+            problem = str(exc)
+            if temp is not None:
+                discard(temp)
+                temp = None
     temp, problem = group.broadcast((temp, problem))  # type: ignore[misc]
     if problem:
         raise OutputError(problem)
@@ -141,15 +140,12 @@ def write_shared(
                 raise error
             raise OutputError(f"{output}: another rank failed; nothing written")
         if group.rank == 0:
-            from .store import commit, validate_written
-
-            validate_written(temp, output)
+            validate_safetensors(temp, output)
             commit(temp, output)
         committed = True
     finally:
         if group.rank == 0 and not committed and temp:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            discard(temp)
 
 
 def pwrite_all(fd: int, data, offset: int) -> None:

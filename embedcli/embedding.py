@@ -11,12 +11,18 @@ then moved to the device, so a seed gives the same numbers on every device. Each
 ``tok[ids] + pos[arange(T)]``: an exact copy plus one elementwise add, so the result is bitwise
 the reference's on the CPU in float32, however the windows are chunked.
 
+:func:`plan_tables` sizes the tables before anything is allocated (from options, the input's
+metadata or a ``--weights`` file) and :func:`stream_embeddings` embeds chunks of windows into a
+file while the previous chunk is written.
+
 Not covered: training the tables, and tables larger than device memory (they are held whole).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +34,9 @@ if TYPE_CHECKING:
     import torch
 
 POS_KINDS = ("learned", "sinusoidal", "none")
-DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # -> safetensors dtype
+FLOAT_DTYPES = tuple(DTYPE_NAMES)
+DEFAULT_DIM = 256
 
 # Key names in pretrained checkpoints, tried in order (GPT-2, with and without its "transformer."
 # prefix; "LLMs from scratch"'s GPTModel; Hugging Face BERT-style; embedcli's own output).
@@ -257,3 +265,132 @@ class Embedder:
         if out is None:
             return result.cpu()
         return out[:c].copy_(result)
+
+
+# --------------------------------------------------------------------------- table planning
+
+
+@dataclass
+class TablePlan:
+    """Table sizes (known before anything is allocated) and, for ``--weights``, the tables."""
+
+    vocab_size: int
+    dim: int
+    context_length: int
+    has_pos: bool
+    origin: str  # "random (seed 123)" or "FILE (token key, pos key)"
+    token: torch.Tensor | None = None
+    pos: torch.Tensor | None = None
+
+    def materialize(self, seed: int, pos: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The token table and the positional table (``None`` for ``pos="none"``)."""
+        if self.token is None:
+            return random_tables(self.vocab_size, self.dim, self.context_length, seed=seed, pos=pos)
+        if self.pos is None and pos == "sinusoidal":
+            self.pos = sinusoidal_table(self.context_length, self.dim)
+        return self.token, self.pos
+
+
+def plan_tables(
+    *,
+    max_length: int,
+    vocab_size: int | None,
+    default_vocab_size: int | None = None,
+    dim: int | None,
+    context_length: int | None,
+    seed: int,
+    pos: str,
+    weights: str | None = None,
+    token_key: str | None = None,
+    pos_key: str | None = None,
+) -> TablePlan:
+    """Sizes of the token and positional tables for windows of ``max_length``: from
+    ``weights`` (loaded here), else from the arguments. ``default_vocab_size`` (the input's,
+    from its metadata) applies to random tables when ``vocab_size`` is not given."""
+    if not weights:
+        vocab_size = vocab_size or default_vocab_size
+        if vocab_size is None:
+            raise UsageError(
+                "the input has no embedcli metadata: say the table size with --vocab-size"
+            )
+        context_length = context_length or max_length
+        if context_length < max_length:
+            raise UsageError(
+                f"--context-length {context_length} is shorter than --max-length {max_length}"
+            )
+        origin = f"random (seed {seed})"
+        return TablePlan(vocab_size, dim or DEFAULT_DIM, context_length, pos != "none", origin)
+    loaded = load_weights(weights, token_key=token_key, pos_key=pos_key, want_pos=pos == "learned")
+    rows, width = (int(d) for d in loaded.token.shape)
+    if dim is not None and dim != width:
+        raise UsageError(f"--dim {dim} differs from the loaded table's dim {width}")
+    if vocab_size is not None and vocab_size != rows:
+        raise UsageError(f"--vocab-size {vocab_size} differs from the loaded table's {rows} rows")
+    if pos == "learned":
+        context_length = _loaded_context(weights, loaded, context_length, max_length)
+    origin = f"{weights} ({loaded.token_key}, {loaded.pos_key or pos})"
+    return TablePlan(
+        rows, width, context_length or max_length, pos != "none", origin, loaded.token, loaded.pos
+    )
+
+
+def _loaded_context(
+    weights: str, loaded: LoadedWeights, context_length: int | None, max_length: int
+) -> int:
+    if loaded.pos is None:
+        raise FormatError(
+            f"{weights}: no positional table found; name it with --pos-key, "
+            "or use --pos sinusoidal or --pos none"
+        )
+    rows = int(loaded.pos.shape[0])
+    if context_length is not None and context_length != rows:
+        raise UsageError(
+            f"--context-length {context_length} differs from the loaded positional "
+            f"table's {rows} rows"
+        )
+    if rows < max_length:
+        raise UsageError(f"the positional table has {rows} rows, windows are {max_length}")
+    return rows
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """A CPU tensor's bytes, C order (bfloat16 through its int16 view: numpy has no bf16)."""
+    import torch
+
+    t = t.contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return memoryview(t.numpy()).cast("B")
+
+
+def stream_embeddings(
+    f,
+    embedder: Embedder,
+    chunks: Iterable[np.ndarray],
+    buffer_shape: tuple[int, int, int],
+    advance: Callable[[int], None] | None = None,
+) -> None:
+    """Embed each chunk of windows and write it to ``f``, in order.
+
+    One writer thread: chunk k is written while chunk k+1 is computed (both release the GIL).
+    Two output buffers are reused throughout, so memory stays flat and the allocator never sees
+    a stream of large blocks.
+    """
+    import torch
+
+    buffers = [torch.empty(buffer_shape, dtype=embedder.dtype) for _ in range(2)]
+    with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        pending: Future | None = None
+        for k, chunk in enumerate(chunks):
+            # buffers[k % 2] last held chunk k-2, whose write finished before k-1 was submitted
+            data = tensor_bytes(embedder.embed(chunk, out=buffers[k % 2]))
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(f.write, data)
+            if advance:
+                advance(len(chunk))
+        if pending is not None:
+            pending.result()

@@ -11,6 +11,7 @@ Not covered here: reading text (``text.py``) and splitting it for parallel encod
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
@@ -71,17 +72,14 @@ def _seed_tiktoken_cache() -> bool:
                 return True
     except OSError:
         pass
+    from .errors import OutputError
+    from .outputs import atomic_file
+
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".embedcli-r50k-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_bundled_bytes())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
+        with atomic_file(path) as f:
+            f.write(_bundled_bytes())
+    except (OSError, OutputError):
         return False
     return True
 
@@ -92,20 +90,20 @@ def bundled_ranks() -> dict[bytes, int]:
 
     if _seed_tiktoken_cache():
         return load_tiktoken_bpe(R50K_URL, expected_hash=R50K_SHA256)
-    # No usable cache: hand tiktoken a private file and switch its caching off for this call.
-    with tempfile.TemporaryDirectory(prefix="embedcli-") as tmp:
-        path = os.path.join(tmp, "gpt2.tiktoken")
-        with open(path, "wb") as f:
-            f.write(_bundled_bytes())
-        saved = os.environ.get("TIKTOKEN_CACHE_DIR")
-        os.environ["TIKTOKEN_CACHE_DIR"] = ""
-        try:
-            return load_tiktoken_bpe(path, expected_hash=R50K_SHA256)
-        finally:
-            if saved is None:
-                del os.environ["TIKTOKEN_CACHE_DIR"]
-            else:
-                os.environ["TIKTOKEN_CACHE_DIR"] = saved
+    # No usable cache (disabled, or a read-only TIKTOKEN_CACHE_DIR that lacks the file): tiktoken
+    # reads files only through that cache, so check the hash with tiktoken's own check and
+    # parse its documented format (base64 token, space, rank) here, without touching os.environ.
+    from tiktoken.load import check_hash
+
+    data = _bundled_bytes()
+    if not check_hash(data, R50K_SHA256):
+        raise EncodingLoadError("the bundled GPT-2 rank file is corrupt (sha256 mismatch)")
+    ranks = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
 
 
 def _load_remote(name: str) -> tiktoken.Encoding:

@@ -1,9 +1,9 @@
-"""What is in a safetensors file: tensors, statistics, previews, lineage, and diffs of two files.
+"""What is in a safetensors file (or a split output): tensors, statistics, previews, lineage.
 
 Works on any safetensors file. The header path imports neither numpy nor torch, so
 ``inspect --no-stats`` answers instantly whatever the file size.
 
-Statistics and diffs read tensor data in chunks with ``os.pread`` rather than through
+Statistics (and diffs, ``diff.py``) read tensor data in chunks with ``os.pread`` rather than through
 safetensors' ``safe_open``: that reader memory-maps the whole file, and every page a full scan
 touches stays resident and counts against the process, so a scan of a file larger than memory
 would look like (and, under pressure, behave like) loading it. ``pread`` keeps one chunk resident.
@@ -18,7 +18,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import FormatError, UsageError
+from .contract import ENCODING, kind_of
+from .errors import FormatError
+from .split import is_index, read_index
 from .store import DTYPES, INTEGER_DTYPES, Header, TensorInfo, read_header
 
 if TYPE_CHECKING:
@@ -236,7 +238,7 @@ def inspect_file(
         >>> report = inspect_file("out.safetensors", stats=False)  # doctest: +SKIP
         >>> [(t.name, t.shape) for t in report.tensors]
     """
-    if path.endswith(".index.json"):
+    if is_index(path):
         return inspect_index(path, stats=stats, preview=preview, tensor=tensor)
     header = read_header(path)
     infos = [header.tensor(tensor)] if tensor else header.tensors
@@ -260,8 +262,6 @@ def inspect_index(
     path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None
 ) -> FileReport:
     """A sharded output seen whole through its ``.index.json``: full shapes, merged stats."""
-    from .store import read_index
-
     doc, tensors, headers = read_index(path)
     if tensor is not None:
         tensors = [t for t in tensors if t.name == tensor]
@@ -272,7 +272,7 @@ def inspect_index(
         path=path,
         file_size=sum(h.file_size for h in headers),
         header_size=sum(h.header_size for h in headers),
-        kind=metadata.get("embedcli"),
+        kind=kind_of(metadata),
         metadata=metadata,
         tensors=[],
         files=[h.path for h in headers],
@@ -303,13 +303,13 @@ def _torch_version() -> str:
 def _decoded_windows(header: Header, infos: list[TensorInfo], rows: int) -> list[dict[str, object]]:
     """For embedcli id tensors, the first window(s) (or ids) with their decoded text."""
     meta = header.metadata or {}
-    if header.embedcli_kind not in ("tokens", "windows") or "encoding" not in meta:
+    if header.embedcli_kind not in ("tokens", "windows") or ENCODING not in meta:
         return []
     from .encoding import get_encoding
     from .errors import EmbedcliError
 
     try:
-        enc = get_encoding(meta["encoding"])
+        enc = get_encoding(meta[ENCODING])
     except EmbedcliError:
         return []
     out: list[dict[str, object]] = []
@@ -321,98 +321,6 @@ def _decoded_windows(header: Header, infos: list[TensorInfo], rows: int) -> list
         for i, ids in enumerate(sequences):
             out.append({"tensor": info.name, "row": i, "ids": ids, "text": enc.decode(ids)})
     return out
-
-
-@dataclass
-class TensorDiff:
-    name: str
-    a: dict[str, object] | None
-    b: dict[str, object] | None
-    max_abs_diff: float | None = None
-    equal: bool | None = None
-    note: str | None = None
-
-
-@dataclass
-class DiffReport:
-    a: str
-    b: str
-    only_in_a: list[str]
-    only_in_b: list[str]
-    changed: list[TensorDiff]  # dtype or shape differs
-    compared: list[TensorDiff]  # same dtype and shape: values compared
-    metadata_changed: list[str]  # keys whose value differs or exists on one side only
-
-    @property
-    def identical(self) -> bool:
-        return not (
-            self.only_in_a or self.only_in_b or self.changed or self.metadata_changed
-        ) and all(d.equal for d in self.compared)
-
-    def to_json(self) -> dict[str, object]:
-        out = asdict(self)
-        out["identical"] = self.identical
-        return out
-
-
-def diff_files(path_a: str, path_b: str, chunk_bytes: int = CHUNK_BYTES) -> DiffReport:
-    """Tensors only in one file, dtype/shape changes, and max |a - b| for matching tensors."""
-    import numpy as np
-
-    ha, hb = read_header(path_a), read_header(path_b)
-    ta = {t.name: t for t in ha.tensors}
-    tb = {t.name: t for t in hb.tensors}
-    changed, compared = [], []
-    for name in sorted(ta.keys() & tb.keys()):
-        a, b = ta[name], tb[name]
-        da = {"dtype": a.dtype, "shape": list(a.shape)}
-        db = {"dtype": b.dtype, "shape": list(b.shape)}
-        if da != db:
-            changed.append(TensorDiff(name, da, db))
-            continue
-        entry = TensorDiff(name, da, db)
-        if not can_read(a.dtype) or a.dtype == "C64":
-            entry.equal = _raw_equal(ha, a, hb, b, chunk_bytes)
-            entry.note = f"{a.dtype}: compared bytes only"
-        else:
-            worst, equal = 0.0, True
-            for ca, cb in zip(
-                iter_chunks(ha, a, chunk_bytes), iter_chunks(hb, b, chunk_bytes), strict=True
-            ):
-                if ca.dtype.kind in "iub":
-                    delta = np.abs(ca.astype(np.int64) - cb.astype(np.int64))
-                else:
-                    delta = np.abs(ca.astype(np.float64) - cb.astype(np.float64))
-                    same_nan = np.isnan(ca) & np.isnan(cb)
-                    delta = np.where(same_nan, 0.0, delta)
-                if delta.size:
-                    m = float(np.nanmax(delta)) if not np.isnan(delta).all() else math.nan
-                    worst = m if math.isnan(m) else max(worst, m)
-                    equal = equal and bool((delta == 0).all())
-            entry.max_abs_diff, entry.equal = worst, equal
-        compared.append(entry)
-    ma, mb = ha.metadata or {}, hb.metadata or {}
-    meta_changed = sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
-    return DiffReport(
-        path_a,
-        path_b,
-        only_in_a=sorted(ta.keys() - tb.keys()),
-        only_in_b=sorted(tb.keys() - ta.keys()),
-        changed=changed,
-        compared=compared,
-        metadata_changed=meta_changed,
-    )
-
-
-def _raw_equal(ha: Header, a: TensorInfo, hb: Header, b: TensorInfo, chunk: int) -> bool:
-    with open(ha.path, "rb") as fa, open(hb.path, "rb") as fb:
-        for off in range(0, a.nbytes, chunk):
-            n = min(chunk, a.nbytes - off)
-            if os.pread(fa.fileno(), n, ha.data_start + a.start + off) != os.pread(
-                fb.fileno(), n, hb.data_start + b.start + off
-            ):
-                return False
-    return True
 
 
 def dumps(obj: object) -> str:
@@ -428,9 +336,3 @@ def dumps(obj: object) -> str:
         return value
 
     return json.dumps(clean(obj), indent=2, ensure_ascii=False, allow_nan=False)
-
-
-def check_paths_for_diff(paths: list[str]) -> tuple[str, str]:
-    if len(paths) != 2:
-        raise UsageError(f"--diff compares exactly two files (got {len(paths)})")
-    return paths[0], paths[1]

@@ -1,4 +1,4 @@
-"""safetensors on disk: a strict header reader, a streaming writer, and atomic outputs.
+"""safetensors on disk: a strict header reader and a streaming writer.
 
 Why our own header reader next to safetensors' (which we still use to read data and to validate
 every file we write): it must answer ``inspect --no-stats`` without importing numpy or torch, name
@@ -7,8 +7,8 @@ the exact fault in a broken file (gap, overlap, duplicate name, LFS pointer...) 
 
 Why our own writer: ``safetensors.*.save_file`` needs every tensor in memory at once. Stages here
 stream (the header depends only on shapes and dtypes, so it is written first, then the data in
-pieces) and write through :func:`open_output`, which gives every output the same guarantees:
-temp file in the same directory, validated with safetensors' own reader, renamed into place.
+pieces). Where the bytes land, atomically and validated with safetensors' own reader, is
+``outputs.py``'s concern; files split across several parts are ``split.py``'s.
 
 The file layout is the standard one: 8-byte little-endian header length, a JSON header padded
 with spaces to a multiple of 8 bytes, then the tensors' bytes back to back.
@@ -24,12 +24,12 @@ import os
 import stat
 import struct
 import sys
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import FormatError, InputError, OutputError, UsageError
+from .contract import kind_of
+from .errors import FormatError, InputError, OutputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,7 +118,7 @@ class Header:
 
     @property
     def embedcli_kind(self) -> str | None:
-        return (self.metadata or {}).get("embedcli")
+        return kind_of(self.metadata)
 
 
 # --------------------------------------------------------------------------- reading headers
@@ -382,150 +382,7 @@ def copy_stream(src: BinaryIO, dst: BinaryIO, nbytes: int) -> None:
         done += len(chunk)
 
 
-# --------------------------------------------------------------------------- atomic outputs
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-@dataclass
-class Output:
-    """An open output: ``file`` to write to; ``path`` where it lands (``-`` for stdout)."""
-
-    path: str
-    file: BinaryIO
-
-
-def check_output(path: str, *, inputs: Iterable[str] = (), no_clobber: bool = False) -> None:
-    """Refuse outputs that would destroy an input, or an existing file under ``--no-clobber``.
-
-    Called by :func:`open_output`, and by stages before they start long work.
-    """
-    if path == "-":
-        if sys.stdout.isatty():
-            raise UsageError("refusing to write binary data to a terminal; redirect or pipe it")
-        return
-    try:
-        out_st = os.stat(path)
-    except FileNotFoundError:
-        out_st = None
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
-    if out_st is not None:
-        if stat.S_ISDIR(out_st.st_mode):
-            raise OutputError(f"{path}: is a directory; name a file with -o")
-        for inp in inputs:
-            if inp == "-":
-                continue
-            with contextlib.suppress(OSError):
-                if _same_file(out_st, os.stat(inp)):
-                    raise OutputError(f"{path}: is also an input ({inp}); choose another -o")
-        if no_clobber and stat.S_ISREG(out_st.st_mode):
-            raise OutputError(f"{path}: already exists (--no-clobber)")
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise OutputError(f"{path}: directory {parent} does not exist")
-
-
-@contextlib.contextmanager
-def open_output(
-    path: str, *, inputs: Iterable[str] = (), no_clobber: bool = False, validate: bool = True
-) -> Iterator[Output]:
-    """Open ``path`` for writing a safetensors file, atomically.
-
-    Regular files are written to a temporary file in the same directory, checked with
-    safetensors' own reader, and renamed over ``path`` only when the ``with`` block succeeds; on
-    any error or interrupt the temporary file is removed and an existing ``path`` is untouched.
-    ``-`` writes to stdout (refused on a terminal); an existing non-regular file such as
-    ``/dev/null`` or a FIFO is written in place.
-    """
-    inputs = list(inputs)
-    check_output(path, inputs=inputs, no_clobber=no_clobber)
-    if path == "-":
-        yield Output(path, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        return
-    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
-        with _write_errors(path), open(path, "wb") as f:
-            yield Output(path, f)  # type: ignore[arg-type]
-        return
-
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, temp = tempfile.mkstemp(
-            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-        )
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {directory}: {exc.strerror}") from None
-    try:
-        with _write_errors(path), os.fdopen(fd, "wb") as f:
-            yield Output(path, f)  # type: ignore[arg-type]
-            f.flush()
-        if validate:
-            validate_written(temp, path)
-        commit(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-@contextlib.contextmanager
-def _write_errors(path: str) -> Iterator[None]:
-    """Disk full, I/O errors and the like while writing ``path``: one line naming it."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
-
-
-def commit(temp: str, path: str) -> None:
-    """Give a finished temporary file the permissions a new file gets, and rename it over
-    ``path`` (atomic on one filesystem)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
-    os.replace(temp, path)
-
-
-def validate_written(temp: str, path: str) -> None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(temp, framework="numpy"):
-            pass
-    except Exception as exc:  # a bug in our writer: keep the old output, say what happened
-        raise OutputError(
-            f"{path}: written file failed validation ({exc}); nothing replaced"
-        ) from None
-
-
-# --------------------------------------------------------------------------- reading inputs
-
-
-@contextlib.contextmanager
-def local_path(path: str) -> Iterator[str]:
-    """A real file for ``path``: stdin and pipes are spooled to a temporary file first.
-
-    safetensors' reader needs a seekable file (it memory-maps), a pipe is not one.
-    """
-    if path != "-" and os.path.isfile(path):
-        yield path
-        return
-    try:
-        src = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    with tempfile.NamedTemporaryFile(prefix="embedcli-stdin-", suffix=".bin") as tmp:
-        with contextlib.closing(src) if src is not sys.stdin.buffer else contextlib.nullcontext():
-            while chunk := src.read(1 << 24):
-                tmp.write(chunk)
-        tmp.flush()
-        yield tmp.name
+# --------------------------------------------------------------------------- reading data
 
 
 def is_safetensors(path: str) -> bool:
@@ -551,141 +408,3 @@ def load_array(path: str, info: TensorInfo) -> np.ndarray:
         )
     with safe_open(path, framework="numpy") as f:
         return f.get_tensor(info.name)
-
-
-# --------------------------------------------------------------------------- sharded outputs
-
-
-@dataclass
-class OutputShard:
-    """One file of a sharded output: rows ``[start, stop)`` of the row tensors, or whole ones."""
-
-    path: str
-    specs: list[TensorSpec]
-    start: int = 0
-    stop: int = 0
-    has_rows: bool = True
-
-
-def shard_paths(output: str, count: int) -> list[str]:
-    """``out.safetensors`` -> ``out-00001-of-00003.safetensors``... (numbered from 1, as
-    Hugging Face numbers checkpoint shards)."""
-    stem = output[: -len(".safetensors")] if output.endswith(".safetensors") else output
-    return [f"{stem}-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
-
-
-def index_path(output: str) -> str:
-    """``out.safetensors`` -> ``out.safetensors.index.json`` (Hugging Face's name)."""
-    return output + ".index.json"
-
-
-def plan_output_shards(
-    output: str,
-    rows: list[TensorSpec],  # shape (n, ...): split along the first dimension
-    whole: list[TensorSpec],  # kept whole, in a file of their own after the rows
-    max_bytes: int,
-    metadata: dict[str, str],
-) -> list[OutputShard]:
-    """Files of at most ``max_bytes`` (a row is never split; whole tensors share a last file)."""
-    n = rows[0].shape[0]
-    row_bytes = sum(spec.nbytes // max(spec.shape[0], 1) for spec in rows)
-    overhead = len(build_header([*rows, *whole], {**metadata, "shard_rows": "0:0"})) + 64
-    per_file = max(1, (max_bytes - overhead) // max(row_bytes, 1))
-    ranges = [(a, min(a + per_file, n)) for a in range(0, n, per_file)] or [(0, 0)]
-    paths = shard_paths(output, len(ranges) + (1 if whole else 0))
-    shards = [
-        OutputShard(path, [TensorSpec(s.name, s.dtype, (b - a, *s.shape[1:])) for s in rows], a, b)
-        for path, (a, b) in zip(paths, ranges, strict=False)
-    ]
-    if whole:
-        shards.append(OutputShard(paths[-1], list(whole), has_rows=False))
-    return shards
-
-
-def index_document(
-    output: str, shards: list[OutputShard], rows: list[TensorSpec], metadata: dict[str, str]
-) -> dict:
-    """The ``.index.json``: Hugging Face's ``weight_map`` for whole tensors, and the row ranges
-    of tensors split across files (which ``weight_map`` cannot express) under ``embedcli``."""
-    names = [os.path.basename(shard.path) for shard in shards]
-    return {
-        "metadata": {
-            "total_size": sum(spec.nbytes for shard in shards for spec in shard.specs),
-            **dict(sorted(metadata.items())),
-        },
-        "weight_map": {
-            spec.name: name
-            for shard, name in zip(shards, names, strict=True)
-            if not shard.has_rows
-            for spec in shard.specs
-        },
-        "embedcli": {
-            "row_tensors": {s.name: {"dtype": s.dtype, "shape": list(s.shape)} for s in rows},
-            "files": [
-                {"file": name, "start": shard.start, "stop": shard.stop}
-                for shard, name in zip(shards, names, strict=True)
-                if shard.has_rows
-            ],
-        },
-    }
-
-
-@dataclass
-class IndexedTensor:
-    """A tensor of a sharded output: its pieces, in order (one piece unless split by rows)."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    pieces: list[tuple[Header, TensorInfo]]
-
-
-def read_index(path: str) -> tuple[dict, list[IndexedTensor], list[Header]]:
-    """The index's document, every tensor with its pieces, and the headers of its files."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path}: not a readable index ({exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("weight_map", {}), dict):
-        raise FormatError(f'{path}: an index needs a "weight_map" object')
-    base = os.path.dirname(path)
-    extra = doc.get("embedcli") or {}
-    files = list(
-        dict.fromkeys(
-            [*(f["file"] for f in extra.get("files", [])), *doc.get("weight_map", {}).values()]
-        )
-    )
-    headers = {}
-    for name in files:
-        full = name if os.path.isabs(name) else os.path.join(base, name)
-        if not os.path.exists(full):
-            raise InputError(f"{full}: no such file (listed in {path})")
-        headers[name] = read_header(full)
-    tensors: list[IndexedTensor] = []
-    for name, meta in (extra.get("row_tensors") or {}).items():
-        pieces = [
-            (headers[f["file"]], headers[f["file"]].tensor(name))
-            for f in extra["files"]
-            if name in {t.name for t in headers[f["file"]].tensors}
-        ]
-        tensors.append(IndexedTensor(name, meta["dtype"], tuple(meta["shape"]), pieces))
-    for name, file in doc.get("weight_map", {}).items():
-        info = headers[file].tensor(name)
-        tensors.append(IndexedTensor(name, info.dtype, info.shape, [(headers[file], info)]))
-    return doc, tensors, list(headers.values())
-
-
-def load_index(path: str) -> dict[str, np.ndarray]:
-    """Every tensor of a sharded output as one numpy array (pieces concatenated)."""
-    import numpy as np
-
-    _, tensors, _ = read_index(path)
-    return {
-        t.name: np.concatenate([load_array(h.path, info) for h, info in t.pieces])
-        if len(t.pieces) > 1
-        else load_array(t.pieces[0][0].path, t.pieces[0][1])
-        for t in tensors
-    }

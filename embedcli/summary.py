@@ -18,45 +18,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .units import human_bytes
+from .contract import LABELS as LINEAGE
+from .units import bytes_rate, human_bytes, rate
 
 if TYPE_CHECKING:
     from .inspection import DiffReport, FileReport, Stats
-    from .stages import StageResult
+    from .results import BatchResult, EmbedResult, FirstWindow, TokenizeResult, Written
+    from .tokenizer import TokenizeStats
+    from .windows import PlanFacts
 
-# Metadata keys of embedcli files, in reading order, with their labels.
-LINEAGE = {
-    "embedcli": "stage",
-    "embedcli_version": "embedcli version",
-    "encoding": "encoding",
-    "vocab_size": "vocab size",
-    "eot_id": "<|endoftext|> id",
-    "special": "special-token policy",
-    "special_found": "literal <|endoftext|> found",
-    "documents": "documents",
-    "tokens": "tokens",
-    "sources": "sources",
-    "max_length": "max length",
-    "stride": "stride",
-    "batch_size": "batch size",
-    "drop_last": "drop last partial batch",
-    "shuffle_seed": "shuffle seed",
-    "cross_docs": "windows cross documents",
-    "windows": "windows",
-    "windows_available": "windows available",
-    "batches": "batches",
-    "tokens_covered": "tokens covered",
-    "tokens_dropped_tail": "tokens dropped at tail",
-    "ids_dtype": "ids dtype",
-    "dim": "dim",
-    "context_length": "context length",
-    "seed": "seed",
-    "pos": "positional",
-    "tables": "tables",
-    "device": "device",
-    "dtype": "dtype",
-    "torch_version": "torch version",
-}
+    StageResult = TokenizeResult | BatchResult | EmbedResult
 
 
 def printable(value: object) -> str:
@@ -224,26 +195,117 @@ def render_diff(console: Console, diff: DiffReport) -> None:
     )
 
 
+# --------------------------------------------------------------------------- stage summaries
+
+
+def written_text(written: Written) -> str:
+    """``corpus.tokens.safetensors (3.9 KB)``, ``<stdout>``, or ``INDEX + K files (SIZE)``."""
+    if len(written.paths) > 1:
+        return (
+            f"{written.paths[-1]} + {len(written.paths) - 1} files "
+            f"({human_bytes(written.total_bytes)})"
+        )
+    path, size = written.paths[0], written.sizes[0]
+    if path == "-":
+        return "<stdout>"
+    return path if size is None else f"{path} ({human_bytes(size)})"
+
+
+def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
+    return {
+        "documents": f"{stats.documents:,}",
+        "tokens": f"{stats.tokens:,}",
+        "input": human_bytes(stats.input_bytes),
+        "tokens/byte": f"{stats.tokens / max(stats.input_bytes, 1):.3f}",
+        "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
+        "literal <|endoftext|>": f"{stats.special_found:,} ({stats.special})",
+        "tokenize time": f"{stats.seconds:.2f} s",
+        "throughput": f"{bytes_rate(stats.input_bytes, stats.seconds)}, "
+        f"{rate(stats.tokens, stats.seconds, 'tok')}",
+    }
+
+
+def plan_facts(plan: PlanFacts, dtype: str) -> dict[str, str]:
+    order = "text order" if plan.shuffle_seed is None else f"shuffled (seed {plan.shuffle_seed})"
+    return {
+        "windows": f"{plan.windows:,} of {plan.available:,} ({plan.batches:,} batches of "
+        f"{plan.batch_size}{', last kept' if not plan.drop_last else ''})",
+        "max length / stride": f"{plan.max_length} / {plan.stride}",
+        "inputs, targets": f"({plan.windows}, {plan.max_length}) {dtype}, {order}",
+        "tokens covered": f"{plan.tokens_covered:,} of {plan.tokens:,} "
+        f"({plan.tail_dropped:,} dropped at the tail)",
+    }
+
+
+def stage_facts(result: StageResult) -> dict[str, str]:
+    """The facts a stage's summary lists, in order, as text."""
+    if result.stage == "tokenize":
+        facts = tokenize_facts(result.stats)
+        facts["output"] = written_text(result.written)
+        if result.shard is not None and result.shard_files is not None:
+            (index, count), (files, total) = result.shard, result.shard_files
+            facts["shard"] = f"{index} of {count} ({files} of {total} files)"
+            facts["manifest"] = result.manifest or ""
+        return facts
+    facts = tokenize_facts(result.tokenized) if result.tokenized else {}
+    if result.stage == "batch":
+        if not result.tokenized:
+            facts["input"] = f"{result.input_ids:,} ids"
+        facts.update(plan_facts(result.plan, result.dtype))
+        facts["time"] = f"{result.seconds:.2f} s"
+        facts["output"] = written_text(result.written)
+        return facts
+    return {**facts, **_embed_facts(result)}
+
+
+def _embed_facts(result: EmbedResult) -> dict[str, str]:
+    n, t, dim = result.shape
+    facts = {}
+    if result.plan is None:
+        facts["input"] = f"windows ({n:,}, {t})"
+    else:
+        facts.update(plan_facts(result.plan, "int64"))
+    if result.processes is not None:
+        world, device, rank = result.processes
+        facts["processes"] = f"{world} (torchrun, {device}); this is rank {rank}"
+    seconds, nbytes = result.embed_seconds, result.bytes_planned
+    positional = f" ({result.context_length}, {dim})" if result.has_pos else ""
+    facts.update(
+        {
+            "embeddings": f"({n:,}, {t}, {dim}) {result.dtype} on {result.device}",
+            "token table": f"({result.vocab_size:,}, {dim}) {result.tables}",
+            "positional": result.pos + positional,
+            "written": human_bytes(nbytes) + ("" if result.tables_saved else " (tables not saved)"),
+            "embed time": f"{seconds:.2f} s ({rate(n, seconds, 'windows')}, "
+            f"{bytes_rate(nbytes, seconds)})",
+            "total time": f"{result.total_seconds:.2f} s",
+            "output": written_text(result.written),
+        }
+    )
+    return facts
+
+
+def _first_window(first: FirstWindow) -> Text:
+    shown = first.ids if len(first.ids) <= 32 else [*first.ids[:32], "..."]
+    return Text.assemble(("first window ", "bold"), (str(shown), "dim"), "\n  ", repr(first.text))
+
+
 def render_stage(console: Console, result: StageResult) -> None:
-    """End-of-stage summary on stderr: the stage's facts, then the output file's view."""
-    from .inspection import header_report
+    """End-of-stage summary on stderr: the stage's facts, then the output file's tensors."""
+    from .inspection import header_report, torch_repr
 
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    for key, value in result.facts.items():
+    for key, value in stage_facts(result).items():
         facts.add_row(Text(printable(key)), Text(printable(value)))
     parts: list = [facts]
-    for ids, text in result.decoded:
-        shown = ids if len(ids) <= 32 else [*ids[:32], "..."]
-        parts.append(
-            Text.assemble(("first window ", "bold"), (str(shown), "dim"), "\n  ", repr(text))
-        )
-    if result.preview:
-        parts.append(Text(result.preview))
+    if result.stage == "batch" and result.first_window is not None:
+        parts.append(_first_window(result.first_window))
+    if result.stage == "embed" and result.table_head is not None:
+        parts.append(Text("token_embedding.weight[:3]\n" + torch_repr(result.table_head)))
     if result.header is not None:
-        report = header_report(result.header)
-        parts.append(tensor_table(report))
+        parts.append(tensor_table(header_report(result.header)))
     console.print(
         Panel(
             Group(*parts), title=f"embedcli {result.stage}", title_align="left", border_style="blue"

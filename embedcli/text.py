@@ -208,7 +208,9 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def iter_blocks(source: Source, *, text_key: str = "text") -> Iterator[Block]:
+def iter_blocks(
+    source: Source, *, text_key: str = "text", block_bytes: int = BLOCK_BYTES
+) -> Iterator[Block]:
     """The documents of one source as blocks of text, in order."""
     try:
         stream, raw = _open_binary(source)
@@ -217,23 +219,23 @@ def iter_blocks(source: Source, *, text_key: str = "text") -> Iterator[Block]:
     reader = _CountingReader(stream, raw, source)
     try:
         if source.format == "jsonl":
-            yield from _jsonl_blocks(reader, source, text_key)
+            yield from _jsonl_blocks(reader, source, text_key, block_bytes)
         else:
-            yield from _text_blocks(reader, source)
+            yield from _text_blocks(reader, source, block_bytes)
     finally:
         if raw is not sys.stdin.buffer:
             stream.close()
             raw.close()
 
 
-def _text_blocks(reader: _CountingReader, source: Source) -> Iterator[Block]:
+def _text_blocks(reader: _CountingReader, source: Source, block_bytes: int) -> Iterator[Block]:
     """One document, decoded incrementally: strict UTF-8, universal newlines."""
     decoder = io.IncrementalNewlineDecoder(codecs.getincrementaldecoder("utf-8")("strict"), True)
     consumed = 0  # input bytes handed to the decoder so far
     line = 1
     pending: Block | None = None
     while True:
-        data, advanced = reader.read(BLOCK_BYTES)
+        data, advanced = reader.read(block_bytes)
         final = not data
         try:
             text = decoder.decode(data, final=final)
@@ -275,13 +277,15 @@ def _line_of(path: str, offset: int) -> int:
     return lines
 
 
-def _jsonl_blocks(reader: _CountingReader, source: Source, text_key: str) -> Iterator[Block]:
+def _jsonl_blocks(
+    reader: _CountingReader, source: Source, text_key: str, block_bytes: int
+) -> Iterator[Block]:
     begin, end = source.byte_range or (0, None)
     skip_partial = False
     if begin > 0:  # a line belongs to the shard where it starts: skip one begun earlier
         reader.raw.seek(begin - 1)
         skip_partial = reader.raw.read(1) != b"\n"
-    for lineno, offset, line, nbytes in _lines(reader, begin, end, skip_partial):
+    for lineno, offset, line, nbytes in _lines(reader, begin, end, skip_partial, block_bytes):
         if not line.strip():
             continue
         where = f"{source.name}:{lineno}" if lineno else f"{source.name}@{offset}"
@@ -305,7 +309,7 @@ def _jsonl_blocks(reader: _CountingReader, source: Source, text_key: str) -> Ite
 
 
 def _lines(
-    reader: _CountingReader, begin: int, end: int | None, skip_partial: bool
+    reader: _CountingReader, begin: int, end: int | None, skip_partial: bool, block_bytes: int
 ) -> Iterator[tuple[int | None, int, bytes, int]]:
     """(line number or None when reading from mid-file, byte offset, line, progress bytes).
 
@@ -319,7 +323,7 @@ def _lines(
     while True:
         if end is not None and offset >= end and not pending and not skip_partial:
             return
-        data, advanced = reader.read(BLOCK_BYTES)
+        data, advanced = reader.read(block_bytes)
         owed += advanced
         if not data:
             break

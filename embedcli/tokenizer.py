@@ -27,13 +27,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .encoding import EOT, encode_kwargs, eot_id, get_encoding
+from .encoding import DEFAULT_ENCODING, EOT, encode_kwargs, eot_id, get_encoding
 from .errors import InputError
-from .text import Source, iter_blocks
+from .text import BLOCK_BYTES, Source, iter_blocks
+
+if TYPE_CHECKING:
+    from .options import TokenizeOptions
 
 PIECE_CHARS = 1 << 18  # 256k characters: fine enough to keep 2+ threads busy
 # A letter (not a digit or underscore) followed by a space or newline: cut after the letter.
@@ -96,23 +99,22 @@ class TokenizeStats:
     doc_offsets: np.ndarray | None = None  # start of each document in the ids, plus the end
 
     def metadata(self) -> dict[str, str]:
-        """The token-file metadata later stages read (see README, "File contract")."""
-        import json
+        """The token-file metadata later stages read (see ``contract.py``)."""
+        from . import contract as c
 
-        from . import __version__
-
-        return {
-            "embedcli": "tokens",
-            "embedcli_version": __version__,
-            "encoding": self.encoding,
-            "vocab_size": str(self.vocab_size),
-            "eot_id": str(self.eot_id),
-            "special": self.special,
-            "special_found": str(self.special_found),
-            "documents": str(self.documents),
-            "tokens": str(self.tokens),
-            "sources": json.dumps(self.sources, ensure_ascii=False),
-        }
+        return c.stage_metadata(
+            "tokens",
+            {
+                c.ENCODING: self.encoding,
+                c.VOCAB_SIZE: self.vocab_size,
+                c.EOT_ID: self.eot_id,
+                c.SPECIAL: self.special,
+                c.SPECIAL_FOUND: self.special_found,
+                c.DOCUMENTS: self.documents,
+                c.TOKENS: self.tokens,
+                c.SOURCES: self.sources,
+            },
+        )
 
 
 def default_workers() -> int:
@@ -123,16 +125,20 @@ def tokenize(
     sources: Iterable[Source],
     sink: IdSink,
     *,
-    encoding: str = "gpt2",
+    encoding: str = DEFAULT_ENCODING,
     special: str = "special",
     text_key: str = "text",
     workers: int | None = None,
     piece_chars: int = PIECE_CHARS,
+    block_bytes: int = BLOCK_BYTES,
     on_progress: Callable[[int], None] | None = None,
     allow_empty: bool = False,
 ) -> TokenizeStats:
     """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
     between documents; return counts and ``doc_offsets``.
+
+    ``piece_chars`` is the size of the pieces encoded in parallel, ``block_bytes`` the size of
+    the reads; neither changes the ids.
 
     Raises :class:`InputError` for unreadable or malformed input, empty input (unless
     ``allow_empty``: a shard may hold no document), and (with ``special="error"``) text
@@ -144,65 +150,98 @@ def tokenize(
     stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special)
     sources = list(sources)
     stats.sources = [s.name for s in sources]
-    eot = np.array([stats.eot_id], dtype=np.int32)
-    workers = max(1, workers or default_workers())
-
-    offsets: list[int] = []
-    pieces = _pieces(sources, text_key, piece_chars, special, stats, on_progress)
-    pool = None  # started with the second task: small inputs never pay for it
-    # (encoded task, which of its pieces start a document), oldest first
-    pending: deque[tuple[Future[list[np.ndarray]] | list[np.ndarray], list[bool]]] = deque()
-
-    def drain(limit: int) -> None:
-        while len(pending) > limit:
-            job, starts = pending.popleft()
-            for ids, starts_doc in zip(
-                job.result() if isinstance(job, Future) else job, starts, strict=True
-            ):
-                if starts_doc:
-                    if offsets:
-                        sink.write(eot)
-                        stats.tokens += 1
-                    offsets.append(stats.tokens)
-                if ids.size:
-                    sink.write(ids)
-                    stats.tokens += int(ids.size)
-
-    def submit(task: list[str], starts: list[bool]) -> None:
-        nonlocal pool
-        if pool is None and workers > 1 and pending:
-            pool = _make_pool(workers)
-        job = (pool.submit if pool else _call)(_encode_task, encoding, special, task)
-        pending.append((job, starts))
-        drain(2 * workers)
-
-    # Small documents (jsonl lines) are grouped into tasks of about piece_chars characters, so
-    # 100k tiny documents cost 100 thread hand-offs, not 100k.
-    task: list[str] = []
-    starts: list[bool] = []
-    size = 0
-    try:
+    pieces = _pieces(sources, text_key, piece_chars, block_bytes, special, stats, on_progress)
+    with _OrderedEncoder(encoding, special, sink, stats, workers) as encoder:
+        # Small documents (jsonl lines) are grouped into tasks of about piece_chars characters,
+        # so 100k tiny documents cost 100 hand-offs, not 100k.
+        task: list[tuple[str, bool]] = []
+        size = 0
         for piece, starts_doc in pieces:
-            task.append(piece)
-            starts.append(starts_doc)
+            task.append((piece, starts_doc))
             size += len(piece)
             if size >= piece_chars:
-                submit(task, starts)
-                task, starts, size = [], [], 0
+                encoder.submit(task)
+                task, size = [], 0
         if task:
-            submit(task, starts)
-        drain(0)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
+            encoder.submit(task)
     if not allow_empty and (stats.documents == 0 or stats.chars == 0):
         names = ", ".join(stats.sources[:3]) + (", ..." if len(stats.sources) > 3 else "")
         raise InputError(f"{names}: no text to tokenize (the input is empty)")
-    offsets.append(stats.tokens)
-    stats.doc_offsets = np.asarray(offsets, dtype=np.int64)
+    stats.doc_offsets = np.asarray([*encoder.offsets, stats.tokens], dtype=np.int64)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def tokenize_with(
+    opts: TokenizeOptions,
+    sources: Iterable[Source],
+    sink: IdSink,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    allow_empty: bool = False,
+) -> TokenizeStats:
+    """:func:`tokenize` as the options of a stage ask for it."""
+    return tokenize(
+        sources,
+        sink,
+        encoding=opts.encoding,
+        special=opts.special,
+        text_key=opts.text_key,
+        workers=opts.workers,
+        on_progress=on_progress,
+        allow_empty=allow_empty,
+    )
+
+
+class _OrderedEncoder:
+    """Encodes tasks (lists of ``(piece, starts a document)``) in a pool and writes their ids
+    to the sink in submission order, ``<|endoftext|>`` before every document but the first.
+    At most ``2 * workers`` tasks are in flight."""
+
+    def __init__(self, encoding: str, special: str, sink: IdSink, stats, workers: int | None):
+        self.encoding, self.special, self.sink, self.stats = encoding, special, sink, stats
+        self.workers = max(1, workers or default_workers())
+        self.pool = None  # started with the second task: small inputs never pay for it
+        self.pending: deque[tuple[Future[list[np.ndarray]] | list[np.ndarray], list[bool]]]
+        self.pending = deque()
+        self.offsets: list[int] = []
+        self.eot = np.array([stats.eot_id], dtype=np.int32)
+
+    def submit(self, task: list[tuple[str, bool]]) -> None:
+        if self.pool is None and self.workers > 1 and self.pending:
+            self.pool = _make_pool(self.workers)
+        texts = [piece for piece, _ in task]
+        job = (self.pool.submit if self.pool else _call)(
+            _encode_task, self.encoding, self.special, texts
+        )
+        self.pending.append((job, [starts for _, starts in task]))
+        self.drain(2 * self.workers)
+
+    def drain(self, limit: int) -> None:
+        stats = self.stats
+        while len(self.pending) > limit:
+            job, starts = self.pending.popleft()
+            results = job.result() if isinstance(job, Future) else job
+            for ids, starts_doc in zip(results, starts, strict=True):
+                if starts_doc:
+                    if self.offsets:
+                        self.sink.write(self.eot)
+                        stats.tokens += 1
+                    self.offsets.append(stats.tokens)
+                if ids.size:
+                    self.sink.write(ids)
+                    stats.tokens += int(ids.size)
+
+    def __enter__(self) -> _OrderedEncoder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.drain(0)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _encode_task(encoding: str, special: str, task: list[str]) -> list[np.ndarray]:
@@ -250,6 +289,7 @@ def _pieces(
     sources: list[Source],
     text_key: str,
     piece_chars: int,
+    block_bytes: int,
     special: str,
     stats: TokenizeStats,
     on_progress: Callable[[int], None] | None,
@@ -257,7 +297,7 @@ def _pieces(
     """(piece of text, starts a new document) in order, cut at safe points."""
     for source in sources:
         carry, carry_line, starts_doc = "", 1, True
-        for block in iter_blocks(source, text_key=text_key):
+        for block in iter_blocks(source, text_key=text_key, block_bytes=block_bytes):
             if on_progress is not None:
                 on_progress(block.nbytes)
             stats.input_bytes += block.nbytes

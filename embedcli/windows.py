@@ -23,8 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import InputError, UsageError
-
-OUTPUT_DTYPES = ("int64", "int32")
+from .options import OUTPUT_DTYPES  # noqa: F401 (re-exported: the dtypes windows are written in)
 
 
 def count_windows(n_tokens: int, max_length: int, stride: int) -> int:
@@ -66,12 +65,47 @@ class WindowPlan:
         span = self.max_length + 1
         return int(np.minimum(np.diff(s), span).sum()) + span
 
+    def facts(self) -> PlanFacts:
+        """The plan's numbers, computed once (coverage takes a sort of the starts)."""
+        return PlanFacts(
+            windows=self.n_windows,
+            available=self.available,
+            batches=self.n_batches,
+            batch_size=self.batch_size,
+            drop_last=self.drop_last,
+            max_length=self.max_length,
+            stride=self.stride,
+            shuffle_seed=self.shuffle_seed,
+            cross_docs=self.cross_docs,
+            tokens=self.n_tokens,
+            tokens_covered=self.tokens_covered,
+            tail_dropped=self.tail_dropped,
+        )
+
     @property
     def tail_dropped(self) -> int:
         """Tokens after the end of the last kept window's targets."""
         if not self.n_windows:
             return self.n_tokens
         return self.n_tokens - int(self.starts.max()) - self.max_length - 1
+
+
+@dataclass(frozen=True)
+class PlanFacts:
+    """What a plan amounts to, as plain numbers (for metadata, summaries and library callers)."""
+
+    windows: int
+    available: int
+    batches: int
+    batch_size: int
+    drop_last: bool
+    max_length: int
+    stride: int
+    shuffle_seed: int | None
+    cross_docs: bool
+    tokens: int
+    tokens_covered: int
+    tail_dropped: int
 
 
 def plan_windows(
@@ -148,6 +182,30 @@ def _document_starts(doc_offsets: np.ndarray, max_length: int, stride: int) -> n
     first = np.cumsum(counts) - counts
     k = np.arange(total, dtype=np.int64) - first[doc]
     return begin[doc] + k * stride
+
+
+def windows_metadata(base: dict[str, str], facts: PlanFacts, dtype: str) -> dict[str, str]:
+    """A windows file's metadata: the input's lineage plus how the windows were made."""
+    from . import contract as c
+
+    return c.stage_metadata(
+        "windows",
+        {
+            c.MAX_LENGTH: facts.max_length,
+            c.STRIDE: facts.stride,
+            c.BATCH_SIZE: facts.batch_size,
+            c.DROP_LAST: facts.drop_last,
+            c.SHUFFLE_SEED: facts.shuffle_seed,
+            c.CROSS_DOCS: facts.cross_docs,
+            c.WINDOWS: facts.windows,
+            c.BATCHES: facts.batches,
+            c.WINDOWS_AVAILABLE: facts.available,
+            c.TOKENS_COVERED: facts.tokens_covered,
+            c.TOKENS_DROPPED_TAIL: facts.tail_dropped,
+            c.IDS_DTYPE: dtype,
+        },
+        base,
+    )
 
 
 def gather(ids: np.ndarray, starts: np.ndarray, max_length: int, *, shift: int = 0) -> np.ndarray:

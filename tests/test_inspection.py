@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from embedcli.inspection import diff_files, dumps, inspect_file
+from embedcli.diff import diff_files
+from embedcli.inspection import dumps, inspect_file
 from embedcli.store import DTYPES
 
 from conftest import imported_modules, run_embedcli

@@ -9,7 +9,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from embedcli.inspection import inspect_file
-from embedcli.store import load_index, read_header
+from embedcli.split import load_index
+from embedcli.store import read_header
 from embedcli.units import parse_size
 
 from conftest import SAMPLE, run_embedcli

@@ -66,9 +66,9 @@ def test_shards_reassemble_to_the_single_run(tmp_path, corpus, count):
     assert doc["shard_count"] == count and len(doc["shards"]) == count
     assert doc["shards"][0] == f"corpus-00001-of-{count:05d}.tokens.safetensors"
 
-    from embedcli.stages import open_input
+    from embedcli.inputs import load_input
 
-    with open_input([str(manifest)]) as merged:
+    with load_input([str(manifest)]) as merged:
         expected = load_file(str(single))
         assert np.array_equal(merged.ids, expected["ids"])
         assert np.array_equal(merged.doc_offsets, expected["doc_offsets"])
@@ -106,9 +106,9 @@ def test_incomplete_or_mixed_shards_are_refused(tmp_path, corpus):
     for index in (0, 2):
         run_tokenize([str(corpus)], str(whole), shard=(index, 3))
     shards = [str(p) for p in sorted(tmp_path.glob("c-*.tokens.safetensors"))]
-    from embedcli.stages import open_input
+    from embedcli.inputs import load_input
 
-    with pytest.raises(FormatError, match=r"missing shard\(s\) 1"), open_input(shards):
+    with pytest.raises(FormatError, match=r"missing shard\(s\) 1"), load_input(shards):
         pass
     proc = run_embedcli(
         "batch", str(tmp_path / "c.tokens.manifest.json"), "-o", str(tmp_path / "w.safetensors")
@@ -120,7 +120,7 @@ def test_incomplete_or_mixed_shards_are_refused(tmp_path, corpus):
     run_tokenize([str(SAMPLE)], str(other), shard=(1, 3))
     with (
         pytest.raises(FormatError, match="different sharded runs"),
-        open_input([*shards, str(tmp_path / "o-00002-of-00003.tokens.safetensors")]),
+        load_input([*shards, str(tmp_path / "o-00002-of-00003.tokens.safetensors")]),
     ):
         pass
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from embedcli import stages
 from embedcli.stages import EmbedOptions, WindowOptions, run_batch, run_embed, run_tokenize
 
 from conftest import SAMPLE, assert_same_as_reference
@@ -16,8 +15,8 @@ STORY = str(SAMPLE / "the-lighthouse.txt")
 
 
 @pytest.fixture
-def tiny_chunks(monkeypatch):
-    monkeypatch.setattr(stages, "CHUNK_BYTES", 3000)  # a few windows per chunk: many chunks
+def tiny_chunks():
+    return 3000  # chunk_bytes: a few windows per chunk, so many chunks
 
 
 def test_embed_streams_many_chunks_bitwise(tmp_path, enc, story_text, tiny_chunks):
@@ -27,6 +26,7 @@ def test_embed_streams_many_chunks_bitwise(tmp_path, enc, story_text, tiny_chunk
         str(out),
         EmbedOptions(dim=16, seed=5),
         WindowOptions(max_length=5, stride=3, batch_size=4),
+        chunk_bytes=tiny_chunks,
     )
     ids = enc.encode(story_text, allowed_special={"<|endoftext|>"})
     want, tok, pos = reference_embeddings(
@@ -37,7 +37,12 @@ def test_embed_streams_many_chunks_bitwise(tmp_path, enc, story_text, tiny_chunk
 
 def test_batch_streams_many_chunks(tmp_path, enc, story_text, tiny_chunks):
     out = tmp_path / "w.safetensors"
-    run_batch([STORY], str(out), WindowOptions(max_length=7, stride=2, batch_size=3, dtype="int32"))
+    run_batch(
+        [STORY],
+        str(out),
+        WindowOptions(max_length=7, stride=2, batch_size=3, dtype="int32"),
+        chunk_bytes=tiny_chunks,
+    )
     ids = enc.encode(story_text, allowed_special={"<|endoftext|>"})
     want_x, want_y = reference_windows(ids, batch_size=3, max_length=7, stride=2)
     data = load_file(str(out))
@@ -55,6 +60,7 @@ def test_tokenize_then_embed_from_token_file_with_keep_last(tmp_path, tiny_chunk
         str(out),
         EmbedOptions(dim=4, pos="sinusoidal"),
         WindowOptions(max_length=4, batch_size=7, drop_last=False),
+        chunk_bytes=tiny_chunks,
     )
     data = load_file(str(tokens))
     ids, n = data["ids"], len(range(0, data["ids"].size - 4, 4))

@@ -156,14 +156,12 @@ def test_chunked_parallel_tokenize_equals_whole_encode(tmp_path, enc, text, work
     assert ids.tolist() == enc.encode(expected_text, allowed_special={EOT})
 
 
-def test_large_document_streams_in_blocks(tmp_path, enc, monkeypatch):
-    import embedcli.text as text_mod
-
-    monkeypatch.setattr(text_mod, "BLOCK_BYTES", 1000)  # many blocks, cuts across block edges
+def test_large_document_streams_in_blocks(tmp_path, enc):
+    blocks = {"block_bytes": 1000}  # many blocks, cuts across block edges
     body = "".join(f"Line {i}: naïve café, don't stop\r\n" for i in range(3000))
     path = tmp_path / "big.txt"
     path.write_bytes(body.encode("utf-8"))
-    ids, stats = _run([path], workers=2, piece_chars=300)
+    ids, stats = _run([path], workers=2, piece_chars=300, **blocks)
     assert ids.tolist() == enc.encode(body.replace("\r\n", "\n"), allowed_special={EOT})
     assert stats.input_bytes == len(body.encode("utf-8"))
 
@@ -204,14 +202,12 @@ def test_bad_jsonl(tmp_path, content, message):
         _run([p])
 
 
-def test_invalid_utf8_says_where(tmp_path, monkeypatch):
-    import embedcli.text as text_mod
-
-    monkeypatch.setattr(text_mod, "BLOCK_BYTES", 7)
+def test_invalid_utf8_says_where(tmp_path):
+    blocks = {"block_bytes": 7}
     p = tmp_path / "bad.txt"
     p.write_bytes(b"line one\nline two\nab\xc3(cd\n")
     with pytest.raises(InputError, match=r"bad\.txt: invalid UTF-8 at byte 20 \(line 3\)"):
-        _run([p])
+        _run([p], **blocks)
 
 
 def test_special_error_policy_names_file_and_line(tmp_path):

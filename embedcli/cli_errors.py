@@ -1,0 +1,95 @@
+"""How the command line fails: one line on stderr and a documented exit status.
+
+Errors a user can fix are one line on stderr (``Error: ...``) and a non-zero exit: 1 for data
+and runtime errors, 2 for usage errors, 130 when interrupted (143 on SIGTERM, 141 on a closed
+pipe). ``--verbose`` or ``EMBEDCLI_DEBUG=1`` shows the traceback instead, for bug reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from .errors import EmbedcliError
+
+err_console = Console(stderr=True)
+state = {"verbose": os.environ.get("EMBEDCLI_DEBUG", "") not in ("", "0")}
+
+# click's ClickException, wherever this Typer keeps click (vendored since 0.20-ish, or click).
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+
+def on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]Error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    from .summary import printable
+
+    return escape(printable(text))
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so exit-time flushes stay silent."""
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
+
+
+def handle_errors(fn):
+    """Turn exceptions into one line on stderr and the documented exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, _CLICK_ERROR):  # click reports usage errors itself (exit 2)
+            raise
+        except EmbedcliError as exc:
+            if state["verbose"]:
+                raise
+            raise _fail(str(exc), exc.exit_code) from None
+        except Terminated:
+            err_console.print("Terminated.", highlight=False)
+            raise typer.Exit(143) from None
+        except KeyboardInterrupt:
+            err_console.print("Interrupted.", highlight=False)
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(141) from None  # 128 + SIGPIPE, what a shell reports for `cmd | head`
+        except OSError as exc:
+            if state["verbose"]:
+                raise
+            if exc.errno == errno.EPIPE:
+                _quiet_stdout()
+                raise typer.Exit(141) from None
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise _fail(f"{where}{exc.strerror or exc}", 1) from None
+        except MemoryError:
+            raise _fail("out of memory; try a smaller --dim, --num-batches or input", 1) from None
+        except Exception as exc:
+            if state["verbose"]:
+                raise
+            raise _fail(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(rerun with EMBEDCLI_DEBUG=1 for the traceback and report it)",
+                1,
+            ) from None
+
+    return wrapper

@@ -1,0 +1,175 @@
+"""The file contract: every metadata key embedcli writes, how it is built and how it is read.
+
+safetensors metadata is a flat ``str -> str`` map. Each stage copies its input's metadata (the
+lineage) and adds its own keys, so an embeddings file still says which encoding, documents and
+windowing produced it. This module is the one place those keys are spelled: writers use the
+builders below, readers the parsers, and ``summary.py`` shows them with :data:`LABELS`.
+The README's "File contract" section documents the same keys.
+
+Example:
+    >>> meta = stage_metadata("windows", {MAX_LENGTH: "4"})
+    >>> meta[KIND], get_int(meta, MAX_LENGTH)
+    ('windows', 4)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+from . import __version__
+
+# --------------------------------------------------------------------------- every stage
+KIND = "embedcli"  # "tokens", "windows" or "embeddings": the stage that wrote the file
+VERSION = "embedcli_version"
+KINDS = ("tokens", "windows", "embeddings")
+
+# --------------------------------------------------------------------------- tokens
+ENCODING = "encoding"
+VOCAB_SIZE = "vocab_size"
+EOT_ID = "eot_id"
+SPECIAL = "special"
+SPECIAL_FOUND = "special_found"
+DOCUMENTS = "documents"
+TOKENS = "tokens"
+SOURCES = "sources"  # JSON list of the inputs' names
+SHARDS = "shards"  # JSON list of the token files merged into this input
+# tokenize --shard I/N
+SHARD_INDEX = "shard_index"
+SHARD_COUNT = "shard_count"
+SHARD_SET = "shard_set"  # fingerprint of the whole input: shards of one run agree on it
+SHARD_KEYS = (SHARD_INDEX, SHARD_COUNT, SHARD_SET)
+# Token files joined into one stream must agree on these.
+JOIN_KEYS = (ENCODING, VOCAB_SIZE, EOT_ID, SPECIAL)
+
+# --------------------------------------------------------------------------- windows
+MAX_LENGTH = "max_length"
+STRIDE = "stride"
+BATCH_SIZE = "batch_size"
+DROP_LAST = "drop_last"
+SHUFFLE_SEED = "shuffle_seed"
+CROSS_DOCS = "cross_docs"
+WINDOWS = "windows"
+BATCHES = "batches"
+WINDOWS_AVAILABLE = "windows_available"
+TOKENS_COVERED = "tokens_covered"
+TOKENS_DROPPED_TAIL = "tokens_dropped_tail"
+IDS_DTYPE = "ids_dtype"
+
+# --------------------------------------------------------------------------- embeddings
+DIM = "dim"
+CONTEXT_LENGTH = "context_length"
+SEED = "seed"
+POS = "pos"
+TABLES = "tables"
+DEVICE = "device"
+DTYPE = "dtype"
+TORCH_VERSION = "torch_version"
+
+# --------------------------------------------------------------------------- split outputs
+# Each file of an output split with --max-shard-size says which part it is.
+PART_INDEX = "part_index"
+PART_COUNT = "part_count"
+PART_ROWS = "part_rows"  # "start:stop" of the row tensors, or "whole" for the tables' file
+
+# Labels for people, in reading order (summary.py shows lineage in this order).
+LABELS: dict[str, str] = {
+    KIND: "stage",
+    VERSION: "embedcli version",
+    ENCODING: "encoding",
+    VOCAB_SIZE: "vocab size",
+    EOT_ID: "<|endoftext|> id",
+    SPECIAL: "special-token policy",
+    SPECIAL_FOUND: "literal <|endoftext|> found",
+    DOCUMENTS: "documents",
+    TOKENS: "tokens",
+    SOURCES: "sources",
+    MAX_LENGTH: "max length",
+    STRIDE: "stride",
+    BATCH_SIZE: "batch size",
+    DROP_LAST: "drop last partial batch",
+    SHUFFLE_SEED: "shuffle seed",
+    CROSS_DOCS: "windows cross documents",
+    WINDOWS: "windows",
+    WINDOWS_AVAILABLE: "windows available",
+    BATCHES: "batches",
+    TOKENS_COVERED: "tokens covered",
+    TOKENS_DROPPED_TAIL: "tokens dropped at tail",
+    IDS_DTYPE: "ids dtype",
+    DIM: "dim",
+    CONTEXT_LENGTH: "context length",
+    SEED: "seed",
+    POS: "positional",
+    TABLES: "tables",
+    DEVICE: "device",
+    DTYPE: "dtype",
+    TORCH_VERSION: "torch version",
+}
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def stage_metadata(kind: str, fields: Mapping[str, object], base: Mapping[str, str] = ()) -> dict:
+    """``base`` (the input's lineage) plus the stage's ``fields``, stamped with the stage and
+    this embedcli's version. Values become strings: bools as ``true``/``false``, ``None`` as
+    ``none``, lists as JSON."""
+    meta = dict(base)
+    meta[KIND] = kind
+    meta[VERSION] = __version__
+    meta.update({key: to_str(value) for key, value in fields.items()})
+    return meta
+
+
+def to_str(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), ensure_ascii=False)
+    return str(value)
+
+
+def shard_fields(index: int, count: int, shard_set: str) -> dict[str, str]:
+    return {SHARD_INDEX: str(index), SHARD_COUNT: str(count), SHARD_SET: shard_set}
+
+
+def part_fields(index: int, count: int, rows: tuple[int, int] | None) -> dict[str, str]:
+    """The keys of file ``index`` of ``count`` in a split output (``rows`` None: the tables)."""
+    return {
+        PART_INDEX: str(index),
+        PART_COUNT: str(count),
+        PART_ROWS: "whole" if rows is None else f"{rows[0]}:{rows[1]}",
+    }
+
+
+def without(meta: Mapping[str, str], keys: Iterable[str]) -> dict[str, str]:
+    drop = set(keys)
+    return {k: v for k, v in meta.items() if k not in drop}
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def kind_of(meta: Mapping[str, str] | None) -> str | None:
+    """The stage that wrote a file (``None`` for files embedcli did not write)."""
+    return (meta or {}).get(KIND)
+
+
+def get_int(meta: Mapping[str, str], key: str) -> int | None:
+    """An integer value, or ``None`` when absent or not an integer (foreign files)."""
+    value = meta.get(key)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def get_list(meta: Mapping[str, str], key: str) -> list[str]:
+    """A JSON list value as strings (``[]`` when absent or malformed)."""
+    try:
+        parsed = json.loads(meta.get(key) or "[]")
+    except (ValueError, TypeError):
+        return []
+    return [str(v) for v in parsed] if isinstance(parsed, list) else []

@@ -1,0 +1,110 @@
+"""What a stage reads, resolved once: one reader per kind of input, in a registry.
+
+``batch`` and ``embed`` take whatever the user points at: text (files, directories, stdin,
+jsonl, compressed), a token file, several token files, a shard manifest, a windows file, a split
+output's ``.index.json``, or any safetensors file holding ids. :func:`open_input` spools a pipe
+to a temporary file (once), asks each registered reader in turn whether it claims the inputs,
+and returns the first one's :class:`Resolved`: the files it will read (so the output can be
+checked against them before any work) and ``load(progress)``.
+
+A new input format is one module with a reader (see ``base.Reader``) and one :func:`register`
+call. Example::
+
+    with open_input(["corpus.tokens.safetensors"], Request()) as found:
+        check_output(out, inputs=found.paths)
+        source = found.load(no_progress)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+from ..errors import InputError
+from ..progress import ProgressFactory, no_progress
+from .base import Reader, Request, Resolved, TokenSource, WindowSource
+from .safetensors_file import SafetensorsReader
+from .split_file import SplitReader
+from .text_input import TextReader
+from .token_files import ManifestReader, TokenFilesReader
+
+__all__ = [
+    "READERS",
+    "Reader",
+    "Request",
+    "Resolved",
+    "TokenSource",
+    "WindowSource",
+    "load_input",
+    "open_input",
+    "register",
+    "spooled",
+]
+
+# Asked in order; the text reader takes whatever is left.
+READERS: list[Reader] = [
+    ManifestReader(),
+    SplitReader(),
+    TokenFilesReader(),
+    SafetensorsReader(),
+    TextReader(),
+]
+
+
+def register(reader: Reader, *, before: str | None = "text") -> None:
+    """Add a reader, asked before the reader named ``before`` (the text catch-all by default)."""
+    names = [r.name for r in READERS]
+    READERS.insert(names.index(before) if before in names else len(READERS), reader)
+
+
+@contextlib.contextmanager
+def open_input(inputs: list[str], request: Request | None = None) -> Iterator[Resolved]:
+    """Resolve ``inputs`` (``[]`` is stdin) with the first reader that claims them."""
+    request = request or Request()
+    with spooled(inputs or ["-"]) as (paths, shown):
+        reader = next(r for r in READERS if r.claims(paths))
+        yield reader.resolve(paths, request, shown)
+
+
+@contextlib.contextmanager
+def load_input(
+    inputs: list[str], request: Request | None = None, progress: ProgressFactory = no_progress
+) -> Iterator[TokenSource | WindowSource]:
+    """Resolve and read ``inputs`` in one step: the ids (or windows) they hold.
+
+    Example:
+        >>> with load_input(["corpus.tokens.manifest.json"]) as source:  # doctest: +SKIP
+        ...     source.ids.size, source.metadata["documents"]
+    """
+    with open_input(inputs, request) as found:
+        yield found.load(progress)
+
+
+@contextlib.contextmanager
+def spooled(inputs: list[str]) -> Iterator[tuple[list[str], list[str]]]:
+    """``(paths, shown)``: a single stdin or pipe input copied to a temporary file (readers
+    sniff and reread it; safetensors' reader needs a seekable file), named ``<stdin>`` or by
+    its path in messages. Other inputs are passed through."""
+    single = inputs[0] if len(inputs) == 1 else None
+    if single is None or os.path.isdir(single) or os.path.isfile(single):
+        yield inputs, [_shown(p) for p in inputs]
+        return
+    if single != "-" and not os.path.exists(single):
+        raise InputError(f"{single}: no such file or directory")
+    try:
+        src = sys.stdin.buffer if single == "-" else open(single, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"{single}: cannot read: {exc.strerror}") from None
+    with tempfile.NamedTemporaryFile(prefix="embedcli-stdin-", suffix=".bin") as tmp:
+        with contextlib.closing(src) if src is not sys.stdin.buffer else contextlib.nullcontext():
+            while chunk := src.read(1 << 24):
+                tmp.write(chunk)
+        tmp.flush()
+        yield [tmp.name], [_shown(single)]
+
+
+def _shown(path: str) -> str:
+    return "<stdin>" if path == "-" else path

@@ -1,0 +1,50 @@
+"""Text for ``batch`` and ``embed``: documents tokenized on the fly (see ``tokenizer.py``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from ..progress import ProgressFactory
+from ..store import is_safetensors
+from ..text import Source, resolve_sources
+from .base import Request, TokenSource
+
+
+class TextReader:
+    """The catch-all: text files, directories of them, stdin, jsonl, gzip and zstd."""
+
+    name = "text"
+
+    def claims(self, inputs: list[str]) -> bool:
+        return True
+
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedText:
+        for path in inputs:
+            if path != "-" and os.path.isfile(path) and is_safetensors(path):
+                raise UsageError(f"{path}: give either token files or text, not both")
+        sources = resolve_sources(inputs, request.tokenize.format)
+        renamed = shown if shown != inputs else None  # a spooled pipe keeps its own name
+        size = sum(s.size for s in sources)
+        return ResolvedText(self.name, [s.path for s in sources], size, sources, renamed, request)
+
+
+@dataclass
+class ResolvedText:
+    reader: str
+    paths: list[str]
+    size: int
+    sources: list[Source]
+    shown: list[str] | None
+    request: Request
+
+    def load(self, progress: ProgressFactory) -> TokenSource:
+        from ..tokenizer import MemorySink, tokenize_with
+
+        sink = MemorySink()
+        with progress("tokenize", self.size, "bytes") as advance:
+            stats = tokenize_with(self.request.tokenize, self.sources, sink, on_progress=advance)
+        if self.shown is not None:
+            stats.sources = list(self.shown)
+        return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), stats)

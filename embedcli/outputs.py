@@ -1,0 +1,296 @@
+"""Writing outputs: one atomic-commit primitive, the checks before writing, and the writers.
+
+Every file embedcli writes (token, windows and embeddings files, split parts, JSON manifests and
+indexes, the file ``torchrun`` ranks write together, the tiktoken cache entry) goes through the
+same three steps: a temporary file in the destination's directory (:func:`create_temp`), then
+:func:`commit` (permissions of a new file, atomic rename) or :func:`discard`. A reader never sees
+a half-written file, and an interrupted run leaves the previous output untouched.
+
+Writers are registered by format name (:data:`TOKEN_WRITERS`), so a new token-file format is one
+function plus one registration. Tensor outputs of ``batch`` and ``embed`` go through
+:func:`write_tensors`: one safetensors file, or several plus an index (``split.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from .errors import OutputError, UsageError
+from .units import human_bytes
+
+# --------------------------------------------------------------------------- the primitive
+
+
+def create_temp(path: str) -> tuple[int, str]:
+    """A new temporary file beside ``path``: ``(fd, temp_path)``, opened for writing."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        return tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {directory}: {exc.strerror}") from None
+
+
+def commit(temp: str, path: str) -> None:
+    """Give a finished temporary file the permissions a new file gets, and rename it over
+    ``path`` (atomic on one filesystem)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, path)
+
+
+def discard(temp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(temp)
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: str, *, validate: Callable[[str, str], None] | None = None
+) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temporary file; ``validate(temp, path)`` runs before the rename.
+
+    On any error or interrupt the temporary file is removed and ``path`` is left as it was.
+    """
+    fd, temp = create_temp(path)
+    try:
+        with write_errors(path), os.fdopen(fd, "wb") as f:
+            yield f  # type: ignore[misc]
+            f.flush()
+        if validate is not None:
+            validate(temp, path)
+        commit(temp, path)
+    except BaseException:
+        discard(temp)
+        raise
+
+
+@contextlib.contextmanager
+def write_errors(path: str) -> Iterator[None]:
+    """Disk full, I/O errors and the like while writing ``path``: one line naming it."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def validate_safetensors(temp: str, path: str) -> None:
+    """Open a written file with safetensors' own reader: a bug in our writer stops here."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(temp, framework="numpy"):
+            pass
+    except Exception as exc:
+        raise OutputError(
+            f"{path}: written file failed validation ({exc}); nothing replaced"
+        ) from None
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def check_output(path: str, *, inputs: Iterable[str] = (), no_clobber: bool = False) -> None:
+    """Refuse outputs that would destroy an input, or an existing file under ``no_clobber``.
+
+    Called by :func:`open_output`, and by stages before they start long work.
+    """
+    if path == "-":
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write binary data to a terminal; redirect or pipe it")
+        return
+    try:
+        out_st = os.stat(path)
+    except FileNotFoundError:
+        out_st = None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+    if out_st is None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise OutputError(f"{path}: directory {parent} does not exist")
+        return
+    if stat.S_ISDIR(out_st.st_mode):
+        raise OutputError(f"{path}: is a directory; name a file with -o")
+    for inp in inputs:
+        if inp == "-":
+            continue
+        with contextlib.suppress(OSError):
+            if _same_file(out_st, os.stat(inp)):
+                raise OutputError(f"{path}: is also an input ({inp}); choose another -o")
+    if no_clobber and stat.S_ISREG(out_st.st_mode):
+        raise OutputError(f"{path}: already exists (--no-clobber)")
+
+
+def check_disk(output: str, nbytes: int) -> None:
+    """Refuse early when the output's filesystem has less than ``nbytes`` free."""
+    if output == "-" or (os.path.exists(output) and not os.path.isfile(output)):
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(directory).free
+        if nbytes > free:
+            raise OutputError(
+                f"{output}: needs {human_bytes(nbytes)} but {directory} has {human_bytes(free)} free; "
+                "free space, write elsewhere, or shrink the job (--num-batches, --dim, --dtype)"
+            )
+
+
+# --------------------------------------------------------------------------- opening outputs
+
+
+@dataclass
+class Output:
+    """An open output: ``file`` to write to; ``path`` where it lands (``-`` for stdout)."""
+
+    path: str
+    file: BinaryIO
+
+
+@contextlib.contextmanager
+def open_output(
+    path: str, *, inputs: Iterable[str] = (), no_clobber: bool = False, validate: bool = True
+) -> Iterator[Output]:
+    """Open ``path`` for writing a safetensors file, atomically.
+
+    Regular files go through :func:`atomic_file` and are checked with safetensors' own reader
+    before the rename (``validate``). ``-`` writes to stdout (refused on a terminal); an
+    existing non-regular file such as ``/dev/null`` or a FIFO is written in place.
+    """
+    check_output(path, inputs=list(inputs), no_clobber=no_clobber)
+    if path == "-":
+        yield Output(path, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        with write_errors(path), open(path, "wb") as f:
+            yield Output(path, f)  # type: ignore[arg-type]
+        return
+    with atomic_file(path, validate=validate_safetensors if validate else None) as f:
+        yield Output(path, f)
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as JSON, atomically (shards may race to write a manifest: same bytes)."""
+    with atomic_file(path) as f:
+        f.write((json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+# --------------------------------------------------------------------------- tensor outputs
+
+WriteRows = Callable[[Any, int, int], None]  # (file, start, stop): rows [start, stop) of each
+
+
+def write_tensors(
+    output: str,
+    rows: list,  # TensorSpec, split along the first dimension when the output is split
+    whole: list,  # TensorSpec, written after the rows, never split
+    meta: dict[str, str],
+    write_rows: WriteRows,
+    write_whole: Callable[[Any], None],
+    *,
+    read: list[str],
+    no_clobber: bool,
+    max_shard_size: int | None = None,
+) -> list[str]:
+    """Write one safetensors file, or (``max_shard_size``) several plus an index.
+
+    ``write_rows(f, start, stop)`` writes rows ``[start, stop)`` of every row tensor, in
+    order; ``write_whole(f)`` writes the whole tensors. Split: ``NAME-00001-of-0000K.safetensors``
+    files, each with its row range in its metadata, and ``NAME.safetensors.index.json``
+    (see :mod:`embedcli.split`). All files are renamed into place together at the end, then
+    the index is written. Returns the paths written, the index last.
+    """
+    from .split import index_document, index_path, plan_output_shards
+    from .store import build_header
+
+    n = rows[0].shape[0]
+    if not max_shard_size:
+        with open_output(output, inputs=read, no_clobber=no_clobber) as out:
+            out.file.write(build_header([*rows, *whole], meta))
+            write_rows(out.file, 0, n)
+            write_whole(out.file)
+        return [output]
+    if output == "-":
+        raise UsageError("--max-shard-size writes several files: name them with -o PATH")
+    from .contract import part_fields
+
+    shards = plan_output_shards(output, rows, whole, max_shard_size, meta)
+    with contextlib.ExitStack() as stack:  # every file stays a temp file until all are done
+        for k, shard in enumerate(shards):
+            part = part_fields(
+                k, len(shards), (shard.start, shard.stop) if shard.has_rows else None
+            )
+            out = stack.enter_context(open_output(shard.path, inputs=read, no_clobber=no_clobber))
+            out.file.write(build_header(shard.specs, {**meta, **part}))
+            if shard.has_rows:
+                write_rows(out.file, shard.start, shard.stop)
+            else:
+                write_whole(out.file)
+    index = index_path(output)
+    write_json(index, index_document(output, shards, rows, meta))
+    return [s.path for s in shards] + [index]
+
+
+# --------------------------------------------------------------------------- token files
+
+
+class TokenWriter(Protocol):
+    """Writes a token file: ``count`` int32 ids waiting in ``ids_file`` (from its start),
+    ``doc_offsets`` and the metadata. Returns the paths written."""
+
+    def __call__(
+        self,
+        output: str,
+        ids_file: BinaryIO,
+        count: int,
+        doc_offsets: Any,
+        metadata: dict[str, str],
+        *,
+        inputs: list[str],
+        no_clobber: bool,
+    ) -> list[str]: ...
+
+
+def write_token_safetensors(
+    output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber
+) -> list[str]:
+    """embedcli's token file: ``doc_offsets`` (int64) then ``ids`` (int32), safetensors."""
+    from .store import TensorSpec, build_header, copy_stream, write_array
+
+    specs = [
+        TensorSpec("doc_offsets", "I64", tuple(doc_offsets.shape)),
+        TensorSpec("ids", "I32", (count,)),
+    ]
+    with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
+        out.file.write(build_header(specs, metadata))
+        write_array(out.file, doc_offsets)
+        copy_stream(ids_file, out.file, count * 4)
+    return [output]
+
+
+TOKEN_WRITERS: dict[str, TokenWriter] = {"safetensors": write_token_safetensors}
+
+
+def token_writer(name: str) -> TokenWriter:
+    try:
+        return TOKEN_WRITERS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown token format {name!r}; use one of {', '.join(TOKEN_WRITERS)}"
+        ) from None
