@@ -269,7 +269,7 @@ def bench_torchrun(tmp: Path, repeats: int = 2) -> None:
 
 def _same_embeddings(a: Path, b: Path) -> bool:
     code = (
-        "import sys\nfrom embedcli.inspection import diff_files\n"
+        "import sys\nfrom embedcli.diff import diff_files\n"
         "d = diff_files(sys.argv[1], sys.argv[2])\n"
         "print(all(c.equal for c in d.compared) and not d.changed and not d.only_in_a and not d.only_in_b)"
     )
