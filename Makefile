@@ -35,8 +35,9 @@ demo: $(STAMP)
 	$(BIN)/embedcli inspect $(OUT)/corpus.embeddings.safetensors --preview 2
 
 # The default run skips nothing; tests marked slow are still fast enough for a 2-core CI box.
+# One worker process per core (pytest-xdist): about 3 minutes on 2 cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check embedcli tests benchmarks

@@ -1,7 +1,7 @@
 """embedcli benchmarks: each figure side by side with the straightforward reference, same run.
 
     python benchmarks/run.py            # everything (a few minutes on 2 cores)
-    python benchmarks/run.py tokenize   # one section: tokenize, batch, embed
+    python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet
 
 Every measured job runs in a fresh process (started from this small parent, which never imports
 torch), so wall times include interpreter start and imports for both sides, and peak memory is
@@ -267,6 +267,48 @@ def bench_torchrun(tmp: Path, repeats: int = 2) -> None:
     )
 
 
+# --------------------------------------------------------------------------- parquet
+
+PARQUET = """
+import json, sys
+import pyarrow as pa, pyarrow.parquet as pq
+text = open(sys.argv[1], encoding="utf-8").read()
+docs = [d for d in text.split("\\n\\n") if d]
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for d in docs:
+        f.write(json.dumps({"text": d}) + "\\n")
+pq.write_table(pa.table({"text": docs}), sys.argv[3], row_group_size=4096)
+print(len(docs))
+"""
+
+
+def bench_parquet(tmp: Path, repeats: int = 3) -> None:
+    """tokenize the same documents from Parquet and from jsonl: the reader's cost, side by side."""
+    text = corpus(tmp / "pq.txt", 20, seed=4)
+    jsonl, parquet = tmp / "pq.jsonl", tmp / "pq.parquet"
+    docs = int(measure(child(PARQUET, str(text), str(jsonl), str(parquet)))["stdout"])
+    text_mb = text.stat().st_size / 1e6
+    print(f"\nparquet: {text_mb:.0f} MB of text in {docs:,} documents, best of {repeats}")
+    best = {}
+    for name, path in (("jsonl", jsonl), ("parquet", parquet)):
+        out = tmp / f"pq-{name}.tokens.safetensors"
+        runs = [measure([PY, "-m", "embedcli", "tokenize", str(path), "-o", str(out), "-q"])]
+        runs += [
+            measure([PY, "-m", "embedcli", "tokenize", str(path), "-o", str(out), "-q"])
+            for _ in range(repeats - 1)
+        ]
+        best[name] = min(r["seconds"] for r in runs)
+        size = path.stat().st_size / 1e6
+        row(
+            f"embedcli tokenize {name} ({size:.1f} MB on disk)",
+            f"{best[name]:6.2f} s  {text_mb / best[name]:6.1f} MB of text/s",
+        )
+    same = (tmp / "pq-jsonl.tokens.safetensors").read_bytes()[-1000:] == (
+        tmp / "pq-parquet.tokens.safetensors"
+    ).read_bytes()[-1000:]
+    row("parquet / jsonl time", f"{best['parquet'] / best['jsonl']:6.2f}  (same ids: {same})")
+
+
 def _same_embeddings(a: Path, b: Path) -> bool:
     code = (
         "import sys\nfrom embedcli.diff import diff_files\n"
@@ -282,6 +324,7 @@ def main(argv: list[str]) -> None:
         "batch": bench_batch,
         "embed": bench_embed,
         "torchrun": bench_torchrun,
+        "parquet": bench_parquet,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]

@@ -24,6 +24,7 @@ from .cli_options import (
     OUT,
     POS_DEFAULT,
     SPECIAL_DEFAULT,
+    TO_DEFAULT,
     TOK,
     WIN,
     BatchSize,
@@ -31,6 +32,7 @@ from .cli_options import (
     CrossDocs,
     DropLast,
     EncodingOpt,
+    EotOpt,
     FloatDtype,
     FormatOpt,
     IdsDtype,
@@ -43,10 +45,12 @@ from .cli_options import (
     Output,
     Pos,
     Quiet,
+    ShardTokens,
     Shuffle,
     SpecialOpt,
     Stride,
     TextKey,
+    ToOpt,
     Workers,
     parse_size,
     tokenize_options,
@@ -154,12 +158,15 @@ def tokenize(
             "NAME-0000<I+1>-of-0000<N>.tokens.safetensors plus NAME.tokens.manifest.json.",
         ),
     ] = None,
+    to: ToOpt = TO_DEFAULT,
+    eot: EotOpt = None,
+    shard_tokens: ShardTokens = None,
     no_clobber: NoClobber = False,
     quiet: Quiet = False,
 ) -> None:
     """BPE-encode text into a token file: ids, with <|endoftext|> between documents.
 
-    A .txt file is one document, a .jsonl file one document per line (--text-key), a directory its text files in sorted order; .gz and .zst are decompressed on the fly. Output: ids (int32) and doc_offsets (int64).
+    A .txt file is one document, a .jsonl file one document per line (--text-key), a .parquet or .arrow file one document per row (the --text-key column), a directory its files in sorted order; .gz and .zst are decompressed on the fly. Output: ids (int32) and doc_offsets (int64), or a trainer's own token file with --to: nanogpt (train.bin), llmc (NAME_000000.bin...), megatron (PREFIX.bin/.idx) or npy.
 
     [bold]Examples[/]
 
@@ -172,6 +179,10 @@ def tokenize(
       embedcli tokenize data.jsonl.gz --text-key body --special error
 
       embedcli tokenize corpus/ -o corpus.tokens.safetensors --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
+
+      embedcli tokenize fineweb/ --to nanogpt -o train.bin   [dim]# EOT after each document[/]
+
+      embedcli tokenize data.parquet --to megatron -o corpus_text_document
     """
     from .stages import default_output, run_tokenize
     from .text import parse_shard
@@ -180,10 +191,12 @@ def tokenize(
     result = run_tokenize(
         inputs,
         output or default_output(inputs, "tokens"),
-        tokenize_options(encoding, special, text_key, fmt, workers),
+        tokenize_options(encoding, special, text_key, fmt, workers, eot),
         no_clobber=no_clobber,
         progress=_progress(quiet),
         shard=parse_shard(shard) if shard else None,
+        to=to.value,
+        shard_tokens=shard_tokens,
     )
     _show(result, quiet)
 

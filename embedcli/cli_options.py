@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from . import options as o
+from .outputs import TOKEN_FORMATS
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
@@ -25,6 +26,8 @@ Format = _choices("Format", o.FORMATS)
 IdsDtype = _choices("IdsDtype", o.OUTPUT_DTYPES)
 Pos = _choices("Pos", o.POS_KINDS)
 FloatDtype = _choices("FloatDtype", o.FLOAT_DTYPES)
+To = _choices("To", tuple(TOKEN_FORMATS))
+Eot = _choices("Eot", o.EOT_MODES)
 
 # Defaults as enum members (Typer shows and checks them); the first choice is the default.
 SPECIAL_DEFAULT = Special(o.SPECIAL_POLICIES[0])
@@ -32,6 +35,7 @@ FORMAT_DEFAULT = Format(o.FORMATS[0])
 IDS_DTYPE_DEFAULT = IdsDtype(o.OUTPUT_DTYPES[0])
 POS_DEFAULT = Pos(o.POS_KINDS[0])
 FLOAT_DTYPE_DEFAULT = FloatDtype(o.FLOAT_DTYPES[0])
+TO_DEFAULT = To("safetensors")
 
 
 class Command(TyperCommand):
@@ -116,7 +120,7 @@ FormatOpt = Annotated[
     typer.Option(
         "--format",
         rich_help_panel=TOK,
-        help="How to read inputs: by suffix (auto; stdin is text), all text, or all jsonl.",
+        help="How to read inputs: by suffix (auto; stdin is text), or all as one format.",
     ),
 ]
 Workers = Annotated[
@@ -127,6 +131,39 @@ Workers = Annotated[
         metavar="N",
         rich_help_panel=TOK,
         help="Encoding processes (threads where forking is unsafe) \\[default: all cores].",
+    ),
+]
+ToOpt = Annotated[
+    To,
+    typer.Option(
+        "--to",
+        rich_help_panel=OUT,
+        help="Token file format: "
+        + "; ".join(f"{f.name}: {f.summary}" for f in TOKEN_FORMATS.values())
+        + ".",
+    ),
+]
+EotOpt = Annotated[
+    Eot | None,
+    typer.Option(
+        "--eot",
+        rich_help_panel=TOK,
+        help="Where <|endoftext|> goes: between documents, after or before each, or none "
+        "\\[default: the --to format's own: "
+        + ", ".join(f"{f.default_eot} for {f.name}" for f in TOKEN_FORMATS.values())
+        + "].",
+        show_default=False,
+    ),
+]
+ShardTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--shard-tokens",
+        min=1,
+        max=2**31 - 1,
+        metavar="N",
+        rich_help_panel=OUT,
+        help="--to llmc: ids per file \\[default: 100,000,000, as llm.c's scripts].",
     ),
 ]
 MaxLength = Annotated[
@@ -228,13 +265,16 @@ def parse_size(value: str | None) -> int | None:
     return size
 
 
-def tokenize_options(encoding: str, special, text_key: str, fmt, workers) -> o.TokenizeOptions:
+def tokenize_options(
+    encoding: str, special, text_key: str, fmt, workers, eot=None
+) -> o.TokenizeOptions:
     return o.TokenizeOptions(
         encoding=encoding,
         special=special.value,
         text_key=text_key,
         format=fmt.value,
         workers=workers,
+        eot=eot.value if eot is not None else None,
     )
 
 

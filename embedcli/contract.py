@@ -28,6 +28,7 @@ KINDS = ("tokens", "windows", "embeddings")
 ENCODING = "encoding"
 VOCAB_SIZE = "vocab_size"
 EOT_ID = "eot_id"
+EOT_PLACEMENT = "eot"  # between (absent in files before 0.2: between), after, before, none
 SPECIAL = "special"
 SPECIAL_FOUND = "special_found"
 DOCUMENTS = "documents"
@@ -40,7 +41,7 @@ SHARD_COUNT = "shard_count"
 SHARD_SET = "shard_set"  # fingerprint of the whole input: shards of one run agree on it
 SHARD_KEYS = (SHARD_INDEX, SHARD_COUNT, SHARD_SET)
 # Token files joined into one stream must agree on these.
-JOIN_KEYS = (ENCODING, VOCAB_SIZE, EOT_ID, SPECIAL)
+JOIN_KEYS = (ENCODING, VOCAB_SIZE, EOT_ID, SPECIAL, EOT_PLACEMENT)
 
 # --------------------------------------------------------------------------- windows
 MAX_LENGTH = "max_length"
@@ -66,6 +67,9 @@ DEVICE = "device"
 DTYPE = "dtype"
 TORCH_VERSION = "torch_version"
 
+# --------------------------------------------------------------------------- token formats
+FORMAT = "format"  # the token-file format (a sidecar's, or a foreign file's as read back)
+
 # --------------------------------------------------------------------------- split outputs
 # Each file of an output split with --max-shard-size says which part it is.
 PART_INDEX = "part_index"
@@ -79,6 +83,7 @@ LABELS: dict[str, str] = {
     ENCODING: "encoding",
     VOCAB_SIZE: "vocab size",
     EOT_ID: "<|endoftext|> id",
+    EOT_PLACEMENT: "<|endoftext|> placed",
     SPECIAL: "special-token policy",
     SPECIAL_FOUND: "literal <|endoftext|> found",
     DOCUMENTS: "documents",
@@ -104,6 +109,7 @@ LABELS: dict[str, str] = {
     DEVICE: "device",
     DTYPE: "dtype",
     TORCH_VERSION: "torch version",
+    FORMAT: "format",
 }
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .contract import ENCODING, kind_of
 from .errors import FormatError
 from .split import is_index, read_index
-from .store import DTYPES, INTEGER_DTYPES, Header, TensorInfo, read_header
+from .store import DTYPES, INTEGER_DTYPES, Header, TensorInfo, is_safetensors, read_header
 
 if TYPE_CHECKING:
     import numpy as np
@@ -126,15 +126,20 @@ def _all_chunks(pieces: list[tuple[Header, TensorInfo]], chunk_bytes: int):
 
 def pieces_stats(pieces: list[tuple[Header, TensorInfo]], chunk_bytes: int = CHUNK_BYTES) -> Stats:
     """:func:`tensor_stats` over a tensor stored in pieces (a sharded output), in order."""
+    dtype = pieces[0][1].dtype
+    integer = dtype in INTEGER_DTYPES or dtype == "BOOL"
+    return chunked_stats(lambda: _all_chunks(pieces, chunk_bytes), integer)
+
+
+def chunked_stats(chunks, integer: bool) -> Stats:
+    """Statistics over the arrays ``chunks()`` yields (called twice for distinct values)."""
     import numpy as np
 
     count = 0
     mean = m2 = 0.0
     low = high = None
     nan = inf = 0
-    dtype = pieces[0][1].dtype
-    integer = dtype in INTEGER_DTYPES or dtype == "BOOL"
-    for chunk in _all_chunks(pieces, chunk_bytes):
+    for chunk in chunks():
         values = chunk.astype(np.float64) if not integer else chunk
         if not integer:
             finite = np.isfinite(values)
@@ -163,7 +168,7 @@ def pieces_stats(pieces: list[tuple[Header, TensorInfo]], chunk_bytes: int = CHU
     stats = Stats(_py(low), _py(high), mean, std, nan=nan, inf=inf)
     if integer and int(high) - int(low) < DISTINCT_MAX_RANGE:
         seen = np.zeros(int(high) - int(low) + 1, dtype=bool)
-        for chunk in _all_chunks(pieces, chunk_bytes):
+        for chunk in chunks():
             seen[(chunk.astype(np.int64) - int(low))] = True
         stats.distinct = int(seen.sum())
     return stats
@@ -240,6 +245,12 @@ def inspect_file(
     """
     if is_index(path):
         return inspect_index(path, stats=stats, preview=preview, tensor=tensor)
+    if not is_safetensors(path):  # perhaps a trainer's token file (imports numpy)
+        from .token_report import inspect_token_file
+
+        report = inspect_token_file(path, stats=stats, preview=preview, tensor=tensor)
+        if report is not None:
+            return report
     header = read_header(path)
     infos = [header.tensor(tensor)] if tensor else header.tensors
     report = header_report(header, infos)

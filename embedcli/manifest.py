@@ -26,17 +26,27 @@ def manifest_path(output: str) -> str:
     return base + ".manifest.json"
 
 
-def shard_manifest(output: str, listing: list[tuple[str, int]], count: int) -> dict[str, Any]:
+def shard_manifest(
+    output: str,
+    listing: list[tuple[str, int]],
+    count: int,
+    fmt: str = "safetensors",
+    suffixes: tuple[str, ...] = TOKEN_SUFFIXES,
+) -> dict[str, Any]:
     """What every shard of one run agrees on: the files, and a fingerprint of the input
-    (``listing``: every input file's path and size, in reading order)."""
+    (``listing``: every input file's path and size, in reading order). ``fmt`` is the token
+    format of the shards, named with its ``suffixes`` kept last."""
     fingerprint = json.dumps([list(item) for item in listing], ensure_ascii=False)
-    return {
+    doc: dict[str, Any] = {
         "embedcli_manifest": 1,
         "kind": "tokens",
         "shard_count": count,
         "shard_set": hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
-        "shards": [os.path.basename(p) for p in split_names(output, count, TOKEN_SUFFIXES)],
+        "shards": [os.path.basename(p) for p in split_names(output, count, suffixes)],
     }
+    if fmt != "safetensors":  # manifests of embedcli 0.1 have no format: safetensors
+        doc["format"] = fmt
+    return doc
 
 
 def is_manifest(path: str) -> bool:
@@ -55,6 +65,17 @@ def read_manifest(path: str) -> list[str]:
         raise FormatError(f'{path}: a manifest needs a non-empty "shards" list of paths')
     base = os.path.dirname(path)
     return [s if os.path.isabs(s) else os.path.join(base, s) for s in shards]
+
+
+def manifest_format(path: str) -> str:
+    """The token format of a manifest's shards (``safetensors`` unless it says otherwise)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "safetensors"  # read_manifest reports the problem
+    fmt = doc.get("format", "safetensors") if isinstance(doc, dict) else "safetensors"
+    return str(fmt)
 
 
 def order_shards(paths: list[str], metas: list[dict[str, str]]) -> list[int]:

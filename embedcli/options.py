@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_TEXT_KEY",
     "DEFAULT_TOKEN_KEY",
     "DEVICES",
+    "EOT_MODES",
     "FLOAT_DTYPES",
     "FORMATS",
     "OUTPUT_DTYPES",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 OUTPUT_DTYPES = ("int64", "int32")  # of batch's inputs and targets
+EOT_MODES = ("between", "after", "before", "none")  # where tokenize puts <|endoftext|>
 
 DEFAULT_SEED = 123  # the book's torch.manual_seed(123)
 DEFAULT_MAX_LENGTH = 256
@@ -59,6 +61,7 @@ class TokenizeOptions:
     text_key: str = DEFAULT_TEXT_KEY
     format: str = FORMATS[0]
     workers: int | None = None  # encoding processes (threads where forking is unsafe)
+    eot: str | None = None  # between, after, before, none; None: the output format's own
 
 
 @dataclass(kw_only=True)

@@ -252,7 +252,8 @@ def write_tensors(
 
 class TokenWriter(Protocol):
     """Writes a token file: ``count`` int32 ids waiting in ``ids_file`` (from its start),
-    ``doc_offsets`` and the metadata. Returns the paths written."""
+    ``doc_offsets`` and the metadata. Returns the paths written. ``settings`` are the
+    format's own options (``shard_tokens`` for llm.c); a writer ignores the others."""
 
     def __call__(
         self,
@@ -264,11 +265,31 @@ class TokenWriter(Protocol):
         *,
         inputs: list[str],
         no_clobber: bool,
+        **settings: Any,
     ) -> list[str]: ...
 
 
+@dataclass(frozen=True)
+class TokenFormat:
+    """A token-file format ``tokenize --to`` writes; its writer is imported when first used
+    (``target``: ``module:function``), so listing the formats imports nothing heavy."""
+
+    name: str
+    target: str
+    default_eot: str  # where its trainers expect <|endoftext|>: between, after, before, none
+    suffixes: tuple[str, ...]  # kept last when a --shard run numbers the name
+    summary: str  # for --help and the README
+
+    @property
+    def write(self) -> TokenWriter:
+        import importlib
+
+        module, function = self.target.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
 def write_token_safetensors(
-    output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber
+    output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber, **settings
 ) -> list[str]:
     """embedcli's token file: ``doc_offsets`` (int64) then ``ids`` (int32), safetensors."""
     from .store import TensorSpec, build_header, copy_stream, write_array
@@ -284,13 +305,53 @@ def write_token_safetensors(
     return [output]
 
 
-TOKEN_WRITERS: dict[str, TokenWriter] = {"safetensors": write_token_safetensors}
+# One registration per format; its module (embedcli/formats/) holds the writer and the reader.
+TOKEN_FORMATS: dict[str, TokenFormat] = {
+    f.name: f
+    for f in (
+        TokenFormat(
+            "safetensors",
+            "embedcli.outputs:write_token_safetensors",
+            "between",
+            (".tokens.safetensors", ".safetensors"),
+            "ids int32 and doc_offsets int64, with metadata (embedcli's own)",
+        ),
+        TokenFormat(
+            "nanogpt",
+            "embedcli.formats.nanogpt:write",
+            "after",
+            (".bin",),
+            "raw uint16 ids, as nanoGPT's train.py memory-maps them",
+        ),
+        TokenFormat(
+            "llmc",
+            "embedcli.formats.llmc:write",
+            "before",
+            (".bin",),
+            "llm.c shards NAME_000000.bin...: a 256-int32 header, then uint16 ids",
+        ),
+        TokenFormat(
+            "megatron",
+            "embedcli.formats.megatron:write",
+            "after",
+            (),
+            "Megatron-LM's PREFIX.bin and PREFIX.idx, one sequence per document",
+        ),
+        TokenFormat(
+            "npy",
+            "embedcli.formats.npy:write",
+            "between",
+            (".npy",),
+            "a NumPy .npy of the ids (uint16, or int32 for large vocabularies)",
+        ),
+    )
+}
 
 
-def token_writer(name: str) -> TokenWriter:
+def token_format(name: str) -> TokenFormat:
     try:
-        return TOKEN_WRITERS[name]
+        return TOKEN_FORMATS[name]
     except KeyError:
         raise UsageError(
-            f"unknown token format {name!r}; use one of {', '.join(TOKEN_WRITERS)}"
+            f"unknown token format {name!r}; use one of {', '.join(TOKEN_FORMATS)}"
         ) from None

@@ -26,9 +26,10 @@ class Written:
 
     paths: list[str]
     sizes: list[int | None]
+    main: int = -1  # which path names the output: a split output's index, a token file's data
 
     @classmethod
-    def of(cls, paths: list[str]) -> Written:
+    def of(cls, paths: list[str], main: int = -1) -> Written:
         sizes: list[int | None] = []
         for path in paths:
             size = None
@@ -36,7 +37,7 @@ class Written:
                 with contextlib.suppress(OSError):
                     size = os.path.getsize(path)
             sizes.append(size)
-        return cls(list(paths), sizes)
+        return cls(list(paths), sizes, main)
 
     @property
     def total_bytes(self) -> int:
@@ -60,6 +61,7 @@ class TokenizeResult:
     shard: tuple[int, int] | None = None  # (index, count) for --shard
     shard_files: tuple[int, int] | None = None  # files in this shard, files in all
     manifest: str | None = None
+    format: str = "safetensors"  # the token format written
 
     stage = "tokenize"
 

@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import BinaryIO
 
 import numpy as np
@@ -35,7 +36,7 @@ from .options import (
     TokenizeOptions,
     WindowOptions,
 )
-from .outputs import check_disk, check_output, token_writer, write_json, write_tensors
+from .outputs import check_disk, check_output, token_format, write_json, write_tensors
 from .progress import ProgressFactory, no_progress
 from .results import BatchResult, EmbedResult, FirstWindow, TokenizeResult, Written
 from .store import TensorSpec, read_header, write_array
@@ -127,24 +128,29 @@ def run_tokenize(
     progress: ProgressFactory = no_progress,
     shard: tuple[int, int] | None = None,
     to: str = "safetensors",
+    shard_tokens: int | None = None,
 ) -> TokenizeResult:
-    """Tokenize text files, directories or stdin into a token file (``ids``, ``doc_offsets``).
+    """Tokenize text files, directories or stdin into a token file.
 
-    With ``shard=(i, n)`` only shard i's documents are read (see
+    ``to`` picks the format (:data:`embedcli.outputs.TOKEN_FORMATS`: embedcli's safetensors
+    ``ids``/``doc_offsets``, or a trainer's own); ``opts.eot`` defaults to that format's own
+    placement of ``<|endoftext|>``. With ``shard=(i, n)`` only shard i's documents are read (see
     :func:`embedcli.text.shard_sources`); ``output`` names the whole, the shard is written as
-    ``NAME-0000<i+1>-of-0000<n>.tokens.safetensors`` beside it, and every shard writes the same
-    manifest ``NAME.tokens.manifest.json`` listing all n files. ``to`` picks the token-file
-    writer (:data:`embedcli.outputs.TOKEN_WRITERS`).
+    ``NAME-0000<i+1>-of-0000<n>.tokens.safetensors`` (or the format's suffix) beside it, and every
+    shard writes the same manifest ``NAME.tokens.manifest.json`` listing all n files.
+    ``shard_tokens`` caps the ids per file of formats that number their files (llm.c).
     """
     opts = opts or TokenizeOptions()
-    writer = token_writer(to)
+    fmt = token_format(to)
+    opts = replace(opts, eot=opts.eot or fmt.default_eot)
     sources = resolve_sources(inputs, opts.format)
     read = [s.path for s in sources]  # an output must never replace one of them
     manifest, whole = None, output
     if shard is not None:
         if output == "-":
             raise UsageError("--shard writes files: name the whole with -o PATH, not -o -")
-        manifest = shard_manifest(whole, [(s.path, s.size) for s in sources], shard[1])
+        listing = [(s.path, s.size) for s in sources]
+        manifest = shard_manifest(whole, listing, shard[1], fmt.name, fmt.suffixes)
         output = os.path.join(os.path.dirname(whole), manifest["shards"][shard[0]])
         sources = shard_sources(sources, *shard)
     check_output(output, inputs=read, no_clobber=no_clobber)
@@ -158,7 +164,7 @@ def run_tokenize(
         if manifest is not None:
             metadata.update(c.shard_fields(shard[0], shard[1], manifest["shard_set"]))
         spill.flush()
-        paths = writer(
+        paths = fmt.write(
             output,
             spill,
             sink.count,
@@ -166,8 +172,10 @@ def run_tokenize(
             metadata,
             inputs=read,
             no_clobber=no_clobber,
+            shard_tokens=shard_tokens,
         )
-    result = TokenizeResult(output, Written.of(paths), stats, _header_if_file(output))
+    header = _header_if_file(output) if fmt.name == "safetensors" else None
+    result = TokenizeResult(output, Written.of(paths, main=0), stats, header, format=fmt.name)
     if manifest is not None:
         result.manifest = manifest_path(whole)
         write_json(result.manifest, manifest)

@@ -202,7 +202,7 @@ def written_text(written: Written) -> str:
     """``corpus.tokens.safetensors (3.9 KB)``, ``<stdout>``, or ``INDEX + K files (SIZE)``."""
     if len(written.paths) > 1:
         return (
-            f"{written.paths[-1]} + {len(written.paths) - 1} files "
+            f"{written.paths[written.main]} + {len(written.paths) - 1} files "
             f"({human_bytes(written.total_bytes)})"
         )
     path, size = written.paths[0], written.sizes[0]
@@ -219,6 +219,7 @@ def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
         "tokens/byte": f"{stats.tokens / max(stats.input_bytes, 1):.3f}",
         "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
         "literal <|endoftext|>": f"{stats.special_found:,} ({stats.special})",
+        "<|endoftext|> placed": stats.eot,
         "tokenize time": f"{stats.seconds:.2f} s",
         "throughput": f"{bytes_rate(stats.input_bytes, stats.seconds)}, "
         f"{rate(stats.tokens, stats.seconds, 'tok')}",
@@ -241,6 +242,8 @@ def stage_facts(result: StageResult) -> dict[str, str]:
     """The facts a stage's summary lists, in order, as text."""
     if result.stage == "tokenize":
         facts = tokenize_facts(result.stats)
+        if result.format != "safetensors":
+            facts["format"] = result.format
         facts["output"] = written_text(result.written)
         if result.shard is not None and result.shard_files is not None:
             (index, count), (files, total) = result.shard, result.shard_files

@@ -1,7 +1,8 @@
 """Reading documents: files, directories, stdin; plain text and jsonl; gzip and zstd.
 
-A ``.txt`` (or any non-jsonl) file is one document; a ``.jsonl`` file is one document per
-non-blank line, its text under ``text_key``. Plain text is decoded as strict UTF-8 with universal
+A ``.txt`` (or any other unrecognised) file is one document; a ``.jsonl`` file is one document
+per non-blank line, its text under ``text_key``. Other document formats register a
+:class:`DocumentFormat` (``columnar.py``: Parquet and Arrow, one document per row). Plain text is decoded as strict UTF-8 with universal
 newlines (``\\r\\n`` and ``\\r`` become ``\\n``), exactly as ``open(path, encoding="utf-8").read()``
 in the reference pipeline does. Large documents are streamed in blocks, never read whole.
 
@@ -15,15 +16,13 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from .errors import InputError, UsageError
 
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".rst", ".jsonl")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
-FORMATS = ("auto", "text", "jsonl")
 BLOCK_BYTES = 1 << 20
 
 
@@ -37,10 +36,12 @@ class Source:
     size: int = 0  # bytes on disk (compressed size for compressed files), 0 if unknown
     # For --shard: read only the jsonl lines that *start* in [begin, end) of the file.
     byte_range: tuple[int, int] | None = None
+    row_groups: tuple[int, ...] | None = None  # for --shard: only these Parquet row groups
+    label: str | None = None  # the name shown, when not the path (a spooled pipe)
 
     @property
     def name(self) -> str:
-        return "<stdin>" if self.path == "-" else self.path
+        return self.label or ("<stdin>" if self.path == "-" else self.path)
 
 
 @dataclass
@@ -54,6 +55,32 @@ class Block:
     last: bool
 
 
+@dataclass(frozen=True)
+class DocumentFormat:
+    """A kind of document file: the suffixes that select it (``--format auto``, directories),
+    how its documents are read, and how ``--shard`` may split one file (``None``: it is one
+    unit, owned by the shard holding its first byte)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    blocks: Callable[[Source, str, int], Iterator[Block]]  # (source, text_key, block_bytes)
+    # (source, first byte, end byte of this shard inside the file, last shard?) -> its part
+    shard: Callable[[Source, int, int, bool], Source | None] | None = None
+
+
+DOCUMENT_FORMATS: dict[str, DocumentFormat] = {}
+
+
+def register_format(fmt: DocumentFormat) -> None:
+    """Make a document format available to ``--format``, suffix detection and directories."""
+    DOCUMENT_FORMATS[fmt.name] = fmt
+
+
+def text_suffixes() -> tuple[str, ...]:
+    """Suffixes a directory input gives (each optionally followed by .gz or .zst)."""
+    return tuple(s for fmt in DOCUMENT_FORMATS.values() for s in fmt.suffixes)
+
+
 def _split_suffix(path: str) -> tuple[str, str | None]:
     for suffix in COMPRESSED_SUFFIXES:
         if path.endswith(suffix):
@@ -64,7 +91,7 @@ def _split_suffix(path: str) -> tuple[str, str | None]:
 def _make_source(path: str, fmt: str) -> Source:
     base, compression = _split_suffix(path)
     if fmt == "auto":
-        fmt = "jsonl" if base.endswith((".jsonl", ".ndjson")) else "text"
+        fmt = next((f.name for f in DOCUMENT_FORMATS.values() if base.endswith(f.suffixes)), "text")
     return Source(path, fmt, compression, os.path.getsize(path))
 
 
@@ -90,7 +117,8 @@ def resolve_sources(paths: list[str], fmt: str = "auto") -> list[Source]:
             if not found:
                 raise InputError(
                     f"{path}: no text files in this directory "
-                    f"(looked for {', '.join('*' + s for s in TEXT_SUFFIXES)}, optionally .gz/.zst)"
+                    f"(looked for {', '.join('*' + s for s in text_suffixes())}, "
+                    "optionally .gz/.zst)"
                 )
             sources.extend(_make_source(p, fmt) for p in found)
         elif os.path.exists(path):
@@ -131,12 +159,12 @@ def shard_sources(sources: list[Source], index: int, count: int) -> list[Source]
     begin, end = bounds[index], bounds[index + 1]
     out, position = [], 0
     for source in sources:
-        if source.format == "jsonl" and source.compression is None:
+        splitter = DOCUMENT_FORMATS[source.format].shard
+        if splitter is not None and source.compression is None:
             local = (max(begin - position, 0), min(end - position, source.size))
-            if index == count - 1:
-                local = (local[0], source.size)
-            if local[0] < local[1]:
-                out.append(replace(source, byte_range=local))
+            part = splitter(source, *local, index == count - 1)
+            if part is not None:
+                out.append(part)
         else:
             owner = min(bisect.bisect_right(bounds, position) - 1, count - 1)
             if owner == index:
@@ -159,7 +187,7 @@ def _walk_text_files(root: str) -> Iterator[str]:
             if name.startswith("."):
                 continue
             base, _ = _split_suffix(name)
-            if base.endswith(TEXT_SUFFIXES):
+            if base.endswith(text_suffixes()):
                 yield os.path.join(dirpath, name)
 
 
@@ -212,23 +240,30 @@ def iter_blocks(
     source: Source, *, text_key: str = "text", block_bytes: int = BLOCK_BYTES
 ) -> Iterator[Block]:
     """The documents of one source as blocks of text, in order."""
-    try:
-        stream, raw = _open_binary(source)
-    except OSError as exc:
-        raise InputError(f"{source.name}: cannot open: {_reason(exc)}") from None
-    reader = _CountingReader(stream, raw, source)
-    try:
-        if source.format == "jsonl":
-            yield from _jsonl_blocks(reader, source, text_key, block_bytes)
-        else:
-            yield from _text_blocks(reader, source, block_bytes)
-    finally:
-        if raw is not sys.stdin.buffer:
-            stream.close()
-            raw.close()
+    yield from DOCUMENT_FORMATS[source.format].blocks(source, text_key, block_bytes)
 
 
-def _text_blocks(reader: _CountingReader, source: Source, block_bytes: int) -> Iterator[Block]:
+def _streamed(read: Callable) -> Callable[[Source, str, int], Iterator[Block]]:
+    """Blocks of a format read as a byte stream (decompressed on the fly, stdin included)."""
+
+    def blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[Block]:
+        try:
+            stream, raw = _open_binary(source)
+        except OSError as exc:
+            raise InputError(f"{source.name}: cannot open: {_reason(exc)}") from None
+        try:
+            yield from read(_CountingReader(stream, raw, source), source, text_key, block_bytes)
+        finally:
+            if raw is not sys.stdin.buffer:
+                stream.close()
+                raw.close()
+
+    return blocks
+
+
+def _text_blocks(
+    reader: _CountingReader, source: Source, text_key: str, block_bytes: int
+) -> Iterator[Block]:
     """One document, decoded incrementally: strict UTF-8, universal newlines."""
     decoder = io.IncrementalNewlineDecoder(codecs.getincrementaldecoder("utf-8")("strict"), True)
     consumed = 0  # input bytes handed to the decoder so far
@@ -346,3 +381,18 @@ def _lines(
     line = b"".join(pending)
     if line and not skip_partial and (end is None or offset < end):
         yield (lineno + 1 if lineno is not None else None), offset, line, owed
+
+
+def _jsonl_shard(source: Source, begin: int, end: int, last: bool) -> Source | None:
+    """An uncompressed jsonl file splits between lines: a line belongs where it starts."""
+    local = (begin, source.size if last else end)
+    return replace(source, byte_range=local) if local[0] < local[1] else None
+
+
+register_format(DocumentFormat("text", (".txt", ".text", ".md", ".rst"), _streamed(_text_blocks)))
+register_format(
+    DocumentFormat("jsonl", (".jsonl", ".ndjson"), _streamed(_jsonl_blocks), _jsonl_shard)
+)
+from . import columnar  # noqa: E402, F401 (registers parquet and arrow)
+
+FORMATS = ("auto", *DOCUMENT_FORMATS)

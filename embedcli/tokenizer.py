@@ -1,7 +1,10 @@
 """Documents to token ids, in parallel, identical to encoding each document whole.
 
-Documents are joined with ``<|endoftext|>`` *between* them, so one document encodes to exactly
-``enc.encode(text, allowed_special={"<|endoftext|>"})`` — the reference pipeline's call.
+By default documents are joined with ``<|endoftext|>`` *between* them, so one document encodes
+to exactly ``enc.encode(text, allowed_special={"<|endoftext|>"})`` — the reference pipeline's
+call. ``eot`` places it *after* every document instead (nanoGPT's ``prepare.py``, Megatron's
+``--append-eod``), *before* every document (llm.c's ``fineweb.py``), or nowhere. Either way
+``doc_offsets[d]`` is where document *d*'s span starts, its ``<|endoftext|>`` included.
 
 Parallelism: pieces go to worker processes (forked, so the built encoding is shared) or, where
 forking is unsafe, threads (tiktoken releases the GIL). Long text is cut into pieces only at
@@ -32,7 +35,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .encoding import DEFAULT_ENCODING, EOT, encode_kwargs, eot_id, get_encoding
-from .errors import InputError
+from .errors import InputError, UsageError
+from .options import EOT_MODES
 from .text import BLOCK_BYTES, Source, iter_blocks
 
 if TYPE_CHECKING:
@@ -89,6 +93,7 @@ class TokenizeStats:
     vocab_size: int
     eot_id: int
     special: str
+    eot: str = EOT_MODES[0]  # where <|endoftext|> goes: between, after, before or none
     documents: int = 0
     tokens: int = 0
     input_bytes: int = 0
@@ -108,6 +113,7 @@ class TokenizeStats:
                 c.ENCODING: self.encoding,
                 c.VOCAB_SIZE: self.vocab_size,
                 c.EOT_ID: self.eot_id,
+                c.EOT_PLACEMENT: self.eot,
                 c.SPECIAL: self.special,
                 c.SPECIAL_FOUND: self.special_found,
                 c.DOCUMENTS: self.documents,
@@ -129,6 +135,7 @@ def tokenize(
     special: str = "special",
     text_key: str = "text",
     workers: int | None = None,
+    eot: str = EOT_MODES[0],
     piece_chars: int = PIECE_CHARS,
     block_bytes: int = BLOCK_BYTES,
     on_progress: Callable[[int], None] | None = None,
@@ -147,7 +154,9 @@ def tokenize(
     started = time.perf_counter()
     enc = get_encoding(encoding)  # built here, before any worker is forked
     encode_kwargs(special)  # an unknown policy fails now, not in a worker
-    stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special)
+    if eot not in EOT_MODES:
+        raise UsageError(f"unknown --eot {eot!r}; use one of {', '.join(EOT_MODES)}")
+    stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
     sources = list(sources)
     stats.sources = [s.name for s in sources]
     pieces = _pieces(sources, text_key, piece_chars, block_bytes, special, stats, on_progress)
@@ -188,6 +197,7 @@ def tokenize_with(
         special=opts.special,
         text_key=opts.text_key,
         workers=opts.workers,
+        eot=opts.eot or EOT_MODES[0],
         on_progress=on_progress,
         allow_empty=allow_empty,
     )
@@ -195,7 +205,7 @@ def tokenize_with(
 
 class _OrderedEncoder:
     """Encodes tasks (lists of ``(piece, starts a document)``) in a pool and writes their ids
-    to the sink in submission order, ``<|endoftext|>`` before every document but the first.
+    to the sink in submission order, ``<|endoftext|>`` placed as ``stats.eot`` says.
     At most ``2 * workers`` tasks are in flight."""
 
     def __init__(self, encoding: str, special: str, sink: IdSink, stats, workers: int | None):
@@ -205,6 +215,7 @@ class _OrderedEncoder:
         self.pending: deque[tuple[Future[list[np.ndarray]] | list[np.ndarray], list[bool]]]
         self.pending = deque()
         self.offsets: list[int] = []
+        self.held: list[np.ndarray] = []  # ids of the task being written, in order
         self.eot = np.array([stats.eot_id], dtype=np.int32)
 
     def submit(self, task: list[tuple[str, bool]]) -> None:
@@ -218,19 +229,34 @@ class _OrderedEncoder:
         self.drain(2 * self.workers)
 
     def drain(self, limit: int) -> None:
-        stats = self.stats
         while len(self.pending) > limit:
             job, starts = self.pending.popleft()
             results = job.result() if isinstance(job, Future) else job
             for ids, starts_doc in zip(results, starts, strict=True):
                 if starts_doc:
-                    if self.offsets:
-                        self.sink.write(self.eot)
-                        stats.tokens += 1
-                    self.offsets.append(stats.tokens)
+                    self.start_document()
                 if ids.size:
-                    self.sink.write(ids)
-                    stats.tokens += int(ids.size)
+                    self.held.append(ids)
+                    self.stats.tokens += int(ids.size)
+            self.flush()
+
+    def flush(self) -> None:
+        """One sink write per task: many small documents cost one copy, not two writes each."""
+        if self.held:
+            self.sink.write(np.concatenate(self.held) if len(self.held) > 1 else self.held[0])
+            self.held.clear()
+
+    def start_document(self) -> None:
+        mode = self.stats.eot
+        if self.offsets and mode in ("between", "after"):  # closes the previous document
+            self.write_eot()
+        self.offsets.append(self.stats.tokens)
+        if mode == "before":
+            self.write_eot()
+
+    def write_eot(self) -> None:
+        self.held.append(self.eot)
+        self.stats.tokens += 1
 
     def __enter__(self) -> _OrderedEncoder:
         return self
@@ -239,6 +265,9 @@ class _OrderedEncoder:
         try:
             if exc_type is None:
                 self.drain(0)
+                if self.offsets and self.stats.eot == "after":  # closes the last document
+                    self.write_eot()
+                self.flush()
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=True)

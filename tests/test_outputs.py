@@ -50,7 +50,7 @@ def test_split_names_one_rule_for_every_split_file():
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(1, 3000),
     width=st.integers(1, 64),

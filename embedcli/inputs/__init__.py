@@ -89,16 +89,14 @@ def spooled(inputs: list[str]) -> Iterator[tuple[list[str], list[str]]]:
     sniff and reread it; safetensors' reader needs a seekable file), named ``<stdin>`` or by
     its path in messages. Other inputs are passed through."""
     single = inputs[0] if len(inputs) == 1 else None
-    if single is None or os.path.isdir(single) or os.path.isfile(single):
-        yield inputs, [_shown(p) for p in inputs]
+    if single is None or (single != "-" and not _is_stream(single)):
+        yield inputs, [_shown(p) for p in inputs]  # a missing path: its reader says so
         return
-    if single != "-" and not os.path.exists(single):
-        raise InputError(f"{single}: no such file or directory")
     try:
         src = sys.stdin.buffer if single == "-" else open(single, "rb")  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"{single}: cannot read: {exc.strerror}") from None
-    with tempfile.NamedTemporaryFile(prefix="embedcli-stdin-", suffix=".bin") as tmp:
+    with tempfile.NamedTemporaryFile(prefix="embedcli-stdin-", suffix=".spool") as tmp:
         with contextlib.closing(src) if src is not sys.stdin.buffer else contextlib.nullcontext():
             while chunk := src.read(1 << 24):
                 tmp.write(chunk)
@@ -106,5 +104,19 @@ def spooled(inputs: list[str]) -> Iterator[tuple[list[str], list[str]]]:
         yield [tmp.name], [_shown(single)]
 
 
+def _is_stream(path: str) -> bool:
+    """A pipe, FIFO or character device: something that can be read only once."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def _shown(path: str) -> str:
     return "<stdin>" if path == "-" else path
+
+
+from .. import formats  # noqa: E402, F401 (registers the trainers' token formats)

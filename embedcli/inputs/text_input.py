@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import UsageError
 from ..progress import ProgressFactory
@@ -25,9 +25,10 @@ class TextReader:
             if path != "-" and os.path.isfile(path) and is_safetensors(path):
                 raise UsageError(f"{path}: give either token files or text, not both")
         sources = resolve_sources(inputs, request.tokenize.format)
-        renamed = shown if shown != inputs else None  # a spooled pipe keeps its own name
+        if shown != inputs:  # a spooled pipe keeps its own name
+            sources = [replace(s, label=label) for s, label in zip(sources, shown, strict=True)]
         size = sum(s.size for s in sources)
-        return ResolvedText(self.name, [s.path for s in sources], size, sources, renamed, request)
+        return ResolvedText(self.name, [s.path for s in sources], size, sources, request)
 
 
 @dataclass
@@ -36,7 +37,6 @@ class ResolvedText:
     paths: list[str]
     size: int
     sources: list[Source]
-    shown: list[str] | None
     request: Request
 
     def load(self, progress: ProgressFactory) -> TokenSource:
@@ -45,6 +45,4 @@ class ResolvedText:
         sink = MemorySink()
         with progress("tokenize", self.size, "bytes") as advance:
             stats = tokenize_with(self.request.tokenize, self.sources, sink, on_progress=advance)
-        if self.shown is not None:
-            stats.sources = list(self.shown)
         return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), stats)

@@ -1,0 +1,134 @@
+"""llm.c's token shards: a header of 256 int32 (magic, version, token count), then the ids.
+
+GPT-2-sized vocabularies use magic 20240520, version 1 and uint16 ids; larger ones the llama-3
+header (magic 20240801, version 7) and uint32 ids, as llm.c's ``dev/data`` scripts write them.
+``-o NAME.bin`` writes ``NAME_000000.bin``, ``NAME_000001.bin``, ... of at most
+``--shard-tokens`` ids each, cutting documents across files as ``fineweb.py`` does
+(``<|endoftext|>`` before every document: ``--eot before``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import contract as c
+from ..errors import FormatError, UsageError
+from ..inputs.base import Request, TokenSource
+from .common import atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
+
+NAME = "llmc"
+HEADER_INTS = 256
+GPT2 = (20240520, 1, np.dtype(np.uint16))
+LLAMA3 = (20240801, 7, np.dtype(np.uint32))
+SHARD_TOKENS = 100_000_000  # llm.c's fineweb.py
+MAX_SHARD_TOKENS = 2**31 - 1  # the header's int32 count
+
+
+def shard_paths(output: str, count: int) -> list[str]:
+    """``NAME.bin`` -> ``NAME_000000.bin`` ... (llm.c's numbering)."""
+    stem = output[: -len(".bin")] if output.endswith(".bin") else output
+    return [f"{stem}_{i:06d}.bin" for i in range(count)]
+
+
+def header(version: tuple, tokens: int) -> bytes:
+    ints = np.zeros(HEADER_INTS, dtype="<i4")
+    ints[0], ints[1], ints[2] = version[0], version[1], tokens
+    return ints.tobytes()
+
+
+def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber, **settings):
+    if output == "-":
+        raise UsageError("--to llmc writes numbered files: name them with -o NAME.bin")
+    per_file = settings.get("shard_tokens") or SHARD_TOKENS
+    if not 1 <= per_file <= MAX_SHARD_TOKENS:
+        raise UsageError(f"--shard-tokens must be between 1 and {MAX_SHARD_TOKENS:,}")
+    version = GPT2 if vocab_of(metadata) <= 1 << 16 else LLAMA3
+    ranges = [(a, min(a + per_file, count)) for a in range(0, count, per_file)] or [(0, 0)]
+    paths = shard_paths(output, len(ranges))
+    with atomic_files(paths, inputs=inputs, no_clobber=no_clobber) as files:
+        for f, (a, b) in zip(files, ranges, strict=True):
+            f.write(header(version, b - a))
+            copy_ids(ids_file, a, b - a, version[2], f)
+    return [*paths, write_sidecar(output, NAME, paths, metadata)]
+
+
+def read_header(path: str) -> tuple[tuple, int]:
+    """(version, token count) of an llm.c file, checked against its size."""
+    with open(path, "rb") as f:
+        raw = f.read(HEADER_INTS * 4)
+    ints = np.frombuffer(raw, dtype="<i4") if len(raw) == HEADER_INTS * 4 else None
+    version = next((v for v in (GPT2, LLAMA3) if ints is not None and ints[0] == v[0]), None)
+    if version is None or ints[1] != version[1]:
+        raise FormatError(f"{path}: not an llm.c token file (bad magic or version)")
+    tokens = int(ints[2])
+    expected = HEADER_INTS * 4 + tokens * version[2].itemsize
+    if os.path.getsize(path) != expected:
+        raise FormatError(
+            f"{path}: header says {tokens:,} tokens ({expected:,} bytes) but the file has "
+            f"{os.path.getsize(path):,} bytes"
+        )
+    return version, tokens
+
+
+def has_magic(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return len(head) == 4 and int.from_bytes(head, "little") in (GPT2[0], LLAMA3[0])
+
+
+def expand(path: str) -> list[str]:
+    """A logical ``NAME.bin`` (what a manifest lists) as its numbered files, in order."""
+    stem = path[: -len(".bin")] if path.endswith(".bin") else path
+    return sorted(glob.glob(glob.escape(stem) + "_" + "[0-9]" * 6 + ".bin"))
+
+
+class Reader:
+    name = NAME
+
+    def claims(self, inputs: list[str]) -> bool:
+        return all(p.endswith(".bin") and os.path.isfile(p) and has_magic(p) for p in inputs)
+
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> Resolved:
+        return Resolved(self.name, list(inputs), 0, request.tokenize.encoding)
+
+
+@dataclass
+class Resolved:
+    reader: str
+    paths: list[str]
+    size: int
+    encoding: str
+
+    def load(self, progress) -> TokenSource:
+        return load(self.paths, self.encoding)
+
+
+def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSource:
+    """The ids of llm.c files in order (documents are not marked in the format)."""
+    parts, version = [], GPT2
+    for path in paths:
+        version, tokens = read_header(path)
+        parts.append(memmap(path, version[2], HEADER_INTS * 4, tokens))
+    ids = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    name = logical or _logical(paths[0])
+    fields = {
+        c.IDS_DTYPE: str(parts[0].dtype),
+        "llmc_magic": version[0],
+        "llmc_version": version[1],
+    }
+    return TokenSource(ids, None, lineage(name, NAME, encoding, fields))
+
+
+def _logical(path: str) -> str:
+    """``NAME_000003.bin`` -> ``NAME.bin``, where the sidecar is."""
+    stem = path[: -len(".bin")]
+    if len(stem) > 7 and stem[-7] == "_" and stem[-6:].isdigit():
+        return stem[:-7] + ".bin"
+    return path

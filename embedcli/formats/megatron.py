@@ -1,0 +1,135 @@
+"""Megatron-LM's indexed dataset: ``PREFIX.bin`` (the ids) and ``PREFIX.idx`` (the index).
+
+The index, as megatron-core's ``IndexedDataset`` reads it: ``MMIDIDX\\x00\\x00``, version 1 (u64),
+a dtype code (u8), the sequence count and the document count (u64 each), then every sequence's
+length (int32), every sequence's byte offset in ``.bin`` (int64), and the sequence index where
+each document starts, plus the end (int64). One sequence per document, ``<|endoftext|>`` after
+each (``--append-eod``: ``--eot after``); uint16 ids when the vocabulary is under 65,500, else
+int32 (Megatron's own rule).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import contract as c
+from ..errors import FormatError, UsageError
+from ..inputs.base import Request, TokenSource
+from .common import atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
+
+NAME = "megatron"
+MAGIC = b"MMIDIDX\x00\x00"
+DTYPES = {1: "u1", 2: "i1", 3: "<i2", 4: "<i4", 5: "<i8", 6: "<f8", 7: "<f4", 8: "<u2"}
+CODES = {np.dtype("<u2"): 8, np.dtype("<i4"): 4}
+
+
+def prefix_of(path: str) -> str | None:
+    """The dataset prefix a path names (``P``, ``P.bin`` or ``P.idx``), if ``P.idx`` exists."""
+    for suffix in (".idx", ".bin", ""):
+        if path.endswith(suffix):
+            prefix = path[: len(path) - len(suffix)] if suffix else path
+            if os.path.isfile(prefix + ".idx"):
+                return prefix
+    return None
+
+
+def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber, **settings):
+    if output == "-":
+        raise UsageError("--to megatron writes PREFIX.bin and PREFIX.idx: name them with -o PREFIX")
+    prefix = output[: -len(".bin")] if output.endswith((".bin", ".idx")) else output
+    dtype = np.dtype("<u2" if vocab_of(metadata) < 65500 else "<i4")
+    lengths = np.diff(np.asarray(doc_offsets, dtype=np.int64))
+    if lengths.size and lengths.max() > np.iinfo(np.int32).max:
+        raise UsageError("a document longer than 2^31 - 1 tokens cannot be a Megatron sequence")
+    pointers = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype("<i8") * dtype.itemsize
+    index = b"".join(
+        [
+            MAGIC,
+            struct.pack("<Q", 1),
+            struct.pack("<B", CODES[dtype]),
+            struct.pack("<Q", lengths.size),
+            struct.pack("<Q", lengths.size + 1),
+            lengths.astype("<i4").tobytes(),
+            pointers.tobytes(),
+            np.arange(lengths.size + 1, dtype="<i8").tobytes(),
+        ]
+    )
+    paths = [prefix + ".bin", prefix + ".idx"]
+    with atomic_files(paths, inputs=inputs, no_clobber=no_clobber) as (data, idx):
+        copy_ids(ids_file, 0, count, dtype, data)
+        idx.write(index)
+    return [*paths, write_sidecar(prefix, NAME, paths, metadata)]
+
+
+def read_index(prefix: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
+    """(dtype, sequence lengths, sequence pointers, document indices), checked."""
+    path = prefix + ".idx"
+    with open(path, "rb") as f:
+        raw = f.read()
+    head = 9 + 8 + 1 + 8 + 8
+    if len(raw) < head or raw[:9] != MAGIC:
+        raise FormatError(f"{path}: not a Megatron index (bad magic)")
+    version, code, sequences, documents = struct.unpack("<QBQQ", raw[9:head])
+    if version != 1 or code not in DTYPES:
+        raise FormatError(f"{path}: unsupported Megatron index (version {version}, dtype {code})")
+    need = head + sequences * 12 + documents * 8
+    if len(raw) < need:
+        raise FormatError(f"{path}: truncated: {len(raw):,} bytes, the header needs {need:,}")
+    lengths = np.frombuffer(raw, "<i4", sequences, head)
+    pointers = np.frombuffer(raw, "<i8", sequences, head + sequences * 4)
+    docs = np.frombuffer(raw, "<i8", documents, head + sequences * 12)
+    return np.dtype(DTYPES[code]), lengths, pointers, docs
+
+
+class Reader:
+    name = NAME
+
+    def claims(self, inputs: list[str]) -> bool:
+        return len(inputs) == 1 and prefix_of(inputs[0]) is not None
+
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> Resolved:
+        prefix = prefix_of(inputs[0])
+        paths = [prefix + ".bin", prefix + ".idx"]
+        return Resolved(self.name, paths, 0, prefix, request.tokenize.encoding)
+
+
+@dataclass
+class Resolved:
+    reader: str
+    paths: list[str]
+    size: int
+    prefix: str
+    encoding: str
+
+    def load(self, progress) -> TokenSource:
+        return load(self.prefix, self.encoding)
+
+
+def load(prefix: str, encoding: str) -> TokenSource:
+    dtype, lengths, pointers, docs = read_index(prefix)
+    total = int(lengths.sum(dtype=np.int64))
+    path = prefix + ".bin"
+    if not os.path.isfile(path):
+        raise FormatError(f"{path}: no such file (the data of {prefix}.idx)")
+    if os.path.getsize(path) != total * dtype.itemsize:
+        raise FormatError(
+            f"{path}: {os.path.getsize(path):,} bytes but {prefix}.idx says {total:,} ids"
+        )
+    starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    if lengths.size and not np.array_equal(pointers, starts[:-1] * dtype.itemsize):
+        raise FormatError(f"{prefix}.idx: sequences are not stored back to back")
+    offsets = starts[docs] if docs.size else np.array([0, total], dtype=np.int64)
+    fields = {
+        c.IDS_DTYPE: str(dtype),
+        c.DOCUMENTS: max(offsets.size - 1, 0),
+        c.TOKENS: total,
+        "megatron_sequences": lengths.size,
+        "megatron_dtype_code": next(k for k, v in DTYPES.items() if np.dtype(v) == dtype),
+    }
+    return TokenSource(
+        memmap(path, dtype, 0, total), offsets, lineage(prefix, NAME, encoding, fields)
+    )

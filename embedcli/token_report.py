@@ -1,0 +1,65 @@
+"""``inspect`` on the trainers' token files (nanoGPT, llm.c, Megatron, NumPy): the ids and the
+documents as tensors, the format's header fields and the lineage as metadata, statistics over
+the ids in chunks, and the first ids decoded."""
+
+from __future__ import annotations
+
+import os
+
+from .inspection import CHUNK_BYTES, FileReport, TensorReport, chunked_stats
+
+NUMPY_TO_ST = {"uint16": "U16", "uint32": "U32", "int32": "I32", "int64": "I64", "uint8": "U8"}
+
+
+def inspect_token_file(
+    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None
+) -> FileReport | None:
+    """The report of a trainer's token file, or None when no token-format reader claims it."""
+    from .formats import READERS
+    from .inputs.base import Request
+    from .progress import no_progress
+
+    reader = next((r for r in READERS if r.claims([path])), None)
+    if reader is None:
+        return None
+    found = reader.resolve([path], Request(), [path])
+    source = found.load(no_progress)
+    arrays = {"ids": source.ids}
+    if source.doc_offsets is not None:
+        arrays["doc_offsets"] = source.doc_offsets
+    if tensor is not None:
+        arrays = {k: v for k, v in arrays.items() if k == tensor}
+    report = FileReport(
+        path=path,
+        file_size=sum(os.path.getsize(p) for p in found.paths),
+        header_size=0,
+        kind="tokens",
+        metadata=dict(source.metadata),
+        tensors=[],
+        files=list(found.paths) if len(found.paths) > 1 else [],
+    )
+    for name, array in arrays.items():
+        dtype = NUMPY_TO_ST.get(array.dtype.name, array.dtype.name)
+        entry = TensorReport(name, dtype, [int(array.size)], int(array.size), int(array.nbytes), [])
+        if stats and array.size:
+            step = max(1, CHUNK_BYTES // array.dtype.itemsize)
+            entry.stats = chunked_stats(
+                lambda a=array, n=step: (a[i : i + n] for i in range(0, a.size, n)), True
+            )
+        report.tensors.append(entry)
+        if preview > 0:
+            report.previews[name] = repr(array[: preview * 8].tolist())
+    if preview > 0 and "ids" in arrays:
+        report.decoded = _decoded(source.metadata, arrays["ids"][:64].tolist())
+    return report
+
+
+def _decoded(metadata: dict[str, str], ids: list[int]) -> list[dict[str, object]]:
+    from .encoding import get_encoding
+    from .errors import EmbedcliError
+
+    try:
+        text = get_encoding(metadata.get("encoding", "gpt2")).decode(ids)
+    except EmbedcliError:
+        return []
+    return [{"tensor": "ids", "row": 0, "ids": ids, "text": text}]
