@@ -1,7 +1,7 @@
 """embedcli benchmarks: each figure side by side with the straightforward reference, same run.
 
     python benchmarks/run.py            # everything (a few minutes on 2 cores)
-    python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet
+    python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet, loader
 
 Every measured job runs in a fresh process (started from this small parent, which never imports
 torch), so wall times include interpreter start and imports for both sides, and peak memory is
@@ -309,6 +309,90 @@ def bench_parquet(tmp: Path, repeats: int = 3) -> None:
     row("parquet / jsonl time", f"{best['parquet'] / best['jsonl']:6.2f}  (same ids: {same})")
 
 
+# --------------------------------------------------------------------------- loader
+
+LOADER_OURS = """
+import json, random, resource, sys, time
+t = time.perf_counter()
+from embedcli.data import TokenWindows
+ds = TokenWindows(sys.argv[1], 256, 128)
+opened = time.perf_counter() - t
+rng = random.Random(0)
+picks = [rng.randrange(len(ds)) for _ in range(20000)]
+t = time.perf_counter()
+for i in picks:
+    ds[i]
+access = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"open": opened, "per_s": len(picks) / access, "windows": len(ds), "peak": peak}))
+"""
+
+LOADER_BOOK = """
+import json, random, resource, sys, time
+sys.path.insert(0, sys.argv[2])
+from safetensors.numpy import load_file
+from reference import GPTDatasetV1
+t = time.perf_counter()
+ids = load_file(sys.argv[1])["ids"].tolist()
+ds = GPTDatasetV1(ids, 256, 128)
+built = time.perf_counter() - t
+rng = random.Random(0)
+picks = [rng.randrange(len(ds)) for _ in range(20000)]
+t = time.perf_counter()
+for i in picks:
+    ds[i]
+access = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"open": built, "per_s": len(picks) / access, "windows": len(ds), "peak": peak}))
+"""
+
+BIG_TOKENS = """
+import sys, numpy as np
+from embedcli.outputs import open_output
+from embedcli.store import TensorSpec, build_header, write_array
+n = int(sys.argv[2])
+meta = {"embedcli": "tokens", "encoding": "gpt2", "vocab_size": "50257", "eot_id": "50256"}
+specs = [TensorSpec("doc_offsets", "I64", (2,)), TensorSpec("ids", "I32", (n,))]
+rng = np.random.default_rng(0)
+with open_output(sys.argv[1], validate=False) as out:
+    out.file.write(build_header(specs, meta))
+    write_array(out.file, np.array([0, n], dtype=np.int64))
+    for a in range(0, n, 1 << 24):
+        write_array(out.file, rng.integers(0, 50257, min(1 << 24, n - a), dtype=np.int32))
+"""
+
+
+def bench_loader(tmp: Path) -> None:
+    """embedcli.data.TokenWindows against the book's GPTDatasetV1 (T=256, stride 128)."""
+    text = corpus(tmp / "loader.txt", 20, seed=5)
+    tokens = tmp / "loader.tokens.safetensors"
+    measure([PY, "-m", "embedcli", "tokenize", str(text), "-o", str(tokens), "-q"])
+    big = tmp / "big.tokens.safetensors"
+    measure(child(BIG_TOKENS, str(big), str(250_000_000)))
+    tests = str(ROOT / "tests")
+    book = json.loads(measure(child(LOADER_BOOK, str(tokens), tests))["stdout"])
+    ours = json.loads(measure(child(LOADER_OURS, str(tokens)))["stdout"])
+    huge = json.loads(measure(child(LOADER_OURS, str(big)))["stdout"])
+    print(
+        f"\nloader: random windows (T=256, stride 128), {book['windows']:,} windows of 20 MB text"
+    )
+    for name, r in (
+        ("book's GPTDatasetV1 (in memory)", book),
+        ("embedcli.data.TokenWindows", ours),
+    ):
+        row(
+            name,
+            f"build/open {r['open']:6.2f} s  {r['per_s'] / 1000:6.1f}k windows/s  "
+            f"peak {r['peak']:5.0f} MiB",
+        )
+    row(
+        f"TokenWindows on a 1 GB token file ({huge['windows']:,} windows)",
+        f"open {huge['open'] * 1000:6.1f} ms  {huge['per_s'] / 1000:6.1f}k windows/s  "
+        f"peak {huge['peak']:5.0f} MiB",
+    )
+    big.unlink()
+
+
 def _same_embeddings(a: Path, b: Path) -> bool:
     code = (
         "import sys\nfrom embedcli.diff import diff_files\n"
@@ -325,6 +409,7 @@ def main(argv: list[str]) -> None:
         "embed": bench_embed,
         "torchrun": bench_torchrun,
         "parquet": bench_parquet,
+        "loader": bench_loader,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]

@@ -1,7 +1,7 @@
 """Tokenizer encodings by name, offline GPT-2, and the policy for literal special tokens.
 
-``gpt2`` and its twin ``r50k_base`` load from the rank table bundled in ``embedcli/data`` (see
-``data/NOTICE.md``), so they work with no network at all. Every other name goes through tiktoken's
+``gpt2`` and its twin ``r50k_base`` load from the rank table bundled in ``embedcli/assets`` (see
+``assets/NOTICE.md``), so they work with no network at all. Every other name goes through tiktoken's
 own download-and-cache path; when that cannot work (no network, nothing cached) the user gets one
 line naming the encoding and ``TIKTOKEN_CACHE_DIR`` within seconds, never a hang.
 
@@ -51,7 +51,7 @@ def _tiktoken_cache_dir() -> str:
 
 def _bundled_bytes() -> bytes:
     return gzip.decompress(
-        resources.files("embedcli").joinpath("data/gpt2.tiktoken.gz").read_bytes()
+        resources.files("embedcli").joinpath("assets/gpt2.tiktoken.gz").read_bytes()
     )
 
 

@@ -408,3 +408,19 @@ def load_array(path: str, info: TensorInfo) -> np.ndarray:
         )
     with safe_open(path, framework="numpy") as f:
         return f.get_tensor(info.name)
+
+
+def memmap_array(header: Header, info: TensorInfo) -> np.ndarray:
+    """One tensor as a read-only memory map: opening costs nothing whatever its size, and
+    only the pages read are loaded (the ids of a multi-GB token file, a window at a time)."""
+    import numpy as np
+
+    npdtype = DTYPES[info.dtype][1]
+    if npdtype is None:
+        raise FormatError(
+            f"{header.path}: tensor {info.name!r} has dtype {info.dtype}, which numpy cannot hold"
+        )
+    if info.numel == 0:
+        return np.zeros(info.shape, dtype=npdtype)
+    offset = header.data_start + info.start
+    return np.memmap(header.path, dtype=npdtype, mode="r", offset=offset, shape=info.shape)

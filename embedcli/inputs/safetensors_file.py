@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..contract import kind_of
 from ..errors import FormatError
 from ..progress import ProgressFactory
-from ..store import INTEGER_DTYPES, Header, load_array, read_header
+from ..store import INTEGER_DTYPES, Header, load_array, memmap_array, read_header
 from ..store import is_safetensors as _sniff
 from ..windows import check_ids
 from .base import Request, TokenSource, WindowSource
@@ -47,11 +47,17 @@ class ResolvedFile:
         info = header.tensor(key)
         if info.dtype not in INTEGER_DTYPES:
             raise FormatError(f"{header.path}: {key!r} must be integer ids, got {info.dtype}")
-        ids = check_ids(load_array(self.path, info), where=header.path)
+        ids = check_ids(memmap_array(self._data_header(), info), where=header.path)
         offsets = None
         if "doc_offsets" in names and kind == "tokens":
             offsets = load_array(self.path, header.tensor("doc_offsets")).astype("int64")
         return TokenSource(ids, offsets, meta)
+
+    def _data_header(self) -> Header:
+        """The header with the path the bytes are at (a spool for stdin)."""
+        from dataclasses import replace
+
+        return replace(self.header, path=self.path)
 
     def _windows(self):
         if not self.request.allow_windows:

@@ -19,7 +19,7 @@ from .. import contract as c
 from ..errors import FormatError, InputError
 from ..manifest import is_manifest, manifest_format, order_shards, read_manifest
 from ..progress import ProgressFactory
-from ..store import INTEGER_DTYPES, Header, is_safetensors, load_array, read_header
+from ..store import INTEGER_DTYPES, Header, is_safetensors, load_array, memmap_array, read_header
 from ..windows import check_ids
 from .base import Request, TokenSource
 
@@ -74,7 +74,7 @@ def _safetensors_part(path: str, key: str, *, where: str) -> Part:
 
 
 def _read_safetensors(header: Header, key: str, meta: dict[str, str]) -> TokenSource:
-    ids = check_ids(load_array(header.path, header.tensor(key)), where=header.path)
+    ids = check_ids(memmap_array(header, header.tensor(key)), where=header.path)
     doc = None
     if "doc_offsets" in {t.name for t in header.tensors}:
         doc = load_array(header.path, header.tensor("doc_offsets")).astype(np.int64)
@@ -112,15 +112,22 @@ class ResolvedTokenFiles:
     parts: list[Part]
 
     def load(self, progress: ProgressFactory) -> TokenSource:
+        segments, doc_offsets, meta = self.join()
+        merged = np.concatenate(segments) if segments else np.zeros(0, dtype=np.int32)
+        return TokenSource(merged, doc_offsets, meta)
+
+    def join(self) -> tuple[list[np.ndarray], np.ndarray | None, dict[str, str]]:
+        """The files' ids as segments in order (memory maps and separators, nothing copied),
+        the joined document offsets (None when a file does not mark its documents) and the
+        metadata of the whole."""
         metas = [p.metadata for p in self.parts]
         between = metas[0].get(c.EOT_PLACEMENT, "between") == "between"
         eot = c.get_int(metas[0], c.EOT_ID)
-        parts, offsets, position, documents = [], [], 0, 0
+        segments, offsets, position, documents = [], [], 0, 0
         known = True  # every file marks its documents
         for part in self.parts:
             source = part.load()
-            ids = source.ids
-            doc = source.doc_offsets
+            ids, doc = source.ids, source.doc_offsets
             if doc is None:
                 known = False
                 doc = np.array([0, ids.size] if ids.size else [0], dtype=np.int64)
@@ -129,18 +136,17 @@ class ResolvedTokenFiles:
             if documents and between:
                 if eot is None:
                     raise FormatError(f"{part.path}: no eot_id in the metadata to join files with")
-                parts.append(np.array([eot], dtype=ids.dtype))
+                segments.append(np.array([eot], dtype=ids.dtype))
                 position += 1
             offsets.append(doc[:-1] + position)
-            parts.append(ids)
+            segments.append(ids)
             position += ids.size
             documents += doc.size - 1
-        merged = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
         doc_offsets = np.concatenate([*offsets, [position]]).astype(np.int64)
         if not known:
             documents = sum(c.get_int(m, c.DOCUMENTS) or 0 for m in metas)
-        meta = self._metadata(metas, documents, merged.size)
-        return TokenSource(merged, doc_offsets if known else None, meta)
+        meta = self._metadata(metas, documents, position)
+        return segments, doc_offsets if known else None, meta
 
     def _metadata(self, metas: list[dict[str, str]], documents: int, tokens: int) -> dict:
         meta = c.without(metas[0], c.SHARD_KEYS)

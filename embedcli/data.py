@@ -1,0 +1,318 @@
+"""Token files straight into a training loop: a memory-mapped ``Dataset`` and ``DataLoader``.
+
+The book's ``create_dataloader_v1`` keeps the whole text and every window in memory; nanoGPT's
+``get_batch`` reads random windows from an ``np.memmap``. This module does the latter for any
+token file embedcli reads (a token file, several, a shard manifest, nanoGPT/llm.c/Megatron files,
+``.npy``): opening a multi-GB file takes milliseconds and memory stays at a window, and the
+windows and batches are exactly the rows ``embedcli batch`` writes.
+
+Example:
+    >>> loader = create_dataloader("corpus.tokens.safetensors", batch_size=8, max_length=4)
+    >>> for inputs, targets in loader:                  # doctest: +SKIP
+    ...     logits = model(inputs)                      # inputs, targets: (8, 4) int64
+
+torch is imported here and only here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .errors import FormatError, UsageError
+from .options import DEFAULT_SEED
+from .windows import count_windows
+
+
+@dataclass
+class TokenStream:
+    """The ids of a token input as segments (memory maps, separators), read by position."""
+
+    segments: list[np.ndarray]
+    doc_offsets: np.ndarray | None
+    metadata: dict[str, str]
+
+    def __post_init__(self) -> None:
+        self.bounds = np.cumsum([0, *(s.size for s in self.segments)])
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Ids ``[start, start + count)`` as int64, across segment boundaries."""
+        out = np.empty(count, dtype=np.int64)
+        k = int(np.searchsorted(self.bounds, start, side="right")) - 1
+        done = 0
+        while done < count:
+            offset = start + done - int(self.bounds[k])
+            piece = self.segments[k][offset : offset + count - done]
+            out[done : done + piece.size] = piece
+            done += piece.size
+            k += 1
+        return out
+
+
+def open_tokens(path: str | list[str], *, encoding: str | None = None) -> TokenStream:
+    """Any token input embedcli reads, without copying its ids (see :class:`TokenStream`)."""
+    from .inputs import Request, open_input
+    from .inputs.token_files import ResolvedTokenFiles
+    from .options import TokenizeOptions
+    from .progress import no_progress
+
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
+    with open_input([os.fspath(p) for p in paths], request) as found:
+        if found.reader == "text":
+            raise UsageError(f"{paths[0]}: not a token file; tokenize it first (embedcli tokenize)")
+        if isinstance(found, ResolvedTokenFiles):
+            return TokenStream(*found.join())
+        source = found.load(no_progress)
+    if not hasattr(source, "ids"):
+        raise FormatError(f"{paths[0]}: is already windowed; give the token file it came from")
+    return TokenStream([source.ids], source.doc_offsets, source.metadata)
+
+
+class TokenWindows(Dataset):
+    """Windows ``(inputs, targets)`` of a token file, each ``(max_length,)`` int64.
+
+    ``len()`` is the number of windows ``embedcli batch`` plans with ``--keep-last``, and
+    ``ds[i]`` is row ``i`` of its ``inputs`` and ``targets``: windows start at ``0, stride,
+    2*stride, ...`` (``cross_docs=False``: inside each document's span, as ``--no-cross-docs``).
+    Starts are arithmetic, never an array: memory is the per-document counts at most.
+    """
+
+    def __init__(
+        self,
+        path: str | list[str],
+        max_length: int,
+        stride: int | None = None,
+        *,
+        cross_docs: bool = True,
+        encoding: str | None = None,
+    ):
+        self.path, self.encoding = path, encoding
+        self.max_length, self.stride = max_length, stride or max_length
+        if max_length < 1 or self.stride < 1:
+            raise UsageError("max_length and stride must be at least 1")
+        self._open()
+        n = len(self._stream)
+        if cross_docs:
+            self._first = None
+            self._length = count_windows(n, max_length, self.stride)
+        else:
+            self._per_document(self._stream.doc_offsets)
+        if self._length == 0:
+            raise FormatError(
+                f"{path}: {n} tokens make no window of max_length {max_length}"
+                + ("" if cross_docs else " inside one document")
+            )
+
+    def _per_document(self, doc_offsets: np.ndarray | None) -> None:
+        if doc_offsets is None:
+            raise UsageError(f"{self.path}: cross_docs=False needs document boundaries")
+        self._begin = doc_offsets[:-1]
+        length = doc_offsets[1:] - self._begin
+        counts = np.where(
+            length > self.max_length, (length - self.max_length - 1) // self.stride + 1, 0
+        )
+        self._first = np.cumsum(counts) - counts  # index of each document's first window
+        self._length = int(counts.sum())
+
+    def _open(self) -> None:
+        self._stream = open_tokens(self.path, encoding=self.encoding)
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_stream", None)  # a worker process opens the files itself
+        return state
+
+    def __len__(self) -> int:
+        return self._length
+
+    def start(self, index: int) -> int:
+        """Where window ``index`` starts in the ids."""
+        if not 0 <= index < self._length:
+            raise IndexError(f"window {index} of {self._length}")
+        if self._first is None:
+            return index * self.stride
+        # The last document whose first window is at or before index (documents without a
+        # window share their successor's first index, and side="right" skips past them).
+        d = int(np.searchsorted(self._first, index, side="right")) - 1
+        return int(self._begin[d]) + (index - int(self._first[d])) * self.stride
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if "_stream" not in self.__dict__ or self._pid != os.getpid():
+            self._open()  # in a DataLoader worker: its own memory maps
+        ids = torch.from_numpy(self._stream.read(self.start(index), self.max_length + 1))
+        return ids[:-1], ids[1:]
+
+
+class WindowBatchSampler(Sampler[list[int]]):
+    """Batches of window indices: ``embedcli batch``'s order, split between ranks, resumable.
+
+    ``shuffle=False`` is text order; ``shuffle=True`` is ``embedcli batch --shuffle --seed
+    SEED``'s permutation for epoch 0 and another reproducible one for each later epoch. Batch
+    ``k`` goes to rank ``k % world_size``; with ``equal_shares`` every rank gets the same
+    number (the last ``world_size - 1`` batches at most are left out), as
+    ``DistributedDataParallel`` needs: a rank with one step more would wait for the others
+    forever. :meth:`state_dict` records the batches this rank has consumed in the epoch; after
+    :meth:`load_state_dict` the iteration continues from there.
+    """
+
+    def __init__(
+        self,
+        windows: int,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = DEFAULT_SEED,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        epoch: int = 0,
+        equal_shares: bool = False,
+    ):
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise UsageError("need batch_size >= 1 and 0 <= rank < world_size")
+        self.windows, self.batch_size, self.shuffle, self.seed = windows, batch_size, shuffle, seed
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch, self.consumed, self.equal_shares = epoch, 0, equal_shares
+
+    def order(self) -> np.ndarray:
+        """Every window index, in this epoch's order."""
+        if not self.shuffle:
+            return np.arange(self.windows, dtype=np.int64)
+        # Epoch 0 is exactly `embedcli batch --shuffle --seed SEED`; later epochs differ.
+        seed = self.seed if self.epoch == 0 else [self.seed, self.epoch]
+        return np.random.default_rng(seed).permutation(self.windows)
+
+    def batches(self) -> list[np.ndarray]:
+        """This rank's batches of the epoch, in order."""
+        order = self.order()
+        keep = (order.size // self.batch_size) * self.batch_size if self.drop_last else order.size
+        cuts = range(0, keep, self.batch_size)
+        every = [order[i : min(i + self.batch_size, keep)] for i in cuts]
+        if self.equal_shares:
+            every = every[: len(every) // self.world_size * self.world_size]
+        return every[self.rank :: self.world_size]
+
+    def __iter__(self):
+        for batch in self.batches()[self.consumed :]:
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.consumed = epoch, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_consumed": self.consumed, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise UsageError(f"the saved state is for seed {state['seed']}, not {self.seed}")
+        self.epoch, self.consumed = int(state["epoch"]), int(state["batches_consumed"])
+
+
+class WindowLoader(DataLoader):
+    """A ``DataLoader`` that counts the batches it hands out, so its sampler can resume."""
+
+    def __iter__(self):
+        sampler = self.batch_sampler
+        for batch in super().__iter__():
+            sampler.consumed += 1
+            yield batch
+        sampler.consumed = 0  # the epoch is complete: the next pass starts at its beginning
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch``: its own reproducible order when shuffling."""
+        self.batch_sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.load_state_dict(state)
+
+
+def create_dataloader(
+    path: str | list[str],
+    batch_size: int,
+    max_length: int,
+    stride: int | None = None,
+    *,
+    shuffle: bool = False,
+    seed: int = DEFAULT_SEED,
+    drop_last: bool = True,
+    cross_docs: bool = True,
+    num_workers: int = 0,
+    rank: int | None = None,
+    world_size: int | None = None,
+    epoch: int = 0,
+    equal_shares: bool = False,
+    encoding: str | None = None,
+) -> WindowLoader:
+    """``(inputs, targets)`` batches ``(batch_size, max_length)`` from a token file.
+
+    ``shuffle=False`` gives exactly the rows ``embedcli batch`` writes, in order (and
+    ``drop_last`` as ``--drop-last``/``--keep-last``); ``shuffle=True, seed=s`` the order of
+    ``embedcli batch --shuffle --seed s`` for epoch 0, and another reproducible order per
+    ``epoch``. ``rank``/``world_size`` (default: from ``torch.distributed`` when it is
+    initialised) give disjoint shares that together cover every batch; ``equal_shares=True``
+    makes the shares the same size, as ``DistributedDataParallel`` needs. Resume with
+    ``loader.load_state_dict(saved)``, where ``saved = loader.state_dict()``.
+    """
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        ready = dist.is_available() and dist.is_initialized()
+        rank = rank if rank is not None else (dist.get_rank() if ready else 0)
+        world_size = (
+            world_size if world_size is not None else (dist.get_world_size() if ready else 1)
+        )
+    dataset = TokenWindows(path, max_length, stride, cross_docs=cross_docs, encoding=encoding)
+    sampler = WindowBatchSampler(
+        len(dataset),
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
+        epoch=epoch,
+        equal_shares=equal_shares,
+    )
+    return WindowLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
+
+
+def create_dataloader_v1(
+    path: str | list[str],
+    batch_size: int = 4,
+    max_length: int = 256,
+    stride: int = 128,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    num_workers: int = 0,
+) -> WindowLoader:
+    """The book's ``create_dataloader_v1``, same arguments and defaults, over a token file
+    (``embedcli tokenize`` it first) instead of a string held in memory.
+
+    With ``shuffle=False`` the batches are the book's exactly. With ``shuffle=True`` the book's
+    ``DataLoader`` draws its order from torch's global random state, which whatever ran before
+    (a model's initialisation, another loader) has advanced, so no fixed seed reproduces it; this
+    one uses ``embedcli batch --shuffle``'s seeded order (seed 123), the same on every machine.
+    """
+    return create_dataloader(
+        path,
+        batch_size,
+        max_length,
+        stride,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+    )

@@ -1,0 +1,150 @@
+"""embedcli.data: memory-mapped windows and batches equal to `embedcli batch`, for training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import load_file
+
+from embedcli.data import TokenWindows, WindowBatchSampler, create_dataloader, create_dataloader_v1
+from embedcli.errors import UsageError
+from embedcli.options import TokenizeOptions, WindowOptions
+from embedcli.stages import run_batch, run_tokenize
+from embedcli.windows import plan_windows
+
+from conftest import SAMPLE
+from reference import create_dataloader_v1 as book_dataloader
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The sample corpus as a token file, a 3-shard manifest, and nanoGPT/Megatron/npy files."""
+    tmp = tmp_path_factory.mktemp("data")
+    tokens = tmp / "c.tokens.safetensors"
+    run_tokenize([str(SAMPLE)], str(tokens))
+    for i in range(3):
+        run_tokenize([str(SAMPLE)], str(tmp / "s.tokens.safetensors"), shard=(i, 3))
+    out = {"safetensors": tokens, "manifest": tmp / "s.tokens.manifest.json"}
+    for to, name in (("nanogpt", "c.bin"), ("megatron", "m"), ("npy", "c.npy")):
+        opts = TokenizeOptions(eot="between")
+        run_tokenize([str(SAMPLE)], str(tmp / name), opts, to=to)
+        out[to] = tmp / name
+    return out
+
+
+def _batch(tokens, tmp_path, **opts):
+    out = tmp_path / "w.safetensors"
+    run_batch([str(tokens)], str(out), WindowOptions(**opts))
+    return load_file(str(out))
+
+
+def _all(loader):
+    pairs = list(loader)
+    return torch.cat([x for x, _ in pairs]).numpy(), torch.cat([y for _, y in pairs]).numpy()
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "manifest", "nanogpt", "megatron", "npy"])
+def test_batches_equal_embedcli_batch_on_every_format(files, tmp_path, kind):
+    want = _batch(files["safetensors"], tmp_path, max_length=4, stride=3, batch_size=8)
+    x, y = _all(create_dataloader(str(files[kind]), 8, 4, 3))
+    assert np.array_equal(x, want["inputs"]) and np.array_equal(y, want["targets"])
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "megatron"])
+def test_shuffled_and_inside_documents(files, tmp_path, kind):
+    opts = {"max_length": 6, "batch_size": 5, "shuffle": True, "seed": 9, "cross_docs": False}
+    want = _batch(files["safetensors"], tmp_path, **opts)
+    loader = create_dataloader(str(files[kind]), 5, 6, shuffle=True, seed=9, cross_docs=False)
+    x, y = _all(loader)
+    assert np.array_equal(x, want["inputs"]) and np.array_equal(y, want["targets"])
+    later = create_dataloader(str(files[kind]), 5, 6, shuffle=True, seed=9, epoch=1)
+    assert not np.array_equal(_all(later)[0][: len(x)], x)
+
+
+def test_dataset_is_every_window_of_keep_last(files, tmp_path):
+    want = _batch(files["safetensors"], tmp_path, max_length=7, stride=2, drop_last=False)
+    ds = TokenWindows(str(files["safetensors"]), 7, 2)
+    assert len(ds) == want["inputs"].shape[0]
+    for i in (0, 1, len(ds) // 2, len(ds) - 1):
+        x, y = ds[i]
+        assert x.dtype == torch.int64 and x.shape == (7,)
+        assert np.array_equal(x.numpy(), want["inputs"][i])
+        assert np.array_equal(y.numpy(), want["targets"][i])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_ranks_split_the_batches_disjointly_and_completely():
+    whole = [b.tolist() for b in WindowBatchSampler(103, 4, shuffle=True).batches()]
+    parts = [WindowBatchSampler(103, 4, shuffle=True, rank=r, world_size=3) for r in range(3)]
+    got = [b for p in parts for b in p]
+    assert sorted(map(tuple, got)) == sorted(map(tuple, whole)) and len(got) == len(whole)
+    seen = [set(i for b in p for i in b) for p in parts]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    equal = [WindowBatchSampler(103, 4, rank=r, world_size=3, equal_shares=True) for r in range(3)]
+    assert [len(p) for p in equal] == [8, 8, 8]  # 25 batches: the 25th is left out
+
+
+def test_resume_after_k_batches_continues_identically(files):
+    path = str(files["safetensors"])
+    full = [x for x, _ in create_dataloader(path, 4, 8, shuffle=True, seed=3)]
+    first = create_dataloader(path, 4, 8, shuffle=True, seed=3)
+    it = iter(first)
+    head = [next(it)[0] for _ in range(5)]
+    saved = first.state_dict()
+    assert saved["batches_consumed"] == 5
+    second = create_dataloader(path, 4, 8, shuffle=True, seed=3)
+    second.load_state_dict(saved)
+    rest = [x for x, _ in second]
+    assert all(torch.equal(a, b) for a, b in zip(head + rest, full, strict=True))
+    assert second.state_dict()["batches_consumed"] == 0  # the epoch completed
+
+
+def test_workers_give_the_same_batches(files):
+    path = str(files["manifest"])
+    one = _all(create_dataloader(path, 8, 4, shuffle=True))
+    two = _all(create_dataloader(path, 8, 4, shuffle=True, num_workers=2))
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+
+
+def test_book_dataloader_drop_in(files, enc):
+    text = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8")
+    tokens = files["safetensors"].parent / "story.tokens.safetensors"
+    run_tokenize([str(SAMPLE / "the-lighthouse.txt")], str(tokens))
+    ids = enc.encode(text, allowed_special={"<|endoftext|>"})
+    book = book_dataloader(ids, batch_size=8, max_length=4, stride=4, shuffle=False)
+    ours = create_dataloader_v1(str(tokens), batch_size=8, max_length=4, stride=4, shuffle=False)
+    assert len(book) == len(ours)
+    for (bx, by), (ox, oy) in zip(book, ours, strict=True):
+        assert torch.equal(bx, ox) and torch.equal(by, oy)
+
+
+def test_text_is_not_a_token_file():
+    with pytest.raises(UsageError, match="tokenize it first"):
+        TokenWindows(str(SAMPLE / "the-lighthouse.txt"), 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 30), min_size=1, max_size=12),
+    max_length=st.integers(1, 8),
+    stride=st.integers(1, 5),
+)
+def test_window_starts_inside_documents_match_the_plan(lengths, max_length, stride):
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ds = TokenWindows.__new__(TokenWindows)
+    ds.max_length, ds.stride, ds.path = max_length, stride, "x"
+    ds._per_document(offsets)
+    if int(offsets[-1]) < max_length + 1 or ds._length == 0:
+        return
+    plan = plan_windows(
+        int(offsets[-1]),
+        max_length=max_length,
+        stride=stride,
+        drop_last=False,
+        doc_offsets=offsets,
+    )
+    assert [ds.start(i) for i in range(len(ds))] == plan.starts.tolist()
