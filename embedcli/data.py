@@ -44,6 +44,8 @@ class TokenStream:
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Ids ``[start, start + count)`` as int64, across segment boundaries."""
+        if len(self.segments) == 1:  # the common case: one slice, one conversion
+            return self.segments[0][start : start + count].astype(np.int64)
         out = np.empty(count, dtype=np.int64)
         k = int(np.searchsorted(self.bounds, start, side="right")) - 1
         done = 0
