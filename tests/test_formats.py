@@ -222,3 +222,25 @@ def test_uint16_formats_refuse_large_vocabularies(tmp_path):
 
     with pytest.raises(UsageError, match="use --to llmc, megatron or npy"):
         require_uint16("nanogpt", {"vocab_size": "100277", "encoding": "cl100k_base"})
+
+
+def test_llmc_uses_the_llama3_header_for_large_vocabularies(tmp_path):
+    import tempfile
+
+    from embedcli.formats import llmc
+
+    ids = np.array([5, 70000, 100276, 0], dtype=np.int32)
+    with tempfile.TemporaryFile() as spill:
+        spill.write(ids.tobytes())
+        spill.flush()
+        meta = {"vocab_size": "100277", "encoding": "cl100k_base"}
+        out = str(tmp_path / "big.bin")
+        llmc.write(out, spill, 4, np.array([0, 4]), meta, inputs=[], no_clobber=False)
+    header = np.fromfile(tmp_path / "big_000000.bin", dtype="<i4", count=256)
+    assert header[:3].tolist() == [20240801, 7, 4]
+    assert np.fromfile(tmp_path / "big_000000.bin", dtype="<u4", offset=1024).tolist() == [
+        5,
+        70000,
+        100276,
+        0,
+    ]
