@@ -30,6 +30,7 @@ from .cli_options import (
     BatchSize,
     Command,
     CrossDocs,
+    DiffOpt,
     DropLast,
     EncodingOpt,
     EotOpt,
@@ -37,20 +38,28 @@ from .cli_options import (
     FormatOpt,
     IdsDtype,
     Inputs,
+    InspectPaths,
+    JsonOpt,
     Key,
     MaxLength,
     MaxShardSize,
+    NeighborsOpt,
     NoClobber,
     NumBatches,
     Output,
+    PlotOpt,
     Pos,
+    PreviewOpt,
     Quiet,
     ShardTokens,
     Shuffle,
     SpecialOpt,
+    StatsOpt,
     Stride,
+    TensorOpt,
     TextKey,
     ToOpt,
+    TopOpt,
     Workers,
     parse_size,
     tokenize_options,
@@ -418,42 +427,15 @@ def embed(
 @app.command(cls=Command)
 @handle_errors
 def inspect(
-    paths: Annotated[
-        list[str],
-        typer.Argument(
-            help="safetensors files, or a split output's .index.json.", show_default=False
-        ),
-    ],
-    stats: Annotated[
-        bool,
-        typer.Option(
-            "--stats/--no-stats",
-            help="Value statistics (--no-stats reads only the header: instant at any size).",
-        ),
-    ] = True,
-    preview: Annotated[
-        int,
-        typer.Option(
-            "--preview",
-            "-n",
-            min=0,
-            metavar="N",
-            help="Print the first N rows of each tensor (and decoded windows).",
-        ),
-    ] = 0,
-    tensor: Annotated[
-        str | None, typer.Option("--tensor", "-t", metavar="NAME", help="Only this tensor.")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON document on stdout (keys in the README).")
-    ] = False,
-    diff: Annotated[
-        bool,
-        typer.Option(
-            "--diff",
-            help="Compare two files (or split outputs' .index.json): A B; with --tensor, only it.",
-        ),
-    ] = False,
+    paths: InspectPaths,
+    stats: StatsOpt = True,
+    preview: PreviewOpt = 0,
+    tensor: TensorOpt = None,
+    as_json: JsonOpt = False,
+    top: TopOpt = 10,
+    neighbors: NeighborsOpt = None,
+    plot: PlotOpt = None,
+    diff: DiffOpt = False,
 ) -> None:
     """Show any safetensors file: tensors, dtypes, shapes, sizes, statistics, metadata.
 
@@ -466,6 +448,10 @@ def inspect(
       embedcli inspect corpus.windows.safetensors --preview 2
 
       embedcli inspect a.safetensors b.safetensors --diff --json | jq .diff.identical
+
+      embedcli inspect corpus.tokens.safetensors --top 20 --plot corpus.png
+
+      embedcli inspect gpt2.safetensors --neighbors " king"
     """
     from .inspection import dumps, inspect_file
     from .summary import render_diff, render_report
@@ -481,7 +467,15 @@ def inspect(
         else:
             render_diff(console, report)
         return
-    reports = [inspect_file(p, stats=stats, preview=preview, tensor=tensor) for p in paths]
+    reports = [
+        inspect_file(p, stats=stats, preview=preview, tensor=tensor, top=top, neighbors=neighbors)
+        for p in paths
+    ]
+    if plot is not None:
+        from .plot import write_plot
+
+        drawn = write_plot(reports, plot)
+        err_console.print(f"{plot}: {drawn} histogram{'s' if drawn != 1 else ''}", highlight=False)
     if as_json:
         typer.echo(dumps({"files": [r.to_json() for r in reports]}))
         return

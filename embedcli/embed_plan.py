@@ -176,6 +176,7 @@ class EmbedWrite:
     seconds: float
     table_head: torch.Tensor  # the token table's first rows, in the output dtype
     processes: tuple[int, str, int] | None  # torchrun: (world size, device type, rank)
+    values: dict | None = None  # histogram of the first chunk embedded
 
 
 def write_embed(
@@ -223,7 +224,17 @@ def write_embed(
             paths = _write_distributed(plan, output, group, lo, hi, write_rows, write_tables)
     seconds = time.perf_counter() - started
     processes = (group.world, group.device.type, group.rank) if group is not None else None
-    return EmbedWrite(paths, seconds, token[:3].to(tdtype), processes)
+    values = _first_chunk_histogram(plan, embedder) if hi > lo else None
+    return EmbedWrite(paths, seconds, token[:3].to(tdtype), processes, values)
+
+
+def _first_chunk_histogram(plan: EmbedPlan, embedder: Embedder) -> dict:
+    """The value distribution of the first windows (at most 256): a look, not a census."""
+    from .stats import histogram_of
+
+    chunk = next(plan.chunks(0, min(plan.n, 256)))
+    values = embedder.embed(chunk).float().numpy()
+    return histogram_of([values], float(values.min()), float(values.max())).to_json()
 
 
 def _write_distributed(plan, output, group, lo, hi, write_rows, write_tables) -> list[str]:

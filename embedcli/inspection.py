@@ -51,6 +51,8 @@ class TensorReport:
     data_offsets: list[int]
     stats: Stats | None = None
     note: str | None = None
+    histogram: dict[str, list] | None = None  # float tensors: {"edges", "counts"}
+    norms: dict[str, object] | None = None  # 2-D float tables: row L2 norms, with a histogram
 
 
 @dataclass
@@ -64,6 +66,9 @@ class FileReport:
     previews: dict[str, str] = field(default_factory=dict)  # tensor name -> torch-style text
     decoded: list[dict[str, object]] = field(default_factory=list)  # ids with their text
     files: list[str] = field(default_factory=list)  # for an index: the files it ties together
+    corpus: dict[str, object] | None = None  # token files: see stats.CorpusStats
+    windows: dict[str, object] | None = None  # windows files: see stats.WindowStats
+    neighbors: dict[str, object] | None = None  # --neighbors: the query and its nearest tokens
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -100,9 +105,10 @@ def can_read(dtype: str) -> bool:
     return hasattr(torch, name)
 
 
-def iter_chunks(header: Header, info: TensorInfo, chunk_bytes: int = CHUNK_BYTES):
-    """The tensor's elements, flat, as numpy arrays of at most ``chunk_bytes`` input bytes."""
-    itemsize = DTYPES[info.dtype][0] // 8
+def iter_chunks(header: Header, info: TensorInfo, chunk_bytes: int = CHUNK_BYTES, *, row: int = 1):
+    """The tensor's elements, flat, as numpy arrays of at most ``chunk_bytes`` input bytes
+    (whole rows of ``row`` elements each, when given)."""
+    itemsize = DTYPES[info.dtype][0] // 8 * row
     step = max(itemsize, chunk_bytes // itemsize * itemsize)
     with open(header.path, "rb") as f:
         fd = f.fileno()
@@ -235,7 +241,13 @@ def header_report(header: Header, infos: list[TensorInfo] | None = None) -> File
 
 
 def inspect_file(
-    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None
+    path: str,
+    *,
+    stats: bool = True,
+    preview: int = 0,
+    tensor: str | None = None,
+    top: int = 10,
+    neighbors: str | None = None,
 ) -> FileReport:
     """Everything ``embedcli inspect`` shows about one file.
 
@@ -248,7 +260,7 @@ def inspect_file(
     if not is_safetensors(path):  # perhaps a trainer's token file (imports numpy)
         from .token_report import inspect_token_file
 
-        report = inspect_token_file(path, stats=stats, preview=preview, tensor=tensor)
+        report = inspect_token_file(path, stats=stats, preview=preview, tensor=tensor, top=top)
         if report is not None:
             return report
     header = read_header(path)
@@ -262,6 +274,13 @@ def inspect_file(
                 entry.note = f"no stats: torch {_torch_version()} cannot hold {info.dtype}"
             elif info.numel:
                 entry.stats = tensor_stats(header, info)
+        from .report_stats import add_pictures
+
+        add_pictures(report, header, infos, top=top)
+    if neighbors is not None:
+        from .report_stats import add_neighbors
+
+        add_neighbors(report, header, neighbors)
     if preview > 0:
         for info in infos:
             report.previews[info.name] = preview_text(header, info, preview)

@@ -77,6 +77,7 @@ class BatchResult:
     tokenized: TokenizeStats | None = None  # when the input was text
     first_window: FirstWindow | None = None
     header: Header | None = None
+    coverage: dict | None = None  # histogram of the window starts over the token positions
 
     stage = "batch"
 
@@ -102,5 +103,6 @@ class EmbedResult:
     table_head: torch.Tensor | None = None  # token_embedding.weight[:3] in the output dtype
     processes: tuple[int, str, int] | None = None  # torchrun: (world size, device type, rank)
     header: Header | None = None
+    values: dict | None = None  # histogram of the first chunk of embeddings
 
     stage = "embed"

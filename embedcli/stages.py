@@ -267,6 +267,9 @@ def run_batch(
             max_shard_size=max_shard_size,
         )
         first = _first_window(src, plan)
+    from .stats import histogram_of
+
+    coverage = histogram_of([plan.starts], 0, max(plan.n_tokens - 1, 1), bins=40).to_json()
     return BatchResult(
         output,
         Written.of(paths),
@@ -277,6 +280,7 @@ def run_batch(
         tokenized=src.stats,
         first_window=first,
         header=_header_if_file(output),
+        coverage=coverage,
     )
 
 
@@ -357,4 +361,5 @@ def run_embed(
         table_head=done.table_head,
         processes=done.processes,
         header=_header_if_file(output),
+        values=done.values,
     )

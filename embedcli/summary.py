@@ -139,6 +139,7 @@ def file_view(report: FileReport, *, title: str | None = None) -> Group:
     if stats is not None:
         parts.append(Text(""))
         parts.append(stats)
+    parts += data_pictures(report)
     for name, text in report.previews.items():
         parts.append(Text(f"\n{printable(name)}", style="bold cyan"))
         parts.append(Text(text))
@@ -154,6 +155,29 @@ def file_view(report: FileReport, *, title: str | None = None) -> Group:
             )
         )
     return Group(*parts)
+
+
+def data_pictures(report: FileReport) -> list:
+    """The data itself: corpus, windows, value histograms and row norms, nearest tokens."""
+    from .pictures import corpus_view, histogram_table, neighbors_view, windows_view
+
+    parts: list = []
+    if report.corpus is not None:
+        parts.append(Panel(corpus_view(report.corpus), title="corpus", title_align="left"))
+    if report.windows is not None:
+        parts.append(Panel(windows_view(report.windows), title="windows", title_align="left"))
+    rows = []
+    for t in report.tensors:
+        if t.histogram is not None:
+            rows.append((f"{printable(t.name)} values", t.histogram, ""))
+        if t.norms is not None:
+            mean = f", mean {t.norms['mean']:.4g}"
+            rows.append((f"{printable(t.name)} row norms", t.norms["histogram"], mean))
+    if rows:
+        parts += [Text(""), histogram_table(rows)]
+    if report.neighbors is not None:
+        parts += [Text(""), neighbors_view(report.neighbors)]
+    return parts
 
 
 def render_report(console: Console, report: FileReport) -> None:
@@ -293,6 +317,23 @@ def _first_window(first: FirstWindow) -> Text:
     return Text.assemble(("first window ", "bold"), (str(shown), "dim"), "\n  ", repr(first.text))
 
 
+def stage_pictures(result: StageResult) -> list:
+    """One compact histogram line a stage: document lengths, window starts, embedding values."""
+    from .pictures import histogram_line
+    from .stats import doc_length_stats
+
+    stats = result.stats if result.stage == "tokenize" else result.tokenized
+    lines = []
+    if stats is not None and stats.doc_offsets is not None and stats.doc_offsets.size > 1:
+        lengths = doc_length_stats(stats.doc_offsets)
+        lines.append(histogram_line("document lengths", lengths["histogram"], " tokens"))
+    if result.stage == "batch" and result.coverage is not None:
+        lines.append(histogram_line("window starts", result.coverage, " (token position)"))
+    if result.stage == "embed" and result.values is not None:
+        lines.append(histogram_line("embedding values", result.values, " (first chunk)"))
+    return lines
+
+
 def render_stage(console: Console, result: StageResult) -> None:
     """End-of-stage summary on stderr: the stage's facts, then the output file's tensors."""
     from .inspection import header_report, torch_repr
@@ -302,7 +343,7 @@ def render_stage(console: Console, result: StageResult) -> None:
     facts.add_column()
     for key, value in stage_facts(result).items():
         facts.add_row(Text(printable(key)), Text(printable(value)))
-    parts: list = [facts]
+    parts: list = [facts, *stage_pictures(result)]
     if result.stage == "batch" and result.first_window is not None:
         parts.append(_first_window(result.first_window))
     if result.stage == "embed" and result.table_head is not None:

@@ -12,7 +12,7 @@ NUMPY_TO_ST = {"uint16": "U16", "uint32": "U32", "int32": "I32", "int64": "I64",
 
 
 def inspect_token_file(
-    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None
+    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None, top: int = 10
 ) -> FileReport | None:
     """The report of a trainer's token file, or None when no token-format reader claims it."""
     from .formats import READERS
@@ -49,6 +49,10 @@ def inspect_token_file(
         report.tensors.append(entry)
         if preview > 0:
             report.previews[name] = repr(array[: preview * 8].tolist())
+    if stats and "ids" in arrays:
+        from .report_stats import corpus_report
+
+        report.corpus = corpus_report(source.ids, source.doc_offsets, source.metadata, top)
     if preview > 0 and "ids" in arrays:
         report.decoded = _decoded(source.metadata, arrays["ids"][:64].tolist())
     return report

@@ -140,6 +140,9 @@ def test_json_output_is_stable_and_strict(small):
         "previews",
         "decoded",
         "files",
+        "corpus",
+        "windows",
+        "neighbors",
     }
     assert file["metadata"] == {"note": "hello"} and file["kind"] is None
     tensor = next(t for t in file["tensors"] if t["name"] == "f32")
@@ -152,7 +155,10 @@ def test_json_output_is_stable_and_strict(small):
         "data_offsets",
         "stats",
         "note",
+        "histogram",
+        "norms",
     }
+    assert sum(tensor["histogram"]["counts"]) == tensor["numel"]
     assert set(tensor["stats"]) == {"min", "max", "mean", "std", "distinct", "nan", "inf"}
     assert dumps({"x": math.nan}) == '{\n  "x": null\n}'
 
