@@ -15,51 +15,63 @@ from rich.console import Console
 
 from . import __version__
 from . import options as o
-from .cli_errors import err_console, handle_errors, on_sigterm, state
+from .cli_errors import (
+    CLICK_ABORT,
+    CLICK_ERROR,
+    err_console,
+    handle_errors,
+    on_sigterm,
+    state,
+    usage_error,
+)
+from .cli_inspect_options import (
+    DiffOpt,
+    InspectPaths,
+    JsonOpt,
+    NeighborsOpt,
+    PlotOpt,
+    PreviewOpt,
+    StatsOpt,
+    TensorOpt,
+    TopOpt,
+)
 from .cli_options import (
-    EMB,
-    FLOAT_DTYPE_DEFAULT,
-    FORMAT_DEFAULT,
-    IDS_DTYPE_DEFAULT,
-    OUT,
-    POS_DEFAULT,
-    SPECIAL_DEFAULT,
-    TO_DEFAULT,
-    TOK,
-    WIN,
     BatchSize,
     Command,
+    ContextLengthOpt,
     CrossDocs,
-    DiffOpt,
+    DeviceOpt,
+    DimOpt,
     DropLast,
     EncodingOpt,
     EotOpt,
-    FloatDtype,
+    FloatDtypeOpt,
     FormatOpt,
-    IdsDtype,
+    IdsDtypeOpt,
     Inputs,
-    InspectPaths,
-    JsonOpt,
     Key,
     MaxLength,
     MaxShardSize,
-    NeighborsOpt,
     NoClobber,
     NumBatches,
     Output,
-    PlotOpt,
-    Pos,
-    PreviewOpt,
+    PosKeyOpt,
+    PosOpt,
     Quiet,
+    SaveWeightsOpt,
+    ShardOpt,
     ShardTokens,
     Shuffle,
+    ShuffleSeedOpt,
     SpecialOpt,
-    StatsOpt,
     Stride,
-    TensorOpt,
+    TableSeedOpt,
     TextKey,
+    TokenKeyOpt,
     ToOpt,
-    TopOpt,
+    Verbose,
+    VocabSizeOpt,
+    WeightsOpt,
     Workers,
     parse_size,
     tokenize_options,
@@ -91,7 +103,8 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", help="Show tracebacks (also EMBEDCLI_DEBUG=1).")
+        bool,
+        typer.Option("--verbose", "-v", help="Show tracebacks (also EMBEDCLI_DEBUG=1)."),
     ] = False,
 ) -> None:
     if verbose:
@@ -117,6 +130,15 @@ def _progress(quiet: bool):
         return progress_bar(err_console, description, total, enabled=enabled and worth, unit=unit)
 
     return factory
+
+
+def _warn_unused(ctx: typer.Context, quiet: bool, rules: list[tuple[str, bool, str]]) -> None:
+    """Say so when an option given on the command line cannot have an effect."""
+    for name, no_effect, message in rules:
+        source = ctx.get_parameter_source(name)
+        given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+        if given and no_effect and not quiet:
+            err_console.print(f"[yellow]Warning:[/] {message}", highlight=False)
 
 
 _WINDOWING = (
@@ -150,28 +172,21 @@ def _show(result, quiet: bool) -> None:
 @app.command(cls=Command)
 @handle_errors
 def tokenize(
+    ctx: typer.Context,
     inputs: Inputs = None,
     output: Output = None,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    special: SpecialOpt = SPECIAL_DEFAULT,
+    special: SpecialOpt = o.SPECIAL_POLICIES[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
-    fmt: FormatOpt = FORMAT_DEFAULT,
+    fmt: FormatOpt = o.FORMATS[0],
     workers: Workers = None,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            metavar="I/N",
-            rich_help_panel=TOK,
-            help="Process only shard I of N (from 0): a fixed 1/N of the documents, written as "
-            "NAME-0000<I+1>-of-0000<N>.tokens.safetensors plus NAME.tokens.manifest.json.",
-        ),
-    ] = None,
-    to: ToOpt = TO_DEFAULT,
+    shard: ShardOpt = None,
+    to: ToOpt = "safetensors",
     eot: EotOpt = None,
     shard_tokens: ShardTokens = None,
     no_clobber: NoClobber = False,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """BPE-encode text into a token file: ids, with <|endoftext|> between documents.
 
@@ -196,6 +211,8 @@ def tokenize(
     from .stages import default_output, run_tokenize
     from .text import parse_shard
 
+    unused = to != "llmc"
+    _warn_unused(ctx, quiet, [("shard_tokens", unused, "--shard-tokens applies to --to llmc only")])
     inputs = inputs or ["-"]
     result = run_tokenize(
         inputs,
@@ -204,7 +221,7 @@ def tokenize(
         no_clobber=no_clobber,
         progress=_progress(quiet),
         shard=parse_shard(shard) if shard else None,
-        to=to.value,
+        to=to,
         shard_tokens=shard_tokens,
     )
     _show(result, quiet)
@@ -213,6 +230,7 @@ def tokenize(
 @app.command(cls=Command)
 @handle_errors
 def batch(
+    ctx: typer.Context,
     inputs: Inputs = None,
     output: Output = None,
     max_length: MaxLength = None,
@@ -221,23 +239,19 @@ def batch(
     drop_last: DropLast = True,
     num_batches: NumBatches = None,
     shuffle: Shuffle = False,
-    seed: Annotated[
-        int, typer.Option("--seed", metavar="INT", rich_help_panel=WIN, help="Seed for --shuffle.")
-    ] = o.DEFAULT_SEED,
+    seed: ShuffleSeedOpt = o.DEFAULT_SEED,
     cross_docs: CrossDocs = True,
-    dtype: Annotated[
-        IdsDtype,
-        typer.Option("--dtype", rich_help_panel=OUT, help="Integer type of inputs/targets."),
-    ] = IDS_DTYPE_DEFAULT,
+    dtype: IdsDtypeOpt = o.OUTPUT_DTYPES[0],
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    special: SpecialOpt = SPECIAL_DEFAULT,
+    special: SpecialOpt = o.SPECIAL_POLICIES[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
-    fmt: FormatOpt = FORMAT_DEFAULT,
+    fmt: FormatOpt = o.FORMATS[0],
     workers: Workers = None,
     no_clobber: NoClobber = False,
     max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Window token ids into (N, max-length) inputs and targets (inputs shifted by one).
 
@@ -253,6 +267,7 @@ def batch(
     """
     from .stages import default_output, run_batch
 
+    _warn_unused(ctx, quiet, [("seed", not shuffle, "--seed has no effect without --shuffle")])
     inputs = inputs or ["-"]
     result = run_batch(
         inputs,
@@ -270,99 +285,20 @@ def batch(
 @app.command(cls=Command)
 @handle_errors
 def embed(
+    ctx: typer.Context,
     inputs: Inputs = None,
     output: Output = None,
-    dim: Annotated[
-        int | None,
-        typer.Option(
-            "--dim",
-            "-d",
-            min=1,
-            metavar="N",
-            rich_help_panel=EMB,
-            help=f"Embedding size \\[default: {o.DEFAULT_DIM}, or the loaded table's].",
-        ),
-    ] = None,
-    vocab_size: Annotated[
-        int | None,
-        typer.Option(
-            "--vocab-size",
-            min=1,
-            metavar="N",
-            rich_help_panel=EMB,
-            help="Token table rows \\[default: the encoding's vocab size].",
-        ),
-    ] = None,
-    context_length: Annotated[
-        int | None,
-        typer.Option(
-            "--context-length",
-            min=1,
-            metavar="N",
-            rich_help_panel=EMB,
-            help="Positional table rows \\[default: max-length].",
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            "--seed",
-            metavar="INT",
-            rich_help_panel=EMB,
-            help="Seed for the random tables (and for --shuffle).",
-        ),
-    ] = o.DEFAULT_SEED,
-    pos: Annotated[
-        Pos, typer.Option("--pos", rich_help_panel=EMB, help="Positional embeddings.")
-    ] = POS_DEFAULT,
-    device: Annotated[
-        str,
-        typer.Option(
-            "--device",
-            metavar="DEVICE",
-            rich_help_panel=EMB,
-            help=f"{', '.join(o.DEVICES[:-1])} or auto (the best available).",
-        ),
-    ] = o.DEFAULT_DEVICE,
-    dtype: Annotated[
-        FloatDtype, typer.Option("--dtype", rich_help_panel=EMB, help="Dtype of tables and output.")
-    ] = FLOAT_DTYPE_DEFAULT,
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            "--weights",
-            metavar="FILE",
-            rich_help_panel=EMB,
-            help="Load tables from a safetensors file (GPT-2's wte/wpe, "
-            "embedcli's own, ...) instead of random ones.",
-        ),
-    ] = None,
-    token_key: Annotated[
-        str | None,
-        typer.Option(
-            "--token-key",
-            metavar="NAME",
-            rich_help_panel=EMB,
-            help="Tensor name of the token table in --weights.",
-        ),
-    ] = None,
-    pos_key: Annotated[
-        str | None,
-        typer.Option(
-            "--pos-key",
-            metavar="NAME",
-            rich_help_panel=EMB,
-            help="Tensor name of the positional table in --weights.",
-        ),
-    ] = None,
-    save_weights: Annotated[
-        bool,
-        typer.Option(
-            "--save-weights/--no-weights",
-            rich_help_panel=OUT,
-            help="Store the tables next to the embeddings.",
-        ),
-    ] = True,
+    dim: DimOpt = None,
+    vocab_size: VocabSizeOpt = None,
+    context_length: ContextLengthOpt = None,
+    seed: TableSeedOpt = o.DEFAULT_SEED,
+    pos: PosOpt = o.POS_KINDS[0],
+    device: DeviceOpt = o.DEFAULT_DEVICE,
+    dtype: FloatDtypeOpt = o.FLOAT_DTYPES[0],
+    weights: WeightsOpt = None,
+    token_key: TokenKeyOpt = None,
+    pos_key: PosKeyOpt = None,
+    save_weights: SaveWeightsOpt = True,
     max_length: MaxLength = None,
     stride: Stride = None,
     batch_size: BatchSize = None,
@@ -372,13 +308,14 @@ def embed(
     cross_docs: CrossDocs = True,
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    special: SpecialOpt = SPECIAL_DEFAULT,
+    special: SpecialOpt = o.SPECIAL_POLICIES[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
-    fmt: FormatOpt = FORMAT_DEFAULT,
+    fmt: FormatOpt = o.FORMATS[0],
     workers: Workers = None,
     no_clobber: NoClobber = False,
     max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Token plus positional embeddings (N, max-length, dim) for text, tokens or windows.
 
@@ -396,15 +333,25 @@ def embed(
     """
     from .stages import default_output, run_embed
 
+    no_weights = weights is None
+    _warn_unused(
+        ctx,
+        quiet,
+        [
+            ("token_key", no_weights, "--token-key has no effect without --weights"),
+            ("pos_key", no_weights, "--pos-key has no effect without --weights"),
+            ("context_length", pos == "none", "--context-length has no effect with --pos none"),
+        ],
+    )
     inputs = inputs or ["-"]
     embed_opts = o.EmbedOptions(
         dim=dim,
         vocab_size=vocab_size,
         context_length=context_length,
         seed=seed,
-        pos=pos.value,
+        pos=pos,
         device=device,
-        dtype=dtype.value,
+        dtype=dtype,
         weights=weights,
         token_key=token_key,
         pos_key=pos_key,
@@ -427,6 +374,7 @@ def embed(
 @app.command(cls=Command)
 @handle_errors
 def inspect(
+    ctx: typer.Context,
     paths: InspectPaths,
     stats: StatsOpt = True,
     preview: PreviewOpt = 0,
@@ -436,6 +384,7 @@ def inspect(
     neighbors: NeighborsOpt = None,
     plot: PlotOpt = None,
     diff: DiffOpt = False,
+    verbose: Verbose = False,
 ) -> None:
     """Show any safetensors file: tensors, dtypes, shapes, sizes, statistics, metadata.
 
@@ -456,6 +405,7 @@ def inspect(
     from .inspection import dumps, inspect_file
     from .summary import render_diff, render_report
 
+    _warn_unused(ctx, False, [("top", not stats, "--top has no effect with --no-stats")])
     console = Console(highlight=False)
     if diff:
         from .diff import check_diff_request, diff_files
@@ -466,6 +416,8 @@ def inspect(
             typer.echo(dumps({"diff": report.to_json()}))
         else:
             render_diff(console, report)
+        if not report.identical:
+            raise typer.Exit(1)  # like diff and cmp: 0 same, 1 different, 2 trouble
         return
     reports = [
         inspect_file(p, stats=stats, preview=preview, tensor=tensor, top=top, neighbors=neighbors)
@@ -486,6 +438,13 @@ def inspect(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: usage errors are one line too, in embedcli's words."""
     signal.signal(signal.SIGTERM, on_sigterm)
-    app(prog_name="embedcli")
+    try:
+        code = app(prog_name="embedcli", standalone_mode=False)
+    except CLICK_ERROR as exc:
+        raise SystemExit(usage_error(exc)) from None
+    except CLICK_ABORT:  # Ctrl-C before a command started
+        err_console.print("Interrupted.", highlight=False)
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)

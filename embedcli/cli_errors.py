@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 
 import typer
@@ -20,8 +21,33 @@ from .errors import EmbedcliError
 err_console = Console(stderr=True)
 state = {"verbose": os.environ.get("EMBEDCLI_DEBUG", "") not in ("", "0")}
 
-# click's ClickException, wherever this Typer keeps click (vendored since 0.20-ish, or click).
-_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+# click's ClickException and Abort, wherever this Typer keeps click (vendored, or click).
+CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+CLICK_ABORT = getattr(sys.modules[CLICK_ERROR.__module__], "Abort", KeyboardInterrupt)
+
+# Typer's parameter messages carry pydantic's wording; these say the same in embedcli's.
+_REWORDED = [
+    (re.compile(r"Value error, "), ""),
+    (re.compile(r"Input should be a valid integer[^.]*"), "expects a whole number"),
+    (re.compile(r"Input should be greater than or equal to (\S+)"), r"must be at least \1"),
+    (re.compile(r"Input should be less than or equal to (\S+)"), r"must be at most \1"),
+]
+
+
+def usage_error(exc) -> int:
+    """Print a click usage error as one line (with the help to read) and return its status."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `embedcli` alone: the help, status 2
+        typer.echo(exc.format_message())
+        return 2
+    message = exc.format_message()
+    for pattern, replacement in _REWORDED:
+        message = pattern.sub(replacement, message)
+    message = " ".join(message.split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and getattr(exc, "exit_code", 1) == 2:
+        message += f" (see '{ctx.command_path} --help')"
+    err_console.print(f"[bold red]Error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+    return getattr(exc, "exit_code", 2)
 
 
 class Terminated(KeyboardInterrupt):
@@ -56,9 +82,11 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if kwargs.get("verbose"):  # --verbose after the command, as before it
+            state["verbose"] = True
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, _CLICK_ERROR):  # click reports usage errors itself (exit 2)
+        except (typer.Exit, CLICK_ERROR):  # click reports usage errors itself (exit 2)
             raise
         except EmbedcliError as exc:
             if state["verbose"]:

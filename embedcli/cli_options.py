@@ -6,7 +6,6 @@ CLI cannot drift from the library: a new ``--pos`` kind appears here by being ad
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated
 
 import typer
@@ -15,27 +14,27 @@ from typer.core import TyperArgument, TyperCommand
 from . import options as o
 from .outputs import TOKEN_FORMATS
 
-
-def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
-    """A str Enum of ``values`` for Typer (which shows and checks the choices)."""
-    return enum.Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
+FLOAT_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16"}
 
 
-Special = _choices("Special", o.SPECIAL_POLICIES)
-Format = _choices("Format", o.FORMATS)
-IdsDtype = _choices("IdsDtype", o.OUTPUT_DTYPES)
-Pos = _choices("Pos", o.POS_KINDS)
-FloatDtype = _choices("FloatDtype", o.FLOAT_DTYPES)
-To = _choices("To", tuple(TOKEN_FORMATS))
-Eot = _choices("Eot", o.EOT_MODES)
+def choice(values: tuple[str, ...], aliases: dict[str, str] | None = None):
+    """An option callback: one of ``values`` (or an alias of one); anything else is a usage
+    error in embedcli's words, listing the choices."""
 
-# Defaults as enum members (Typer shows and checks them); the first choice is the default.
-SPECIAL_DEFAULT = Special(o.SPECIAL_POLICIES[0])
-FORMAT_DEFAULT = Format(o.FORMATS[0])
-IDS_DTYPE_DEFAULT = IdsDtype(o.OUTPUT_DTYPES[0])
-POS_DEFAULT = Pos(o.POS_KINDS[0])
-FLOAT_DTYPE_DEFAULT = FloatDtype(o.FLOAT_DTYPES[0])
-TO_DEFAULT = To("safetensors")
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = (aliases or {}).get(value.lower(), value)
+        if value not in values:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}")
+        return value
+
+    return check
+
+
+def shown(values: tuple[str, ...]) -> str:
+    """The metavar that lists the choices: ``[a|b|c]``."""
+    return "[" + "|".join(values) + "]"
 
 
 class Command(TyperCommand):
@@ -79,6 +78,12 @@ Output = Annotated[
         "Default: INPUT.<stage>.safetensors in the current directory.",
     ),
 ]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", rich_help_panel=OUT, help="Show tracebacks (also EMBEDCLI_DEBUG=1)."
+    ),
+]
 NoClobber = Annotated[
     bool,
     typer.Option("--no-clobber", rich_help_panel=OUT, help="Refuse to replace an existing output."),
@@ -98,9 +103,11 @@ EncodingOpt = Annotated[
     ),
 ]
 SpecialOpt = Annotated[
-    Special,
+    str,
     typer.Option(
         "--special",
+        metavar=shown(o.SPECIAL_POLICIES),
+        callback=choice(o.SPECIAL_POLICIES),
         rich_help_panel=TOK,
         help="A literal <|endoftext|> in the text: the special token (as the reference), plain "
         "text, or an error.",
@@ -116,9 +123,11 @@ TextKey = Annotated[
     ),
 ]
 FormatOpt = Annotated[
-    Format,
+    str,
     typer.Option(
         "--format",
+        metavar=shown(o.FORMATS),
+        callback=choice(o.FORMATS),
         rich_help_panel=TOK,
         help="How to read inputs: by suffix (auto; stdin is text), or all as one format.",
     ),
@@ -134,9 +143,11 @@ Workers = Annotated[
     ),
 ]
 ToOpt = Annotated[
-    To,
+    str,
     typer.Option(
         "--to",
+        metavar=shown(tuple(TOKEN_FORMATS)),
+        callback=choice(tuple(TOKEN_FORMATS)),
         rich_help_panel=OUT,
         help="Token file format: "
         + "; ".join(f"{f.name}: {f.summary}" for f in TOKEN_FORMATS.values())
@@ -144,9 +155,11 @@ ToOpt = Annotated[
     ),
 ]
 EotOpt = Annotated[
-    Eot | None,
+    str | None,
     typer.Option(
         "--eot",
+        metavar=shown(o.EOT_MODES),
+        callback=choice(o.EOT_MODES),
         rich_help_panel=TOK,
         help="Where <|endoftext|> goes: between documents, after or before each, or none "
         "\\[default: the --to format's own: "
@@ -270,86 +283,160 @@ def tokenize_options(
 ) -> o.TokenizeOptions:
     return o.TokenizeOptions(
         encoding=encoding,
-        special=special.value,
+        special=special,
         text_key=text_key,
-        format=fmt.value,
+        format=fmt,
         workers=workers,
-        eot=eot.value if eot is not None else None,
+        eot=eot,
     )
 
 
 def window_options(dtype=None, **given) -> o.WindowOptions:
     """The windowing options of ``batch`` and ``embed`` (``dtype`` is batch's alone)."""
-    return o.WindowOptions(**given, **({"dtype": dtype.value} if dtype is not None else {}))
+    return o.WindowOptions(**given, **({"dtype": dtype} if dtype is not None else {}))
 
 
-# --------------------------------------------------------------------------- inspect
+# --------------------------------------------------------------------------- command options
 
-InspectPaths = Annotated[
-    list[str],
-    typer.Argument(
-        help="safetensors files, a split output's .index.json, or a trainer's token file "
-        "(nanoGPT .bin, llm.c shards, a Megatron prefix, .npy).",
-        show_default=False,
+
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        rich_help_panel=TOK,
+        help="Process only shard I of N (from 0): a fixed 1/N of the documents, written beside "
+        "the -o name as its part I+1 of N, plus a manifest listing all N parts.",
     ),
 ]
 
-StatsOpt = Annotated[
-    bool,
+ShuffleSeedOpt = Annotated[
+    int, typer.Option("--seed", metavar="INT", rich_help_panel=WIN, help="Seed for --shuffle.")
+]
+
+IdsDtypeOpt = Annotated[
+    str,
     typer.Option(
-        "--stats/--no-stats",
-        help="Statistics: values, histograms, corpus and windows (--no-stats reads only the "
-        "header: instant at any size).",
+        "--dtype",
+        metavar=shown(o.OUTPUT_DTYPES),
+        callback=choice(o.OUTPUT_DTYPES),
+        rich_help_panel=OUT,
+        help="Integer type of inputs/targets.",
     ),
 ]
 
-PreviewOpt = Annotated[
-    int,
+DimOpt = Annotated[
+    int | None,
     typer.Option(
-        "--preview",
-        "-n",
-        min=0,
+        "--dim",
+        "-d",
+        min=1,
         metavar="N",
-        help="Print the first N rows of each tensor (and decoded windows).",
+        rich_help_panel=EMB,
+        help=f"Embedding size \\[default: {o.DEFAULT_DIM}, or the loaded table's].",
     ),
 ]
 
-TensorOpt = Annotated[
-    str | None, typer.Option("--tensor", "-t", metavar="NAME", help="Only this tensor.")
+VocabSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--vocab-size",
+        min=1,
+        metavar="N",
+        rich_help_panel=EMB,
+        help="Token table rows \\[default: the encoding's vocab size].",
+    ),
 ]
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="One JSON document on stdout (keys in the README).")
+ContextLengthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--context-length",
+        min=1,
+        metavar="N",
+        rich_help_panel=EMB,
+        help="Positional table rows \\[default: max-length].",
+    ),
 ]
 
-TopOpt = Annotated[
+TableSeedOpt = Annotated[
     int,
-    typer.Option("--top", min=0, metavar="K", help="Token files: the K most frequent tokens."),
-]
-
-NeighborsOpt = Annotated[
-    str | None,
     typer.Option(
-        "--neighbors",
-        metavar="TEXT",
-        help="The tokens nearest to TEXT's token (one token) in the file's token table, "
-        "by cosine similarity.",
+        "--seed",
+        metavar="INT",
+        rich_help_panel=EMB,
+        help="Seed for the random tables (and for --shuffle).",
     ),
 ]
 
-PlotOpt = Annotated[
+PosOpt = Annotated[
+    str,
+    typer.Option(
+        "--pos",
+        metavar=shown(o.POS_KINDS),
+        callback=choice(o.POS_KINDS),
+        rich_help_panel=EMB,
+        help="Positional embeddings.",
+    ),
+]
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        rich_help_panel=EMB,
+        help=f"{', '.join(o.DEVICES[:-1])} or auto (the best available).",
+    ),
+]
+
+FloatDtypeOpt = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        metavar=shown(o.FLOAT_DTYPES),
+        callback=choice(o.FLOAT_DTYPES, FLOAT_ALIASES),
+        rich_help_panel=EMB,
+        help="Dtype of tables and output (also fp32, fp16, bf16).",
+    ),
+]
+
+WeightsOpt = Annotated[
     str | None,
     typer.Option(
-        "--plot",
+        "--weights",
         metavar="FILE",
-        help="Also draw the histograms into FILE (.png or .svg; needs matplotlib).",
+        rich_help_panel=EMB,
+        help="Load tables from a safetensors file (GPT-2's wte/wpe, "
+        "embedcli's own, ...) instead of random ones.",
     ),
 ]
 
-DiffOpt = Annotated[
+TokenKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token-key",
+        metavar="NAME",
+        rich_help_panel=EMB,
+        help="Tensor name of the token table in --weights.",
+    ),
+]
+
+PosKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pos-key",
+        metavar="NAME",
+        rich_help_panel=EMB,
+        help="Tensor name of the positional table in --weights.",
+    ),
+]
+
+SaveWeightsOpt = Annotated[
     bool,
     typer.Option(
-        "--diff",
-        help="Compare two files (or split outputs' .index.json): A B; with --tensor, only it.",
+        "--save-weights/--no-weights",
+        rich_help_panel=OUT,
+        help="Store the tables next to the embeddings.",
     ),
 ]

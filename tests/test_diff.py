@@ -48,8 +48,10 @@ def test_tensor_limits_the_diff(outputs):
     result = CliRunner().invoke(
         app, ["inspect", str(one), str(other), "--diff", "--tensor", "embeddings", "--json"]
     )
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # the seeds differ: so do the embeddings, and diff says so
     assert [d["name"] for d in json.loads(result.stdout)["diff"]["compared"]] == ["embeddings"]
+    same = CliRunner().invoke(app, ["inspect", str(one), str(outputs[1]), "--diff"])
+    assert same.exit_code == 0 and "identical" in same.stdout
 
 
 @pytest.mark.parametrize("option", [["--no-stats"], ["--preview", "2"]])

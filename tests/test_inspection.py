@@ -194,7 +194,7 @@ def test_diff(tmp_path):
     assert d.metadata_changed == ["k"] and not d.identical
     assert diff_files(str(a), str(a)).identical
     proc = run_embedcli("inspect", str(a), str(b), "--diff", "--json")
-    assert proc.returncode == 0 and json.loads(proc.stdout)["diff"]["identical"] is False
+    assert proc.returncode == 1 and json.loads(proc.stdout)["diff"]["identical"] is False
     proc = run_embedcli("inspect", str(a), "--diff")
     assert proc.returncode == 2 and b"exactly two files" in proc.stderr
 

@@ -1,0 +1,76 @@
+"""The options of ``inspect`` (the producing stages' options are in ``cli_options.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+InspectPaths = Annotated[
+    list[str],
+    typer.Argument(
+        help="safetensors files, a split output's .index.json, or a trainer's token file "
+        "(nanoGPT .bin, llm.c shards, a Megatron prefix, .npy).",
+        show_default=False,
+    ),
+]
+
+StatsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--stats/--no-stats",
+        help="Statistics: values, histograms, corpus and windows (--no-stats reads only the "
+        "header: instant at any size).",
+    ),
+]
+
+PreviewOpt = Annotated[
+    int,
+    typer.Option(
+        "--preview",
+        "-n",
+        min=0,
+        metavar="N",
+        help="Print the first N rows of each tensor (and decoded windows).",
+    ),
+]
+
+TensorOpt = Annotated[
+    str | None, typer.Option("--tensor", "-t", metavar="NAME", help="Only this tensor.")
+]
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="One JSON document on stdout (keys in the README).")
+]
+
+TopOpt = Annotated[
+    int,
+    typer.Option("--top", min=0, metavar="K", help="Token files: the K most frequent tokens."),
+]
+
+NeighborsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--neighbors",
+        metavar="TEXT",
+        help="The tokens nearest to TEXT's token (one token) in the file's token table, "
+        "by cosine similarity.",
+    ),
+]
+
+PlotOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--plot",
+        metavar="FILE",
+        help="Also draw the histograms into FILE (.png or .svg; needs matplotlib).",
+    ),
+]
+
+DiffOpt = Annotated[
+    bool,
+    typer.Option(
+        "--diff",
+        help="Compare two files (or split outputs' .index.json): A B; with --tensor, only it.",
+    ),
+]
