@@ -2,23 +2,27 @@
 #   make demo    run the whole pipeline on sample_data/ and show the result
 #   make test    run the test suite
 # Override the interpreter or the torch pin:  make test PYTHON=python3.12 TORCH=2.5.1
+# A CPU-only machine without a local torch wheel: the small CPU build from PyTorch's own index,
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
 TORCH  ?= 2.13.0
+TORCH_INDEX ?=
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(TORCH)
 OUT    ?= build/demo
 
-.PHONY: install demo test test-all lint bench clean help
+.PHONY: install demo test lint bench clean help
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
-	@echo "  make install | lint | bench | clean | test-all"
+	@echo "  make install | lint | bench | clean"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH)" \
+		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	rm -f $(VENV)/.installed-*
 	touch $@

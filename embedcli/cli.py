@@ -36,6 +36,7 @@ from .cli_inspect_options import (
     TopOpt,
 )
 from .cli_options import (
+    Batched,
     BatchSize,
     Command,
     ContextLengthOpt,
@@ -142,6 +143,7 @@ def _warn_unused(ctx: typer.Context, quiet: bool, rules: list[tuple[str, bool, s
 
 
 _WINDOWING = (
+    "batched",
     "max_length",
     "stride",
     "batch_size",
@@ -241,6 +243,7 @@ def batch(
     shuffle: Shuffle = False,
     seed: ShuffleSeedOpt = o.DEFAULT_SEED,
     cross_docs: CrossDocs = True,
+    batched: Batched = False,
     dtype: IdsDtypeOpt = o.OUTPUT_DTYPES[0],
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
@@ -306,6 +309,7 @@ def embed(
     num_batches: NumBatches = None,
     shuffle: Shuffle = False,
     cross_docs: CrossDocs = True,
+    batched: Batched = False,
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
     special: SpecialOpt = o.SPECIAL_POLICIES[0],
@@ -319,7 +323,7 @@ def embed(
 ) -> None:
     """Token plus positional embeddings (N, max-length, dim) for text, tokens or windows.
 
-    Random tables are made as torch.manual_seed(SEED); nn.Embedding(vocab, dim); nn.Embedding(context, dim) would make them, on the CPU, then moved to --device. Windows are embedded in chunks and streamed to the output, so memory stays flat.
+    Random tables are made as torch.manual_seed(SEED); nn.Embedding(vocab, dim); nn.Embedding(context, dim) would make them, on the CPU, then moved to --device. Windows are embedded in chunks and streamed to the output, so memory stays flat. The output is (N, T, dim), one row per window in batch order: x.view(-1, B, T, dim) gives the batches, and --batched stores them so.
 
     [bold]Examples[/]
 
@@ -419,10 +423,16 @@ def inspect(
         if not report.identical:
             raise typer.Exit(1)  # like diff and cmp: 0 same, 1 different, 2 trouble
         return
-    reports = [
-        inspect_file(p, stats=stats, preview=preview, tensor=tensor, top=top, neighbors=neighbors)
-        for p in paths
-    ]
+    from .pipes import spool
+
+    reports = []
+    for path in paths:
+        with spool(path) as local:  # a pipe or stdin: read once into a temporary file
+            report = inspect_file(
+                local, stats=stats, preview=preview, tensor=tensor, top=top, neighbors=neighbors
+            )
+        report.path = "<stdin>" if path == "-" else path
+        reports.append(report)
     if plot is not None:
         from .plot import write_plot
 

@@ -234,6 +234,15 @@ Shuffle = Annotated[
     bool,
     typer.Option("--shuffle", rich_help_panel=WIN, help="Permute the windows (seeded by --seed)."),
 ]
+Batched = Annotated[
+    bool,
+    typer.Option(
+        "--batched",
+        rich_help_panel=WIN,
+        help="Store (K, B, T[, dim]) batches instead of the flat (N, T[, dim]) rows: the same "
+        "bytes, as x.view(-1, B, T, dim) would give. Needs --drop-last.",
+    ),
+]
 CrossDocs = Annotated[
     bool,
     typer.Option(

@@ -56,6 +56,7 @@ WINDOWS_AVAILABLE = "windows_available"
 TOKENS_COVERED = "tokens_covered"
 TOKENS_DROPPED_TAIL = "tokens_dropped_tail"
 IDS_DTYPE = "ids_dtype"
+LAYOUT = "layout"  # "batches" for (K, B, T[, dim]) tensors (--batched); absent: (N, T[, dim])
 
 # --------------------------------------------------------------------------- embeddings
 DIM = "dim"
@@ -101,6 +102,7 @@ LABELS: dict[str, str] = {
     TOKENS_COVERED: "tokens covered",
     TOKENS_DROPPED_TAIL: "tokens dropped at tail",
     IDS_DTYPE: "ids dtype",
+    LAYOUT: "layout",
     DIM: "dim",
     CONTEXT_LENGTH: "context length",
     SEED: "seed",

@@ -33,7 +33,7 @@ from .options import EmbedOptions
 from .outputs import write_tensors
 from .progress import ProgressFactory
 from .store import TensorSpec, build_header
-from .windows import PlanFacts, WindowPlan, gather, windows_metadata
+from .windows import PlanFacts, WindowPlan, batched_shape, gather, windows_metadata
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +82,7 @@ def plan_embed(
     *,
     where: str,
     chunk_bytes: int,
+    batched: bool = False,
 ) -> EmbedPlan:
     """The plan for embedding ``src``: already-windowed input, or ids cut by ``windows`` (see
     the module docstring). Checks every id against the token table's size."""
@@ -110,7 +111,7 @@ def plan_embed(
         pos_key=opts.pos_key,
     )
     check_id_range(ids, tables.vocab_size, where=where)
-    specs = _specs(opts, tables, n, t)
+    specs = _specs(opts, tables, _lead_dims(n, windows, base, opts, batched), t)
     meta = c.stage_metadata(
         "embeddings",
         {
@@ -128,8 +129,7 @@ def plan_embed(
         },
         base,
     )
-    header = build_header(specs, meta)
-    row_bytes = t * tables.dim * torch_dtype(opts.dtype).itemsize
+    header, row_bytes = build_header(specs, meta), t * tables.dim * torch_dtype(opts.dtype).itemsize
     return EmbedPlan(
         n=n,
         max_length=t,
@@ -147,9 +147,24 @@ def plan_embed(
     )
 
 
-def _specs(opts: EmbedOptions, tables: TablePlan, n: int, t: int) -> list[TensorSpec]:
+def _lead_dims(
+    n: int, windows: WindowPlan | None, base: dict[str, str], opts: EmbedOptions, batched: bool
+) -> tuple[int, ...]:
+    """``(N,)``, or ``(K, B)`` for ``--batched`` (marked in the lineage ``base``)."""
+    if not batched:
+        return (n,)
+    if opts.max_shard_size:
+        raise UsageError("--batched and --max-shard-size cannot be combined: use one")
+    size = windows.batch_size if windows is not None else c.get_int(base, c.BATCH_SIZE) or 1
+    base[c.LAYOUT] = "batches"
+    return batched_shape(n, size, True)
+
+
+def _specs(
+    opts: EmbedOptions, tables: TablePlan, lead: tuple[int, ...], t: int
+) -> list[TensorSpec]:
     st_dtype = DTYPE_NAMES[opts.dtype]
-    specs = [TensorSpec("embeddings", st_dtype, (n, t, tables.dim))]
+    specs = [TensorSpec("embeddings", st_dtype, (*lead, t, tables.dim))]
     if opts.save_weights:
         specs.append(
             TensorSpec("token_embedding.weight", st_dtype, (tables.vocab_size, tables.dim))
@@ -219,6 +234,7 @@ def write_embed(
                 read=read,
                 no_clobber=no_clobber,
                 max_shard_size=opts.max_shard_size,
+                rows_count=plan.n,
             )
         else:
             paths = _write_distributed(plan, output, group, lo, hi, write_rows, write_tables)

@@ -67,6 +67,17 @@ def read_manifest(path: str) -> list[str]:
     return [s if os.path.isabs(s) else os.path.join(base, s) for s in shards]
 
 
+def _shard_name(present: str, meta: dict[str, str], index: int, count: int) -> str:
+    """``1 (c-00002-of-00004.tokens.safetensors)``: a missing shard's number and its file's
+    name, derived from a shard that is there."""
+    name = os.path.basename(present)
+    mine = int(meta[SHARD_INDEX]) + 1
+    pattern = f"-{mine:05d}-of-{count:05d}"
+    if pattern in name:
+        return f"{index} ({name.replace(pattern, f'-{index + 1:05d}-of-{count:05d}')})"
+    return str(index)
+
+
 def manifest_format(path: str) -> str:
     """The token format of a manifest's shards (``safetensors`` unless it says otherwise)."""
     try:
@@ -96,6 +107,7 @@ def order_shards(paths: list[str], metas: list[dict[str, str]]) -> list[int]:
         by_index[index] = k
     missing = [i for i in range(count) if i not in by_index]
     if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        named = [_shard_name(paths[0], metas[0], i, count) for i in missing[:10]]
+        shown = ", ".join(named) + (" ..." if len(missing) > 10 else "")
         raise FormatError(f"incomplete set of {count} shards: missing shard(s) {shown}")
     return [by_index[i] for i in range(count)]

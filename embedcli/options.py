@@ -81,6 +81,7 @@ class WindowOptions:
     seed: int = DEFAULT_SEED
     cross_docs: bool = True
     dtype: str = OUTPUT_DTYPES[0]
+    batched: bool = False  # (K, B, T) tensors instead of (N, T): the same bytes
 
     @property
     def effective_max_length(self) -> int:

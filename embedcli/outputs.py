@@ -137,6 +137,27 @@ def check_output(path: str, *, inputs: Iterable[str] = (), no_clobber: bool = Fa
         raise OutputError(f"{path}: already exists (--no-clobber)")
 
 
+def stale_temps(output: str) -> list[str]:
+    """Notes on temporary files a killed run left beside ``output`` (never deleted here:
+    another process may still be writing one)."""
+    if output == "-":
+        return []
+    directory = os.path.dirname(os.path.abspath(output))
+    prefix = f".{os.path.basename(output)}."
+    notes = []
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(directory)):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    size = human_bytes(os.path.getsize(path))
+                    notes.append(
+                        f"{path} ({size}) is a temporary file of an earlier run that was killed; "
+                        f"unless another embedcli is writing {output} now, remove it: rm {path!r}"
+                    )
+    return notes
+
+
 def check_disk(output: str, nbytes: int) -> None:
     """Refuse early when the output's filesystem has less than ``nbytes`` free."""
     if output == "-" or (os.path.exists(output) and not os.path.isfile(output)):
@@ -207,6 +228,7 @@ def write_tensors(
     read: list[str],
     no_clobber: bool,
     max_shard_size: int | None = None,
+    rows_count: int | None = None,
 ) -> list[str]:
     """Write one safetensors file, or (``max_shard_size``) several plus an index.
 
@@ -219,7 +241,8 @@ def write_tensors(
     from .split import index_document, index_path, plan_output_shards
     from .store import build_header
 
-    n = rows[0].shape[0]
+    # Rows as write_rows counts them (windows), which a batched (K, B, ...) layout groups.
+    n = rows[0].shape[0] if rows_count is None else rows_count
     if not max_shard_size:
         with open_output(output, inputs=read, no_clobber=no_clobber) as out:
             out.file.write(build_header([*rows, *whole], meta))

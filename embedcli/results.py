@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class TokenizeResult:
     shard_files: tuple[int, int] | None = None  # files in this shard, files in all
     manifest: str | None = None
     format: str = "safetensors"  # the token format written
+    notes: list[str] = field(default_factory=list)  # things the user should know
 
     stage = "tokenize"
 
@@ -78,6 +79,7 @@ class BatchResult:
     first_window: FirstWindow | None = None
     header: Header | None = None
     coverage: dict | None = None  # histogram of the window starts over the token positions
+    notes: list[str] = field(default_factory=list)
 
     stage = "batch"
 
@@ -104,5 +106,6 @@ class EmbedResult:
     processes: tuple[int, str, int] | None = None  # torchrun: (world size, device type, rank)
     header: Header | None = None
     values: dict | None = None  # histogram of the first chunk of embeddings
+    notes: list[str] = field(default_factory=list)
 
     stage = "embed"

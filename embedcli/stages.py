@@ -36,13 +36,20 @@ from .options import (
     TokenizeOptions,
     WindowOptions,
 )
-from .outputs import check_disk, check_output, token_format, write_json, write_tensors
+from .outputs import (
+    check_disk,
+    check_output,
+    stale_temps,
+    token_format,
+    write_json,
+    write_tensors,
+)
 from .progress import ProgressFactory, no_progress
 from .results import BatchResult, EmbedResult, FirstWindow, TokenizeResult, Written
 from .store import TensorSpec, read_header, write_array
 from .text import resolve_sources, shard_sources
 from .tokenizer import tokenize_with
-from .windows import WindowPlan, gather, plan_windows, windows_metadata
+from .windows import WindowPlan, batched_shape, gather, plan_windows, windows_metadata
 
 __all__ = [
     "CHUNK_BYTES",
@@ -154,6 +161,7 @@ def run_tokenize(
         output = os.path.join(os.path.dirname(whole), manifest["shards"][shard[0]])
         sources = shard_sources(sources, *shard)
     check_output(output, inputs=read, no_clobber=no_clobber)
+    notes = stale_temps(output)
     with _spill_file(output) as spill:
         sink = _SpillSink(spill)
         with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
@@ -175,7 +183,9 @@ def run_tokenize(
             shard_tokens=shard_tokens,
         )
     header = _header_if_file(output) if fmt.name == "safetensors" else None
-    result = TokenizeResult(output, Written.of(paths, main=0), stats, header, format=fmt.name)
+    result = TokenizeResult(
+        output, Written.of(paths, main=0), stats, header, format=fmt.name, notes=notes
+    )
     if manifest is not None:
         result.manifest = manifest_path(whole)
         write_json(result.manifest, manifest)
@@ -238,13 +248,16 @@ def run_batch(
     request = Request(key=key, tokenize=tokenize_opts or TokenizeOptions())
     with open_input(inputs, request) as found:
         check_output(output, inputs=found.paths, no_clobber=no_clobber)
+        notes = stale_temps(output)
         src = found.load(progress)
         assert isinstance(src, TokenSource)  # windows are refused without allow_windows
         plan = make_plan(src, opts)
         facts = plan.facts()
         dtype, t = np.dtype(opts.dtype), plan.max_length
         st_dtype = "I64" if opts.dtype == "int64" else "I32"
-        shape = (plan.n_windows, t)
+        if opts.batched and max_shard_size:
+            raise UsageError("--batched and --max-shard-size cannot be combined: use one")
+        shape = (*batched_shape(plan.n_windows, plan.batch_size, opts.batched), t)
         specs = [TensorSpec("inputs", st_dtype, shape), TensorSpec("targets", st_dtype, shape)]
         check_disk(output, 2 * plan.n_windows * t * dtype.itemsize)
         rows = max(1, chunk_bytes // (t * dtype.itemsize))
@@ -255,16 +268,20 @@ def run_batch(
                     starts = plan.starts[i : min(i + rows, b)]
                     write_array(f, gather(src.ids, starts, t, shift=shift).astype(dtype))
 
+        meta = windows_metadata(src.metadata, facts, opts.dtype)
+        if opts.batched:
+            meta[c.LAYOUT] = "batches"
         paths = write_tensors(
             output,
             specs,
             [],
-            windows_metadata(src.metadata, facts, opts.dtype),
+            meta,
             write_rows,
             lambda f: None,
             read=found.paths,
             no_clobber=no_clobber,
             max_shard_size=max_shard_size,
+            rows_count=plan.n_windows,
         )
         first = _first_window(src, plan)
     from .stats import histogram_of
@@ -281,10 +298,24 @@ def run_batch(
         first_window=first,
         header=_header_if_file(output),
         coverage=coverage,
+        notes=notes,
     )
 
 
 # --------------------------------------------------------------------------- embed
+
+
+def _embed_windows(src, window_opts: WindowOptions) -> WindowPlan | None:
+    """The windows to embed: planned over ids, or ``None`` for already-windowed input (which
+    windowing options cannot apply to)."""
+    if isinstance(src, TokenSource):
+        return make_plan(src, window_opts)
+    if window_opts.given():
+        raise UsageError(
+            f"the input is already windowed; {', '.join(window_opts.given())} apply "
+            "only to text or token inputs"
+        )
+    return None
 
 
 def run_embed(
@@ -309,28 +340,26 @@ def run_embed(
 
     opts = opts or EmbedOptions()
     window_opts = window_opts or WindowOptions()
-    device = resolve_device(opts.device)
     torch_dtype(opts.dtype)  # an unknown dtype fails before any work
-    group = join_group(device)
-    if group is not None:
-        device = group.device
+    group = join_group(resolve_device(opts.device))
+    device = group.device if group is not None else resolve_device(opts.device)
     started = time.perf_counter()
     request = Request(key=key, tokenize=tokenize_opts or TokenizeOptions(), allow_windows=True)
     with open_input(inputs, request) as found:
         read = found.paths + ([opts.weights] if opts.weights else [])
         check_output(output, inputs=read, no_clobber=no_clobber)
+        notes = stale_temps(output)
         src = found.load(progress)
-        if isinstance(src, TokenSource):
-            windows = make_plan(src, window_opts)
-        elif window_opts.given():
-            raise UsageError(
-                f"the input is already windowed; {', '.join(window_opts.given())} apply "
-                "only to text or token inputs"
-            )
-        else:
-            windows = None
         where = inputs[0] if inputs and inputs[0] != "-" else "<stdin>"
-        plan = plan_embed(src, windows, opts, device, where=where, chunk_bytes=chunk_bytes)
+        plan = plan_embed(
+            src,
+            _embed_windows(src, window_opts),
+            opts,
+            device,
+            where=where,
+            chunk_bytes=chunk_bytes,
+            batched=window_opts.batched,
+        )
         check_disk(output, plan.total_bytes)  # before the tables are allocated: refuse early
         done = write_embed(
             plan,
@@ -362,4 +391,5 @@ def run_embed(
         processes=done.processes,
         header=_header_if_file(output),
         values=done.values,
+        notes=notes,
     )

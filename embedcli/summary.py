@@ -235,12 +235,20 @@ def written_text(written: Written) -> str:
     return path if size is None else f"{path} ({human_bytes(size)})"
 
 
+def _input_text(stats: TokenizeStats) -> str:
+    """The text's size, and what was read when that differs (compressed files, JSON)."""
+    text, read = stats.text_bytes, stats.input_bytes
+    if not text or abs(text - read) <= read / 100:
+        return human_bytes(read)
+    return f"{human_bytes(text)} of text ({human_bytes(read)} read)"
+
+
 def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
     return {
         "documents": f"{stats.documents:,}",
         "tokens": f"{stats.tokens:,}",
-        "input": human_bytes(stats.input_bytes),
-        "tokens/byte": f"{stats.tokens / max(stats.input_bytes, 1):.3f}",
+        "input": _input_text(stats),
+        "tokens/byte": f"{stats.tokens / max(stats.text_bytes or stats.input_bytes, 1):.3f}",
         "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
         "literal <|endoftext|>": f"{stats.special_found:,} ({stats.special})",
         "<|endoftext|> placed": stats.eot,
@@ -257,9 +265,18 @@ def plan_facts(plan: PlanFacts, dtype: str) -> dict[str, str]:
         f"{plan.batch_size}{', last kept' if not plan.drop_last else ''})",
         "max length / stride": f"{plan.max_length} / {plan.stride}",
         "inputs, targets": f"({plan.windows}, {plan.max_length}) {dtype}, {order}",
-        "tokens covered": f"{plan.tokens_covered:,} of {plan.tokens:,} "
-        f"({plan.tail_dropped:,} dropped at the tail)",
+        "tokens covered": _coverage(plan),
     }
+
+
+def _coverage(plan: PlanFacts) -> str:
+    """Covered tokens, and where every other token went."""
+    other = plan.tokens - plan.tokens_covered - plan.tail_dropped
+    where = f"{plan.tail_dropped:,} dropped at the tail"
+    if other > 0:
+        why = "document tails" if not plan.cross_docs else "stride gaps, dropped batches"
+        where += f", {other:,} elsewhere ({why})"
+    return f"{plan.tokens_covered:,} of {plan.tokens:,} ({where})"
 
 
 def stage_facts(result: StageResult) -> dict[str, str]:
@@ -355,6 +372,8 @@ def render_stage(console: Console, result: StageResult) -> None:
             Group(*parts), title=f"embedcli {result.stage}", title_align="left", border_style="blue"
         )
     )
+    for note in result.notes:  # outside the panel, unwrapped: commands in them can be copied
+        console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)
 
 
 @contextlib.contextmanager

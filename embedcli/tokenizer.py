@@ -98,6 +98,7 @@ class TokenizeStats:
     tokens: int = 0
     input_bytes: int = 0
     chars: int = 0
+    text_bytes: int = 0  # UTF-8 bytes of the text (input_bytes is what was read: compressed, JSON)
     special_found: int = 0
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
@@ -336,6 +337,7 @@ def _pieces(
             if block.last:
                 stats.documents += 1
                 stats.chars += len(carry)
+                stats.text_bytes += _utf8_len(carry)
                 found = carry.count(EOT)
                 if found and special == "error":
                     _refuse_special(block.doc, carry, carry_line)
@@ -351,6 +353,7 @@ def _pieces(
                 carry = pieces.pop()
                 for piece in pieces:
                     stats.chars += len(piece)
+                    stats.text_bytes += _utf8_len(piece)
                     found = piece.count(EOT)
                     if found and special == "error":
                         _refuse_special(block.doc, piece, carry_line)
@@ -358,6 +361,10 @@ def _pieces(
                     carry_line += piece.count("\n")
                     yield piece, starts_doc
                     starts_doc = False
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _refuse_special(doc: str, text: str, first_line: int) -> None:

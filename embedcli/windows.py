@@ -184,6 +184,18 @@ def _document_starts(doc_offsets: np.ndarray, max_length: int, stride: int) -> n
     return begin[doc] + k * stride
 
 
+def batched_shape(n: int, batch_size: int, batched: bool) -> tuple[int, ...]:
+    """The leading dimensions of a windows tensor: ``(N,)``, or ``(K, B)`` with ``batched``."""
+    if not batched:
+        return (n,)
+    if batch_size < 1 or n % batch_size:
+        raise UsageError(
+            f"--batched needs whole batches: {n} windows are not a multiple of --batch-size "
+            f"{batch_size} (use --drop-last)"
+        )
+    return (n // batch_size, batch_size)
+
+
 def windows_metadata(base: dict[str, str], facts: PlanFacts, dtype: str) -> dict[str, str]:
     """A windows file's metadata: the input's lineage plus how the windows were made."""
     from . import contract as c

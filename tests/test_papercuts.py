@@ -55,3 +55,71 @@ def test_help_reads_whole_at_80_columns(command):
     proc = run_embedcli(command, "--help", env={"COLUMNS": "80"})
     page = proc.stdout.decode()
     assert proc.returncode == 0 and "…" not in page and "<bool>" not in page
+
+
+def test_batched_layout_is_the_same_bytes_reshaped(tmp_path):
+    flat, batched = tmp_path / "f.safetensors", tmp_path / "b.safetensors"
+    args = ["embed", STORY, "-T", "4", "-B", "8", "-d", "4", "-q"]
+    assert run_embedcli(*args, "-o", str(flat)).returncode == 0
+    assert run_embedcli(*args, "--batched", "-o", str(batched)).returncode == 0
+    a, b = load_file(str(flat))["embeddings"], load_file(str(batched))["embeddings"]
+    assert b.shape == (a.shape[0] // 8, 8, 4, 4) and (b.reshape(a.shape) == a).all()
+    refused = run_embedcli(*args, "--batched", "--keep-last", "-o", str(tmp_path / "x"))
+    assert refused.returncode == 2 and b"--batched needs whole batches" in refused.stderr
+
+
+def test_stale_temporary_files_are_reported_not_deleted(tmp_path):
+    out = tmp_path / "w.safetensors"
+    stale = tmp_path / ".w.safetensors.k3j2h1.tmp"
+    stale.write_bytes(b"x" * 700)
+    proc = run_embedcli("batch", STORY, "-T", "4", "-o", str(out))
+    err = proc.stderr.decode()
+    assert proc.returncode == 0 and stale.exists()
+    assert ".w.safetensors.k3j2h1.tmp" in err and "rm " in err
+
+
+def test_compressed_input_counts_the_text(tmp_path):
+    import gzip
+
+    from embedcli.stages import run_tokenize
+    from embedcli.summary import stage_facts
+
+    text = (SAMPLE / "the-lighthouse.txt").read_bytes()
+    (tmp_path / "s.txt.gz").write_bytes(gzip.compress(text))
+    result = run_tokenize([str(tmp_path / "s.txt.gz")], str(tmp_path / "t.safetensors"))
+    assert result.stats.text_bytes == len(text) and result.stats.input_bytes < len(text)
+    facts = stage_facts(result)
+    assert facts["tokens/byte"] == f"{result.stats.tokens / len(text):.3f}"
+    assert "of text" in facts["input"] and "read)" in facts["input"]
+
+
+def test_every_token_is_accounted_for(tmp_path):
+    from embedcli.options import WindowOptions
+    from embedcli.stages import run_batch
+    from embedcli.summary import stage_facts
+
+    result = run_batch(
+        [str(SAMPLE)],
+        str(tmp_path / "w.safetensors"),
+        WindowOptions(max_length=8, cross_docs=False),
+    )
+    plan = result.plan
+    other = plan.tokens - plan.tokens_covered - plan.tail_dropped
+    assert (
+        other > 0
+        and f"{other:,} elsewhere (document tails)" in stage_facts(result)["tokens covered"]
+    )
+
+
+def test_inspect_reads_a_pipe(tmp_path):
+    import subprocess
+    import sys
+
+    tokens = tmp_path / "t.safetensors"
+    assert run_embedcli("tokenize", STORY, "-o", str(tokens), "-q").returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "embedcli", "inspect", "-", "--no-stats"],
+        input=tokens.read_bytes(),
+        capture_output=True,
+    )
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("<stdin>")

@@ -110,6 +110,9 @@ def test_incomplete_or_mixed_shards_are_refused(tmp_path, corpus):
 
     with pytest.raises(FormatError, match=r"missing shard\(s\) 1"), load_input(shards):
         pass
+    missing = r"missing shard\(s\) 1 \(c-00002-of-00003\.tokens\.safetensors\)"
+    with pytest.raises(FormatError, match=missing), load_input(shards):
+        pass
     proc = run_embedcli(
         "batch", str(tmp_path / "c.tokens.manifest.json"), "-o", str(tmp_path / "w.safetensors")
     )

@@ -18,12 +18,9 @@ call. Example::
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
 
-from ..errors import InputError
+from ..pipes import spool
 from ..progress import ProgressFactory, no_progress
 from .base import Reader, Request, Resolved, TokenSource, WindowSource
 from .safetensors_file import SafetensorsReader
@@ -41,6 +38,7 @@ __all__ = [
     "load_input",
     "open_input",
     "register",
+    "spool",
     "spooled",
 ]
 
@@ -89,30 +87,11 @@ def spooled(inputs: list[str]) -> Iterator[tuple[list[str], list[str]]]:
     sniff and reread it; safetensors' reader needs a seekable file), named ``<stdin>`` or by
     its path in messages. Other inputs are passed through."""
     single = inputs[0] if len(inputs) == 1 else None
-    if single is None or (single != "-" and not _is_stream(single)):
-        yield inputs, [_shown(p) for p in inputs]  # a missing path: its reader says so
+    if single is None:
+        yield inputs, [_shown(p) for p in inputs]
         return
-    try:
-        src = sys.stdin.buffer if single == "-" else open(single, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise InputError(f"{single}: cannot read: {exc.strerror}") from None
-    with tempfile.NamedTemporaryFile(prefix="embedcli-stdin-", suffix=".spool") as tmp:
-        with contextlib.closing(src) if src is not sys.stdin.buffer else contextlib.nullcontext():
-            while chunk := src.read(1 << 24):
-                tmp.write(chunk)
-        tmp.flush()
-        yield [tmp.name], [_shown(single)]
-
-
-def _is_stream(path: str) -> bool:
-    """A pipe, FIFO or character device: something that can be read only once."""
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+    with spool(single) as path:
+        yield [path], [_shown(single)]
 
 
 def _shown(path: str) -> str:

@@ -68,7 +68,10 @@ class ResolvedFile:
 
 
 def check_windows(array, where: str):
-    """A 2-D integer ``inputs`` tensor, or a clear error."""
+    """A 2-D integer ``inputs`` tensor (a batched ``(K, B, T)`` one is seen as ``(K*B, T)``),
+    or a clear error."""
+    if array.ndim == 3 and array.dtype.kind in "iu":
+        array = array.reshape(-1, array.shape[-1])
     if array.ndim != 2 or array.dtype.kind not in "iu":
         raise FormatError(
             f"{where}: 'inputs' must be a 2-D integer tensor, got {tuple(array.shape)} {array.dtype}"
