@@ -132,6 +132,26 @@ FormatOpt = Annotated[
         help="How to read inputs: by suffix (auto; stdin is text), or all as one format.",
     ),
 ]
+Include = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        metavar="GLOB",
+        rich_help_panel=TOK,
+        help="Which files a directory gives (repeatable; e.g. '*.py' or 'docs/**'), instead of "
+        "the text suffixes. The summary lists the files skipped.",
+        show_default=False,
+    ),
+]
+SplitOnEot = Annotated[
+    bool,
+    typer.Option(
+        "--split-on-eot",
+        rich_help_panel=TOK,
+        help="A literal <|endoftext|> in the text ends a document (TinyStories' separator): "
+        "it becomes the boundary, and documents and doc_offsets count it.",
+    ),
+]
 Workers = Annotated[
     int | None,
     typer.Option(
@@ -288,7 +308,7 @@ def parse_size(value: str | None) -> int | None:
 
 
 def tokenize_options(
-    encoding: str, special, text_key: str, fmt, workers, eot=None
+    encoding: str, special, text_key: str, fmt, workers, include=None, split=False, eot=None
 ) -> o.TokenizeOptions:
     return o.TokenizeOptions(
         encoding=encoding,
@@ -297,6 +317,8 @@ def tokenize_options(
         format=fmt,
         workers=workers,
         eot=eot,
+        include=tuple(include or ()),
+        split_on_eot=split,
     )
 
 

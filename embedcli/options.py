@@ -62,6 +62,8 @@ class TokenizeOptions:
     format: str = FORMATS[0]
     workers: int | None = None  # encoding processes (threads where forking is unsafe)
     eot: str | None = None  # between, after, before, none; None: the output format's own
+    include: tuple[str, ...] = ()  # globs choosing the files a directory gives
+    split_on_eot: bool = False  # a literal <|endoftext|> ends a document
 
 
 @dataclass(kw_only=True)

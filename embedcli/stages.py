@@ -150,7 +150,8 @@ def run_tokenize(
     opts = opts or TokenizeOptions()
     fmt = token_format(to)
     opts = replace(opts, eot=opts.eot or fmt.default_eot)
-    sources = resolve_sources(inputs, opts.format)
+    skipped: list[str] = []
+    sources = resolve_sources(inputs, opts.format, include=opts.include, skipped=skipped)
     read = [s.path for s in sources]  # an output must never replace one of them
     manifest, whole = None, output
     if shard is not None:
@@ -168,6 +169,7 @@ def run_tokenize(
             stats = tokenize_with(
                 opts, sources, sink, on_progress=advance, allow_empty=shard is not None
             )
+        stats.skipped = skipped
         metadata = stats.metadata()
         if manifest is not None:
             metadata.update(c.shard_fields(shard[0], shard[1], manifest["shard_set"]))

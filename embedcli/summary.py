@@ -243,6 +243,15 @@ def _input_text(stats: TokenizeStats) -> str:
     return f"{human_bytes(text)} of text ({human_bytes(read)} read)"
 
 
+def _skipped(files: list[str]) -> dict[str, str]:
+    """Files input directories did not give: their count and the first few names."""
+    if not files:
+        return {}
+    names = ", ".join(files[:5]) + (", ..." if len(files) > 5 else "")
+    plural = "s" if len(files) != 1 else ""
+    return {"skipped": f"{len(files)} file{plural} in input directories ({names}; see --include)"}
+
+
 def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
     return {
         "documents": f"{stats.documents:,}",
@@ -252,6 +261,7 @@ def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
         "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
         "literal <|endoftext|>": f"{stats.special_found:,} ({stats.special})",
         "<|endoftext|> placed": stats.eot,
+        **_skipped(stats.skipped),
         "tokenize time": f"{stats.seconds:.2f} s",
         "throughput": f"{bytes_rate(stats.input_bytes, stats.seconds)}, "
         f"{rate(stats.tokens, stats.seconds, 'tok')}",

@@ -95,8 +95,18 @@ def _make_source(path: str, fmt: str) -> Source:
     return Source(path, fmt, compression, os.path.getsize(path))
 
 
-def resolve_sources(paths: list[str], fmt: str = "auto") -> list[Source]:
+def resolve_sources(
+    paths: list[str],
+    fmt: str = "auto",
+    *,
+    include: tuple[str, ...] = (),
+    skipped: list[str] | None = None,
+) -> list[Source]:
     """Expand paths into sources: ``-`` is stdin, directories give their text files, sorted.
+
+    ``include`` globs (matched against the path inside the directory and against the file
+    name) choose which files a directory gives instead of the suffixes; the files a directory
+    does not give are appended to ``skipped``.
 
     Example:
         >>> [s.path for s in resolve_sources(["sample_data"])]  # doctest: +SKIP
@@ -113,12 +123,14 @@ def resolve_sources(paths: list[str], fmt: str = "auto") -> list[Source]:
         if path == "-":
             sources.append(Source("-", "text" if fmt == "auto" else fmt))
         elif os.path.isdir(path):
-            found = sorted(_walk_text_files(path))
+            found, left = _walk_files(path, include)
+            if skipped is not None:
+                skipped.extend(sorted(left))
             if not found:
+                wanted = include or tuple("*" + s for s in text_suffixes())
                 raise InputError(
-                    f"{path}: no text files in this directory "
-                    f"(looked for {', '.join('*' + s for s in text_suffixes())}, "
-                    "optionally .gz/.zst)"
+                    f"{path}: no text files in this directory (looked for {', '.join(wanted)}"
+                    f"{'' if include else ', optionally .gz/.zst'}; --include GLOB chooses)"
                 )
             sources.extend(_make_source(p, fmt) for p in found)
         elif os.path.exists(path):
@@ -180,15 +192,25 @@ def _is_stream(path: str) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
-def _walk_text_files(root: str) -> Iterator[str]:
+def _walk_files(root: str, include: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(files the directory gives, sorted; files it skips). Hidden files and directories are
+    neither."""
+    from fnmatch import fnmatch
+
+    found, left = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if name.startswith("."):
                 continue
-            base, _ = _split_suffix(name)
-            if base.endswith(text_suffixes()):
-                yield os.path.join(dirpath, name)
+            path = os.path.join(dirpath, name)
+            inner = os.path.relpath(path, root)
+            if include:
+                wanted = any(fnmatch(inner, g) or fnmatch(name, g) for g in include)
+            else:
+                wanted = _split_suffix(name)[0].endswith(text_suffixes())
+            (found if wanted else left).append(path)
+    return sorted(found), left
 
 
 def _open_binary(source: Source) -> tuple[BinaryIO, BinaryIO]:

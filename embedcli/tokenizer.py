@@ -102,6 +102,7 @@ class TokenizeStats:
     special_found: int = 0
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files input directories did not give
     doc_offsets: np.ndarray | None = None  # start of each document in the ids, plus the end
 
     def metadata(self) -> dict[str, str]:
@@ -137,6 +138,7 @@ def tokenize(
     text_key: str = "text",
     workers: int | None = None,
     eot: str = EOT_MODES[0],
+    split_on_eot: bool = False,
     piece_chars: int = PIECE_CHARS,
     block_bytes: int = BLOCK_BYTES,
     on_progress: Callable[[int], None] | None = None,
@@ -160,7 +162,13 @@ def tokenize(
     stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
     sources = list(sources)
     stats.sources = [s.name for s in sources]
-    pieces = _pieces(sources, text_key, piece_chars, block_bytes, special, stats, on_progress)
+    if special != "special" and split_on_eot:
+        raise UsageError(
+            "--split-on-eot reads a literal <|endoftext|> as a boundary: it needs --special special"
+        )
+    pieces = _pieces(
+        sources, text_key, piece_chars, block_bytes, special, stats, on_progress, split_on_eot
+    )
     with _OrderedEncoder(encoding, special, sink, stats, workers) as encoder:
         # Small documents (jsonl lines) are grouped into tasks of about piece_chars characters,
         # so 100k tiny documents cost 100 hand-offs, not 100k.
@@ -199,6 +207,7 @@ def tokenize_with(
         text_key=opts.text_key,
         workers=opts.workers,
         eot=opts.eot or EOT_MODES[0],
+        split_on_eot=opts.split_on_eot,
         on_progress=on_progress,
         allow_empty=allow_empty,
     )
@@ -323,8 +332,10 @@ def _pieces(
     special: str,
     stats: TokenizeStats,
     on_progress: Callable[[int], None] | None,
+    split_on_eot: bool = False,
 ) -> Iterator[tuple[str, bool]]:
-    """(piece of text, starts a new document) in order, cut at safe points."""
+    """(piece of text, starts a new document) in order, cut at safe points. With
+    ``split_on_eot`` a literal ``<|endoftext|>`` ends a document (TinyStories' separator)."""
     for source in sources:
         carry, carry_line, starts_doc = "", 1, True
         for block in iter_blocks(source, text_key=text_key, block_bytes=block_bytes):
@@ -334,19 +345,17 @@ def _pieces(
             if not carry:
                 carry_line = block.line
             carry += block.text
+            while split_on_eot and EOT in carry:  # the text before it is a whole document
+                head, carry = carry.split(EOT, 1)
+                stats.special_found += 1
+                yield from _document(head, starts_doc, stats, special, piece_chars)
+                carry_line += head.count("\n")
+                starts_doc = True
             if block.last:
-                stats.documents += 1
-                stats.chars += len(carry)
-                stats.text_bytes += _utf8_len(carry)
                 found = carry.count(EOT)
                 if found and special == "error":
                     _refuse_special(block.doc, carry, carry_line)
-                stats.special_found += found
-                for piece in split_text(carry, piece_chars):
-                    yield piece, starts_doc
-                    starts_doc = False
-                if starts_doc:  # an empty document still counts and gets its separator
-                    yield "", True
+                yield from _document(carry, starts_doc, stats, special, piece_chars)
                 carry, starts_doc = "", True
             elif len(carry) >= 2 * piece_chars:
                 pieces = split_text(carry, piece_chars)
@@ -361,6 +370,21 @@ def _pieces(
                     carry_line += piece.count("\n")
                     yield piece, starts_doc
                     starts_doc = False
+
+
+def _document(
+    text: str, starts_doc: bool, stats: TokenizeStats, special: str, piece_chars: int
+) -> Iterator[tuple[str, bool]]:
+    """The last text of a document (all of it when ``starts_doc``), in pieces; counted."""
+    stats.documents += 1
+    stats.chars += len(text)
+    stats.text_bytes += _utf8_len(text)
+    stats.special_found += text.count(EOT)
+    for piece in split_text(text, piece_chars):
+        yield piece, starts_doc
+        starts_doc = False
+    if starts_doc:  # an empty document still counts and gets its separator
+        yield "", True
 
 
 def _utf8_len(text: str) -> int:

@@ -123,3 +123,44 @@ def test_inspect_reads_a_pipe(tmp_path):
         capture_output=True,
     )
     assert proc.returncode == 0 and proc.stdout.decode().startswith("<stdin>")
+
+
+def test_directories_say_what_they_skip_and_include_chooses(tmp_path):
+    from embedcli.stages import run_tokenize
+    from embedcli.summary import stage_facts
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for name, text in {
+        "notes.txt": "hi there",
+        "copyright": "MIT",
+        "data.csv": "a,b",
+        "x.py": "1",
+    }.items():
+        (d / name).write_text(text)
+    result = run_tokenize([str(d)], str(tmp_path / "t.safetensors"))
+    assert result.stats.documents == 1
+    assert result.stats.skipped == [str(d / n) for n in ("copyright", "data.csv", "x.py")]
+    assert stage_facts(result)["skipped"].startswith("3 files in input directories")
+    from embedcli.options import TokenizeOptions
+
+    chosen = run_tokenize(
+        [str(d)], str(tmp_path / "u.safetensors"), TokenizeOptions(include=("*.py", "*.csv"))
+    )
+    assert chosen.stats.documents == 2 and str(d / "notes.txt") in chosen.stats.skipped
+
+
+def test_split_on_eot_makes_documents_and_keeps_the_ids(tmp_path):
+    from embedcli.options import TokenizeOptions
+    from embedcli.stages import run_tokenize
+
+    (tmp_path / "ts.txt").write_text("Once upon a time.<|endoftext|>The end.<|endoftext|>Two.")
+    plain = run_tokenize([str(tmp_path / "ts.txt")], str(tmp_path / "a.safetensors"))
+    split = run_tokenize(
+        [str(tmp_path / "ts.txt")],
+        str(tmp_path / "b.safetensors"),
+        TokenizeOptions(split_on_eot=True),
+    )
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert (a["ids"] == b["ids"]).all() and plain.stats.documents == 1
+    assert split.stats.documents == 3 and b["doc_offsets"].tolist() == [0, 6, 10, 12]

@@ -24,11 +24,13 @@ class TextReader:
         for path in inputs:
             if path != "-" and os.path.isfile(path) and is_safetensors(path):
                 raise UsageError(f"{path}: give either token files or text, not both")
-        sources = resolve_sources(inputs, request.tokenize.format)
+        skipped: list[str] = []
+        opts = request.tokenize
+        sources = resolve_sources(inputs, opts.format, include=opts.include, skipped=skipped)
         if shown != inputs:  # a spooled pipe keeps its own name
             sources = [replace(s, label=label) for s, label in zip(sources, shown, strict=True)]
         size = sum(s.size for s in sources)
-        return ResolvedText(self.name, [s.path for s in sources], size, sources, request)
+        return ResolvedText(self.name, [s.path for s in sources], size, sources, request, skipped)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class ResolvedText:
     size: int
     sources: list[Source]
     request: Request
+    skipped: list[str]
 
     def load(self, progress: ProgressFactory) -> TokenSource:
         from ..tokenizer import MemorySink, tokenize_with
@@ -45,4 +48,5 @@ class ResolvedText:
         sink = MemorySink()
         with progress("tokenize", self.size, "bytes") as advance:
             stats = tokenize_with(self.request.tokenize, self.sources, sink, on_progress=advance)
+        stats.skipped = self.skipped
         return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), stats)
