@@ -217,11 +217,10 @@ def write_embed(
         def write_rows(f, a: int, b: int) -> None:
             stream_embeddings(f, embedder, plan.chunks(a, b), buffer_shape, advance)
 
-        def write_tables(f) -> None:
-            if opts.save_weights:
-                f.write(tensor_bytes(token.to(tdtype)))
-                if pos_table is not None:
-                    f.write(tensor_bytes(pos_table.to(tdtype)))
+        tables = {"token_embedding.weight": token, "pos_embedding.weight": pos_table}
+
+        def write_table(f, spec) -> None:
+            f.write(tensor_bytes(tables[spec.name].to(tdtype)))
 
         if group is None:
             paths = write_tensors(
@@ -230,14 +229,14 @@ def write_embed(
                 plan.specs[1:],
                 plan.metadata,
                 write_rows,
-                write_tables,
+                write_table,
                 read=read,
                 no_clobber=no_clobber,
                 max_shard_size=opts.max_shard_size,
                 rows_count=plan.n,
             )
         else:
-            paths = _write_distributed(plan, output, group, lo, hi, write_rows, write_tables)
+            paths = _write_distributed(plan, output, group, lo, hi, write_rows, write_table)
     seconds = time.perf_counter() - started
     processes = (group.world, group.device.type, group.rank) if group is not None else None
     values = _first_chunk_histogram(plan, embedder) if hi > lo else None
@@ -253,7 +252,12 @@ def _first_chunk_histogram(plan: EmbedPlan, embedder: Embedder) -> dict:
     return histogram_of([values], float(values.min()), float(values.max())).to_json()
 
 
-def _write_distributed(plan, output, group, lo, hi, write_rows, write_tables) -> list[str]:
+def _write_all(f, plan: EmbedPlan, write_table) -> None:
+    for spec in plan.specs[1:]:  # the tables that are saved, in file order
+        write_table(f, spec)
+
+
+def _write_distributed(plan, output, group, lo, hi, write_rows, write_table) -> list[str]:
     from .distributed import PositionalWriter, write_shared
 
     if plan.opts.max_shard_size:
@@ -265,7 +269,7 @@ def _write_distributed(plan, output, group, lo, hi, write_rows, write_tables) ->
         plan.header,
         plan.total_bytes,
         write_rows=lambda fd: write_rows(PositionalWriter(fd, start + lo * plan.row_bytes), lo, hi),
-        write_tables=lambda fd, offset: write_tables(PositionalWriter(fd, offset)),
+        write_tables=lambda fd, offset: _write_all(PositionalWriter(fd, offset), plan, write_table),
         tables_offset=start + plan.n * plan.row_bytes,
     )
     group.close()

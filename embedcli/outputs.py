@@ -223,7 +223,7 @@ def write_tensors(
     whole: list,  # TensorSpec, written after the rows, never split
     meta: dict[str, str],
     write_rows: WriteRows,
-    write_whole: Callable[[Any], None],
+    write_whole: Callable[[Any, Any], None],
     *,
     read: list[str],
     no_clobber: bool,
@@ -233,27 +233,38 @@ def write_tensors(
     """Write one safetensors file, or (``max_shard_size``) several plus an index.
 
     ``write_rows(f, start, stop)`` writes rows ``[start, stop)`` of every row tensor, in
-    order; ``write_whole(f)`` writes the whole tensors. Split: ``NAME-00001-of-0000K.safetensors``
-    files, each with its row range in its metadata, and ``NAME.safetensors.index.json``
-    (see :mod:`embedcli.split`). All files are renamed into place together at the end, then
+    order; ``write_whole(f, spec)`` writes one whole tensor. Hugging Face's rule for a split:
+    output that fits in ``max_shard_size`` is one plain file; otherwise files of at most that
+    size, ``NAME-00001-of-0000K.safetensors``, each with its row range in its metadata, and
+    ``NAME.safetensors.index.json`` (see :mod:`embedcli.split`); a whole tensor larger than the
+    limit gets a file of its own. All files are renamed into place together at the end, then
     the index is written. Returns the paths written, the index last.
     """
-    from .split import index_document, index_path, plan_output_shards
+    from .split import MAX_FILES, index_document, index_path, plan_output_shards
     from .store import build_header
 
     # Rows as write_rows counts them (windows), which a batched (K, B, ...) layout groups.
     n = rows[0].shape[0] if rows_count is None else rows_count
-    if not max_shard_size:
+    header = build_header([*rows, *whole], meta)
+    total = len(header) + sum(spec.nbytes for spec in (*rows, *whole))
+    if not max_shard_size or total <= max_shard_size:
         with open_output(output, inputs=read, no_clobber=no_clobber) as out:
-            out.file.write(build_header([*rows, *whole], meta))
+            out.file.write(header)
             write_rows(out.file, 0, n)
-            write_whole(out.file)
+            for spec in whole:
+                write_whole(out.file, spec)
         return [output]
     if output == "-":
         raise UsageError("--max-shard-size writes several files: name them with -o PATH")
     from .contract import part_fields
 
     shards = plan_output_shards(output, rows, whole, max_shard_size, meta)
+    if len(shards) > MAX_FILES:
+        least = human_bytes(-(-total // MAX_FILES))
+        raise UsageError(
+            f"--max-shard-size {human_bytes(max_shard_size)} would write {len(shards):,} files; "
+            f"use at least {least} (about {MAX_FILES:,} files) or more"
+        )
     with contextlib.ExitStack() as stack:  # every file stays a temp file until all are done
         for k, shard in enumerate(shards):
             part = part_fields(
@@ -264,10 +275,23 @@ def write_tensors(
             if shard.has_rows:
                 write_rows(out.file, shard.start, shard.stop)
             else:
-                write_whole(out.file)
+                for spec in shard.specs:
+                    write_whole(out.file, spec)
     index = index_path(output)
     write_json(index, index_document(output, shards, rows, meta))
     return [s.path for s in shards] + [index]
+
+
+def oversized(whole: list, max_shard_size: int | None) -> list[str]:
+    """Notes on whole tensors larger than ``max_shard_size`` (each gets a file of its own)."""
+    if not max_shard_size:
+        return []
+    return [
+        f"{spec.name} ({human_bytes(spec.nbytes)}) is larger than --max-shard-size "
+        f"{human_bytes(max_shard_size)}: it has a file of its own"
+        for spec in whole
+        if spec.nbytes > max_shard_size
+    ]
 
 
 # --------------------------------------------------------------------------- token files

@@ -41,6 +41,9 @@ def split_names(
     return [f"{stem}-{i + 1:05d}-of-{count:05d}{suffix}" for i in range(count)]
 
 
+MAX_FILES = 1000  # more files than this is a mistyped size, not a plan
+
+
 def index_path(output: str) -> str:
     """``out.safetensors`` -> ``out.safetensors.index.json`` (Hugging Face's name)."""
     return output + ".index.json"
@@ -60,26 +63,34 @@ class OutputShard:
 def plan_output_shards(
     output: str,
     rows: list[TensorSpec],  # shape (n, ...): split along the first dimension
-    whole: list[TensorSpec],  # kept whole, in a file of their own after the rows
+    whole: list[TensorSpec],  # never split; packed, in order, into files after the rows
     max_bytes: int,
     metadata: dict[str, str],
 ) -> list[OutputShard]:
-    """Files of at most ``max_bytes`` (a row is never split; whole tensors share a last file)."""
+    """Files of at most ``max_bytes`` (a row is never split; a whole tensor larger than that
+    has a file of its own)."""
     n = rows[0].shape[0]
     row_bytes = sum(spec.nbytes // max(spec.shape[0], 1) for spec in rows)
     # The largest header any file can have: every tensor at full size, and the part keys with
-    # the widest values they can take (there are at most n + 1 files).
-    widest = part_fields(n + 1, n + 1, (n, n))
+    # the widest values they can take (there are at most n + len(whole) + 1 files).
+    most = n + len(whole) + 1
+    widest = part_fields(most, most, (n, n))
     overhead = len(build_header([*rows, *whole], {**metadata, **widest}))
     per_file = max(1, (max_bytes - overhead) // max(row_bytes, 1))
     ranges = [(a, min(a + per_file, n)) for a in range(0, n, per_file)] or [(0, 0)]
-    paths = split_names(output, len(ranges) + (1 if whole else 0))
+    groups: list[list[TensorSpec]] = []
+    for spec in whole:  # greedy: a tensor joins the last file while the file fits
+        if groups and sum(s.nbytes for s in groups[-1]) + spec.nbytes + overhead <= max_bytes:
+            groups[-1].append(spec)
+        else:
+            groups.append([spec])
+    paths = split_names(output, len(ranges) + len(groups))
     shards = [
         OutputShard(path, [TensorSpec(s.name, s.dtype, (b - a, *s.shape[1:])) for s in rows], a, b)
         for path, (a, b) in zip(paths, ranges, strict=False)
     ]
-    if whole:
-        shards.append(OutputShard(paths[-1], list(whole), has_rows=False))
+    for path, group in zip(paths[len(ranges) :], groups, strict=True):
+        shards.append(OutputShard(path, group, has_rows=False))
     return shards
 
 

@@ -39,6 +39,7 @@ from .options import (
 from .outputs import (
     check_disk,
     check_output,
+    oversized,
     stale_temps,
     token_format,
     write_json,
@@ -279,7 +280,7 @@ def run_batch(
             [],
             meta,
             write_rows,
-            lambda f: None,
+            lambda f, spec: None,
             read=found.paths,
             no_clobber=no_clobber,
             max_shard_size=max_shard_size,
@@ -363,6 +364,7 @@ def run_embed(
             batched=window_opts.batched,
         )
         check_disk(output, plan.total_bytes)  # before the tables are allocated: refuse early
+        notes += oversized(plan.specs[1:], opts.max_shard_size)
         done = write_embed(
             plan,
             output,

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedcli import contract
-from embedcli.errors import OutputError
+from embedcli.errors import OutputError, UsageError
 from embedcli.options import EmbedOptions, WindowOptions
 from embedcli.outputs import atomic_file, write_tensors
-from embedcli.split import plan_output_shards, split_names
+from embedcli.split import MAX_FILES, plan_output_shards, split_names
 from embedcli.stages import run_batch, run_embed, run_tokenize
-from embedcli.store import TensorSpec, read_header, write_array
+from embedcli.store import TensorSpec, build_header, read_header, write_array
 
 from conftest import SAMPLE
 
@@ -58,7 +58,9 @@ def test_split_names_one_rule_for_every_split_file():
     whole=st.booleans(),
 )
 def test_split_parts_respect_the_limit(tmp_path_factory, n, width, limit, whole):
-    """Every file holding rows fits the limit (header included) unless one row alone cannot."""
+    """Hugging Face's rule: output that fits is one plain file; otherwise every file holding
+    rows fits the limit (header included) unless one row alone cannot; too many files is a
+    usage error naming a size that works."""
     rows = [TensorSpec("x", "I32", (n, width))]
     tables = [TensorSpec("t", "F32", (5, 3))] if whole else []
     meta = {"embedcli": "windows", "sources": '["a very long name indeed.txt"]'}
@@ -67,17 +69,29 @@ def test_split_parts_respect_the_limit(tmp_path_factory, n, width, limit, whole)
     assert [s.start for s in shards if s.has_rows][0] == 0
     assert sum(s.stop - s.start for s in shards if s.has_rows) == n
     data = np.arange(n * width, dtype=np.int32).reshape(n, width)
-    write_tensors(
-        out,
-        rows,
-        tables,
-        meta,
-        lambda f, a, b: write_array(f, data[a:b]),
-        lambda f: write_array(f, np.zeros((5, 3), dtype=np.float32)),
-        read=[],
-        no_clobber=False,
-        max_shard_size=limit,
-    )
+    total = len(build_header([*rows, *tables], meta)) + sum(t.nbytes for t in [*rows, *tables])
+
+    def write():
+        return write_tensors(
+            out,
+            rows,
+            tables,
+            meta,
+            lambda f, a, b: write_array(f, data[a:b]),
+            lambda f, spec: write_array(f, np.zeros((5, 3), dtype=np.float32)),
+            read=[],
+            no_clobber=False,
+            max_shard_size=limit,
+        )
+
+    if total > limit and len(shards) > MAX_FILES:
+        with pytest.raises(UsageError, match="would write"):
+            write()
+        return
+    paths = write()
+    if total <= limit:
+        assert paths == [out] and os.path.getsize(out) == total
+        return
     for shard in shards:
         size = os.path.getsize(shard.path)
         if shard.has_rows and shard.stop - shard.start > 1:

@@ -164,3 +164,26 @@ def test_split_on_eot_makes_documents_and_keeps_the_ids(tmp_path):
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
     assert (a["ids"] == b["ids"]).all() and plain.stats.documents == 1
     assert split.stats.documents == 3 and b["doc_offsets"].tolist() == [0, 6, 10, 12]
+
+
+def test_max_shard_size_follows_hugging_faces_rule(tmp_path):
+    out = tmp_path / "e.safetensors"
+    args = ["embed", STORY, "-T", "4", "-d", "16", "-o", str(out)]
+    big = run_embedcli(*args, "--max-shard-size", "100KB")
+    err = big.stderr.decode()
+    assert big.returncode == 0 and "token_embedding.weight (3.2 MB) is larger than" in err
+    assert "a file of its own" in err and (tmp_path / "e.safetensors.index.json").exists()
+    (tmp_path / "long.txt").write_text("word " * 3000)
+    many = run_embedcli(
+        "batch",
+        str(tmp_path / "long.txt"),
+        "-T",
+        "2",
+        "--stride",
+        "1",
+        "-o",
+        str(out),
+        "--max-shard-size",
+        "10B",
+    )
+    assert many.returncode == 2 and b"would write" in many.stderr and b"use at least" in many.stderr
