@@ -44,6 +44,7 @@ from .cli_options import (
     DeviceOpt,
     DimOpt,
     DropLast,
+    DryRun,
     EncodingOpt,
     EotOpt,
     FloatDtypeOpt,
@@ -163,7 +164,19 @@ def _windowing(arguments: dict) -> dict:
     return {name: arguments[name] for name in _WINDOWING}
 
 
+def _notify(quiet: bool):
+    """Where a stage announces a large output before writing it."""
+    if quiet or os.environ.get("RANK", "0") != "0":
+        return None
+    return lambda message: err_console.print(f"[bold]embedcli:[/] {message}", highlight=False)
+
+
 def _show(result, quiet: bool) -> None:
+    if getattr(result, "dry_run", False):  # asked for: shown even with --quiet
+        from .summary import render_plan
+
+        render_plan(err_console, result)
+        return
     if not quiet and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         from .summary import render_stage
 
@@ -192,6 +205,7 @@ def tokenize(
     shard_tokens: ShardTokens = None,
     no_clobber: NoClobber = False,
     quiet: Quiet = False,
+    dry_run: DryRun = False,
     verbose: Verbose = False,
 ) -> None:
     """BPE-encode text into a token file: ids, with <|endoftext|> between documents.
@@ -229,6 +243,7 @@ def tokenize(
         shard=parse_shard(shard) if shard else None,
         to=to,
         shard_tokens=shard_tokens,
+        dry_run=dry_run,
     )
     _show(result, quiet)
 
@@ -260,6 +275,7 @@ def batch(
     no_clobber: NoClobber = False,
     max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
+    dry_run: DryRun = False,
     verbose: Verbose = False,
 ) -> None:
     """Window token ids into (N, max-length) inputs and targets (inputs shifted by one).
@@ -287,6 +303,8 @@ def batch(
         no_clobber=no_clobber,
         progress=_progress(quiet),
         max_shard_size=parse_size(max_shard_size),
+        dry_run=dry_run,
+        notify=_notify(quiet),
     )
     _show(result, quiet)
 
@@ -327,6 +345,7 @@ def embed(
     no_clobber: NoClobber = False,
     max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
+    dry_run: DryRun = False,
     verbose: Verbose = False,
 ) -> None:
     """Token plus positional embeddings (N, max-length, dim) for text, tokens or windows.
@@ -379,6 +398,8 @@ def embed(
         key=key,
         no_clobber=no_clobber,
         progress=_progress(quiet),
+        dry_run=dry_run,
+        notify=_notify(quiet),
     )
     _show(result, quiet)
 

@@ -78,6 +78,14 @@ Output = Annotated[
         "Default: INPUT.<stage>.safetensors in the current directory.",
     ),
 ]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        rich_help_panel=OUT,
+        help="Print the plan (inputs, shapes, files, bytes) and write nothing.",
+    ),
+]
 Verbose = Annotated[
     bool,
     typer.Option(

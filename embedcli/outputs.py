@@ -282,6 +282,27 @@ def write_tensors(
     return [s.path for s in shards] + [index]
 
 
+def planned_files(
+    output: str, rows: list, whole: list, meta: dict[str, str], max_shard_size: int | None
+) -> list[tuple[str, int | None]]:
+    """The files :func:`write_tensors` would write, with their sizes (the index's: unknown)."""
+    from .contract import part_fields
+    from .split import index_path, plan_output_shards
+    from .store import build_header
+
+    header = build_header([*rows, *whole], meta)
+    total = len(header) + sum(spec.nbytes for spec in (*rows, *whole))
+    if not max_shard_size or total <= max_shard_size:
+        return [(output, total)]
+    shards = plan_output_shards(output, rows, whole, max_shard_size, meta)
+    files: list[tuple[str, int | None]] = []
+    for k, shard in enumerate(shards):
+        part = part_fields(k, len(shards), (shard.start, shard.stop) if shard.has_rows else None)
+        size = len(build_header(shard.specs, {**meta, **part})) + sum(t.nbytes for t in shard.specs)
+        files.append((shard.path, size))
+    return [*files, (index_path(output), None)]
+
+
 def oversized(whole: list, max_shard_size: int | None) -> list[str]:
     """Notes on whole tensors larger than ``max_shard_size`` (each gets a file of its own)."""
     if not max_shard_size:

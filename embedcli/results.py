@@ -109,3 +109,22 @@ class EmbedResult:
     notes: list[str] = field(default_factory=list)
 
     stage = "embed"
+
+
+@dataclass
+class PlanResult:
+    """What a stage would do (``--dry-run``): nothing is written."""
+
+    stage: str
+    inputs: list[str]
+    input_bytes: int
+    outputs: list[tuple[str, int | None]]  # path and size (None: not known before the work)
+    tensors: list[tuple[str, str, tuple[int, ...]]]  # name, dtype, shape
+    facts: dict[str, str] = field(default_factory=dict)  # e.g. windows, batches, estimates
+    notes: list[str] = field(default_factory=list)
+
+    dry_run = True
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size or 0 for _, size in self.outputs)

@@ -19,7 +19,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import BinaryIO
 
@@ -40,16 +40,18 @@ from .outputs import (
     check_disk,
     check_output,
     oversized,
+    planned_files,
     stale_temps,
     token_format,
     write_json,
     write_tensors,
 )
 from .progress import ProgressFactory, no_progress
-from .results import BatchResult, EmbedResult, FirstWindow, TokenizeResult, Written
+from .results import BatchResult, EmbedResult, FirstWindow, PlanResult, TokenizeResult, Written
 from .store import TensorSpec, read_header, write_array
 from .text import resolve_sources, shard_sources
 from .tokenizer import tokenize_with
+from .units import human_bytes
 from .windows import WindowPlan, batched_shape, gather, plan_windows, windows_metadata
 
 __all__ = [
@@ -137,7 +139,8 @@ def run_tokenize(
     shard: tuple[int, int] | None = None,
     to: str = "safetensors",
     shard_tokens: int | None = None,
-) -> TokenizeResult:
+    dry_run: bool = False,
+) -> TokenizeResult | PlanResult:
     """Tokenize text files, directories or stdin into a token file.
 
     ``to`` picks the format (:data:`embedcli.outputs.TOKEN_FORMATS`: embedcli's safetensors
@@ -164,6 +167,15 @@ def run_tokenize(
         sources = shard_sources(sources, *shard)
     check_output(output, inputs=read, no_clobber=no_clobber)
     notes = stale_temps(output)
+    if dry_run:  # the ids are known only once the text is read: estimate them
+        size = sum(s.size for s in sources)
+        files = [(output, None)] + ([(manifest_path(whole), None)] if manifest else [])
+        facts = {
+            "token format": f"{fmt.name}, <|endoftext|> {opts.eot}",
+            "files read": len(sources),
+        }
+        facts["tokens"] = f"about {size // 4:,} (0.25 a byte, typical of English prose)"
+        return _plan_result("tokenize", [s.path for s in sources], files, [], notes, **facts)
     with _spill_file(output) as spill:
         sink = _SpillSink(spill)
         with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
@@ -216,6 +228,46 @@ def make_plan(source: TokenSource, opts: WindowOptions) -> WindowPlan:
     )
 
 
+def _windows_file(plan: WindowPlan, opts: WindowOptions, base, facts, max_shard_size):
+    """The tensors and metadata of a windows file."""
+    if opts.batched and max_shard_size:
+        raise UsageError("--batched and --max-shard-size cannot be combined: use one")
+    st_dtype = "I64" if opts.dtype == "int64" else "I32"
+    shape = (*batched_shape(plan.n_windows, plan.batch_size, opts.batched), plan.max_length)
+    specs = [TensorSpec("inputs", st_dtype, shape), TensorSpec("targets", st_dtype, shape)]
+    meta = windows_metadata(base, facts, opts.dtype)
+    if opts.batched:
+        meta[c.LAYOUT] = "batches"
+    return specs, meta
+
+
+def _plan_result(stage, read, files, specs, notes, **facts) -> PlanResult:
+    sizes = [os.path.getsize(p) for p in read if p != "-" and os.path.isfile(p)]
+    shown = {
+        k.replace("_", " "): f"{v:,}" if isinstance(v, int) else str(v) for k, v in facts.items()
+    }
+    return PlanResult(
+        stage,
+        list(read),
+        sum(sizes),
+        files,
+        [(s.name, s.dtype, tuple(s.shape)) for s in specs],
+        shown,
+        notes,
+    )
+
+
+LARGE_OUTPUT = 1_000_000_000  # announced before it is written
+
+
+def _announce(notify, output: str, files: list[tuple[str, int | None]]) -> None:
+    total = sum(size or 0 for _, size in files)
+    special = output == "-" or (os.path.exists(output) and not os.path.isfile(output))
+    if notify is not None and total >= LARGE_OUTPUT and not special:
+        where = output if len(files) == 1 else f"{len(files)} files beside {output}"
+        notify(f"writing {human_bytes(total)} to {where}")
+
+
 def _first_window(source: TokenSource, plan: WindowPlan) -> FirstWindow:
     from .encoding import get_encoding
 
@@ -238,11 +290,15 @@ def run_batch(
     progress: ProgressFactory = no_progress,
     max_shard_size: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
-) -> BatchResult:
+    dry_run: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> BatchResult | PlanResult:
     """Windows ``(N, max_length)`` of inputs and targets from a token file, ids or text.
 
     ``max_shard_size`` (bytes) splits the output into files of at most that size plus an
     ``.index.json``; ``chunk_bytes`` is how much is gathered at once (memory, not results).
+    ``dry_run`` returns the :class:`PlanResult` and writes nothing; ``notify`` hears of a large
+    output before it is written.
     """
     opts = opts or WindowOptions()
     if opts.dtype not in OUTPUT_DTYPES:
@@ -257,12 +313,7 @@ def run_batch(
         plan = make_plan(src, opts)
         facts = plan.facts()
         dtype, t = np.dtype(opts.dtype), plan.max_length
-        st_dtype = "I64" if opts.dtype == "int64" else "I32"
-        if opts.batched and max_shard_size:
-            raise UsageError("--batched and --max-shard-size cannot be combined: use one")
-        shape = (*batched_shape(plan.n_windows, plan.batch_size, opts.batched), t)
-        specs = [TensorSpec("inputs", st_dtype, shape), TensorSpec("targets", st_dtype, shape)]
-        check_disk(output, 2 * plan.n_windows * t * dtype.itemsize)
+        specs, meta = _windows_file(plan, opts, src.metadata, facts, max_shard_size)
         rows = max(1, chunk_bytes // (t * dtype.itemsize))
 
         def write_rows(f, a: int, b: int) -> None:
@@ -271,9 +322,11 @@ def run_batch(
                     starts = plan.starts[i : min(i + rows, b)]
                     write_array(f, gather(src.ids, starts, t, shift=shift).astype(dtype))
 
-        meta = windows_metadata(src.metadata, facts, opts.dtype)
-        if opts.batched:
-            meta[c.LAYOUT] = "batches"
+        files = planned_files(output, specs, [], meta, max_shard_size)
+        if dry_run:
+            return _plan_result("batch", found.paths, files, specs, notes, windows=facts.windows)
+        check_disk(output, sum(size or 0 for _, size in files))
+        _announce(notify, output, files)
         paths = write_tensors(
             output,
             specs,
@@ -332,7 +385,9 @@ def run_embed(
     no_clobber: bool = False,
     progress: ProgressFactory = no_progress,
     chunk_bytes: int = CHUNK_BYTES,
-) -> EmbedResult:
+    dry_run: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> EmbedResult | PlanResult:
     """Token plus positional embeddings ``(N, T, dim)`` for text, a token file or windows.
 
     Under ``torchrun`` the processes split the windows and write one file together (see
@@ -363,8 +418,14 @@ def run_embed(
             chunk_bytes=chunk_bytes,
             batched=window_opts.batched,
         )
-        check_disk(output, plan.total_bytes)  # before the tables are allocated: refuse early
         notes += oversized(plan.specs[1:], opts.max_shard_size)
+        files = planned_files(
+            output, plan.specs[:1], plan.specs[1:], plan.metadata, opts.max_shard_size
+        )
+        if dry_run:
+            return _plan_result("embed", read, files, plan.specs, notes, windows=plan.n)
+        check_disk(output, plan.total_bytes)  # before the tables are allocated: refuse early
+        _announce(notify, output, files)
         done = write_embed(
             plan,
             output,
@@ -374,12 +435,18 @@ def run_embed(
             no_clobber=no_clobber,
             progress=progress,
         )
+    seconds = time.perf_counter() - started
+    return _embed_result(output, plan, done, src, str(device), seconds, notes)
+
+
+def _embed_result(output, plan, done, src, device: str, seconds: float, notes) -> EmbedResult:
+    opts = plan.opts
     return EmbedResult(
         output,
         Written.of(done.paths),
         shape=(plan.n, plan.max_length, plan.tables.dim),
         dtype=opts.dtype,
-        device=str(device),
+        device=device,
         vocab_size=plan.tables.vocab_size,
         context_length=plan.tables.context_length,
         pos=opts.pos,
@@ -388,7 +455,7 @@ def run_embed(
         tables_saved=opts.save_weights,
         bytes_planned=plan.total_bytes,
         embed_seconds=done.seconds,
-        total_seconds=time.perf_counter() - started,
+        total_seconds=seconds,
         tokenized=src.stats if isinstance(src, TokenSource) else None,
         plan=plan.windows_facts,
         table_head=done.table_head,

@@ -361,6 +361,29 @@ def stage_pictures(result: StageResult) -> list:
     return lines
 
 
+def render_plan(console: Console, plan) -> None:
+    """``--dry-run``: what would be read and written; nothing was."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("inputs", f"{len(plan.inputs):,} files, {human_bytes(plan.input_bytes)}")
+    for key, value in plan.facts.items():
+        facts.add_row(Text(printable(key)), Text(printable(value)))
+    for name, dtype, shape in plan.tensors:
+        facts.add_row(Text(printable(name)), f"{dtype} {_shape(shape)}")
+    for path, size in plan.outputs:
+        facts.add_row(
+            "would write",
+            Text(printable(path) + ("" if size is None else f" ({human_bytes(size)})")),
+        )
+    if plan.total_bytes:
+        facts.add_row("total", human_bytes(plan.total_bytes))
+    title = f"embedcli {plan.stage} --dry-run: nothing written"
+    console.print(Panel(facts, title=title, title_align="left", border_style="yellow"))
+    for note in plan.notes:
+        console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)
+
+
 def render_stage(console: Console, result: StageResult) -> None:
     """End-of-stage summary on stderr: the stage's facts, then the output file's tensors."""
     from .inspection import header_report, torch_repr

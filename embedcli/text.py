@@ -138,8 +138,19 @@ def resolve_sources(
                 raise InputError(f"{path}: not a regular file")
             sources.append(_make_source(path, fmt))
         else:
+            check_flag_words([path])
             raise InputError(f"{path}: no such file or directory")
     return sources
+
+
+def check_flag_words(paths: list[str]) -> None:
+    """``--shuffle true`` makes ``true`` an input: say what happened instead of 'no such file'."""
+    for path in paths:
+        if path.lower() in ("true", "false", "yes", "no", "on", "off") and not os.path.exists(path):
+            raise UsageError(
+                f"{path}: no such file or directory; flags such as --shuffle take no value "
+                f"(write --shuffle, not --shuffle {path})"
+            )
 
 
 def parse_shard(spec: str) -> tuple[int, int]:

@@ -187,3 +187,42 @@ def test_max_shard_size_follows_hugging_faces_rule(tmp_path):
         "10B",
     )
     assert many.returncode == 2 and b"would write" in many.stderr and b"use at least" in many.stderr
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    out = tmp_path / "e.safetensors"
+    proc = run_embedcli("embed", STORY, "-T", "4", "-d", "8", "--dry-run", "-o", str(out))
+    err = proc.stderr.decode()
+    assert proc.returncode == 0 and "nothing written" in err and "(154, 4, 8)" in err
+    assert "would write" in err and not out.exists() and not list(tmp_path.iterdir())
+    tok = run_embedcli("tokenize", STORY, "--dry-run", "-o", str(tmp_path / "t.safetensors"))
+    assert tok.returncode == 0 and b"about" in tok.stderr and not list(tmp_path.iterdir())
+
+
+def test_window_parts_and_flag_words(tmp_path):
+    from embedcli.options import WindowOptions
+    from embedcli.stages import run_batch
+
+    run_batch(
+        [STORY], str(tmp_path / "w.safetensors"), WindowOptions(max_length=4), max_shard_size=2000
+    )
+    parts = sorted(str(p) for p in tmp_path.glob("w-*-of-*.safetensors"))
+    assert len(parts) > 1
+    one, two = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    assert run_embedcli("embed", *reversed(parts), "-d", "4", "-o", str(one), "-q").returncode == 0
+    index = str(tmp_path / "w.safetensors.index.json")
+    assert run_embedcli("embed", index, "-d", "4", "-o", str(two), "-q").returncode == 0
+    assert (load_file(str(one))["embeddings"] == load_file(str(two))["embeddings"]).all()
+    flag = run_embedcli("batch", STORY, "--shuffle", "true", "-o", str(tmp_path / "x"))
+    assert flag.returncode == 2 and b"flags such as --shuffle take no value" in flag.stderr
+
+
+def test_a_large_output_is_announced_before_it_is_written(tmp_path):
+    from embedcli.stages import LARGE_OUTPUT, _announce
+
+    heard = []
+    out = str(tmp_path / "e.safetensors")
+    _announce(heard.append, out, [(out, LARGE_OUTPUT + 1)])
+    _announce(heard.append, out, [(out, LARGE_OUTPUT - 1)])  # small: not worth a word
+    _announce(heard.append, "/dev/null", [("/dev/null", 10 * LARGE_OUTPUT)])  # not a file
+    assert heard == [f"writing 1.0 GB to {out}"]

@@ -24,7 +24,7 @@ from ..pipes import spool
 from ..progress import ProgressFactory, no_progress
 from .base import Reader, Request, Resolved, TokenSource, WindowSource
 from .safetensors_file import SafetensorsReader
-from .split_file import SplitReader
+from .split_file import SplitReader, WindowPartsReader
 from .text_input import TextReader
 from .token_files import ManifestReader, TokenFilesReader
 
@@ -46,6 +46,7 @@ __all__ = [
 READERS: list[Reader] = [
     ManifestReader(),
     SplitReader(),
+    WindowPartsReader(),
     TokenFilesReader(),
     SafetensorsReader(),
     TextReader(),

@@ -2,15 +2,59 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+from .. import contract as c
 from ..contract import kind_of
 from ..errors import FormatError
 from ..progress import ProgressFactory
 from ..split import IndexedTensor, is_index, read_index
-from ..store import load_array
+from ..store import load_array, read_header
 from .base import Request, TokenSource, WindowSource
 from .safetensors_file import check_windows
+
+
+class WindowPartsReader:
+    """The part files of a split windows output, given directly (any order): one windows file."""
+
+    name = "window-parts"
+
+    def claims(self, inputs: list[str]) -> bool:
+        from ..store import is_safetensors
+
+        if len(inputs) < 2 or not all(os.path.isfile(p) and is_safetensors(p) for p in inputs):
+            return False
+        return all(kind_of(read_header(p).metadata) == "windows" for p in inputs)
+
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedParts:
+        headers = [read_header(p) for p in inputs]
+        metas = [h.metadata or {} for h in headers]
+        if all(c.PART_INDEX in m for m in metas):
+            counts = {m.get(c.PART_COUNT) for m in metas}
+            order = sorted(range(len(headers)), key=lambda k: int(metas[k][c.PART_INDEX]))
+            if len(counts) > 1 or len(order) != int(counts.pop()):
+                raise FormatError("these windows files are not all the parts of one split output")
+            headers = [headers[k] for k in order]
+        return ResolvedParts(self.name, list(inputs), 0, headers, request)
+
+
+@dataclass
+class ResolvedParts:
+    reader: str
+    paths: list[str]
+    size: int
+    headers: list
+    request: Request
+
+    def load(self, progress: ProgressFactory) -> WindowSource:
+        import numpy as np
+
+        if not self.request.allow_windows:
+            raise FormatError(f"{self.paths[0]}: is already windowed; give a token file or text")
+        parts = [load_array(h.path, h.tensor("inputs")) for h in self.headers]
+        meta = c.without(self.headers[0].metadata or {}, (c.PART_INDEX, c.PART_COUNT, c.PART_ROWS))
+        return WindowSource(check_windows(np.concatenate(parts), self.paths[0]), meta)
 
 
 class SplitReader:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from ..errors import UsageError
 from ..progress import ProgressFactory
 from ..store import is_safetensors
-from ..text import Source, resolve_sources
+from ..text import Source, check_flag_words, resolve_sources
 from .base import Request, TokenSource
 
 
@@ -21,6 +21,7 @@ class TextReader:
         return True
 
     def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedText:
+        check_flag_words(inputs)
         for path in inputs:
             if path != "-" and os.path.isfile(path) and is_safetensors(path):
                 raise UsageError(f"{path}: give either token files or text, not both")
