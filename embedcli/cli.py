@@ -68,11 +68,13 @@ from .cli_options import (
     ShuffleSeedOpt,
     SpecialOpt,
     SplitOnEot,
+    SplitSeed,
     Stride,
     TableSeedOpt,
     TextKey,
     TokenKeyOpt,
     ToOpt,
+    ValFraction,
     Verbose,
     VocabSizeOpt,
     WeightsOpt,
@@ -203,6 +205,8 @@ def tokenize(
     to: ToOpt = "safetensors",
     eot: EotOpt = None,
     shard_tokens: ShardTokens = None,
+    val_fraction: ValFraction = None,
+    seed: SplitSeed = o.DEFAULT_SEED,
     no_clobber: NoClobber = False,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -244,6 +248,8 @@ def tokenize(
         to=to,
         shard_tokens=shard_tokens,
         dry_run=dry_run,
+        val_fraction=val_fraction or 0.0,
+        split_seed=seed,
     )
     _show(result, quiet)
 

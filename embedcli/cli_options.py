@@ -78,6 +78,22 @@ Output = Annotated[
         "Default: INPUT.<stage>.safetensors in the current directory.",
     ),
 ]
+ValFraction = Annotated[
+    float | None,
+    typer.Option(
+        "--val-fraction",
+        min=0.0,
+        max=1.0,
+        metavar="F",
+        rich_help_panel=OUT,
+        help="Send a fraction F of the documents to a validation file beside -o (train.bin -> "
+        "val.bin; else NAME.val.SUFFIX), chosen by --seed, the same in every run.",
+    ),
+]
+SplitSeed = Annotated[
+    int,
+    typer.Option("--seed", metavar="INT", rich_help_panel=OUT, help="Seed for --val-fraction."),
+]
 DryRun = Annotated[
     bool,
     typer.Option(

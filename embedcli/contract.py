@@ -40,6 +40,10 @@ SHARD_INDEX = "shard_index"
 SHARD_COUNT = "shard_count"
 SHARD_SET = "shard_set"  # fingerprint of the whole input: shards of one run agree on it
 SHARD_KEYS = (SHARD_INDEX, SHARD_COUNT, SHARD_SET)
+# tokenize --val-fraction: which split this file is, of what fraction, chosen by what seed
+SPLIT = "split"
+VAL_FRACTION = "val_fraction"
+SPLIT_SEED = "split_seed"
 # Token files joined into one stream must agree on these.
 JOIN_KEYS = (ENCODING, VOCAB_SIZE, EOT_ID, SPECIAL, EOT_PLACEMENT)
 
@@ -90,6 +94,9 @@ LABELS: dict[str, str] = {
     DOCUMENTS: "documents",
     TOKENS: "tokens",
     SOURCES: "sources",
+    SPLIT: "split",
+    VAL_FRACTION: "validation fraction",
+    SPLIT_SEED: "split seed",
     MAX_LENGTH: "max length",
     STRIDE: "stride",
     BATCH_SIZE: "batch size",
@@ -141,6 +148,11 @@ def to_str(value: object) -> str:
 
 def shard_fields(index: int, count: int, shard_set: str) -> dict[str, str]:
     return {SHARD_INDEX: str(index), SHARD_COUNT: str(count), SHARD_SET: shard_set}
+
+
+def split_fields(name: str, fraction: float, seed: int) -> dict[str, str]:
+    """The keys of one side of a ``--val-fraction`` split."""
+    return {SPLIT: name, VAL_FRACTION: str(fraction), SPLIT_SEED: str(seed)}
 
 
 def part_fields(index: int, count: int, rows: tuple[int, int] | None) -> dict[str, str]:

@@ -63,6 +63,7 @@ class TokenizeResult:
     manifest: str | None = None
     format: str = "safetensors"  # the token format written
     notes: list[str] = field(default_factory=list)  # things the user should know
+    val_output: str | None = None  # --val-fraction: the validation split (stats.val)
 
     stage = "tokenize"
 

@@ -1,4 +1,6 @@
-"""The three producing stages as library calls: resolve the input, plan, write, report.
+"""The producing stages as library calls: resolve the input, plan, write, report.
+
+``batch`` and ``embed`` are here; ``tokenize`` is in ``tokenizing.py`` (re-exported).
 
 Each ``run_*`` function takes plain arguments, reads through the input registry
 (:func:`embedcli.inputs.open_input`), writes through the output layer
@@ -15,20 +17,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import BinaryIO
+from collections.abc import Callable
 
 import numpy as np
 
 from . import contract as c
-from .errors import EmbedcliError, OutputError, UsageError
+from .errors import EmbedcliError, UsageError
 from .inputs import Request, TokenSource, open_input
-from .manifest import manifest_path, shard_manifest
 from .options import (
     DEFAULT_BATCH_SIZE,
     OUTPUT_DTYPES,
@@ -42,15 +39,12 @@ from .outputs import (
     oversized,
     planned_files,
     stale_temps,
-    token_format,
-    write_json,
     write_tensors,
 )
 from .progress import ProgressFactory, no_progress
-from .results import BatchResult, EmbedResult, FirstWindow, PlanResult, TokenizeResult, Written
-from .store import TensorSpec, read_header, write_array
-from .text import resolve_sources, shard_sources
-from .tokenizer import tokenize_with
+from .results import BatchResult, EmbedResult, FirstWindow, PlanResult, Written
+from .store import TensorSpec, header_if_file, write_array
+from .tokenizing import run_tokenize
 from .units import human_bytes
 from .windows import WindowPlan, batched_shape, gather, plan_windows, windows_metadata
 
@@ -94,118 +88,6 @@ def default_output(inputs: list[str], suffix: str) -> str:
         if name.endswith(ext) and len(name) > len(ext):
             name = name[: -len(ext)]
     return f"{name}.{suffix}.safetensors"
-
-
-def _header_if_file(output: str):
-    if output == "-" or not os.path.isfile(output):
-        return None
-    return read_header(output)
-
-
-# --------------------------------------------------------------------------- tokenize
-
-
-class _SpillSink:
-    """int32 ids appended to an anonymous temporary file, so memory stays flat."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
-        self.count = 0
-
-    def write(self, ids: np.ndarray) -> None:
-        write_array(self.f, ids)
-        self.count += int(ids.size)
-
-
-@contextlib.contextmanager
-def _spill_file(output: str) -> Iterator[BinaryIO]:
-    """An anonymous temporary file beside the output (same filesystem: a kernel copy)."""
-    spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
-    try:
-        spill = tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-")  # noqa: SIM115
-    except OSError as exc:
-        raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
-    with spill:
-        yield spill  # type: ignore[misc]
-
-
-def run_tokenize(
-    inputs: list[str],
-    output: str,
-    opts: TokenizeOptions | None = None,
-    *,
-    no_clobber: bool = False,
-    progress: ProgressFactory = no_progress,
-    shard: tuple[int, int] | None = None,
-    to: str = "safetensors",
-    shard_tokens: int | None = None,
-    dry_run: bool = False,
-) -> TokenizeResult | PlanResult:
-    """Tokenize text files, directories or stdin into a token file.
-
-    ``to`` picks the format (:data:`embedcli.outputs.TOKEN_FORMATS`: embedcli's safetensors
-    ``ids``/``doc_offsets``, or a trainer's own); ``opts.eot`` defaults to that format's own
-    placement of ``<|endoftext|>``. With ``shard=(i, n)`` only shard i's documents are read (see
-    :func:`embedcli.text.shard_sources`); ``output`` names the whole, the shard is written as
-    ``NAME-0000<i+1>-of-0000<n>.tokens.safetensors`` (or the format's suffix) beside it, and every
-    shard writes the same manifest ``NAME.tokens.manifest.json`` listing all n files.
-    ``shard_tokens`` caps the ids per file of formats that number their files (llm.c).
-    """
-    opts = opts or TokenizeOptions()
-    fmt = token_format(to)
-    opts = replace(opts, eot=opts.eot or fmt.default_eot)
-    skipped: list[str] = []
-    sources = resolve_sources(inputs, opts.format, include=opts.include, skipped=skipped)
-    read = [s.path for s in sources]  # an output must never replace one of them
-    manifest, whole = None, output
-    if shard is not None:
-        if output == "-":
-            raise UsageError("--shard writes files: name the whole with -o PATH, not -o -")
-        listing = [(s.path, s.size) for s in sources]
-        manifest = shard_manifest(whole, listing, shard[1], fmt.name, fmt.suffixes)
-        output = os.path.join(os.path.dirname(whole), manifest["shards"][shard[0]])
-        sources = shard_sources(sources, *shard)
-    check_output(output, inputs=read, no_clobber=no_clobber)
-    notes = stale_temps(output)
-    if dry_run:  # the ids are known only once the text is read: estimate them
-        size = sum(s.size for s in sources)
-        files = [(output, None)] + ([(manifest_path(whole), None)] if manifest else [])
-        facts = {
-            "token format": f"{fmt.name}, <|endoftext|> {opts.eot}",
-            "files read": len(sources),
-        }
-        facts["tokens"] = f"about {size // 4:,} (0.25 a byte, typical of English prose)"
-        return _plan_result("tokenize", [s.path for s in sources], files, [], notes, **facts)
-    with _spill_file(output) as spill:
-        sink = _SpillSink(spill)
-        with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
-            stats = tokenize_with(
-                opts, sources, sink, on_progress=advance, allow_empty=shard is not None
-            )
-        stats.skipped = skipped
-        metadata = stats.metadata()
-        if manifest is not None:
-            metadata.update(c.shard_fields(shard[0], shard[1], manifest["shard_set"]))
-        spill.flush()
-        paths = fmt.write(
-            output,
-            spill,
-            sink.count,
-            stats.doc_offsets,
-            metadata,
-            inputs=read,
-            no_clobber=no_clobber,
-            shard_tokens=shard_tokens,
-        )
-    header = _header_if_file(output) if fmt.name == "safetensors" else None
-    result = TokenizeResult(
-        output, Written.of(paths, main=0), stats, header, format=fmt.name, notes=notes
-    )
-    if manifest is not None:
-        result.manifest = manifest_path(whole)
-        write_json(result.manifest, manifest)
-        result.shard, result.shard_files = shard, (len(sources), len(read))
-    return result
 
 
 # --------------------------------------------------------------------------- batch
@@ -352,7 +234,7 @@ def run_batch(
         time.perf_counter() - started,
         tokenized=src.stats,
         first_window=first,
-        header=_header_if_file(output),
+        header=header_if_file(output),
         coverage=coverage,
         notes=notes,
     )
@@ -460,7 +342,7 @@ def _embed_result(output, plan, done, src, device: str, seconds: float, notes) -
         plan=plan.windows_facts,
         table_head=done.table_head,
         processes=done.processes,
-        header=_header_if_file(output),
+        header=header_if_file(output),
         values=done.values,
         notes=notes,
     )

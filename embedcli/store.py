@@ -385,6 +385,13 @@ def copy_stream(src: BinaryIO, dst: BinaryIO, nbytes: int) -> None:
 # --------------------------------------------------------------------------- reading data
 
 
+def header_if_file(path: str) -> Header | None:
+    """The header of an output just written, when it is a regular file (not stdout or a FIFO)."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    return read_header(path)
+
+
 def is_safetensors(path: str) -> bool:
     """True if ``path`` starts like a safetensors file (8-byte length that fits, then ``{``)."""
     try:

@@ -296,6 +296,11 @@ def stage_facts(result: StageResult) -> dict[str, str]:
         if result.format != "safetensors":
             facts["format"] = result.format
         facts["output"] = written_text(result.written)
+        if result.val_output is not None and result.stats.val is not None:
+            val = result.stats.val
+            facts["validation"] = (
+                f"{val.documents:,} documents, {val.tokens:,} tokens -> {result.val_output}"
+            )
         if result.shard is not None and result.shard_files is not None:
             (index, count), (files, total) = result.shard, result.shard_files
             facts["shard"] = f"{index} of {count} ({files} of {total} files)"

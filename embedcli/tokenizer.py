@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .encode_pool import OrderedEncoder, Stream
 from .encoding import DEFAULT_ENCODING, EOT, encode_kwargs, eot_id, get_encoding
 from .errors import InputError, UsageError
 from .options import EOT_MODES
@@ -103,6 +100,7 @@ class TokenizeStats:
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files input directories did not give
+    val: TokenizeStats | None = None  # the validation split's counts (--val-fraction)
     doc_offsets: np.ndarray | None = None  # start of each document in the ids, plus the end
 
     def metadata(self) -> dict[str, str]:
@@ -139,6 +137,7 @@ def tokenize(
     workers: int | None = None,
     eot: str = EOT_MODES[0],
     split_on_eot: bool = False,
+    val: tuple[IdSink, float, int] | None = None,
     piece_chars: int = PIECE_CHARS,
     block_bytes: int = BLOCK_BYTES,
     on_progress: Callable[[int], None] | None = None,
@@ -147,8 +146,10 @@ def tokenize(
     """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
     between documents; return counts and ``doc_offsets``.
 
-    ``piece_chars`` is the size of the pieces encoded in parallel, ``block_bytes`` the size of
-    the reads; neither changes the ids.
+    ``val=(val_sink, fraction, seed)`` sends a fraction of the documents to ``val_sink``
+    instead (chosen by a hash of the seed and the document's name, see :func:`goes_to_val`);
+    their counts are ``stats.val``. ``piece_chars`` is the size of the pieces encoded in
+    parallel, ``block_bytes`` the size of the reads; neither changes the ids.
 
     Raises :class:`InputError` for unreadable or malformed input, empty input (unless
     ``allow_empty``: a shard may hold no document), and (with ``special="error"``) text
@@ -159,35 +160,64 @@ def tokenize(
     encode_kwargs(special)  # an unknown policy fails now, not in a worker
     if eot not in EOT_MODES:
         raise UsageError(f"unknown --eot {eot!r}; use one of {', '.join(EOT_MODES)}")
-    stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
-    sources = list(sources)
-    stats.sources = [s.name for s in sources]
     if special != "special" and split_on_eot:
         raise UsageError(
             "--split-on-eot reads a literal <|endoftext|> as a boundary: it needs --special special"
         )
+    stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+    sources = list(sources)
+    stats.sources = [s.name for s in sources]
+    streams = [Stream(sink, stats)]
+    if val is not None:
+        stats.val = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+        stats.val.sources = stats.sources
+        streams.append(Stream(val[0], stats.val))
+    chooser = None if val is None else (val[1], val[2])
     pieces = _pieces(
-        sources, text_key, piece_chars, block_bytes, special, stats, on_progress, split_on_eot
+        sources,
+        text_key,
+        piece_chars,
+        block_bytes,
+        special,
+        stats,
+        on_progress,
+        split_on_eot,
+        chooser,
     )
-    with _OrderedEncoder(encoding, special, sink, stats, workers) as encoder:
+    workers = max(1, workers or default_workers())
+    with OrderedEncoder(encoding, special, streams, workers) as encoder:
         # Small documents (jsonl lines) are grouped into tasks of about piece_chars characters,
         # so 100k tiny documents cost 100 hand-offs, not 100k.
-        task: list[tuple[str, bool]] = []
+        task: list[tuple[str, bool, int]] = []
         size = 0
-        for piece, starts_doc in pieces:
-            task.append((piece, starts_doc))
-            size += len(piece)
+        for item in pieces:
+            task.append(item)
+            size += len(item[0])
             if size >= piece_chars:
                 encoder.submit(task)
                 task, size = [], 0
         if task:
             encoder.submit(task)
-    if not allow_empty and (stats.documents == 0 or stats.chars == 0):
+    everything = stats.documents + (stats.val.documents if stats.val else 0)
+    if not allow_empty and (
+        everything == 0 or stats.chars + (stats.val.chars if stats.val else 0) == 0
+    ):
         names = ", ".join(stats.sources[:3]) + (", ..." if len(stats.sources) > 3 else "")
         raise InputError(f"{names}: no text to tokenize (the input is empty)")
-    stats.doc_offsets = np.asarray([*encoder.offsets, stats.tokens], dtype=np.int64)
-    stats.seconds = time.perf_counter() - started
+    for stream in streams:
+        stream.stats.doc_offsets = np.asarray([*stream.offsets, stream.stats.tokens], np.int64)
+        stream.stats.seconds = time.perf_counter() - started
     return stats
+
+
+def goes_to_val(doc: str, fraction: float, seed: int) -> bool:
+    """Whether the document named ``doc`` (``a.jsonl:12``, ``b.parquet:row 3``) belongs to the
+    validation split: a hash of the seed and the name, so the choice is the same in every run
+    and in every ``--shard`` of one run, whatever the order documents are read in."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}\0{doc}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") < fraction * 2**64
 
 
 def tokenize_with(
@@ -197,6 +227,7 @@ def tokenize_with(
     *,
     on_progress: Callable[[int], None] | None = None,
     allow_empty: bool = False,
+    val: tuple[IdSink, float, int] | None = None,
 ) -> TokenizeStats:
     """:func:`tokenize` as the options of a stage ask for it."""
     return tokenize(
@@ -208,120 +239,10 @@ def tokenize_with(
         workers=opts.workers,
         eot=opts.eot or EOT_MODES[0],
         split_on_eot=opts.split_on_eot,
+        val=val,
         on_progress=on_progress,
         allow_empty=allow_empty,
     )
-
-
-class _OrderedEncoder:
-    """Encodes tasks (lists of ``(piece, starts a document)``) in a pool and writes their ids
-    to the sink in submission order, ``<|endoftext|>`` placed as ``stats.eot`` says.
-    At most ``2 * workers`` tasks are in flight."""
-
-    def __init__(self, encoding: str, special: str, sink: IdSink, stats, workers: int | None):
-        self.encoding, self.special, self.sink, self.stats = encoding, special, sink, stats
-        self.workers = max(1, workers or default_workers())
-        self.pool = None  # started with the second task: small inputs never pay for it
-        self.pending: deque[tuple[Future[list[np.ndarray]] | list[np.ndarray], list[bool]]]
-        self.pending = deque()
-        self.offsets: list[int] = []
-        self.held: list[np.ndarray] = []  # ids of the task being written, in order
-        self.eot = np.array([stats.eot_id], dtype=np.int32)
-
-    def submit(self, task: list[tuple[str, bool]]) -> None:
-        if self.pool is None and self.workers > 1 and self.pending:
-            self.pool = _make_pool(self.workers)
-        texts = [piece for piece, _ in task]
-        job = (self.pool.submit if self.pool else _call)(
-            _encode_task, self.encoding, self.special, texts
-        )
-        self.pending.append((job, [starts for _, starts in task]))
-        self.drain(2 * self.workers)
-
-    def drain(self, limit: int) -> None:
-        while len(self.pending) > limit:
-            job, starts = self.pending.popleft()
-            results = job.result() if isinstance(job, Future) else job
-            for ids, starts_doc in zip(results, starts, strict=True):
-                if starts_doc:
-                    self.start_document()
-                if ids.size:
-                    self.held.append(ids)
-                    self.stats.tokens += int(ids.size)
-            self.flush()
-
-    def flush(self) -> None:
-        """One sink write per task: many small documents cost one copy, not two writes each."""
-        if self.held:
-            self.sink.write(np.concatenate(self.held) if len(self.held) > 1 else self.held[0])
-            self.held.clear()
-
-    def start_document(self) -> None:
-        mode = self.stats.eot
-        if self.offsets and mode in ("between", "after"):  # closes the previous document
-            self.write_eot()
-        self.offsets.append(self.stats.tokens)
-        if mode == "before":
-            self.write_eot()
-
-    def write_eot(self) -> None:
-        self.held.append(self.eot)
-        self.stats.tokens += 1
-
-    def __enter__(self) -> _OrderedEncoder:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self.drain(0)
-                if self.offsets and self.stats.eot == "after":  # closes the last document
-                    self.write_eot()
-                self.flush()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _encode_task(encoding: str, special: str, task: list[str]) -> list[np.ndarray]:
-    """Encode a task's pieces (in a worker: the encoding is already built, copied by fork)."""
-    enc, kwargs = get_encoding(encoding), encode_kwargs(special)
-    return [enc.encode_to_numpy(piece, **kwargs).view(np.int32) for piece in task]
-
-
-def _call(fn, *args):
-    return fn(*args)
-
-
-def _make_pool(workers: int):
-    """Worker processes where a fork is safe, else threads.
-
-    tiktoken's Rust core releases the GIL, yet on the 2-core machines measured here threads
-    gained 1.2-1.6x over one call while forked processes gained 2-2.7x (benchmarks/run.py). A
-    fork is safe while this process runs no other thread (a forked child would inherit locks
-    held by them): then processes, sharing the already-built encoding copy-on-write.
-    """
-    import multiprocessing
-    import threading
-
-    distributed = sys.modules.get("torch.distributed")
-    if (
-        "fork" in multiprocessing.get_all_start_methods()
-        and threading.active_count() == 1
-        and not (
-            distributed is not None and distributed.is_available() and distributed.is_initialized()
-        )
-    ):
-        return ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init
-        )
-    return ThreadPoolExecutor(workers, thread_name_prefix="encode")
-
-
-def _worker_init() -> None:
-    # Ctrl-C and SIGTERM are the parent's to handle: it stops the pool and cleans up.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _pieces(
@@ -333,47 +254,61 @@ def _pieces(
     stats: TokenizeStats,
     on_progress: Callable[[int], None] | None,
     split_on_eot: bool = False,
-) -> Iterator[tuple[str, bool]]:
-    """(piece of text, starts a new document) in order, cut at safe points. With
-    ``split_on_eot`` a literal ``<|endoftext|>`` ends a document (TinyStories' separator)."""
+    chooser: tuple[float, int] | None = None,
+) -> Iterator[tuple[str, bool, int]]:
+    """(piece of text, starts a new document, stream: 0 main, 1 validation) in order, cut at
+    safe points. With ``split_on_eot`` a literal ``<|endoftext|>`` ends a document
+    (TinyStories' separator); ``chooser=(fraction, seed)`` sends documents to validation."""
+
+    def stream_of(doc: str) -> int:
+        return int(chooser is not None and goes_to_val(doc, *chooser))
+
     for source in sources:
-        carry, carry_line, starts_doc = "", 1, True
+        carry, carry_line, starts_doc, k, part = "", 1, True, 0, 0
         for block in iter_blocks(source, text_key=text_key, block_bytes=block_bytes):
             if on_progress is not None:
                 on_progress(block.nbytes)
             stats.input_bytes += block.nbytes
-            if not carry:
+            if starts_doc and not carry:  # a document begins: which split it goes to
+                k, part = stream_of(block.doc), 0
                 carry_line = block.line
+            elif not carry:
+                carry_line = block.line
+            target = stats.val if k else stats
             carry += block.text
             while split_on_eot and EOT in carry:  # the text before it is a whole document
                 head, carry = carry.split(EOT, 1)
-                stats.special_found += 1
-                yield from _document(head, starts_doc, stats, special, piece_chars)
+                target.special_found += 1
+                for piece, first in _document(head, starts_doc, target, piece_chars):
+                    yield piece, first, k
                 carry_line += head.count("\n")
-                starts_doc = True
+                starts_doc, part = True, part + 1
+                k = stream_of(f"{block.doc}#{part}")
+                target = stats.val if k else stats
             if block.last:
                 found = carry.count(EOT)
                 if found and special == "error":
                     _refuse_special(block.doc, carry, carry_line)
-                yield from _document(carry, starts_doc, stats, special, piece_chars)
+                for piece, first in _document(carry, starts_doc, target, piece_chars):
+                    yield piece, first, k
                 carry, starts_doc = "", True
             elif len(carry) >= 2 * piece_chars:
                 pieces = split_text(carry, piece_chars)
                 carry = pieces.pop()
                 for piece in pieces:
-                    stats.chars += len(piece)
-                    stats.text_bytes += _utf8_len(piece)
+                    target.chars += len(piece)
+                    target.text_bytes += _utf8_len(piece)
                     found = piece.count(EOT)
                     if found and special == "error":
                         _refuse_special(block.doc, piece, carry_line)
-                    stats.special_found += found
+                    target.special_found += found
                     carry_line += piece.count("\n")
-                    yield piece, starts_doc
+                    yield piece, starts_doc, k
                     starts_doc = False
 
 
 def _document(
-    text: str, starts_doc: bool, stats: TokenizeStats, special: str, piece_chars: int
+    text: str, starts_doc: bool, stats: TokenizeStats, piece_chars: int
 ) -> Iterator[tuple[str, bool]]:
     """The last text of a document (all of it when ``starts_doc``), in pieces; counted."""
     stats.documents += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
@@ -226,3 +227,40 @@ def test_a_large_output_is_announced_before_it_is_written(tmp_path):
     _announce(heard.append, out, [(out, LARGE_OUTPUT - 1)])  # small: not worth a word
     _announce(heard.append, "/dev/null", [("/dev/null", 10 * LARGE_OUTPUT)])  # not a file
     assert heard == [f"writing 1.0 GB to {out}"]
+
+
+def test_val_fraction_splits_documents_deterministically(tmp_path, enc):
+    import json
+
+    from embedcli.options import TokenizeOptions
+    from embedcli.stages import run_tokenize
+    from embedcli.tokenizer import goes_to_val
+    from embedcli.tokenizing import val_name
+
+    docs = [f"Document number {i} says something." for i in range(40)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    out = tmp_path / "train.bin"
+    opts = TokenizeOptions(special="text")
+    result = run_tokenize(
+        [str(path)], str(out), opts, to="nanogpt", val_fraction=0.25, split_seed=7
+    )
+    val_docs = [d for i, d in enumerate(docs) if goes_to_val(f"{path}:{i + 1}", 0.25, 7)]
+    train_docs = [d for d in docs if d not in val_docs]
+    assert 0 < len(val_docs) < len(docs) and result.val_output == str(tmp_path / "val.bin")
+    for name, chosen in (("train.bin", train_docs), ("val.bin", val_docs)):
+        want = [i for d in chosen for i in enc.encode_ordinary(d) + [50256]]
+        assert np.fromfile(tmp_path / name, dtype="<u2").tolist() == want
+    assert result.stats.documents == len(train_docs) and result.stats.val.documents == len(val_docs)
+    again = run_tokenize(
+        [str(path)], str(tmp_path / "b.tokens.safetensors"), val_fraction=0.25, split_seed=7
+    )
+    assert again.stats.val.documents == len(val_docs)
+    assert (
+        val_name("x/corpus.tokens.safetensors", (".tokens.safetensors",))
+        == "x/corpus.val.tokens.safetensors"
+    )
+    refused = run_embedcli(
+        "tokenize", str(path), "--val-fraction", "0.1", "--shard", "0/2", "-o", str(tmp_path / "s")
+    )
+    assert refused.returncode == 2 and b"--val-fraction" in refused.stderr
