@@ -1,4 +1,4 @@
-"""What a new user tripped over (issue 16): honest options, one-line errors, visible handling."""
+"""What a new user tripped over (issue 16), replayed: each command that misled, and what it says now."""
 
 from __future__ import annotations
 
@@ -264,3 +264,52 @@ def test_val_fraction_splits_documents_deterministically(tmp_path, enc):
         "tokenize", str(path), "--val-fraction", "0.1", "--shard", "0/2", "-o", str(tmp_path / "s")
     )
     assert refused.returncode == 2 and b"--val-fraction" in refused.stderr
+
+
+def test_the_build_is_silent_and_ships_the_ranks(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import ROOT
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "BuildBackendWarning" not in proc.stdout + proc.stderr
+    (wheel,) = tmp_path.glob("embedcli-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "embedcli/assets/gpt2.tiktoken.gz" in names and "embedcli/py.typed" in names
+
+
+def test_make_offers_the_cpu_torch_index():
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    dry = subprocess.run(
+        ["make", "-n", "install", "VENV=/nonexistent-venv", "TORCH_INDEX=https://x/whl/cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert "--index-url https://x/whl/cpu" in dry.stdout
+    helped = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True)
+    assert "test-all" not in helped.stdout
