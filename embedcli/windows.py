@@ -38,7 +38,7 @@ def count_windows(n_tokens: int, max_length: int, stride: int) -> int:
 
 @dataclass(frozen=True)
 class WindowPlan:
-    starts: np.ndarray  # int64 (N,): start of each output window, in output order
+    starts: np.ndarray | ArithmeticStarts  # int64 (N,): each window's start, in output order
     max_length: int
     stride: int
     batch_size: int
@@ -61,12 +61,15 @@ class WindowPlan:
         """Distinct token positions that appear in some kept window's inputs or targets."""
         if not self.n_windows:
             return 0
-        s = np.sort(self.starts)
         span = self.max_length + 1
+        if self.shuffle_seed is None and self.cross_docs:  # starts 0, s, 2s, ...: arithmetic
+            return (self.n_windows - 1) * min(self.stride, span) + span
+        # In text order the starts are already sorted; a shuffled plan's are sorted here.
+        s = self.starts if self.shuffle_seed is None else np.sort(self.starts)
         return int(np.minimum(np.diff(s), span).sum()) + span
 
     def facts(self) -> PlanFacts:
-        """The plan's numbers, computed once (coverage takes a sort of the starts)."""
+        """The plan's numbers, computed once (only a shuffled plan's coverage sorts)."""
         return PlanFacts(
             windows=self.n_windows,
             available=self.available,
@@ -87,7 +90,41 @@ class WindowPlan:
         """Tokens after the end of the last kept window's targets."""
         if not self.n_windows:
             return self.n_tokens
-        return self.n_tokens - int(self.starts.max()) - self.max_length - 1
+        last = int(self.starts[-1]) if self.shuffle_seed is None else int(self.starts.max())
+        return self.n_tokens - last - self.max_length - 1
+
+
+class ArithmeticStarts:
+    """The starts ``0, stride, 2*stride, ...`` of an in-order plan, made on demand: a plan of
+    28M windows costs nothing until a chunk of it is gathered. Slicing gives int64 arrays;
+    numpy functions see the whole array (``np.asarray``)."""
+
+    def __init__(self, count: int, stride: int):
+        self.count, self.stride = count, stride
+
+    @property
+    def size(self) -> int:
+        return self.count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return np.arange(*key.indices(self.count), dtype=np.int64) * self.stride
+        index = int(key) + (self.count if int(key) < 0 else 0)
+        if not 0 <= index < self.count:
+            raise IndexError(f"window {key} of {self.count}")
+        return np.int64(index * self.stride)
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def tolist(self) -> list[int]:
+        return self[:].tolist()
+
+    def max(self) -> int:
+        return (self.count - 1) * self.stride
 
 
 @dataclass(frozen=True)
@@ -137,7 +174,7 @@ def plan_windows(
         )
 
     if doc_offsets is None:
-        starts = np.arange(0, n_tokens - max_length, stride, dtype=np.int64)
+        starts = ArithmeticStarts(count_windows(n_tokens, max_length, stride), stride)
     else:
         starts = _document_starts(np.asarray(doc_offsets, dtype=np.int64), max_length, stride)
         if starts.size == 0:
@@ -147,7 +184,7 @@ def plan_windows(
             )
     available = int(starts.size)
     if shuffle_seed is not None:
-        starts = starts[np.random.default_rng(shuffle_seed).permutation(available)]
+        starts = np.asarray(starts)[np.random.default_rng(shuffle_seed).permutation(available)]
     keep = (available // batch_size) * batch_size if drop_last else available
     if num_batches is not None:
         keep = min(keep, num_batches * batch_size)
@@ -226,7 +263,7 @@ def gather(ids: np.ndarray, starts: np.ndarray, max_length: int, *, shift: int =
     Copies straight from a strided view of ``ids``, no index matrix.
     """
     view = sliding_window_view(ids[shift:], max_length)
-    return view[starts]
+    return view[np.asarray(starts)]
 
 
 def check_ids(ids: np.ndarray, *, where: str) -> np.ndarray:

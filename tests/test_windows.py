@@ -147,3 +147,33 @@ def test_errors(kwargs, error, message):
     n = kwargs.pop("n")
     with pytest.raises(error, match=message):
         plan_windows(n, **kwargs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(5, 400),
+    t=st.integers(1, 9),
+    stride=st.integers(1, 12),
+    shuffle=st.booleans(),
+    cross=st.booleans(),
+    batch=st.integers(1, 5),
+)
+def test_coverage_without_sorting_equals_the_sorted_count(n, t, stride, shuffle, cross, batch):
+    """Coverage and the tail, computed by arithmetic or from ordered starts, equal a plain count."""
+    docs = np.array(sorted({0, n, *range(0, n, 37)}), dtype=np.int64)
+    try:
+        plan = plan_windows(
+            n,
+            max_length=t,
+            stride=stride,
+            batch_size=batch,
+            shuffle_seed=3 if shuffle else None,
+            doc_offsets=None if cross else docs,
+        )
+    except InputError:
+        return
+    covered = set()
+    for s in plan.starts.tolist():
+        covered.update(range(s, s + t + 1))
+    assert plan.tokens_covered == len(covered)
+    assert plan.tail_dropped == n - max(plan.starts.tolist()) - t - 1
