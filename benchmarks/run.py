@@ -292,11 +292,8 @@ def bench_parquet(tmp: Path, repeats: int = 3) -> None:
     best = {}
     for name, path in (("jsonl", jsonl), ("parquet", parquet)):
         out = tmp / f"pq-{name}.tokens.safetensors"
-        runs = [measure([PY, "-m", "embedcli", "tokenize", str(path), "-o", str(out), "-q"])]
-        runs += [
-            measure([PY, "-m", "embedcli", "tokenize", str(path), "-o", str(out), "-q"])
-            for _ in range(repeats - 1)
-        ]
+        argv = [PY, "-m", "embedcli", "tokenize", str(path), "-o", str(out), "-q"]
+        runs = [measure(argv) for _ in range(repeats)]
         best[name] = min(r["seconds"] for r in runs)
         size = path.stat().st_size / 1e6
         row(

@@ -30,6 +30,10 @@ class Stream:
     stats: Any
     offsets: list[int] = field(default_factory=list)
     held: list[np.ndarray] = field(default_factory=list)  # this task's ids, in order
+    eot: np.ndarray = field(init=False)  # one array, reused for every <|endoftext|>
+
+    def __post_init__(self) -> None:
+        self.eot = np.array([self.stats.eot_id], dtype=np.int32)
 
     def start_document(self) -> None:
         mode = self.stats.eot
@@ -40,7 +44,7 @@ class Stream:
             self.write_eot()
 
     def write_eot(self) -> None:
-        self.held.append(np.array([self.stats.eot_id], dtype=np.int32))
+        self.held.append(self.eot)
         self.stats.tokens += 1
 
     def write(self, ids: np.ndarray) -> None:

@@ -53,8 +53,9 @@ def is_manifest(path: str) -> bool:
     return path.endswith(".json") and not path.endswith(".index.json") and os.path.isfile(path)
 
 
-def read_manifest(path: str) -> list[str]:
-    """The token files a manifest lists, in order, as paths relative to the manifest."""
+def read_manifest(path: str) -> tuple[list[str], str]:
+    """The token files a manifest lists, in order, as paths relative to the manifest, and
+    their format (``safetensors`` in manifests of embedcli 0.1, which name none)."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -64,7 +65,8 @@ def read_manifest(path: str) -> list[str]:
     if not isinstance(shards, list) or not all(isinstance(s, str) for s in shards) or not shards:
         raise FormatError(f'{path}: a manifest needs a non-empty "shards" list of paths')
     base = os.path.dirname(path)
-    return [s if os.path.isabs(s) else os.path.join(base, s) for s in shards]
+    files = [s if os.path.isabs(s) else os.path.join(base, s) for s in shards]
+    return files, str(doc.get("format", "safetensors"))
 
 
 def _shard_name(present: str, meta: dict[str, str], index: int, count: int) -> str:
@@ -76,17 +78,6 @@ def _shard_name(present: str, meta: dict[str, str], index: int, count: int) -> s
     if pattern in name:
         return f"{index} ({name.replace(pattern, f'-{index + 1:05d}-of-{count:05d}')})"
     return str(index)
-
-
-def manifest_format(path: str) -> str:
-    """The token format of a manifest's shards (``safetensors`` unless it says otherwise)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return "safetensors"  # read_manifest reports the problem
-    fmt = doc.get("format", "safetensors") if isinstance(doc, dict) else "safetensors"
-    return str(fmt)
 
 
 def order_shards(paths: list[str], metas: list[dict[str, str]]) -> list[int]:

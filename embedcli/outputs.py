@@ -240,14 +240,12 @@ def write_tensors(
     limit gets a file of its own. All files are renamed into place together at the end, then
     the index is written. Returns the paths written, the index last.
     """
-    from .split import MAX_FILES, index_document, index_path, plan_output_shards
-    from .store import build_header
+    from .split import MAX_FILES, index_document, index_path
 
     # Rows as write_rows counts them (windows), which a batched (K, B, ...) layout groups.
     n = rows[0].shape[0] if rows_count is None else rows_count
-    header = build_header([*rows, *whole], meta)
-    total = len(header) + sum(spec.nbytes for spec in (*rows, *whole))
-    if not max_shard_size or total <= max_shard_size:
+    header, parts, total = _layout(output, rows, whole, meta, max_shard_size)
+    if header is not None:
         with open_output(output, inputs=read, no_clobber=no_clobber) as out:
             out.file.write(header)
             write_rows(out.file, 0, n)
@@ -256,51 +254,57 @@ def write_tensors(
         return [output]
     if output == "-":
         raise UsageError("--max-shard-size writes several files: name them with -o PATH")
-    from .contract import part_fields
-
-    shards = plan_output_shards(output, rows, whole, max_shard_size, meta)
-    if len(shards) > MAX_FILES:
+    if len(parts) > MAX_FILES:
         least = human_bytes(-(-total // MAX_FILES))
         raise UsageError(
-            f"--max-shard-size {human_bytes(max_shard_size)} would write {len(shards):,} files; "
+            f"--max-shard-size {human_bytes(max_shard_size)} would write {len(parts):,} files; "
             f"use at least {least} (about {MAX_FILES:,} files) or more"
         )
     with contextlib.ExitStack() as stack:  # every file stays a temp file until all are done
-        for k, shard in enumerate(shards):
-            part = part_fields(
-                k, len(shards), (shard.start, shard.stop) if shard.has_rows else None
-            )
+        for shard, part_header in parts:
             out = stack.enter_context(open_output(shard.path, inputs=read, no_clobber=no_clobber))
-            out.file.write(build_header(shard.specs, {**meta, **part}))
+            out.file.write(part_header)
             if shard.has_rows:
                 write_rows(out.file, shard.start, shard.stop)
             else:
                 for spec in shard.specs:
                     write_whole(out.file, spec)
     index = index_path(output)
+    shards = [shard for shard, _ in parts]
     write_json(index, index_document(output, shards, rows, meta))
     return [s.path for s in shards] + [index]
+
+
+def _layout(output: str, rows: list, whole: list, meta: dict[str, str], max_shard_size):
+    """``(header, [], total)`` for one file; ``(None, [(shard, its header)], total)`` for a
+    split (Hugging Face's rule: what fits in ``max_shard_size`` stays one file)."""
+    from .contract import part_fields
+    from .split import plan_output_shards
+    from .store import build_header
+
+    header = build_header([*rows, *whole], meta)
+    total = len(header) + sum(spec.nbytes for spec in (*rows, *whole))
+    if not max_shard_size or total <= max_shard_size:
+        return header, [], total
+    shards = plan_output_shards(output, rows, whole, max_shard_size, meta)
+    parts = []
+    for k, shard in enumerate(shards):
+        part = part_fields(k, len(shards), (shard.start, shard.stop) if shard.has_rows else None)
+        parts.append((shard, build_header(shard.specs, {**meta, **part})))
+    return None, parts, total
 
 
 def planned_files(
     output: str, rows: list, whole: list, meta: dict[str, str], max_shard_size: int | None
 ) -> list[tuple[str, int | None]]:
     """The files :func:`write_tensors` would write, with their sizes (the index's: unknown)."""
-    from .contract import part_fields
-    from .split import index_path, plan_output_shards
-    from .store import build_header
+    from .split import index_path
 
-    header = build_header([*rows, *whole], meta)
-    total = len(header) + sum(spec.nbytes for spec in (*rows, *whole))
-    if not max_shard_size or total <= max_shard_size:
+    header, parts, total = _layout(output, rows, whole, meta, max_shard_size)
+    if header is not None:
         return [(output, total)]
-    shards = plan_output_shards(output, rows, whole, max_shard_size, meta)
-    files: list[tuple[str, int | None]] = []
-    for k, shard in enumerate(shards):
-        part = part_fields(k, len(shards), (shard.start, shard.stop) if shard.has_rows else None)
-        size = len(build_header(shard.specs, {**meta, **part})) + sum(t.nbytes for t in shard.specs)
-        files.append((shard.path, size))
-    return [*files, (index_path(output), None)]
+    sizes = [(s.path, len(h) + sum(t.nbytes for t in s.specs)) for s, h in parts]
+    return [*sizes, (index_path(output), None)]
 
 
 def oversized(whole: list, max_shard_size: int | None) -> list[str]:

@@ -39,7 +39,6 @@ def add_pictures(report: FileReport, header: Header, infos: list[TensorInfo], *,
 
         report.windows = window_stats(
             memmap_array(header, names["inputs"]),
-            None,
             eot_id=c.get_int(meta, c.EOT_ID),
             covered=c.get_int(meta, c.TOKENS_COVERED),
         ).to_json()

@@ -285,8 +285,9 @@ def run_embed(
     opts = opts or EmbedOptions()
     window_opts = window_opts or WindowOptions()
     torch_dtype(opts.dtype)  # an unknown dtype fails before any work
-    group = join_group(resolve_device(opts.device))
-    device = group.device if group is not None else resolve_device(opts.device)
+    device = resolve_device(opts.device)
+    group = join_group(device)  # under torchrun: each rank's own device
+    device = group.device if group is not None else device
     started = time.perf_counter()
     request = Request(key=key, tokenize=tokenize_opts or TokenizeOptions(), allow_windows=True)
     with open_input(inputs, request) as found:

@@ -67,10 +67,7 @@ class CorpusStats:
     top_tokens: list[dict[str, object]] = field(default_factory=list)  # id, count, share, text
 
     def to_json(self) -> dict[str, object]:
-        out = asdict(self)
-        if self.doc_length is not None:
-            out["doc_length"] = {**self.doc_length, "histogram": self.doc_length["histogram"]}
-        return out
+        return asdict(self)
 
 
 def id_chunks(ids: np.ndarray, chunk: int = CHUNK_IDS) -> Iterator[np.ndarray]:
@@ -153,9 +150,7 @@ class WindowStats:
         return asdict(self)
 
 
-def window_stats(
-    inputs: np.ndarray, targets: np.ndarray | None, *, eot_id: int | None, covered: int | None
-) -> WindowStats:
+def window_stats(inputs: np.ndarray, *, eot_id: int | None, covered: int | None) -> WindowStats:
     """Windows that cross a document boundary and duplicate windows, block by block.
 
     A window (its inputs and its last target) stays inside one document when its

@@ -7,8 +7,7 @@ from __future__ import annotations
 import os
 
 from .inspection import CHUNK_BYTES, FileReport, TensorReport, chunked_stats
-
-NUMPY_TO_ST = {"uint16": "U16", "uint32": "U32", "int32": "I32", "int64": "I64", "uint8": "U8"}
+from .store import NUMPY_TO_ST
 
 
 def inspect_token_file(

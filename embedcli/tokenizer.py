@@ -269,11 +269,10 @@ def _pieces(
             if on_progress is not None:
                 on_progress(block.nbytes)
             stats.input_bytes += block.nbytes
-            if starts_doc and not carry:  # a document begins: which split it goes to
-                k, part = stream_of(block.doc), 0
+            if not carry:
                 carry_line = block.line
-            elif not carry:
-                carry_line = block.line
+                if starts_doc:  # a document begins: which split it goes to
+                    k, part = stream_of(block.doc), 0
             target = stats.val if k else stats
             carry += block.text
             while split_on_eot and EOT in carry:  # the text before it is a whole document

@@ -74,7 +74,7 @@ def test_window_checks_equal_a_plain_loop():
     rng = np.random.default_rng(2)
     inputs = rng.integers(0, 6, size=(500, 3))
     inputs[rng.random(500) < 0.05] = EOT
-    stats = window_stats(inputs, None, eot_id=EOT, covered=None)
+    stats = window_stats(inputs, eot_id=EOT, covered=None)
     rows = [tuple(r) for r in inputs.tolist()]
     assert stats.duplicates == len(rows) - len(set(rows))
     assert stats.crossing == sum(EOT in r for r in rows)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -15,6 +16,20 @@ from ..errors import FormatError, UsageError
 from ..outputs import atomic_file, check_output, write_json
 
 CHUNK_IDS = 1 << 22  # ids converted and written at once (16 MB of int32)
+
+
+@dataclass
+class ResolvedFile:
+    """A trainer's token file found by its reader: ``load()`` is ``loader()``, which reads the
+    ids (memory-mapped) and the lineage."""
+
+    reader: str
+    paths: list[str]
+    size: int
+    loader: Callable[[], Any]
+
+    def load(self, progress) -> Any:
+        return self.loader()
 
 
 def vocab_of(metadata: dict[str, str]) -> int:

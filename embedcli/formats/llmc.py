@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import contract as c
 from ..errors import FormatError, UsageError
 from ..inputs.base import Request, TokenSource
-from .common import atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
+from .common import ResolvedFile, atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
 
 NAME = "llmc"
 HEADER_INTS = 256
@@ -95,19 +94,9 @@ class Reader:
     def claims(self, inputs: list[str]) -> bool:
         return all(p.endswith(".bin") and os.path.isfile(p) and has_magic(p) for p in inputs)
 
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> Resolved:
-        return Resolved(self.name, list(inputs), 0, request.tokenize.encoding)
-
-
-@dataclass
-class Resolved:
-    reader: str
-    paths: list[str]
-    size: int
-    encoding: str
-
-    def load(self, progress) -> TokenSource:
-        return load(self.paths, self.encoding)
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
+        encoding = request.tokenize.encoding
+        return ResolvedFile(self.name, list(inputs), 0, lambda: load(inputs, encoding))
 
 
 def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSource:

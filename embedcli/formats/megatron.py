@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import contract as c
 from ..errors import FormatError, UsageError
 from ..inputs.base import Request, TokenSource
-from .common import atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
+from .common import ResolvedFile, atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
 
 NAME = "megatron"
 MAGIC = b"MMIDIDX\x00\x00"
@@ -91,22 +90,11 @@ class Reader:
     def claims(self, inputs: list[str]) -> bool:
         return len(inputs) == 1 and prefix_of(inputs[0]) is not None
 
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> Resolved:
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
         prefix = prefix_of(inputs[0])
         paths = [prefix + ".bin", prefix + ".idx"]
-        return Resolved(self.name, paths, 0, prefix, request.tokenize.encoding)
-
-
-@dataclass
-class Resolved:
-    reader: str
-    paths: list[str]
-    size: int
-    prefix: str
-    encoding: str
-
-    def load(self, progress) -> TokenSource:
-        return load(self.prefix, self.encoding)
+        encoding = request.tokenize.encoding
+        return ResolvedFile(self.name, paths, 0, lambda: load(prefix, encoding))
 
 
 def load(prefix: str, encoding: str) -> TokenSource:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,7 +17,15 @@ from .. import contract as c
 from ..errors import FormatError
 from ..inputs.base import Request, TokenSource
 from ..outputs import check_output
-from .common import atomic_files, copy_ids, lineage, memmap, require_uint16, write_sidecar
+from .common import (
+    ResolvedFile,
+    atomic_files,
+    copy_ids,
+    lineage,
+    memmap,
+    require_uint16,
+    write_sidecar,
+)
 
 NAME = "nanogpt"
 
@@ -50,19 +57,9 @@ class Reader:
             and (prefix_of(path) is None)
         )
 
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> Resolved:
-        return Resolved(self.name, list(inputs), 0, request.tokenize.encoding)
-
-
-@dataclass
-class Resolved:
-    reader: str
-    paths: list[str]
-    size: int
-    encoding: str
-
-    def load(self, progress) -> TokenSource:
-        return load(self.paths[0], self.encoding)
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
+        encoding = request.tokenize.encoding
+        return ResolvedFile(self.name, list(inputs), 0, lambda: load(inputs[0], encoding))
 
 
 def load(path: str, encoding: str) -> TokenSource:

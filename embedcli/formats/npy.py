@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import contract as c
 from ..errors import FormatError, UsageError
 from ..inputs.base import Request, TokenSource
-from .common import atomic_files, copy_ids, lineage, vocab_of, write_sidecar
+from .common import ResolvedFile, atomic_files, copy_ids, lineage, vocab_of, write_sidecar
 
 NAME = "npy"
 
@@ -34,19 +33,9 @@ class Reader:
     def claims(self, inputs: list[str]) -> bool:
         return len(inputs) == 1 and inputs[0].endswith(".npy") and os.path.isfile(inputs[0])
 
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> Resolved:
-        return Resolved(self.name, list(inputs), 0, request.tokenize.encoding)
-
-
-@dataclass
-class Resolved:
-    reader: str
-    paths: list[str]
-    size: int
-    encoding: str
-
-    def load(self, progress) -> TokenSource:
-        return load(self.paths[0], self.encoding)
+    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
+        encoding = request.tokenize.encoding
+        return ResolvedFile(self.name, list(inputs), 0, lambda: load(inputs[0], encoding))
 
 
 def load(path: str, encoding: str) -> TokenSource:

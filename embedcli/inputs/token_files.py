@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import contract as c
 from ..errors import FormatError, InputError
-from ..manifest import is_manifest, manifest_format, order_shards, read_manifest
+from ..manifest import is_manifest, order_shards, read_manifest
 from ..progress import ProgressFactory
 from ..store import INTEGER_DTYPES, Header, is_safetensors, load_array, memmap_array, read_header
 from ..windows import check_ids
@@ -51,7 +51,7 @@ class ManifestReader:
         return len(inputs) == 1 and is_manifest(inputs[0])
 
     def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedTokenFiles:
-        files, fmt = read_manifest(inputs[0]), manifest_format(inputs[0])
+        files, fmt = read_manifest(inputs[0])
         where = f" (listed in {inputs[0]})"
         if fmt == "safetensors":
             parts = [_safetensors_part(p, request.key, where=where) for p in files]
