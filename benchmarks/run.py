@@ -1,7 +1,8 @@
 """embedcli benchmarks: each figure side by side with the straightforward reference, same run.
 
     python benchmarks/run.py            # everything (a few minutes on 2 cores)
-    python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet, loader
+    python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet, loader,
+                                        # backend
 
 Every measured job runs in a fresh process (started from this small parent, which never imports
 torch), so wall times include interpreter start and imports for both sides, and peak memory is
@@ -405,6 +406,12 @@ def _same_embeddings(a: Path, b: Path) -> bool:
     return measure(child(code, str(a), str(b)))["stdout"].strip() == "True"
 
 
+def bench_backend(tmp: Path) -> None:
+    from backend import bench_backend as run_section  # benchmarks/backend.py
+
+    run_section(tmp)
+
+
 def main(argv: list[str]) -> None:
     sections = {
         "tokenize": bench_tokenize,
@@ -413,6 +420,7 @@ def main(argv: list[str]) -> None:
         "torchrun": bench_torchrun,
         "parquet": bench_parquet,
         "loader": bench_loader,
+        "backend": bench_backend,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]

@@ -176,6 +176,17 @@ SplitOnEot = Annotated[
         "it becomes the boundary, and documents and doc_offsets count it.",
     ),
 ]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        metavar=shown(o.BACKENDS),
+        callback=choice(o.BACKENDS),
+        rich_help_panel=TOK,
+        help="Encoder: auto uses gigatoken (embedcli[fast]) when installed and it passes a "
+        "self-check against tiktoken, else tiktoken. The ids are the same.",
+    ),
+]
 Workers = Annotated[
     int | None,
     typer.Option(
@@ -183,7 +194,8 @@ Workers = Annotated[
         min=1,
         metavar="N",
         rich_help_panel=TOK,
-        help="Encoding processes (threads where forking is unsafe) \\[default: all cores].",
+        help="Encoding workers: processes for tiktoken (threads where forking is unsafe), "
+        "threads for gigatoken \\[default: all cores].",
     ),
 ]
 ToOpt = Annotated[
@@ -331,18 +343,19 @@ def parse_size(value: str | None) -> int | None:
     return size
 
 
-def tokenize_options(
-    encoding: str, special, text_key: str, fmt, workers, include=None, split=False, eot=None
-) -> o.TokenizeOptions:
+def tokenize_options(arguments: dict) -> o.TokenizeOptions:
+    """The tokenizing options among a command's arguments (``locals()``): tokenize, batch and
+    embed take the same ones (``--eot`` is tokenize's alone)."""
     return o.TokenizeOptions(
-        encoding=encoding,
-        special=special,
-        text_key=text_key,
-        format=fmt,
-        workers=workers,
-        eot=eot,
-        include=tuple(include or ()),
-        split_on_eot=split,
+        encoding=arguments["encoding"],
+        special=arguments["special"],
+        backend=arguments["backend"],
+        text_key=arguments["text_key"],
+        format=arguments["fmt"],
+        workers=arguments["workers"],
+        eot=arguments.get("eot"),
+        include=tuple(arguments["include"] or ()),
+        split_on_eot=arguments["split_on_eot"],
     )
 
 
@@ -377,121 +390,5 @@ IdsDtypeOpt = Annotated[
         callback=choice(o.OUTPUT_DTYPES),
         rich_help_panel=OUT,
         help="Integer type of inputs/targets.",
-    ),
-]
-
-DimOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--dim",
-        "-d",
-        min=1,
-        metavar="N",
-        rich_help_panel=EMB,
-        help=f"Embedding size \\[default: {o.DEFAULT_DIM}, or the loaded table's].",
-    ),
-]
-
-VocabSizeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--vocab-size",
-        min=1,
-        metavar="N",
-        rich_help_panel=EMB,
-        help="Token table rows \\[default: the encoding's vocab size].",
-    ),
-]
-
-ContextLengthOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--context-length",
-        min=1,
-        metavar="N",
-        rich_help_panel=EMB,
-        help="Positional table rows \\[default: max-length].",
-    ),
-]
-
-TableSeedOpt = Annotated[
-    int,
-    typer.Option(
-        "--seed",
-        metavar="INT",
-        rich_help_panel=EMB,
-        help="Seed for the random tables (and for --shuffle).",
-    ),
-]
-
-PosOpt = Annotated[
-    str,
-    typer.Option(
-        "--pos",
-        metavar=shown(o.POS_KINDS),
-        callback=choice(o.POS_KINDS),
-        rich_help_panel=EMB,
-        help="Positional embeddings.",
-    ),
-]
-
-DeviceOpt = Annotated[
-    str,
-    typer.Option(
-        "--device",
-        metavar="DEVICE",
-        rich_help_panel=EMB,
-        help=f"{', '.join(o.DEVICES[:-1])} or auto (the best available).",
-    ),
-]
-
-FloatDtypeOpt = Annotated[
-    str,
-    typer.Option(
-        "--dtype",
-        metavar=shown(o.FLOAT_DTYPES),
-        callback=choice(o.FLOAT_DTYPES, FLOAT_ALIASES),
-        rich_help_panel=EMB,
-        help="Dtype of tables and output (also fp32, fp16, bf16).",
-    ),
-]
-
-WeightsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--weights",
-        metavar="FILE",
-        rich_help_panel=EMB,
-        help="Load tables from a safetensors file (GPT-2's wte/wpe, "
-        "embedcli's own, ...) instead of random ones.",
-    ),
-]
-
-TokenKeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token-key",
-        metavar="NAME",
-        rich_help_panel=EMB,
-        help="Tensor name of the token table in --weights.",
-    ),
-]
-
-PosKeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--pos-key",
-        metavar="NAME",
-        rich_help_panel=EMB,
-        help="Tensor name of the positional table in --weights.",
-    ),
-]
-
-SaveWeightsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--save-weights/--no-weights",
-        rich_help_panel=OUT,
-        help="Store the tables next to the embeddings.",
     ),
 ]

@@ -31,6 +31,7 @@ EOT_ID = "eot_id"
 EOT_PLACEMENT = "eot"  # between (absent in files before 0.2: between), after, before, none
 SPECIAL = "special"
 SPECIAL_FOUND = "special_found"
+TOKENIZER_BACKEND = "tokenizer_backend"  # the engine that encoded: tiktoken or gigatoken
 DOCUMENTS = "documents"
 TOKENS = "tokens"
 SOURCES = "sources"  # JSON list of the inputs' names
@@ -91,6 +92,7 @@ LABELS: dict[str, str] = {
     EOT_PLACEMENT: "<|endoftext|> placed",
     SPECIAL: "special-token policy",
     SPECIAL_FOUND: "literal <|endoftext|> found",
+    TOKENIZER_BACKEND: "tokenizer backend",
     DOCUMENTS: "documents",
     TOKENS: "tokens",
     SOURCES: "sources",

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .encoding import encode_kwargs, get_encoding
+from .backends import engine_for
+from .chunked import add_counts, encode_chunk
 
 
 @dataclass
@@ -28,72 +29,119 @@ class Stream:
 
     sink: Any
     stats: Any
-    offsets: list[int] = field(default_factory=list)
-    held: list[np.ndarray] = field(default_factory=list)  # this task's ids, in order
-    eot: np.ndarray = field(init=False)  # one array, reused for every <|endoftext|>
+    offsets: list[np.ndarray] = field(default_factory=list)  # one array per task
+    documents: int = 0  # documents started so far (counted as tasks are submitted)
 
-    def __post_init__(self) -> None:
-        self.eot = np.array([self.stats.eot_id], dtype=np.int32)
-
-    def start_document(self) -> None:
-        mode = self.stats.eot
-        if self.offsets and mode in ("between", "after"):  # closes the previous document
-            self.write_eot()
-        self.offsets.append(self.stats.tokens)
+    def eots(self, starts: np.ndarray) -> np.ndarray:
+        """Which of a task's pieces get ``<|endoftext|>`` before them, as the ``eot`` mode
+        says; called in submission order, so it knows which documents came before."""
+        mode, before = self.stats.eot, self.documents
+        self.documents += int(starts.sum())
         if mode == "before":
-            self.write_eot()
+            return starts
+        if mode in ("between", "after") and starts.any():  # closes the previous document
+            eots = starts.copy()
+            if before == 0:
+                eots[np.argmax(starts)] = False  # the very first document has none before it
+            return eots
+        return np.zeros_like(starts)
 
-    def write_eot(self) -> None:
-        self.held.append(self.eot)
-        self.stats.tokens += 1
+    def adopt(self, ids: np.ndarray, lengths, starts, eots) -> None:
+        """:meth:`take` for a chunk a worker encoded as if documents came before it: when none
+        did and the mode closes documents, its first document loses that ``<|endoftext|>``."""
+        if self.documents == 0 and self.stats.eot in ("between", "after") and starts.any():
+            first = int(np.argmax(starts))
+            ids = np.delete(ids, int((lengths[:first] + eots[:first]).sum()))
+            eots = eots.copy()
+            eots[first] = False
+        self.documents += int(starts.sum())
+        self.take(ids, lengths, starts, eots)
 
-    def write(self, ids: np.ndarray) -> None:
-        self.held.append(ids)
+    def take(self, ids: np.ndarray, lengths: np.ndarray, starts: np.ndarray, eots) -> None:
+        """Write one task's pieces: their ids end to end (``<|endoftext|>`` in place), each
+        piece's length without it, which pieces start a document and which have one before.
+
+        Whole-array operations: a task of a thousand small documents costs a few numpy calls.
+        """
+        spans = lengths + eots  # each piece's ids, its <|endoftext|> included
+        at = np.cumsum(spans) - spans + self.stats.tokens
+        if self.stats.eot != "before":  # offsets point past a closing EOT, at an opening one
+            at += eots
+        self.offsets.append(at[starts])
         self.stats.tokens += int(ids.size)
-
-    def flush(self) -> None:
-        """One sink write per task: many small documents cost one copy, not two writes each."""
-        if self.held:
-            self.sink.write(np.concatenate(self.held) if len(self.held) > 1 else self.held[0])
-            self.held.clear()
+        if ids.size:
+            self.sink.write(ids)
 
     def finish(self) -> None:
-        if self.offsets and self.stats.eot == "after":  # closes the last document
-            self.write_eot()
-        self.flush()
+        if self.documents and self.stats.eot == "after":  # closes the last document
+            self.sink.write(np.array([self.stats.eot_id], dtype=np.int32))
+            self.stats.tokens += 1
+
+    def doc_offsets(self) -> np.ndarray:
+        """Where each document starts, and the end: ``doc_offsets`` of the token file."""
+        end = np.array([self.stats.tokens], np.int64)
+        return np.concatenate([*self.offsets, end]).astype(np.int64, copy=False)
 
 
 class OrderedEncoder:
     """``submit(task)`` with a task of ``(piece, starts a document, stream index)``."""
 
-    def __init__(self, encoding: str, special: str, streams: list[Stream], workers: int):
-        self.encoding, self.special, self.streams = encoding, special, streams
-        self.workers = workers
+    def __init__(
+        self, engine: tuple[str, str, str], streams: list[Stream], workers: int, threads: bool
+    ):
+        self.engine, self.streams = engine, streams  # engine: (backend, encoding, special)
+        self.workers, self.threads = workers, threads
         self.pool = None  # started with the second task: small inputs never pay for it
-        self.pending: deque[tuple[Future | list[np.ndarray], list[tuple[bool, int]]]] = deque()
+        self.pending: deque[tuple[Future | tuple, np.ndarray, np.ndarray, np.ndarray]] = deque()
 
     def submit(self, task: list[tuple[str, bool, int]]) -> None:
         if self.pool is None and self.workers > 1 and self.pending:
-            self.pool = make_pool(self.workers)
+            self.pool = make_pool(self.workers, self.threads)
         texts = [piece for piece, _, _ in task]
-        job = (self.pool.submit if self.pool else _call)(
-            encode_task, self.encoding, self.special, texts
-        )
-        self.pending.append((job, [(starts, k) for _, starts, k in task]))
+        starts = np.fromiter((first for _, first, _ in task), bool, len(task))
+        which = np.fromiter((k for _, _, k in task), np.int8, len(task))
+        if len(self.streams) == 1 or not which.any():
+            eots = self.streams[0].eots(starts)
+        else:  # --val-fraction: pieces of both splits, each placed by its own stream
+            eots = np.zeros_like(starts)
+            for k, stream in enumerate(self.streams):
+                eots[which == k] = stream.eots(starts[which == k])
+        job = (self.pool.submit if self.pool else _call)(encode_task, self.engine, texts, eots)
+        self.pending.append((job, starts, which, eots))
+        self.drain(2 * self.workers)
+
+    def submit_chunk(self, part, setup, on_progress=None) -> None:
+        """A range of a jsonl file for a worker to read and encode (see ``chunked.py``);
+        the tasks submitted before it must be drained first (they count documents early)."""
+        if self.pool is None and self.workers > 1:
+            self.pool = make_pool(self.workers, threads=False)
+        job = (self.pool.submit if self.pool else _call)(encode_chunk, self.engine, part, setup)
+        self.pending.append((job, None, on_progress, None))
         self.drain(2 * self.workers)
 
     def drain(self, limit: int) -> None:
         while len(self.pending) > limit:
-            job, marks = self.pending.popleft()
-            results = job.result() if isinstance(job, Future) else job
-            for ids, (starts_doc, k) in zip(results, marks, strict=True):
-                stream = self.streams[k]
-                if starts_doc:
-                    stream.start_document()
-                if ids.size:
-                    stream.write(ids)
-            for stream in self.streams:
-                stream.flush()
+            job, starts, which, eots = self.pending.popleft()
+            result = job.result() if isinstance(job, Future) else job
+            if starts is None:  # a chunk: its arrays and counts came from the worker
+                on_progress = which
+                ids, lengths, starts, which, eots, counts = result
+                for stream, added in zip(self.streams, counts, strict=False):  # val: no stream
+                    add_counts(stream.stats, added)
+                if on_progress is not None:
+                    on_progress(sum(c[-1] for c in counts))
+                self._place(ids, lengths, starts, which, eots, Stream.adopt)
+            else:
+                self._place(*result, starts, which, eots, Stream.take)
+
+    def _place(self, ids, lengths, starts, which, eots, write) -> None:
+        if len(self.streams) == 1 or not which.any():
+            write(self.streams[0], ids, lengths, starts, eots)
+            return
+        tokens = np.repeat(which, lengths + eots)  # --val-fraction: pieces of both splits
+        for k, stream in enumerate(self.streams):
+            mine = which == k
+            write(stream, ids[tokens == k], lengths[mine], starts[mine], eots[mine])
 
     def __enter__(self) -> OrderedEncoder:
         return self
@@ -109,18 +157,20 @@ class OrderedEncoder:
                 self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def encode_task(encoding: str, special: str, task: list[str]) -> list[np.ndarray]:
-    """Encode a task's pieces (in a worker: the encoding is already built, copied by fork)."""
-    enc, kwargs = get_encoding(encoding), encode_kwargs(special)
-    return [enc.encode_to_numpy(piece, **kwargs).view(np.int32) for piece in task]
+def encode_task(
+    engine: tuple[str, str, str], task: list[str], eots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A task's ids end to end, ``<|endoftext|>`` before the pieces ``eots`` marks, and each
+    piece's length without it (in a worker: the engine is already built, copied by fork)."""
+    return engine_for(*engine)(task, eots)
 
 
 def _call(fn, *args):
     return fn(*args)
 
 
-def make_pool(workers: int):
-    """Worker processes where a fork is safe, else threads.
+def make_pool(workers: int, threads: bool = False):
+    """Worker processes where a fork is safe (and ``threads`` is not asked for), else threads.
 
     tiktoken's Rust core releases the GIL, yet on the 2-core machines measured here threads
     gained 1.2-1.6x over one call while forked processes gained 2-2.7x (benchmarks/run.py). A
@@ -132,7 +182,8 @@ def make_pool(workers: int):
 
     distributed = sys.modules.get("torch.distributed")
     if (
-        "fork" in multiprocessing.get_all_start_methods()
+        not threads
+        and "fork" in multiprocessing.get_all_start_methods()
         and threading.active_count() == 1
         and not (
             distributed is not None and distributed.is_available() and distributed.is_initialized()

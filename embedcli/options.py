@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .backends import BACKENDS
 from .embedding import FLOAT_DTYPES, POS_KINDS
 from .encoding import DEFAULT_ENCODING, SPECIAL_POLICIES
 from .text import FORMATS
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_DEVICE",
     "DEFAULT_DIM",
@@ -58,6 +60,7 @@ class TokenizeOptions:
 
     encoding: str = DEFAULT_ENCODING
     special: str = SPECIAL_POLICIES[0]
+    backend: str = BACKENDS[0]  # auto: gigatoken when installed and checked, else tiktoken
     text_key: str = DEFAULT_TEXT_KEY
     format: str = FORMATS[0]
     workers: int | None = None  # encoding processes (threads where forking is unsafe)

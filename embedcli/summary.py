@@ -252,6 +252,13 @@ def _skipped(files: list[str]) -> dict[str, str]:
     return {"skipped": f"{len(files)} file{plural} in input directories ({names}; see --include)"}
 
 
+def _replaced(count: int) -> dict[str, str]:
+    if not count:
+        return {}
+    plural = "s" if count != 1 else ""
+    return {"replaced": f"{count:,} lone surrogate{plural} (JSON \\ud800-\\udfff) as U+FFFD"}
+
+
 def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
     return {
         "documents": f"{stats.documents:,}",
@@ -261,6 +268,8 @@ def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
         "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
         "literal <|endoftext|>": f"{stats.special_found:,} ({stats.special})",
         "<|endoftext|> placed": stats.eot,
+        "backend": stats.backend + (f" ({stats.backend_note})" if stats.backend_note else ""),
+        **_replaced(stats.replaced),
         **_skipped(stats.skipped),
         "tokenize time": f"{stats.seconds:.2f} s",
         "throughput": f"{bytes_rate(stats.input_bytes, stats.seconds)}, "

@@ -38,6 +38,7 @@ class Source:
     byte_range: tuple[int, int] | None = None
     row_groups: tuple[int, ...] | None = None  # for --shard: only these Parquet row groups
     label: str | None = None  # the name shown, when not the path (a spooled pipe)
+    first_line: int | None = None  # line number at byte_range's start, when known
 
     @property
     def name(self) -> str:
@@ -353,38 +354,74 @@ def _jsonl_blocks(
     if begin > 0:  # a line belongs to the shard where it starts: skip one begun earlier
         reader.raw.seek(begin - 1)
         skip_partial = reader.raw.read(1) != b"\n"
-    for lineno, offset, line, nbytes in _lines(reader, begin, end, skip_partial, block_bytes):
-        if not line.strip():
-            continue
-        where = f"{source.name}:{lineno}" if lineno else f"{source.name}@{offset}"
+    loads = _json_loads()
+    lines = _lines(reader, begin, end, skip_partial, block_bytes, source.first_line)
+    for lineno, offset, line, nbytes in lines:
         try:
-            record = json.loads(line)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{where}: invalid UTF-8 at column {exc.start + 1}") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{where}: expected a JSON object with a {text_key!r} key")
-        if text_key not in record:
-            keys = ", ".join(map(repr, list(record)[:5])) or "none"
-            raise InputError(
-                f"{where}: no {text_key!r} key (keys: {keys}); choose one with --text-key"
-            )
-        value = record[text_key]
-        if not isinstance(value, str):
-            raise InputError(f"{where}: {text_key!r} is {type(value).__name__}, not a string")
-        yield Block(value, where, lineno or 0, nbytes, last=True)
+            record = loads(line)
+        except ValueError:  # blank, not JSON, or a case only the standard parser takes
+            if not line.strip():
+                continue
+            record = _strict_loads(line, _where(source, lineno, offset))
+        value = record.get(text_key) if type(record) is dict else None
+        if type(value) is not str:  # the standard parser says precisely what is wrong
+            _refuse_record(json.loads(line), text_key, _where(source, lineno, offset))
+        yield Block(value, _where(source, lineno, offset), lineno or 0, nbytes, last=True)
+
+
+def _where(source: Source, lineno: int | None, offset: int) -> str:
+    return f"{source.name}:{lineno}" if lineno else f"{source.name}@{offset}"
+
+
+def _json_loads() -> Callable[[bytes], object]:
+    """orjson's parser where installed (``embedcli[fast]``: 3x the standard one on jsonl
+    corpora), else the standard library's.
+
+    Wherever orjson accepts a line it gives the standard parser's value; what it refuses (lone
+    surrogates such as ``"\\ud83d"``, NaN, a byte-order mark) goes to the standard parser,
+    which either takes it or raises the error the user sees. The one value orjson reads
+    differently, an integer beyond 64 bits (a float to orjson), is never a text.
+    """
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
+def _strict_loads(line: bytes, where: str) -> object:
+    try:
+        return json.loads(line)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: invalid UTF-8 at column {exc.start + 1}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def _refuse_record(record: object, text_key: str, where: str) -> None:
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected a JSON object with a {text_key!r} key")
+    if text_key not in record:
+        keys = ", ".join(map(repr, list(record)[:5])) or "none"
+        raise InputError(f"{where}: no {text_key!r} key (keys: {keys}); choose one with --text-key")
+    value = record[text_key]
+    raise InputError(f"{where}: {text_key!r} is {type(value).__name__}, not a string")
 
 
 def _lines(
-    reader: _CountingReader, begin: int, end: int | None, skip_partial: bool, block_bytes: int
+    reader: _CountingReader,
+    begin: int,
+    end: int | None,
+    skip_partial: bool,
+    block_bytes: int,
+    first_line: int | None = None,
 ) -> Iterator[tuple[int | None, int, bytes, int]]:
     """(line number or None when reading from mid-file, byte offset, line, progress bytes).
 
     Lines whose first byte is at or past ``end`` are not read; a line longer than a block is
-    collected in parts (no quadratic re-joining).
+    collected in parts (no quadratic re-joining). ``first_line`` numbers the line at ``begin``.
     """
-    lineno = 0 if begin == 0 else None
+    lineno = first_line - 1 if first_line else (0 if begin == 0 else None)
     offset = begin  # of the line being collected
     pending: list[bytes] = []
     owed = 0  # progress bytes not yet attributed to a line
@@ -397,9 +434,12 @@ def _lines(
             break
         pieces = data.split(b"\n")
         for piece in pieces[:-1]:
-            pending.append(piece)
-            line = b"".join(pending)
-            pending.clear()
+            if pending:  # the line began in an earlier block
+                pending.append(piece)
+                line = b"".join(pending)
+                pending.clear()
+            else:
+                line = piece
             start, offset = offset, offset + len(line) + 1
             if skip_partial:
                 skip_partial = False

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .backends import choose_backend
+from .chunked import CHUNK_BYTES, ChunkSetup, line_ranges, splittable
 from .encode_pool import OrderedEncoder, Stream
 from .encoding import DEFAULT_ENCODING, EOT, encode_kwargs, eot_id, get_encoding
 from .errors import InputError, UsageError
@@ -97,6 +99,9 @@ class TokenizeStats:
     chars: int = 0
     text_bytes: int = 0  # UTF-8 bytes of the text (input_bytes is what was read: compressed, JSON)
     special_found: int = 0
+    replaced: int = 0  # lone surrogates (JSON "\\ud83d") encoded as U+FFFD, as tiktoken does
+    backend: str = "tiktoken"  # the engine that encoded: tiktoken or gigatoken
+    backend_note: str | None = None  # why it is not the one asked for
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files input directories did not give
@@ -116,6 +121,7 @@ class TokenizeStats:
                 c.EOT_PLACEMENT: self.eot,
                 c.SPECIAL: self.special,
                 c.SPECIAL_FOUND: self.special_found,
+                c.TOKENIZER_BACKEND: self.backend,
                 c.DOCUMENTS: self.documents,
                 c.TOKENS: self.tokens,
                 c.SOURCES: self.sources,
@@ -133,6 +139,7 @@ def tokenize(
     *,
     encoding: str = DEFAULT_ENCODING,
     special: str = "special",
+    backend: str = "auto",
     text_key: str = "text",
     workers: int | None = None,
     eot: str = EOT_MODES[0],
@@ -140,16 +147,19 @@ def tokenize(
     val: tuple[IdSink, float, int] | None = None,
     piece_chars: int = PIECE_CHARS,
     block_bytes: int = BLOCK_BYTES,
+    chunk_bytes: int = CHUNK_BYTES,
     on_progress: Callable[[int], None] | None = None,
     allow_empty: bool = False,
 ) -> TokenizeStats:
     """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
     between documents; return counts and ``doc_offsets``.
 
+    ``backend`` picks the engine (see :mod:`embedcli.backends`): the ids are the same either way.
     ``val=(val_sink, fraction, seed)`` sends a fraction of the documents to ``val_sink``
     instead (chosen by a hash of the seed and the document's name, see :func:`goes_to_val`);
     their counts are ``stats.val``. ``piece_chars`` is the size of the pieces encoded in
-    parallel, ``block_bytes`` the size of the reads; neither changes the ids.
+    parallel, ``block_bytes`` the size of the reads, ``chunk_bytes`` the size of the ranges of a
+    large jsonl file that workers read themselves (``chunked.py``); none of them changes the ids.
 
     Raises :class:`InputError` for unreadable or malformed input, empty input (unless
     ``allow_empty``: a shard may hold no document), and (with ``special="error"``) text
@@ -164,40 +174,32 @@ def tokenize(
         raise UsageError(
             "--split-on-eot reads a literal <|endoftext|> as a boundary: it needs --special special"
         )
+    chosen = choose_backend(backend, encoding, special)
     stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+    stats.backend, stats.backend_note = chosen.name, chosen.note
     sources = list(sources)
     stats.sources = [s.name for s in sources]
     streams = [Stream(sink, stats)]
     if val is not None:
         stats.val = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
-        stats.val.sources = stats.sources
+        stats.val.sources, stats.val.backend = stats.sources, chosen.name
         streams.append(Stream(val[0], stats.val))
     chooser = None if val is None else (val[1], val[2])
-    pieces = _pieces(
-        sources,
-        text_key,
-        piece_chars,
-        block_bytes,
-        special,
-        stats,
-        on_progress,
-        split_on_eot,
-        chooser,
-    )
     workers = max(1, workers or default_workers())
-    with OrderedEncoder(encoding, special, streams, workers) as encoder:
-        # Small documents (jsonl lines) are grouped into tasks of about piece_chars characters,
-        # so 100k tiny documents cost 100 hand-offs, not 100k.
-        task: list[tuple[str, bool, int]] = []
-        size = 0
-        for item in pieces:
-            task.append(item)
-            size += len(item[0])
-            if size >= piece_chars:
-                encoder.submit(task)
-                task, size = [], 0
-        if task:
-            encoder.submit(task)
+    setup = ChunkSetup(text_key, piece_chars, block_bytes, special, split_on_eot, chooser, eot)
+    # gigatoken releases the GIL and encodes faster than a piece can be pickled to a process.
+    threads = chosen.name == "gigatoken"
+    with OrderedEncoder((chosen.name, encoding, special), streams, workers, threads) as encoder:
+        for source in sources:
+            if splittable(source, workers, chunk_bytes):  # workers read it, ranges of lines
+                encoder.drain(0)
+                for part in line_ranges(source, chunk_bytes):
+                    encoder.submit_chunk(part, setup, on_progress)
+                encoder.drain(0)
+                continue
+            pieces = _pieces([source], text_key, piece_chars, block_bytes, special, stats,
+                             on_progress, split_on_eot, chooser)  # fmt: skip
+            _submit(encoder, pieces, piece_chars)
     everything = stats.documents + (stats.val.documents if stats.val else 0)
     if not allow_empty and (
         everything == 0 or stats.chars + (stats.val.chars if stats.val else 0) == 0
@@ -205,9 +207,24 @@ def tokenize(
         names = ", ".join(stats.sources[:3]) + (", ..." if len(stats.sources) > 3 else "")
         raise InputError(f"{names}: no text to tokenize (the input is empty)")
     for stream in streams:
-        stream.stats.doc_offsets = np.asarray([*stream.offsets, stream.stats.tokens], np.int64)
+        stream.stats.doc_offsets = stream.doc_offsets()
         stream.stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _submit(encoder: OrderedEncoder, pieces: Iterator[tuple[str, bool, int]], size: int) -> None:
+    """Small documents (jsonl lines) are grouped into tasks of about ``size`` characters, so
+    100k tiny documents cost 100 hand-offs, not 100k."""
+    task: list[tuple[str, bool, int]] = []
+    chars = 0
+    for item in pieces:
+        task.append(item)
+        chars += len(item[0])
+        if chars >= size:
+            encoder.submit(task)
+            task, chars = [], 0
+    if task:
+        encoder.submit(task)
 
 
 def goes_to_val(doc: str, fraction: float, seed: int) -> bool:
@@ -235,6 +252,7 @@ def tokenize_with(
         sink,
         encoding=opts.encoding,
         special=opts.special,
+        backend=opts.backend,
         text_key=opts.text_key,
         workers=opts.workers,
         eot=opts.eot or EOT_MODES[0],
@@ -269,6 +287,16 @@ def _pieces(
             if on_progress is not None:
                 on_progress(block.nbytes)
             stats.input_bytes += block.nbytes
+            if block.last and not carry and not split_on_eot:  # a whole document (jsonl, rows)
+                if chooser is not None:
+                    k = stream_of(block.doc)
+                if special == "error" and EOT in block.text:
+                    _refuse_special(block.doc, block.text, block.line)
+                for piece, first in _document(
+                    block.text, True, stats.val if k else stats, piece_chars
+                ):
+                    yield piece, first, k
+                continue
             if not carry:
                 carry_line = block.line
                 if starts_doc:  # a document begins: which split it goes to
@@ -296,7 +324,7 @@ def _pieces(
                 carry = pieces.pop()
                 for piece in pieces:
                     target.chars += len(piece)
-                    target.text_bytes += _utf8_len(piece)
+                    piece = _counted(piece, target)
                     found = piece.count(EOT)
                     if found and special == "error":
                         _refuse_special(block.doc, piece, carry_line)
@@ -312,8 +340,11 @@ def _document(
     """The last text of a document (all of it when ``starts_doc``), in pieces; counted."""
     stats.documents += 1
     stats.chars += len(text)
-    stats.text_bytes += _utf8_len(text)
+    text = _counted(text, stats)
     stats.special_found += text.count(EOT)
+    if len(text) < piece_chars:
+        yield text, starts_doc
+        return
     for piece in split_text(text, piece_chars):
         yield piece, starts_doc
         starts_doc = False
@@ -321,8 +352,25 @@ def _document(
         yield "", True
 
 
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+def _counted(text: str, stats: TokenizeStats) -> str:
+    """``text`` with its UTF-8 size counted, lone surrogates replaced by U+FFFD (and counted).
+
+    A JSON escape such as ``"\\ud83d"`` is valid JSON and gives a str holding a lone surrogate,
+    which no engine can encode as UTF-8. tiktoken's ``encode`` replaces it by U+FFFD through a
+    UTF-16 round trip; this is the same round trip, done once here for every engine. (A str
+    from JSON never holds a valid pair: the decoder joins those, so cutting cannot split one.)
+    """
+    if text.isascii():
+        stats.text_bytes += len(text)
+        return text
+    try:
+        stats.text_bytes += len(text.encode("utf-8"))
+        return text
+    except UnicodeEncodeError:
+        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        stats.replaced += fixed.count("\ufffd") - text.count("\ufffd")
+        stats.text_bytes += len(fixed.encode("utf-8"))
+        return fixed
 
 
 def _refuse_special(doc: str, text: str, first_line: int) -> None:

@@ -1,0 +1,87 @@
+"""The ``backend`` section of ``make bench``: whole ``embedcli tokenize`` processes against one
+in-process tiktoken call on the same text, measured in one run.
+
+The corpus is about 70 MB: prose-like text (``run.corpus``) followed by the Python sources of the
+installed torch package (real code: indentation, long whitespace runs, punctuation), once as one
+``.txt`` file and once as the same documents (split at blank lines) in a ``.jsonl`` file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BASELINE = """
+import json, sys, time
+from embedcli.encoding import get_encoding
+enc = get_encoding("gpt2")
+best = None
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    with open(sys.argv[1], encoding="utf-8") as f:
+        n = len(enc.encode(f.read(), allowed_special={"<|endoftext|>"}))
+    best = min(best or 1e9, time.perf_counter() - t)
+print(json.dumps({"seconds": best, "tokens": n}))
+"""
+
+MAKE_CORPUS = """
+import json, os, sys, torch
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from run import corpus
+prose = corpus(Path(sys.argv[1]), 50, seed=7).read_text(encoding="utf-8")
+code, size = [], 0
+root = os.path.dirname(torch.__file__)
+for folder, dirs, files in sorted(os.walk(root)):
+    dirs.sort()
+    for name in sorted(files):
+        if name.endswith(".py") and size < 20e6:
+            with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+                code.append(f.read())
+            size += len(code[-1])
+text = prose + "".join(code)
+Path(sys.argv[1]).write_text(text, encoding="utf-8")
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for i, doc in enumerate(text.split("\\n\\n")):
+        f.write(json.dumps({"text": doc, "id": i}) + "\\n")
+print(text.count("\\n\\n") + 1)
+"""
+
+SAME_IDS = """
+import sys
+from safetensors.numpy import load_file
+a, b = (load_file(p) for p in sys.argv[1:3])
+print(all((a[k] == b[k]).all() and a[k].shape == b[k].shape for k in ("ids", "doc_offsets")))
+"""
+
+
+def bench_backend(tmp: Path, repeats: int = 3) -> None:
+    from run import PY, ROOT, child, measure, row
+
+    text, jsonl = tmp / "backend.txt", tmp / "backend.jsonl"
+    docs = int(
+        measure(child(MAKE_CORPUS, str(text), str(jsonl), str(ROOT / "benchmarks")))["stdout"]
+    )
+    size = text.stat().st_size
+    print(f"\nbackend: {size / 1e6:.0f} MB of prose and Python source, {docs:,} jsonl documents")
+    base = json.loads(measure(child(BASELINE, str(text), "2"))["stdout"])
+    row("tiktoken, one in-process call (read + encode)", f"{base['seconds']:6.2f} s")
+    outputs = {}
+    for backend in ("gigatoken", "tiktoken"):
+        for path in (text, jsonl):
+            out = tmp / f"backend-{backend}{path.suffix}.safetensors"
+            argv = [PY, "-m", "embedcli", "tokenize", str(path), "-o", str(out), "-q"]
+            runs = [measure([*argv, "--backend", backend]) for _ in range(repeats)]
+            best = min(r["seconds"] for r in runs)
+            peak = max(r["peak_mib"] for r in runs)
+            outputs[backend, path.suffix] = out
+            row(
+                f"embedcli tokenize {path.suffix[1:]} --backend {backend}",
+                f"{best:6.2f} s  {size / best / 1e6:6.1f} MB/s  {base['seconds'] / best:5.2f}x  "
+                f"{peak:4.0f} MiB",
+            )
+    for suffix in (".txt", ".jsonl"):
+        pair = [str(outputs[b, suffix]) for b in ("gigatoken", "tiktoken")]
+        same = measure(child(SAME_IDS, *pair))["stdout"].strip()
+        row(f"same ids and offsets, both backends ({suffix[1:]})", same)
+    row("target", "whole process >= 4x the one tiktoken call")

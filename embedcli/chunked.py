@@ -1,0 +1,121 @@
+"""Large jsonl files read by the workers themselves, a range of whole lines each.
+
+At a few hundred MB/s of encoding, the per-line work (JSON parsing, counting, cutting) is what
+limits a jsonl corpus when one process does it all. So for a plain jsonl file the main process
+only finds line boundaries (a scan for newlines that also numbers the lines) and hands each
+worker a byte range, which it reads, parses and encodes exactly as the main process would have:
+the same reader, the same line numbers in messages and document names, the same ``--val-fraction``
+choices. The results come back in order and are written by the main process.
+
+Each chunk is encoded as if documents came before it: ``<|endoftext|>`` before its first
+document too. The writer takes that one away from the very first document of a split when the
+``eot`` mode says no document precedes it (``Stream.adopt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .text import Source
+
+if TYPE_CHECKING:
+    from .tokenizer import TokenizeStats
+
+CHUNK_BYTES = 4 << 20  # of jsonl per worker task
+COUNTS = ("documents", "chars", "text_bytes", "special_found", "replaced", "input_bytes")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkSetup:
+    """What a worker needs to read a range as the main process would (``tokenizer._pieces``)."""
+
+    text_key: str
+    piece_chars: int
+    block_bytes: int
+    policy: str  # --special
+    split_on_eot: bool
+    chooser: tuple[float, int] | None  # --val-fraction, --seed
+    placement: str  # --eot
+
+
+def splittable(source: Source, workers: int, chunk_bytes: int = CHUNK_BYTES) -> bool:
+    """Whether ``source`` is read in ranges by the workers: a plain jsonl file, not a shard of
+    one, large enough for two ranges, with two workers or more."""
+    return (
+        workers > 1
+        and source.format == "jsonl"
+        and source.compression is None
+        and source.path != "-"
+        and source.byte_range is None
+        and source.size >= 2 * chunk_bytes
+    )
+
+
+def line_ranges(source: Source, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Source]:
+    """``source`` as ranges of about ``chunk_bytes`` ending at a newline, each knowing the
+    number of its first line."""
+    begin = pos = 0
+    line = 1
+    with open(source.path, "rb") as f:
+        while data := f.read(chunk_bytes):
+            cut = data.rfind(b"\n")
+            pos += len(data)
+            if cut < 0:  # inside one long line: the range grows
+                continue
+            end = pos - len(data) + cut + 1
+            yield dataclasses.replace(source, byte_range=(begin, end), first_line=line)
+            line += data.count(b"\n")  # all of them lie before the cut
+            begin = end
+    if begin < pos:
+        yield dataclasses.replace(source, byte_range=(begin, pos), first_line=line)
+
+
+def encode_chunk(engine: tuple[str, str, str], part: Source, setup: ChunkSetup):
+    """Read, parse and encode one range in a worker (see ``OrderedEncoder.submit_chunk``).
+
+    Returns the task arrays (ids, lengths, starts, streams, eots) and each split's counts.
+    """
+    from .backends import engine_for
+    from .tokenizer import TokenizeStats, _pieces
+
+    stats = TokenizeStats("", 0, 0, setup.policy)
+    stats.val = TokenizeStats("", 0, 0, setup.policy)
+    items = list(
+        _pieces(
+            [part],
+            setup.text_key,
+            setup.piece_chars,
+            setup.block_bytes,
+            setup.policy,
+            stats,
+            None,
+            setup.split_on_eot,
+            setup.chooser,
+        )
+    )
+    counts = [tuple(getattr(s, name) for name in COUNTS) for s in (stats, stats.val)]
+    if not items:  # blank lines only
+        empty = np.zeros(0, np.int64)
+        return (
+            np.zeros(0, np.int32),
+            empty,
+            empty.astype(bool),
+            empty.astype(np.int8),
+            empty,
+            counts,
+        )
+    texts = [piece for piece, _, _ in items]
+    starts = np.fromiter((first for _, first, _ in items), bool, len(items))
+    which = np.fromiter((k for _, _, k in items), np.int8, len(items))
+    eots = starts.copy() if setup.placement != "none" else np.zeros_like(starts)
+    ids, lengths = engine_for(*engine)(texts, eots)
+    return ids, lengths, starts, which, eots, counts
+
+
+def add_counts(stats: TokenizeStats, counts: tuple[int, ...]) -> None:
+    for name, value in zip(COUNTS, counts, strict=True):
+        setattr(stats, name, getattr(stats, name) + value)

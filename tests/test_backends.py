@@ -1,0 +1,236 @@
+"""The encoding engines: gigatoken must give tiktoken's ids for every policy, or not be used.
+
+Differential tests (hypothesis) compare the two engines on adversarial text and on whole
+corpora cut at block and piece boundaries; the fallback tests hide gigatoken or break its ids.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embedcli import backends
+from embedcli.backends import PROBES, choose_backend, engine_for, self_check
+from embedcli.encoding import EOT
+from embedcli.errors import UsageError
+from embedcli.text import resolve_sources
+from embedcli.tokenizer import MemorySink, tokenize
+
+pytest.importorskip("gigatoken", reason="the differential tests need embedcli[fast]")
+
+POLICIES = ("special", "text", "error")
+WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]  # every Unicode class
+ATOMS = st.sampled_from(
+    [
+        *WHITESPACE,
+        "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL", "n't", "don't", "'", "''",
+        "a", "Z", "word", "WORD", "é", "naïve", "ß", "東京", "한국어", "\u0301", "\u200d",
+        "0", "7", "12", "123", "1234", "3.14", "1,000",
+        "🚀", "👩‍👩‍👧", "🇫🇷", "\ufffd", "\x00", "\x01", "\x7f",
+        EOT, "<|", "|>", "<|endoftext", "<|fim_prefix|>", backends._JOIN,
+        "!", "?!", "...", "--", "_", "#", "(", ")", "\\", '"',
+    ]
+)  # fmt: skip
+RUNS = st.builds(lambda a, n: a * n, ATOMS, st.integers(1, 300))
+TEXT = st.lists(st.one_of(ATOMS, RUNS, st.text(max_size=10)), max_size=40).map("".join)
+RELAXED = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _engines(policy: str, encoding: str = "gpt2"):
+    return engine_for("gigatoken", encoding, policy), engine_for("tiktoken", encoding, policy)
+
+
+@RELAXED
+@given(texts=st.lists(TEXT, min_size=1, max_size=6), data=st.data())
+@pytest.mark.parametrize("policy", POLICIES)
+def test_gigatoken_gives_tiktoken_ids_for_every_policy(policy, texts, data):
+    eots = np.array(data.draw(st.lists(st.booleans(), min_size=len(texts), max_size=len(texts))))
+    fast, reference = _engines(policy)
+    (ids, lengths), (want, want_lengths) = fast(texts, eots), reference(texts, eots)
+    assert ids.tolist() == want.tolist() and lengths.tolist() == want_lengths.tolist()
+    kwargs = {"allowed_special": {EOT} if policy == "special" else set(), "disallowed_special": ()}
+    enc = backends.get_encoding("gpt2")
+    assert [len(enc.encode(t, **kwargs)) for t in texts] == want_lengths.tolist()
+
+
+@pytest.mark.parametrize("encoding", ["cl100k_base", "o200k_base"])
+def test_other_encodings_where_available_offline(encoding):
+    if backends._tiktoken_cached(backends._GIGATOKEN_ENCODINGS[encoding][1]) is None:
+        pytest.skip(f"{encoding} is not in tiktoken's cache (it needs one download)")
+    for policy in POLICIES:
+        fast, reference = _engines(policy, encoding)
+        assert self_check(fast, reference) is None
+
+
+def _corpus(tmp_path, texts: list[str]):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+def _tokenize(path, **kwargs):
+    sink = MemorySink()
+    stats = tokenize(resolve_sources([str(path)]), sink, allow_empty=True, **kwargs)
+    return sink.array(), stats
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    texts=st.lists(TEXT, min_size=1, max_size=8),
+    piece=st.integers(1, 50),
+    block=st.integers(1, 64),
+    eot=st.sampled_from(["between", "after", "before", "none"]),
+    policy=st.sampled_from(["special", "text"]),
+)
+def test_whole_corpora_cut_at_blocks_and_pieces(tmp_path, texts, piece, block, eot, policy):
+    path = _corpus(tmp_path, texts)
+    runs = [
+        _tokenize(path, backend=b, piece_chars=piece, block_bytes=block, eot=eot, special=policy)
+        for b in ("gigatoken", "tiktoken")
+    ]
+    (fast, fast_stats), (ref, ref_stats) = runs
+    assert fast.tolist() == ref.tolist()
+    assert fast_stats.doc_offsets.tolist() == ref_stats.doc_offsets.tolist()
+    assert (fast_stats.backend, ref_stats.backend) == ("gigatoken", "tiktoken")
+
+
+@pytest.mark.parametrize("backend", ["gigatoken", "tiktoken"])
+@pytest.mark.parametrize("eot", ["between", "after", "before", "none"])
+def test_workers_reading_ranges_of_a_jsonl_file_change_nothing(tmp_path, backend, eot):
+    texts = [f"doc {i} " + "word " * (i % 7) for i in range(300)] + ["", "last"]
+    path = _corpus(tmp_path, texts)
+    whole = _tokenize(path, backend=backend, eot=eot, workers=1)
+    ranged = _tokenize(path, backend=backend, eot=eot, workers=2, chunk_bytes=512)
+    assert ranged[0].tolist() == whole[0].tolist()
+    assert ranged[1].doc_offsets.tolist() == whole[1].doc_offsets.tolist()
+    assert (ranged[1].documents, ranged[1].chars) == (whole[1].documents, whole[1].chars)
+    val = _tokenize(path, workers=2, chunk_bytes=512, val=(MemorySink(), 0.3, 5))[1]
+    val_whole = _tokenize(path, workers=1, val=(MemorySink(), 0.3, 5))[1]
+    assert val.val.documents == val_whole.val.documents > 0
+
+
+def test_ranges_keep_line_numbers_in_messages(tmp_path):
+    lines = [json.dumps({"text": "fine " * 20}) for _ in range(200)] + ["{broken"]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(Exception, match=r"bad\.jsonl:201: not valid JSON"):
+        _tokenize(path, workers=2, chunk_bytes=256)
+
+
+@pytest.mark.parametrize("backend", ["gigatoken", "tiktoken"])
+def test_lone_surrogates_encode_as_tiktoken_does(tmp_path, enc, backend):
+    path = tmp_path / "web.jsonl"
+    path.write_text('{"text": "a\\ud83db"}\n{"text": "ok \\ud83d\\ude00 \\udc00"}\n')
+    ids, stats = _tokenize(path, backend=backend)
+    want = enc.encode("a\ud83db") + [50256] + enc.encode("ok \U0001f600 \udc00")
+    assert enc.encode("a\ud83db") == [64, 4210, 65]
+    assert ids.tolist() == want
+    assert stats.replaced == 2
+
+
+def test_auto_falls_back_when_gigatoken_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gigatoken", None)  # import gigatoken raises ImportError
+    chosen = choose_backend("auto", "gpt2", "special")
+    assert chosen.name == "tiktoken" and "not installed" in chosen.note
+    with pytest.raises(UsageError, match=r"embedcli\[fast\]"):
+        choose_backend("gigatoken", "gpt2", "special")
+
+
+def test_auto_falls_back_when_the_self_check_fails(monkeypatch):
+    real = engine_for("gigatoken", "gpt2", "special")
+
+    def wrong(texts, eots):
+        ids, lengths = real(texts, eots)
+        return np.where(ids == 50256, ids, ids + 1).astype(np.int32), lengths  # one id off
+
+    monkeypatch.setattr(
+        backends, "engine_for", lambda b, *a: wrong if b == "gigatoken" else engine_for(b, *a)
+    )
+    chosen = choose_backend("auto", "gpt2", "special")
+    assert chosen.name == "tiktoken" and "self-check probe 0" in chosen.note
+    with pytest.raises(UsageError, match="differ from tiktoken"):
+        choose_backend("gigatoken", "gpt2", "special")
+
+
+def test_unknown_encodings_and_backends():
+    assert choose_backend("auto", "p50k_base", "special").note.endswith("'p50k_base'")
+    assert choose_backend("tiktoken", "gpt2", "text").note is None
+    with pytest.raises(UsageError, match="unknown --backend"):
+        choose_backend("rust", "gpt2", "special")
+
+
+def test_the_self_check_is_quick_and_covers_the_policies():
+    import time
+
+    for policy in POLICIES:
+        fast, reference = _engines(policy)
+        started = time.perf_counter()
+        assert self_check(fast, reference) is None
+        assert time.perf_counter() - started < 0.5  # about 5 ms here; generous for CI
+    assert any(EOT in p for p in PROBES) and any("\x00" in p for p in PROBES)
+
+
+def test_text_holding_the_join_marker_is_still_exact(enc):
+    fast, _ = _engines("special")
+    texts = [f"a{backends._JOIN}b", "c", backends._JOIN]
+    ids, lengths = fast(texts, np.array([False, True, False]))
+    want = [enc.encode(t, allowed_special={EOT}) for t in texts]
+    assert lengths.tolist() == [len(w) for w in want]
+    assert ids.tolist() == want[0] + [50256] + want[1] + want[2]
+
+
+def test_cli_backend_flag_metadata_and_summary(tmp_path):
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from embedcli.cli import app
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Hello world. " * 50, encoding="utf-8")
+    runner = CliRunner()
+    files = {}
+    for backend in ("gigatoken", "tiktoken"):
+        out = tmp_path / f"{backend}.safetensors"
+        result = runner.invoke(app, ["tokenize", str(corpus), "-o", str(out), "--backend", backend])
+        assert result.exit_code == 0, result.output
+        assert re.search(rf"backend\s+{backend}", result.output)
+        with safe_open(str(out), "np") as f:
+            assert f.metadata()["tokenizer_backend"] == backend
+            files[backend] = f.get_tensor("ids")
+    assert files["gigatoken"].tolist() == files["tiktoken"].tolist()
+    out = tmp_path / "e.safetensors"
+    args = ["embed", str(corpus), "-o", str(out), "-T", "4", "--dim", "8", "--backend", "gigatoken"]
+    assert runner.invoke(app, args).exit_code == 0
+    bad = runner.invoke(app, ["tokenize", str(corpus), "--backend", "rust"])
+    assert bad.exit_code == 2 and "rust" in bad.output
+
+
+def test_jsonl_reads_the_same_without_orjson(tmp_path, monkeypatch):
+    from embedcli import text
+
+    lines = [
+        '{"text": "plain", "n": 123456789012345678901234567890}',
+        '{"text": "nan elsewhere", "x": NaN}',
+        '{"text": "lone \\ud83d surrogate"}',
+        '{"text": "pair \\ud83d\\ude00", "text": "duplicate key wins"}',
+        "   ",
+        '{"text": "escapes \\u0000 \\n \\" \\\\ \\/"}',
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def read():
+        return [(b.text, b.doc) for b in text.iter_blocks(resolve_sources([str(path)])[0])]
+
+    fast = read()
+    monkeypatch.setattr(text, "_json_loads", lambda: json.loads)
+    assert fast == read()
+    assert [t for t, _ in fast][2] == "lone \ud83d surrogate" and len(fast) == 5
