@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from .atomic import commit, create_temp, discard, validate_safetensors, write_errors
 from .errors import EmbedcliError, OutputError, UsageError
-from .outputs import commit, create_temp, discard, validate_safetensors, write_errors
 
 if TYPE_CHECKING:
     import torch

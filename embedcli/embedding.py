@@ -264,7 +264,24 @@ class Embedder:
             return result
         if out is None:
             return result.cpu()
-        return out[:c].copy_(result)
+        # A pinned buffer (see stream_embeddings) takes an asynchronous copy: the caller
+        # waits on an event before the bytes are read, while the device computes the next chunk.
+        return out[:c].copy_(result, non_blocking=out.is_pinned())
+
+
+def _event():
+    """A CUDA event recorded after the work queued so far (the chunk's copy to the host)."""
+    import torch
+
+    event = torch.cuda.Event()
+    event.record()
+    return event
+
+
+def _write_when_ready(f, data: memoryview, copied) -> None:
+    if copied is not None:
+        copied.synchronize()  # the asynchronous copy into the pinned buffer has landed
+    f.write(data)
 
 
 # --------------------------------------------------------------------------- table planning
@@ -381,15 +398,19 @@ def stream_embeddings(
     """
     import torch
 
-    buffers = [torch.empty(buffer_shape, dtype=embedder.dtype) for _ in range(2)]
+    # On CUDA the host buffers are pinned: the device-to-host copy is then asynchronous and
+    # overlaps the disk write of the previous chunk (the writer waits on the copy's event).
+    cuda = embedder.device.type == "cuda"
+    buffers = [torch.empty(buffer_shape, dtype=embedder.dtype, pin_memory=cuda) for _ in range(2)]
     with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
         pending: Future | None = None
         for k, chunk in enumerate(chunks):
             # buffers[k % 2] last held chunk k-2, whose write finished before k-1 was submitted
             data = tensor_bytes(embedder.embed(chunk, out=buffers[k % 2]))
+            copied = _event() if cuda else None
             if pending is not None:
                 pending.result()
-            pending = writer.submit(f.write, data)
+            pending = writer.submit(_write_when_ready, f, data, copied)
             if advance:
                 advance(len(chunk))
         if pending is not None:

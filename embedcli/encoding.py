@@ -72,8 +72,8 @@ def _seed_tiktoken_cache() -> bool:
                 return True
     except OSError:
         pass
+    from .atomic import atomic_file
     from .errors import OutputError
-    from .outputs import atomic_file
 
     try:
         os.makedirs(cache_dir, exist_ok=True)

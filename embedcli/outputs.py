@@ -1,10 +1,9 @@
-"""Writing outputs: one atomic-commit primitive, the checks before writing, and the writers.
+"""Writing outputs: the checks before writing, and the writers.
 
 Every file embedcli writes (token, windows and embeddings files, split parts, JSON manifests and
 indexes, the file ``torchrun`` ranks write together, the tiktoken cache entry) goes through the
-same three steps: a temporary file in the destination's directory (:func:`create_temp`), then
-:func:`commit` (permissions of a new file, atomic rename) or :func:`discard`. A reader never sees
-a half-written file, and an interrupted run leaves the previous output untouched.
+atomic commit of :mod:`embedcli.atomic`: a reader never sees a half-written file, and an
+interrupted run leaves the previous output untouched.
 
 Writers are registered by format name (:data:`TOKEN_WRITERS`), so a new token-file format is one
 function plus one registration. Tensor outputs of ``batch`` and ``embed`` go through
@@ -19,84 +18,13 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
+from .atomic import atomic_file, preallocate, validate_safetensors, write_errors
 from .errors import OutputError, UsageError
 from .units import human_bytes
-
-# --------------------------------------------------------------------------- the primitive
-
-
-def create_temp(path: str) -> tuple[int, str]:
-    """A new temporary file beside ``path``: ``(fd, temp_path)``, opened for writing."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        return tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {directory}: {exc.strerror}") from None
-
-
-def commit(temp: str, path: str) -> None:
-    """Give a finished temporary file the permissions a new file gets, and rename it over
-    ``path`` (atomic on one filesystem)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
-    os.replace(temp, path)
-
-
-def discard(temp: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(temp)
-
-
-@contextlib.contextmanager
-def atomic_file(
-    path: str, *, validate: Callable[[str, str], None] | None = None
-) -> Iterator[BinaryIO]:
-    """Write ``path`` through a temporary file; ``validate(temp, path)`` runs before the rename.
-
-    On any error or interrupt the temporary file is removed and ``path`` is left as it was.
-    """
-    fd, temp = create_temp(path)
-    try:
-        with write_errors(path), os.fdopen(fd, "wb") as f:
-            yield f  # type: ignore[misc]
-            f.flush()
-        if validate is not None:
-            validate(temp, path)
-        commit(temp, path)
-    except BaseException:
-        discard(temp)
-        raise
-
-
-@contextlib.contextmanager
-def write_errors(path: str) -> Iterator[None]:
-    """Disk full, I/O errors and the like while writing ``path``: one line naming it."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
-
-
-def validate_safetensors(temp: str, path: str) -> None:
-    """Open a written file with safetensors' own reader: a bug in our writer stops here."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(temp, framework="numpy"):
-            pass
-    except Exception as exc:
-        raise OutputError(
-            f"{path}: written file failed validation ({exc}); nothing replaced"
-        ) from None
-
 
 # --------------------------------------------------------------------------- checks
 
@@ -185,13 +113,19 @@ class Output:
 
 @contextlib.contextmanager
 def open_output(
-    path: str, *, inputs: Iterable[str] = (), no_clobber: bool = False, validate: bool = True
+    path: str,
+    *,
+    inputs: Iterable[str] = (),
+    no_clobber: bool = False,
+    validate: bool = True,
+    size: int | None = None,
 ) -> Iterator[Output]:
     """Open ``path`` for writing a safetensors file, atomically.
 
     Regular files go through :func:`atomic_file` and are checked with safetensors' own reader
     before the rename (``validate``). ``-`` writes to stdout (refused on a terminal); an
-    existing non-regular file such as ``/dev/null`` or a FIFO is written in place.
+    existing non-regular file such as ``/dev/null`` or a FIFO is written in place. ``size``,
+    when the caller knows it, lets the file's blocks be reserved up front (:func:`preallocate`).
     """
     check_output(path, inputs=list(inputs), no_clobber=no_clobber)
     if path == "-":
@@ -203,6 +137,8 @@ def open_output(
             yield Output(path, f)  # type: ignore[arg-type]
         return
     with atomic_file(path, validate=validate_safetensors if validate else None) as f:
+        if size:  # the whole file's size is known: reserve its blocks
+            preallocate(f, size)
         yield Output(path, f)
 
 
@@ -246,7 +182,7 @@ def write_tensors(
     n = rows[0].shape[0] if rows_count is None else rows_count
     header, parts, total = _layout(output, rows, whole, meta, max_shard_size)
     if header is not None:
-        with open_output(output, inputs=read, no_clobber=no_clobber) as out:
+        with open_output(output, inputs=read, no_clobber=no_clobber, size=total) as out:
             out.file.write(header)
             write_rows(out.file, 0, n)
             for spec in whole:
@@ -262,7 +198,10 @@ def write_tensors(
         )
     with contextlib.ExitStack() as stack:  # every file stays a temp file until all are done
         for shard, part_header in parts:
-            out = stack.enter_context(open_output(shard.path, inputs=read, no_clobber=no_clobber))
+            size = len(part_header) + sum(spec.nbytes for spec in shard.specs)
+            out = stack.enter_context(
+                open_output(shard.path, inputs=read, no_clobber=no_clobber, size=size)
+            )
             out.file.write(part_header)
             if shard.has_rows:
                 write_rows(out.file, shard.start, shard.stop)

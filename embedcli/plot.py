@@ -48,7 +48,7 @@ def write_plot(reports: list[FileReport], path: str) -> int:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("count")
     fig.tight_layout()
-    from .outputs import atomic_file
+    from .atomic import atomic_file
 
     with atomic_file(path) as f:
         fig.savefig(f, format=path.rsplit(".", 1)[1])

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedcli import contract
+from embedcli.atomic import atomic_file
 from embedcli.errors import OutputError, UsageError
 from embedcli.options import EmbedOptions, WindowOptions
-from embedcli.outputs import atomic_file, write_tensors
+from embedcli.outputs import write_tensors
 from embedcli.split import MAX_FILES, plan_output_shards, split_names
 from embedcli.stages import run_batch, run_embed, run_tokenize
 from embedcli.store import TensorSpec, build_header, read_header, write_array
@@ -143,3 +144,65 @@ def test_every_metadata_key_is_in_the_contract(tmp_path):
         meta = read_header(str(path)).metadata
         assert set(meta) <= known, (path.name, set(meta) - known)
         assert meta[contract.VERSION] and meta[contract.KIND] in contract.KINDS
+
+
+def _wait_gone(directory, pattern: str, seconds: float = 10.0) -> list:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (left := sorted(directory.glob(pattern))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def test_replacing_a_large_file_frees_it_after_the_rename(tmp_path, monkeypatch):
+    from embedcli import atomic
+
+    monkeypatch.setattr(atomic, "ASIDE_BYTES", 1)  # every file counts as large here
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old" * 1000)
+    with open(path, "rb") as reader:  # a reader of the old file keeps reading the old file
+        with atomic_file(str(path)) as f:
+            f.write(b"new")
+        assert reader.read() == b"old" * 1000
+    assert path.read_bytes() == b"new"
+    assert _wait_gone(tmp_path, ".out.bin.*") == []  # the detached rm removed the second name
+
+
+def test_replacing_without_hard_links_still_commits(tmp_path, monkeypatch):
+    from embedcli import atomic
+
+    monkeypatch.setattr(atomic, "ASIDE_BYTES", 1)
+
+    def no_links(*args):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    with atomic_file(str(path)) as f:
+        f.write(b"new")
+    assert path.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_preallocated_files_keep_the_size_written(tmp_path):
+    from embedcli.atomic import _fallocate, preallocate
+
+    path = tmp_path / "f.bin"
+    with open(path, "wb") as f:
+        preallocate(f, 1 << 20)
+        f.write(b"x" * 1000)  # fewer bytes than reserved: the file says so
+    assert path.stat().st_size == 1000
+    if _fallocate() is not None:
+        assert path.stat().st_blocks * 512 >= 1 << 20  # the blocks were reserved
+
+
+def test_a_large_output_is_written_into_reserved_blocks(tmp_path, monkeypatch):
+    from embedcli import atomic
+
+    sizes = []
+    real = atomic.preallocate
+    monkeypatch.setattr("embedcli.outputs.preallocate", lambda f, n: sizes.append(n) or real(f, n))
+    out = tmp_path / "w.safetensors"
+    run_batch([str(SAMPLE / "the-lighthouse.txt")], str(out), WindowOptions(max_length=4))
+    assert sizes == [out.stat().st_size]

@@ -12,8 +12,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import contract as c
+from ..atomic import atomic_file
 from ..errors import FormatError, UsageError
-from ..outputs import atomic_file, check_output, write_json
+from ..outputs import check_output, write_json
 
 CHUNK_IDS = 1 << 22  # ids converted and written at once (16 MB of int32)
 

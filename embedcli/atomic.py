@@ -1,0 +1,173 @@
+"""The atomic commit every output goes through, and how its bytes reach the disk.
+
+A temporary file in the destination's directory (:func:`create_temp`), then :func:`commit`
+(permissions of a new file, atomic rename) or :func:`discard`: a reader never sees a
+half-written file, and an interrupted run leaves the previous output untouched. Large files get
+their blocks reserved before they are written (:func:`preallocate`), and a large file that is
+replaced is freed after the rename, by a detached process (:func:`commit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from .errors import OutputError
+
+
+def create_temp(path: str) -> tuple[int, str]:
+    """A new temporary file beside ``path``: ``(fd, temp_path)``, opened for writing."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        return tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {directory}: {exc.strerror}") from None
+
+
+# Replacing a file this large frees its blocks off the critical path (see commit).
+ASIDE_BYTES = 64 << 20
+
+
+def commit(temp: str, path: str) -> None:
+    """Give a finished temporary file the permissions a new file gets, and rename it over
+    ``path`` (atomic on one filesystem).
+
+    Renaming over a large file frees its blocks inside the rename: 0.4-0.7 s for 0.65 GB on
+    this project's VM (ext4 mounted with ``discard``). So a large old file first gets a second
+    name (a hard link, ``.NAME.XXXX.replaced.tmp``), the rename then only drops a name, and a
+    detached ``rm`` frees the blocks while the next command runs. ``path`` names the old file or
+    the new one at every moment, as before.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    aside = _link_aside(path)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        if aside is not None:
+            discard(aside)
+        raise
+    if aside is not None:
+        _remove_detached(aside)
+
+
+def _link_aside(path: str) -> str | None:
+    """A second name for a large regular file at ``path``, or None (small, absent, linked)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size < ASIDE_BYTES or st.st_nlink != 1:
+        return None
+    directory, name = os.path.split(os.path.abspath(path))
+    aside = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.replaced.tmp")
+    try:
+        os.link(path, aside)
+    except OSError:  # no hard links here (some network and FUSE filesystems): rename as before
+        return None
+    return aside
+
+
+def _remove_detached(path: str) -> None:
+    """Unlink ``path`` in a process of its own that outlives this one (inline without rm)."""
+    import subprocess
+
+    try:
+        subprocess.Popen(
+            ["rm", "-f", "--", path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal does not reach it
+        )
+    except OSError:
+        discard(path)
+
+
+def preallocate(f: BinaryIO, size: int) -> None:
+    """Reserve the blocks of a file about to be written whole, ``size`` bytes (Linux
+    ``fallocate`` keeping the file's size, so a short write still shows as short).
+
+    Measured here: 0.65 GB written through the page cache in 0.17-0.26 s into reserved blocks,
+    0.42-1.36 s without (ext4 allocating as it writes back). Skipped where the call is missing
+    or refused (other systems, filesystems without it); the writes then report any trouble.
+    """
+    fallocate = _fallocate()
+    if fallocate is None or size <= 0:
+        return
+    f.flush()
+    fallocate(f.fileno(), 1, 0, size)  # 1: FALLOC_FL_KEEP_SIZE; the result is not needed
+
+
+@functools.cache
+def _fallocate():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.fallocate64
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    call.restype = ctypes.c_int
+    return call
+
+
+def discard(temp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(temp)
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: str, *, validate: Callable[[str, str], None] | None = None
+) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temporary file; ``validate(temp, path)`` runs before the rename.
+
+    On any error or interrupt the temporary file is removed and ``path`` is left as it was.
+    """
+    fd, temp = create_temp(path)
+    try:
+        with write_errors(path), os.fdopen(fd, "wb") as f:
+            yield f  # type: ignore[misc]
+            f.flush()
+        if validate is not None:
+            validate(temp, path)
+        commit(temp, path)
+    except BaseException:
+        discard(temp)
+        raise
+
+
+@contextlib.contextmanager
+def write_errors(path: str) -> Iterator[None]:
+    """Disk full, I/O errors and the like while writing ``path``: one line naming it."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def validate_safetensors(temp: str, path: str) -> None:
+    """Open a written file with safetensors' own reader: a bug in our writer stops here."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(temp, framework="numpy"):
+            pass
+    except Exception as exc:
+        raise OutputError(
+            f"{path}: written file failed validation ({exc}); nothing replaced"
+        ) from None
