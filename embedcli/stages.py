@@ -43,10 +43,17 @@ from .outputs import (
 )
 from .progress import ProgressFactory, no_progress
 from .results import BatchResult, EmbedResult, FirstWindow, PlanResult, Written
-from .store import TensorSpec, header_if_file, write_array
+from .store import TensorSpec, header_if_file
 from .tokenizing import run_tokenize
 from .units import human_bytes
-from .windows import WindowPlan, batched_shape, gather, plan_windows, windows_metadata
+from .windows import (
+    WindowPlan,
+    batched_shape,
+    gather,
+    plan_windows,
+    windows_metadata,
+    write_windows,
+)
 
 __all__ = [
     "CHUNK_BYTES",
@@ -200,9 +207,7 @@ def run_batch(
 
         def write_rows(f, a: int, b: int) -> None:
             for shift in (0, 1):  # all inputs rows, then all targets rows
-                for i in range(a, b, rows):
-                    starts = plan.starts[i : min(i + rows, b)]
-                    write_array(f, gather(src.ids, starts, t, shift=shift).astype(dtype))
+                write_windows(f, src.ids, plan, a, b, dtype, shift, rows)
 
         files = planned_files(output, specs, [], meta, max_shard_size)
         if dry_run:

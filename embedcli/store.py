@@ -431,3 +431,19 @@ def memmap_array(header: Header, info: TensorInfo) -> np.ndarray:
         return np.zeros(info.shape, dtype=npdtype)
     offset = header.data_start + info.start
     return np.memmap(header.path, dtype=npdtype, mode="r", offset=offset, shape=info.shape)
+
+
+def release_pages(array: np.ndarray, upto: int) -> None:
+    """Hand the pages of a memory-mapped ``array`` before element ``upto`` back to the kernel:
+    they leave this process's memory (the page cache keeps them, so a later read is cheap).
+    A no-op for arrays that are not memory maps, and where ``madvise`` is missing."""
+    import mmap
+
+    m = getattr(array, "_mmap", None)
+    if m is None or upto <= 0 or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    # np.memmap maps from the allocation boundary below its offset; the array starts after it.
+    lead = array.offset % mmap.ALLOCATIONGRANULARITY
+    end = (lead + upto * array.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
+    if 0 < end <= len(m):
+        m.madvise(mmap.MADV_DONTNEED, 0, end)

@@ -126,6 +126,10 @@ class ArithmeticStarts:
     def max(self) -> int:
         return (self.count - 1) * self.stride
 
+    def head(self, count: int) -> ArithmeticStarts:
+        """The first ``count`` starts, still made on demand."""
+        return ArithmeticStarts(min(count, self.count), self.stride)
+
 
 @dataclass(frozen=True)
 class PlanFacts:
@@ -194,7 +198,7 @@ def plan_windows(
             "(use a smaller batch size, or --keep-last)"
         )
     return WindowPlan(
-        starts=starts[:keep],
+        starts=starts.head(keep) if isinstance(starts, ArithmeticStarts) else starts[:keep],
         max_length=max_length,
         stride=stride,
         batch_size=batch_size,
@@ -264,6 +268,54 @@ def gather(ids: np.ndarray, starts: np.ndarray, max_length: int, *, shift: int =
     """
     view = sliding_window_view(ids[shift:], max_length)
     return view[np.asarray(starts)]
+
+
+def gather_into(
+    out: np.ndarray, ids: np.ndarray, starts, i: int, j: int, max_length: int, shift: int = 0
+) -> np.ndarray:
+    """Windows ``i..j`` of a plan's ``starts`` (shifted by ``shift``: 1 for targets) into
+    ``out[: j - i]``, converted to ``out``'s dtype in the same pass.
+
+    An in-order plan's rows are a strided slice of the sliding view (no index array at all);
+    other plans index it.
+    """
+    view = sliding_window_view(ids[shift:], max_length)
+    if isinstance(starts, ArithmeticStarts):
+        step = starts.stride
+        rows = view[i * step : (j - 1) * step + 1 : step]
+    else:
+        rows = view[np.asarray(starts[i:j])]
+    dest = out[: j - i]
+    np.copyto(dest, rows, casting="unsafe")  # ids are below the vocabulary size: no overflow
+    return dest
+
+
+def write_windows(f, ids: np.ndarray, plan, a: int, b: int, dtype, shift: int, rows: int) -> None:
+    """Windows ``a..b`` of ``plan`` (inputs, or targets with ``shift=1``) written to ``f`` in
+    chunks of ``rows`` windows.
+
+    Chunk k+1 is gathered while a writer thread writes chunk k (both release the GIL) into two
+    reused buffers, so memory stays flat; an in-order plan also hands the pages of a
+    memory-mapped ``ids`` it has passed back to the kernel (:func:`store.release_pages`).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .store import release_pages, write_array
+
+    t, in_order = plan.max_length, isinstance(plan.starts, ArithmeticStarts)
+    buffers = [np.empty((min(rows, b - a), t), dtype) for _ in range(2)]
+    with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        pending = None
+        for k, i in enumerate(range(a, b, rows)):
+            # buffers[k % 2] last held chunk k-2, whose write ended before k-1 was submitted
+            chunk = gather_into(buffers[k % 2], ids, plan.starts, i, min(i + rows, b), t, shift)
+            if pending is not None:
+                pending.result()
+                if in_order:
+                    release_pages(ids, (i - rows) * plan.stride + shift)
+            pending = writer.submit(write_array, f, chunk)
+        if pending is not None:
+            pending.result()
 
 
 def check_ids(ids: np.ndarray, *, where: str) -> np.ndarray:

@@ -177,3 +177,41 @@ def test_coverage_without_sorting_equals_the_sorted_count(n, t, stride, shuffle,
         covered.update(range(s, s + t + 1))
     assert plan.tokens_covered == len(covered)
     assert plan.tail_dropped == n - max(plan.starts.tolist()) - t - 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(6, 300),
+    t=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    shuffle=st.booleans(),
+    rows=st.integers(1, 40),
+    dtype=st.sampled_from([np.int64, np.int32]),
+)
+def test_written_windows_equal_gathered_ones(tmp_path_factory, n, t, stride, shuffle, rows, dtype):
+    import io
+
+    from embedcli.windows import write_windows
+
+    ids = np.random.default_rng(n).integers(0, 50257, n).astype(np.int32)
+    plan = plan_windows(n, max_length=t, stride=stride, shuffle_seed=1 if shuffle else None)
+    for shift in (0, 1):
+        out = io.BytesIO()
+        write_windows(out, ids, plan, 0, plan.n_windows, dtype, shift, rows)
+        want = gather(ids, np.asarray(plan.starts), t, shift=shift).astype(dtype)
+        assert out.getvalue() == want.tobytes()
+
+
+def test_released_pages_still_read_the_same(tmp_path):
+    from embedcli.store import memmap_array, read_header, release_pages, write_arrays
+
+    ids = np.arange(3_000_000, dtype=np.int32)
+    path = tmp_path / "t.safetensors"
+    with open(path, "wb") as f:
+        write_arrays(f, {"doc_offsets": np.array([0, ids.size]), "ids": ids}, {})
+    header = read_header(str(path))
+    mapped = memmap_array(header, header.tensor("ids"))
+    assert int(mapped[2_000_000]) == 2_000_000
+    release_pages(mapped, 2_500_000)  # dropped from this process; the file is untouched
+    release_pages(ids, 10)  # not a memory map: nothing happens
+    assert np.array_equal(mapped, ids)
