@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # everything (a few minutes on 2 cores)
     python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet, loader,
-                                        # backend
+                                        # backend, floor
 
 Every measured job runs in a fresh process (started from this small parent, which never imports
 torch), so wall times include interpreter start and imports for both sides, and peak memory is
@@ -412,6 +412,12 @@ def bench_backend(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_floor(tmp: Path) -> None:
+    from floor import bench_floor as run_section  # benchmarks/floor.py
+
+    run_section(tmp)
+
+
 def main(argv: list[str]) -> None:
     sections = {
         "tokenize": bench_tokenize,
@@ -421,6 +427,7 @@ def main(argv: list[str]) -> None:
         "parquet": bench_parquet,
         "loader": bench_loader,
         "backend": bench_backend,
+        "floor": bench_floor,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]
