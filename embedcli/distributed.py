@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .atomic import commit, create_temp, discard, validate_safetensors, write_errors
+from .atomic import (
+    commit,
+    create_temp,
+    discard,
+    preallocate,
+    validate_safetensors,
+    write_errors,
+)
 from .errors import EmbedcliError, OutputError, UsageError
 
 if TYPE_CHECKING:
@@ -111,6 +118,7 @@ def write_shared(
         try:
             fd, temp = create_temp(output)
             with write_errors(output), os.fdopen(fd, "wb") as f:
+                preallocate(f, total_bytes)  # the ranks write into reserved blocks
                 f.write(header)
                 f.truncate(total_bytes)
         except OutputError as exc:
