@@ -349,6 +349,14 @@ def _line_of(path: str, offset: int) -> int:
 def _jsonl_blocks(
     reader: _CountingReader, source: Source, text_key: str, block_bytes: int
 ) -> Iterator[Block]:
+    for value, lineno, offset, nbytes in _jsonl_records(reader, source, text_key, block_bytes):
+        yield Block(value, doc_name(source, lineno, offset), lineno or 0, nbytes, last=True)
+
+
+def _jsonl_records(
+    reader: _CountingReader, source: Source, text_key: str, block_bytes: int
+) -> Iterator[tuple[str, int | None, int, int]]:
+    """(text, line number or None mid-file, byte offset, bytes read) per non-blank line."""
     begin, end = source.byte_range or (0, None)
     skip_partial = False
     if begin > 0:  # a line belongs to the shard where it starts: skip one begun earlier
@@ -362,14 +370,16 @@ def _jsonl_blocks(
         except ValueError:  # blank, not JSON, or a case only the standard parser takes
             if not line.strip():
                 continue
-            record = _strict_loads(line, _where(source, lineno, offset))
+            record = _strict_loads(line, doc_name(source, lineno, offset))
         value = record.get(text_key) if type(record) is dict else None
         if type(value) is not str:  # the standard parser says precisely what is wrong
-            _refuse_record(json.loads(line), text_key, _where(source, lineno, offset))
-        yield Block(value, _where(source, lineno, offset), lineno or 0, nbytes, last=True)
+            _refuse_record(json.loads(line), text_key, doc_name(source, lineno, offset))
+        yield value, lineno, offset, nbytes
 
 
-def _where(source: Source, lineno: int | None, offset: int) -> str:
+def doc_name(source: Source, lineno: int | None, offset: int) -> str:
+    """A jsonl document's name in messages and for ``--val-fraction``: ``file:12``, or
+    ``file@4096`` for a line read from the middle of a file without its number."""
     return f"{source.name}:{lineno}" if lineno else f"{source.name}@{offset}"
 
 
@@ -463,6 +473,8 @@ def _jsonl_shard(source: Source, begin: int, end: int, last: bool) -> Source | N
 
 
 register_format(DocumentFormat("text", (".txt", ".text", ".md", ".rst"), _streamed(_text_blocks)))
+# A jsonl file's documents without a Block each (the tokenizer's fast path for many small ones).
+jsonl_records = _streamed(_jsonl_records)
 register_format(
     DocumentFormat("jsonl", (".jsonl", ".ndjson"), _streamed(_jsonl_blocks), _jsonl_shard)
 )

@@ -36,7 +36,7 @@ from .encode_pool import OrderedEncoder, Stream
 from .encoding import DEFAULT_ENCODING, EOT, encode_kwargs, eot_id, get_encoding
 from .errors import InputError, UsageError
 from .options import EOT_MODES
-from .text import BLOCK_BYTES, Source, iter_blocks
+from .text import BLOCK_BYTES, Source, doc_name, iter_blocks, jsonl_records
 
 if TYPE_CHECKING:
     from .options import TokenizeOptions
@@ -282,6 +282,11 @@ def _pieces(
         return int(chooser is not None and goes_to_val(doc, *chooser))
 
     for source in sources:
+        if source.format == "jsonl" and not split_on_eot:
+            yield from _jsonl_pieces(
+                source, text_key, piece_chars, block_bytes, special, stats, on_progress, chooser
+            )
+            continue
         carry, carry_line, starts_doc, k, part = "", 1, True, 0, 0
         for block in iter_blocks(source, text_key=text_key, block_bytes=block_bytes):
             if on_progress is not None:
@@ -336,20 +341,39 @@ def _pieces(
 
 def _document(
     text: str, starts_doc: bool, stats: TokenizeStats, piece_chars: int
-) -> Iterator[tuple[str, bool]]:
+) -> list[tuple[str, bool]]:
     """The last text of a document (all of it when ``starts_doc``), in pieces; counted."""
     stats.documents += 1
     stats.chars += len(text)
     text = _counted(text, stats)
     stats.special_found += text.count(EOT)
-    if len(text) < piece_chars:
-        yield text, starts_doc
-        return
-    for piece in split_text(text, piece_chars):
-        yield piece, starts_doc
-        starts_doc = False
-    if starts_doc:  # an empty document still counts and gets its separator
-        yield "", True
+    if len(text) < piece_chars:  # an empty document too: it still gets its separator
+        return [(text, starts_doc)]
+    pieces = split_text(text, piece_chars)
+    return [(piece, starts_doc and i == 0) for i, piece in enumerate(pieces)]
+
+
+def _jsonl_pieces(
+    source: Source,
+    text_key: str,
+    piece_chars: int,
+    block_bytes: int,
+    special: str,
+    stats: TokenizeStats,
+    on_progress: Callable[[int], None] | None,
+    chooser: tuple[float, int] | None,
+) -> Iterator[tuple[str, bool, int]]:
+    """:func:`_pieces` of a jsonl source, a whole document per line: the same pieces and
+    counts, without a :class:`Block` or a document name per line unless one is needed."""
+    for text, lineno, offset, nbytes in jsonl_records(source, text_key, block_bytes):
+        if on_progress is not None:
+            on_progress(nbytes)
+        stats.input_bytes += nbytes
+        k = int(chooser is not None and goes_to_val(doc_name(source, lineno, offset), *chooser))
+        if special == "error" and EOT in text:
+            _refuse_special(doc_name(source, lineno, offset), text, lineno or 0)
+        for piece, first in _document(text, True, stats.val if k else stats, piece_chars):
+            yield piece, first, k
 
 
 def _counted(text: str, stats: TokenizeStats) -> str:
