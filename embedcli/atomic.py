@@ -77,16 +77,15 @@ def _link_aside(path: str) -> str | None:
 
 def _remove_detached(path: str) -> None:
     """Unlink ``path`` in a process of its own that outlives this one (inline without rm)."""
-    import subprocess
-
+    spawn = getattr(os, "posix_spawnp", None)
+    if spawn is None:
+        discard(path)
+        return
+    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:
-        subprocess.Popen(
-            ["rm", "-f", "--", path],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in the terminal does not reach it
-        )
+        # setsid: a Ctrl-C in the terminal does not reach it; no Popen object, so nothing
+        # waits for it or warns that it still runs when this process ends.
+        spawn("rm", ["rm", "-f", "--", path], os.environ, file_actions=quiet, setsid=True)
     except OSError:
         discard(path)
 
