@@ -433,9 +433,14 @@ def main(argv: list[str]) -> None:
     unknown = [s for s in chosen if s not in sections]
     if unknown:
         raise SystemExit(f"unknown section(s) {unknown}; choose from {list(sections)}")
-    with tempfile.TemporaryDirectory(prefix="embedcli-bench-") as tmp:
+    if len(chosen) > 1:
+        # Each section in a parent of its own: a child's peak memory (wait4's ru_maxrss) starts
+        # from its parent's high-water mark on Linux, which earlier sections would raise.
         for name in chosen:
-            sections[name](Path(tmp))
+            subprocess.run([PY, __file__, name], check=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="embedcli-bench-") as tmp:
+        sections[chosen[0]](Path(tmp))
 
 
 if __name__ == "__main__":
