@@ -47,6 +47,7 @@ class WindowPlan:
     cross_docs: bool
     available: int  # windows before batching (and before --num-batches)
     n_tokens: int
+    covered: int | None = None  # tokens_covered, when plan_windows counted it (shuffled plans)
 
     @property
     def n_windows(self) -> int:
@@ -62,6 +63,8 @@ class WindowPlan:
         if not self.n_windows:
             return 0
         span = self.max_length + 1
+        if self.covered is not None:
+            return self.covered
         if self.shuffle_seed is None and self.cross_docs:  # starts 0, s, 2s, ...: arithmetic
             return (self.n_windows - 1) * min(self.stride, span) + span
         # In text order the starts are already sorted; a shuffled plan's are sorted here.
@@ -187,8 +190,6 @@ def plan_windows(
                 "(each needs max-length + 1 tokens with --no-cross-docs)"
             )
     available = int(starts.size)
-    if shuffle_seed is not None:
-        starts = np.asarray(starts)[np.random.default_rng(shuffle_seed).permutation(available)]
     keep = (available // batch_size) * batch_size if drop_last else available
     if num_batches is not None:
         keep = min(keep, num_batches * batch_size)
@@ -197,6 +198,15 @@ def plan_windows(
             f"{available} windows make no full batch of --batch-size {batch_size} "
             "(use a smaller batch size, or --keep-last)"
         )
+    covered = None
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(available)
+        covered = _covered(starts, order, keep, max_length + 1)
+        if isinstance(starts, ArithmeticStarts):  # starts[order], in place: one array, not three
+            order *= stride
+            starts = order
+        else:
+            starts = starts[order]
     return WindowPlan(
         starts=starts.head(keep) if isinstance(starts, ArithmeticStarts) else starts[:keep],
         max_length=max_length,
@@ -207,7 +217,39 @@ def plan_windows(
         cross_docs=doc_offsets is None,
         available=available,
         n_tokens=n_tokens,
+        covered=covered,
     )
+
+
+def _covered(starts, order: np.ndarray, keep: int, span: int, chunk: int = 1 << 20) -> int:
+    """Tokens covered by the windows ``order[:keep]`` of the text-ordered ``starts``: a mask
+    over the windows (one byte each) walked in text order, a chunk at a time, instead of a
+    sorted copy of the kept starts (8 bytes each)."""
+    available = len(starts)
+    if keep == available:
+        kept = None  # all of them: the shuffle changed only the order
+    elif keep * 2 <= available:
+        kept = np.zeros(available, bool)
+        kept[order[:keep]] = True
+    else:
+        kept = np.ones(available, bool)
+        kept[order[keep:]] = False
+    if kept is None and isinstance(starts, ArithmeticStarts):
+        return (available - 1) * min(starts.stride, span) + span
+    total, last = span, None
+    for a in range(0, available, chunk):
+        if kept is None:
+            index = np.arange(a, min(a + chunk, available))
+        else:
+            index = np.flatnonzero(kept[a : a + chunk]) + a
+        if index.size == 0:
+            continue
+        s = index * starts.stride if isinstance(starts, ArithmeticStarts) else starts[index]
+        if last is not None:
+            total += min(int(s[0]) - last, span)
+        total += int(np.minimum(np.diff(s), span).sum())
+        last = int(s[-1])
+    return total
 
 
 def _document_starts(doc_offsets: np.ndarray, max_length: int, stride: int) -> np.ndarray:

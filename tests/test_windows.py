@@ -215,3 +215,36 @@ def test_released_pages_still_read_the_same(tmp_path):
     release_pages(mapped, 2_500_000)  # dropped from this process; the file is untouched
     release_pages(ids, 10)  # not a memory map: nothing happens
     assert np.array_equal(mapped, ids)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(6, 400),
+    t=st.integers(1, 6),
+    stride=st.integers(1, 5),
+    batch=st.integers(1, 7),
+    num_batches=st.one_of(st.none(), st.integers(1, 30)),
+    cross=st.booleans(),
+    chunk=st.integers(1, 50),
+)
+def test_shuffled_coverage_in_chunks_equals_a_plain_count(
+    n, t, stride, batch, num_batches, cross, chunk
+):
+    from embedcli.windows import ArithmeticStarts, _covered, count_windows
+
+    docs = np.array(sorted({0, n, *range(0, n, 23)}), dtype=np.int64)
+    try:
+        plan = plan_windows(
+            n, max_length=t, stride=stride, batch_size=batch, num_batches=num_batches,
+            shuffle_seed=5, doc_offsets=None if cross else docs,
+        )  # fmt: skip
+    except InputError:
+        return
+    covered = set()
+    for s in plan.starts.tolist():
+        covered.update(range(s, s + t + 1))
+    assert plan.tokens_covered == len(covered)
+    if cross:  # the same count, walked in chunks of any size
+        starts = ArithmeticStarts(count_windows(n, t, stride), stride)
+        order = np.random.default_rng(5).permutation(len(starts))
+        assert _covered(starts, order, plan.n_windows, t + 1, chunk) == len(covered)
