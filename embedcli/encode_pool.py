@@ -114,6 +114,9 @@ class OrderedEncoder:
         """A range of a jsonl file for a worker to read and encode (see ``chunked.py``);
         the tasks submitted before it must be drained first (they count documents early)."""
         if self.pool is None and self.workers > 1:
+            # Forked workers may use gigatoken: its one-text encode runs on the calling thread
+            # (0.10, the range pinned), never on its thread pool, which a fork would leave
+            # without threads.
             self.pool = make_pool(self.workers, threads=False)
         job = (self.pool.submit if self.pool else _call)(encode_chunk, self.engine, part, setup)
         self.pending.append((job, None, on_progress, None))
