@@ -237,8 +237,9 @@ def tokenize(
 
       embedcli tokenize data.parquet --to megatron -o corpus_text_document
     """
-    from .stages import default_output, run_tokenize
+    from .outputs import default_output
     from .text import parse_shard
+    from .tokenizing import run_tokenize  # not stages: tokenize imports no window code
 
     unused = to != "llmc"
     _warn_unused(ctx, quiet, [("shard_tokens", unused, "--shard-tokens applies to --to llmc only")])
@@ -302,7 +303,8 @@ def batch(
 
       embedcli batch corpus.tokens.safetensors -T 4 -B 8 --num-batches 1 -o first.safetensors
     """
-    from .stages import default_output, run_batch
+    from .outputs import default_output
+    from .stages import run_batch
 
     _warn_unused(ctx, quiet, [("seed", not shuffle, "--seed has no effect without --shuffle")])
     inputs = inputs or ["-"]
@@ -375,7 +377,8 @@ def embed(
 
       embedcli embed corpus.txt -T 1024 --weights gpt2.safetensors
     """
-    from .stages import default_output, run_embed
+    from .outputs import default_output
+    from .stages import run_embed
 
     no_weights = weights is None
     _warn_unused(

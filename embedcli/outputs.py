@@ -100,6 +100,33 @@ def check_disk(output: str, nbytes: int) -> None:
             )
 
 
+_STRIPPED_SUFFIXES = (
+    ".gz",
+    ".zst",
+    ".json",
+    ".manifest",
+    ".safetensors",
+    ".jsonl",
+    ".txt",
+    ".text",
+    ".md",
+    ".tokens",
+    ".windows",
+    ".embeddings",
+)
+
+
+def default_output(inputs: list[str], suffix: str) -> str:
+    """``corpus.txt`` -> ``corpus.<suffix>.safetensors`` in the current directory."""
+    if len(inputs) != 1 or inputs[0] == "-":
+        raise UsageError("name the output with -o PATH (or -o - for stdout)")
+    name = os.path.basename(os.path.normpath(inputs[0]))
+    for ext in _STRIPPED_SUFFIXES:
+        if name.endswith(ext) and len(name) > len(ext):
+            name = name[: -len(ext)]
+    return f"{name}.{suffix}.safetensors"
+
+
 # --------------------------------------------------------------------------- opening outputs
 
 

@@ -36,6 +36,7 @@ from .options import (
 from .outputs import (
     check_disk,
     check_output,
+    default_output,
     oversized,
     planned_files,
     stale_temps,
@@ -69,33 +70,6 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 32 << 20  # default bytes of windows gathered (batch) or embedded (embed) at once
-
-_STRIPPED_SUFFIXES = (
-    ".gz",
-    ".zst",
-    ".json",
-    ".manifest",
-    ".safetensors",
-    ".jsonl",
-    ".txt",
-    ".text",
-    ".md",
-    ".tokens",
-    ".windows",
-    ".embeddings",
-)
-
-
-def default_output(inputs: list[str], suffix: str) -> str:
-    """``corpus.txt`` -> ``corpus.<suffix>.safetensors`` in the current directory."""
-    if len(inputs) != 1 or inputs[0] == "-":
-        raise UsageError("name the output with -o PATH (or -o - for stdout)")
-    name = os.path.basename(os.path.normpath(inputs[0]))
-    for ext in _STRIPPED_SUFFIXES:
-        if name.endswith(ext) and len(name) > len(ext):
-            name = name[: -len(ext)]
-    return f"{name}.{suffix}.safetensors"
-
 
 # --------------------------------------------------------------------------- batch
 
