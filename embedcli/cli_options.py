@@ -183,7 +183,7 @@ BackendOpt = Annotated[
         metavar=shown(o.BACKENDS),
         callback=choice(o.BACKENDS),
         rich_help_panel=TOK,
-        help="Encoder: auto uses gigatoken (embedcli[fast]) when installed and it passes a "
+        help="Encoder: auto uses gigatoken (embedcli\\[fast]) when installed and it passes a "
         "self-check against tiktoken, else tiktoken. The ids are the same.",
     ),
 ]
