@@ -363,18 +363,21 @@ def _jsonl_records(
         reader.raw.seek(begin - 1)
         skip_partial = reader.raw.read(1) != b"\n"
     loads = _json_loads()
+    blank = 0  # bytes of blank lines not yet counted
     lines = _lines(reader, begin, end, skip_partial, block_bytes, source.first_line)
     for lineno, offset, line, nbytes in lines:
         try:
             record = loads(line)
         except ValueError:  # blank, not JSON, or a case only the standard parser takes
             if not line.strip():
+                blank += nbytes  # counted with the next document's bytes
                 continue
             record = _strict_loads(line, doc_name(source, lineno, offset))
         value = record.get(text_key) if type(record) is dict else None
         if type(value) is not str:  # the standard parser says precisely what is wrong
             _refuse_record(json.loads(line), text_key, doc_name(source, lineno, offset))
-        yield value, lineno, offset, nbytes
+        yield value, lineno, offset, nbytes + blank
+        blank = 0
 
 
 def doc_name(source: Source, lineno: int | None, offset: int) -> str:
@@ -430,6 +433,8 @@ def _lines(
 
     Lines whose first byte is at or past ``end`` are not read; a line longer than a block is
     collected in parts (no quadratic re-joining). ``first_line`` numbers the line at ``begin``.
+    Progress is the bytes read, except in a range (``end``): there it is each line's own bytes,
+    so the ranges of a file add up to its size (the reads overshoot a range's end).
     """
     lineno = first_line - 1 if first_line else (0 if begin == 0 else None)
     offset = begin  # of the line being collected
@@ -458,12 +463,13 @@ def _lines(
                 return
             if lineno is not None:
                 lineno += 1
-            yield lineno, start, line, owed
+            yield lineno, start, line, owed if end is None else offset - start
             owed = 0
         pending.append(pieces[-1])
     line = b"".join(pending)
     if line and not skip_partial and (end is None or offset < end):
-        yield (lineno + 1 if lineno is not None else None), offset, line, owed
+        progress = owed if end is None else len(line)
+        yield (lineno + 1 if lineno is not None else None), offset, line, progress
 
 
 def _jsonl_shard(source: Source, begin: int, end: int, last: bool) -> Source | None:

@@ -235,3 +235,20 @@ def test_jsonl_reads_the_same_without_orjson(tmp_path, monkeypatch):
     monkeypatch.setattr(text, "_json_loads", lambda: json.loads)
     assert fast == read()
     assert [t for t, _ in fast][2] == "lone \ud83d surrogate" and len(fast) == 5
+
+
+def test_bytes_read_add_up_to_the_file_in_ranges_and_shards(tmp_path):
+    from embedcli.text import shard_sources
+
+    lines = [json.dumps({"text": f"line {i} " * (i % 5)}) for i in range(400)]
+    path = tmp_path / "blanks.jsonl"
+    path.write_text("\n".join(lines[:200]) + "\n\n\n" + "\n".join(lines[200:]), encoding="utf-8")
+    size = path.stat().st_size  # no newline at the very end, blank lines in the middle
+    assert _tokenize(path, workers=1)[1].input_bytes == size
+    assert _tokenize(path, workers=2, chunk_bytes=700)[1].input_bytes == size
+    read = 0
+    for k in range(3):  # --shard k/3: a line belongs to the shard where it starts
+        sink = MemorySink()
+        part = shard_sources(resolve_sources([str(path)]), k, 3)
+        read += tokenize(part, sink, allow_empty=True).input_bytes
+    assert read == size
