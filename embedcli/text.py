@@ -350,13 +350,16 @@ def _jsonl_blocks(
     reader: _CountingReader, source: Source, text_key: str, block_bytes: int
 ) -> Iterator[Block]:
     for value, lineno, offset, nbytes in _jsonl_records(reader, source, text_key, block_bytes):
+        if value is None:  # trailing blank lines
+            continue
         yield Block(value, doc_name(source, lineno, offset), lineno or 0, nbytes, last=True)
 
 
 def _jsonl_records(
     reader: _CountingReader, source: Source, text_key: str, block_bytes: int
-) -> Iterator[tuple[str, int | None, int, int]]:
-    """(text, line number or None mid-file, byte offset, bytes read) per non-blank line."""
+) -> Iterator[tuple[str | None, int | None, int, int]]:
+    """(text, line number or None mid-file, byte offset, bytes read) per non-blank line; the
+    bytes of blank lines go with the next one, or (at the end) with a last ``None`` text."""
     begin, end = source.byte_range or (0, None)
     skip_partial = False
     if begin > 0:  # a line belongs to the shard where it starts: skip one begun earlier
@@ -378,6 +381,8 @@ def _jsonl_records(
             _refuse_record(json.loads(line), text_key, doc_name(source, lineno, offset))
         yield value, lineno, offset, nbytes + blank
         blank = 0
+    if blank:  # blank lines at the end: their bytes, and no document
+        yield None, None, 0, blank
 
 
 def doc_name(source: Source, lineno: int | None, offset: int) -> str:

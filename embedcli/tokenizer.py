@@ -369,6 +369,8 @@ def _jsonl_pieces(
         if on_progress is not None:
             on_progress(nbytes)
         stats.input_bytes += nbytes
+        if text is None:  # the file ended with blank lines
+            continue
         k = int(chooser is not None and goes_to_val(doc_name(source, lineno, offset), *chooser))
         if special == "error" and EOT in text:
             _refuse_special(doc_name(source, lineno, offset), text, lineno or 0)

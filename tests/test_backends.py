@@ -252,3 +252,69 @@ def test_bytes_read_add_up_to_the_file_in_ranges_and_shards(tmp_path):
         part = shard_sources(resolve_sources([str(path)]), k, 3)
         read += tokenize(part, sink, allow_empty=True).input_bytes
     assert read == size
+
+
+LINES = st.one_of(
+    st.builds(lambda t: json.dumps({"text": t, "n": 1}), TEXT),
+    st.builds(lambda t: json.dumps({"text": t}, ensure_ascii=False), TEXT),
+    st.sampled_from(
+        [
+            "",
+            "   ",
+            '{"text": "lone \\ud83d"}',
+            '{"text": "x", "v": NaN}',
+            '{"text": "' + "long " * 30 + '"}',
+            '{"body": "no text key"}',
+            '{"text": 3}',
+            "[1, 2]",
+            '"just a string"',
+            "{broken",
+        ]
+    ),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lines=st.lists(LINES, min_size=1, max_size=12), trailing=st.sampled_from(["", "\n", "\n\n"]))
+def test_the_plain_case_reader_equals_the_general_one(tmp_path, lines, trailing):
+    from embedcli.chunked import ChunkSetup, _plain_texts
+    from embedcli.text import Source
+    from embedcli.tokenizer import TokenizeStats, _pieces
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(("\n".join(lines) + trailing).encode("utf-8", "surrogatepass"))
+    part = Source(str(path), "jsonl", size=path.stat().st_size, byte_range=(0, path.stat().st_size))
+    setup = ChunkSetup("text", 100, 16, "special", False, None, "between")
+    plain, general = TokenizeStats("", 0, 0, "special"), TokenizeStats("", 0, 0, "special")
+    texts = _plain_texts(part, setup, plain)
+    try:
+        items = list(_pieces([part], "text", 100, 16, "special", general, None))
+    except Exception:
+        assert texts is None  # the general reader's error is the one the user sees
+        return
+    if texts is None:
+        return  # a case only the general reader takes (a long document, a lone surrogate...)
+    assert [(t, True, 0) for t in texts] == items
+    fields = ("documents", "chars", "text_bytes", "special_found", "replaced", "input_bytes")
+    assert [getattr(plain, f) for f in fields] == [getattr(general, f) for f in fields]
+
+
+def test_plain_ranges_take_the_plain_reader(tmp_path):
+    from embedcli.chunked import ChunkSetup, _plain_texts
+    from embedcli.text import Source
+    from embedcli.tokenizer import TokenizeStats
+
+    path = _corpus(tmp_path, ["a", "", "b <|endoftext|> c", "é"])
+    size = path.stat().st_size
+    part = Source(str(path), "jsonl", size=size, byte_range=(0, size))
+    stats = TokenizeStats("", 0, 0, "special")
+    texts = _plain_texts(
+        part, ChunkSetup("text", 100, 16, "special", False, None, "between"), stats
+    )
+    assert texts == ["a", "", "b <|endoftext|> c", "é"]
+    assert (stats.documents, stats.special_found, stats.text_bytes, stats.input_bytes) == (
+        4, 1, 20, size,
+    )  # fmt: skip
+    for refused in (("error", None), ("special", (0.5, 1))):  # these need the general reader
+        setup = ChunkSetup("text", 100, 16, refused[0], False, refused[1], "between")
+        assert _plain_texts(part, setup, TokenizeStats("", 0, 0, "special")) is None
