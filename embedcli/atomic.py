@@ -170,3 +170,45 @@ def validate_safetensors(temp: str, path: str) -> None:
         raise OutputError(
             f"{path}: written file failed validation ({exc}); nothing replaced"
         ) from None
+
+
+class WriteBehind:
+    """Writes to ``f`` on one writer thread, one chunk behind the caller.
+
+    ``write(data)`` returns once the previous write has finished and this one is queued, so a
+    caller that fills two buffers in turn (``buffers[k % 2]``) never overwrites one still being
+    written, and computes chunk k+1 while chunk k is written (both release the GIL). ``ready``
+    (a CUDA event: anything with ``synchronize()``) is waited on by the writer before it writes.
+    """
+
+    def __init__(self, f: BinaryIO):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.f = f
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="write")
+        self.pending = None
+
+    def write(self, data, ready=None) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self._write, data, ready)
+
+    def wait(self) -> None:
+        """Until every write queued so far is done (its error, if any, raised here)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def _write(self, data, ready) -> None:
+        if ready is not None:
+            ready.synchronize()
+        self.f.write(data)
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+        finally:
+            self.pool.shutdown(wait=True)

@@ -7,9 +7,9 @@ worker a byte range, which it reads, parses and encodes exactly as the main proc
 the same reader, the same line numbers in messages and document names, the same ``--val-fraction``
 choices. The results come back in order and are written by the main process.
 
-Each chunk is encoded as if documents came before it: ``<|endoftext|>`` before its first
-document too. The writer takes that one away from the very first document of a split when the
-``eot`` mode says no document precedes it (``Stream.adopt``).
+Each chunk is encoded as if documents came before it, as every task is (:func:`eots_before`):
+``<|endoftext|>`` before its first document too; the writer takes away the one the very first
+document of a split does not need (``Stream.take``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def encode_chunk(engine: tuple[str, str, str], part: Source, setup: ChunkSetup):
         starts = np.fromiter((first for _, first, _ in items), bool, len(items))
         which = np.fromiter((k for _, _, k in items), np.int8, len(items))
     counts = [tuple(getattr(s, name) for name in COUNTS) for s in (stats, stats.val)]
-    eots = starts.copy() if setup.placement != "none" else np.zeros_like(starts)
+    eots = eots_before(starts, setup.placement)
     if not texts:  # blank lines only
         return np.zeros(0, np.int32), np.zeros(0, np.int64), starts, which, eots, counts
     ids, lengths = engine_for(*engine)(texts, eots)
@@ -150,6 +150,14 @@ def _plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[
     stats.special_found += sum(text.count(EOT) for text in texts)
     stats.input_bytes += len(data)
     return texts
+
+
+def eots_before(starts: np.ndarray, placement: str) -> np.ndarray:
+    """Which pieces get ``<|endoftext|>`` before them, as if documents came before the task:
+    every document's first piece (``between``/``after``: closing the one before; ``before``:
+    opening its own), none for ``none``. The writer drops the one the very first document
+    does not need (``Stream.take``)."""
+    return starts.copy() if placement != "none" else np.zeros_like(starts)
 
 
 def add_counts(stats: TokenizeStats, counts: tuple[int, ...]) -> None:

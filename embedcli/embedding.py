@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .atomic import WriteBehind
 from .errors import DeviceError, FormatError, InputError, UsageError
 from .units import human_bytes
 
@@ -278,12 +278,6 @@ def _event():
     return event
 
 
-def _write_when_ready(f, data: memoryview, copied) -> None:
-    if copied is not None:
-        copied.synchronize()  # the asynchronous copy into the pinned buffer has landed
-    f.write(data)
-
-
 # --------------------------------------------------------------------------- table planning
 
 
@@ -392,7 +386,7 @@ def stream_embeddings(
 ) -> None:
     """Embed each chunk of windows and write it to ``f``, in order.
 
-    One writer thread: chunk k is written while chunk k+1 is computed (both release the GIL).
+    Chunk k is written while chunk k+1 is computed (:class:`~embedcli.atomic.WriteBehind`).
     Two output buffers are reused throughout, so memory stays flat and the allocator never sees
     a stream of large blocks.
     """
@@ -402,16 +396,9 @@ def stream_embeddings(
     # overlaps the disk write of the previous chunk (the writer waits on the copy's event).
     cuda = embedder.device.type == "cuda"
     buffers = [torch.empty(buffer_shape, dtype=embedder.dtype, pin_memory=cuda) for _ in range(2)]
-    with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-        pending: Future | None = None
+    with WriteBehind(f) as writer:
         for k, chunk in enumerate(chunks):
-            # buffers[k % 2] last held chunk k-2, whose write finished before k-1 was submitted
             data = tensor_bytes(embedder.embed(chunk, out=buffers[k % 2]))
-            copied = _event() if cuda else None
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(_write_when_ready, f, data, copied)
+            writer.write(data, ready=_event() if cuda else None)
             if advance:
                 advance(len(chunk))
-        if pending is not None:
-            pending.result()

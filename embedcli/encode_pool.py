@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .backends import engine_for
-from .chunked import add_counts, encode_chunk
+from .chunked import add_counts, encode_chunk, eots_before
 
 
 @dataclass
@@ -30,39 +31,23 @@ class Stream:
     sink: Any
     stats: Any
     offsets: list[np.ndarray] = field(default_factory=list)  # one array per task
-    documents: int = 0  # documents started so far (counted as tasks are submitted)
+    documents: int = 0  # documents written so far
 
-    def eots(self, starts: np.ndarray) -> np.ndarray:
-        """Which of a task's pieces get ``<|endoftext|>`` before them, as the ``eot`` mode
-        says; called in submission order, so it knows which documents came before."""
-        mode, before = self.stats.eot, self.documents
-        self.documents += int(starts.sum())
-        if mode == "before":
-            return starts
-        if mode in ("between", "after") and starts.any():  # closes the previous document
-            eots = starts.copy()
-            if before == 0:
-                eots[np.argmax(starts)] = False  # the very first document has none before it
-            return eots
-        return np.zeros_like(starts)
+    def take(self, ids: np.ndarray, lengths: np.ndarray, starts: np.ndarray, eots) -> None:
+        """Write one task's pieces: their ids end to end (``<|endoftext|>`` in place), each
+        piece's length without it, which pieces start a document and which have one before.
 
-    def adopt(self, ids: np.ndarray, lengths, starts, eots) -> None:
-        """:meth:`take` for a chunk a worker encoded as if documents came before it: when none
-        did and the mode closes documents, its first document loses that ``<|endoftext|>``."""
+        Every task is encoded as if documents came before it (:func:`chunked.eots_before`), in
+        the main process or a worker; here, in order, the very first document of a mode that
+        closes documents loses the ``<|endoftext|>`` nothing needed. Whole-array operations:
+        a task of a thousand small documents costs a few numpy calls.
+        """
         if self.documents == 0 and self.stats.eot in ("between", "after") and starts.any():
             first = int(np.argmax(starts))
             ids = np.delete(ids, int((lengths[:first] + eots[:first]).sum()))
             eots = eots.copy()
             eots[first] = False
         self.documents += int(starts.sum())
-        self.take(ids, lengths, starts, eots)
-
-    def take(self, ids: np.ndarray, lengths: np.ndarray, starts: np.ndarray, eots) -> None:
-        """Write one task's pieces: their ids end to end (``<|endoftext|>`` in place), each
-        piece's length without it, which pieces start a document and which have one before.
-
-        Whole-array operations: a task of a thousand small documents costs a few numpy calls.
-        """
         spans = lengths + eots  # each piece's ids, its <|endoftext|> included
         at = np.cumsum(spans) - spans + self.stats.tokens
         if self.stats.eot != "before":  # offsets point past a closing EOT, at an opening one
@@ -84,7 +69,8 @@ class Stream:
 
 
 class OrderedEncoder:
-    """``submit(task)`` with a task of ``(piece, starts a document, stream index)``."""
+    """``submit(task)`` with a task of ``(piece, starts a document, stream index)``, or
+    ``submit_chunk`` with a range of a jsonl file; results are placed in submission order."""
 
     def __init__(
         self, engine: tuple[str, str, str], streams: list[Stream], workers: int, threads: bool
@@ -92,7 +78,8 @@ class OrderedEncoder:
         self.engine, self.streams = engine, streams  # engine: (backend, encoding, special)
         self.workers, self.threads = workers, threads
         self.pool = None  # started with the second task: small inputs never pay for it
-        self.pending: deque[tuple[Future | tuple, np.ndarray, np.ndarray, np.ndarray]] = deque()
+        # (job or its result, what places the result once it is its turn)
+        self.pending: deque[tuple[Future | tuple, Callable[[tuple], None]]] = deque()
 
     def submit(self, task: list[tuple[str, bool, int]]) -> None:
         if self.pool is None and self.workers > 1 and self.pending:
@@ -100,51 +87,44 @@ class OrderedEncoder:
         texts = [piece for piece, _, _ in task]
         starts = np.fromiter((first for _, first, _ in task), bool, len(task))
         which = np.fromiter((k for _, _, k in task), np.int8, len(task))
-        if len(self.streams) == 1 or not which.any():
-            eots = self.streams[0].eots(starts)
-        else:  # --val-fraction: pieces of both splits, each placed by its own stream
-            eots = np.zeros_like(starts)
-            for k, stream in enumerate(self.streams):
-                eots[which == k] = stream.eots(starts[which == k])
+        eots = eots_before(starts, self.streams[0].stats.eot)
         job = (self.pool.submit if self.pool else _call)(encode_task, self.engine, texts, eots)
-        self.pending.append((job, starts, which, eots))
+        self.pending.append((job, lambda result: self._place(*result, starts, which, eots)))
         self.drain(2 * self.workers)
 
     def submit_chunk(self, part, setup, on_progress=None) -> None:
-        """A range of a jsonl file for a worker to read and encode (see ``chunked.py``);
-        the tasks submitted before it must be drained first (they count documents early)."""
+        """A range of a jsonl file for a worker to read and encode (see ``chunked.py``)."""
         if self.pool is None and self.workers > 1:
             # Forked workers may use gigatoken: its one-text encode runs on the calling thread
             # (0.10, the range pinned), never on its thread pool, which a fork would leave
             # without threads.
             self.pool = make_pool(self.workers, threads=False)
         job = (self.pool.submit if self.pool else _call)(encode_chunk, self.engine, part, setup)
-        self.pending.append((job, None, on_progress, None))
+        self.pending.append((job, lambda result: self._place_chunk(result, on_progress)))
         self.drain(2 * self.workers)
 
     def drain(self, limit: int) -> None:
         while len(self.pending) > limit:
-            job, starts, which, eots = self.pending.popleft()
-            result = job.result() if isinstance(job, Future) else job
-            if starts is None:  # a chunk: its arrays and counts came from the worker
-                on_progress = which
-                ids, lengths, starts, which, eots, counts = result
-                for stream, added in zip(self.streams, counts, strict=False):  # val: no stream
-                    add_counts(stream.stats, added)
-                if on_progress is not None:
-                    on_progress(sum(c[-1] for c in counts))
-                self._place(ids, lengths, starts, which, eots, Stream.adopt)
-            else:
-                self._place(*result, starts, which, eots, Stream.take)
+            job, place = self.pending.popleft()
+            place(job.result() if isinstance(job, Future) else job)
 
-    def _place(self, ids, lengths, starts, which, eots, write) -> None:
+    def _place_chunk(self, result: tuple, on_progress) -> None:
+        """A worker's range: its arrays, and the counts the main process did not see."""
+        ids, lengths, starts, which, eots, counts = result
+        for stream, added in zip(self.streams, counts, strict=False):  # val: no stream
+            add_counts(stream.stats, added)
+        if on_progress is not None:
+            on_progress(sum(c[-1] for c in counts))
+        self._place(ids, lengths, starts, which, eots)
+
+    def _place(self, ids, lengths, starts, which, eots) -> None:
         if len(self.streams) == 1 or not which.any():
-            write(self.streams[0], ids, lengths, starts, eots)
+            self.streams[0].take(ids, lengths, starts, eots)
             return
         tokens = np.repeat(which, lengths + eots)  # --val-fraction: pieces of both splits
         for k, stream in enumerate(self.streams):
             mine = which == k
-            write(stream, ids[tokens == k], lengths[mine], starts[mine], eots[mine])
+            stream.take(ids[tokens == k], lengths[mine], starts[mine], eots[mine])
 
     def __enter__(self) -> OrderedEncoder:
         return self

@@ -339,13 +339,18 @@ def spec_of(name: str, array: np.ndarray) -> TensorSpec:
 
 def write_array(f: BinaryIO, array: np.ndarray) -> None:
     """Write an array's bytes little-endian, C order, without an intermediate copy if possible."""
+    if array.size:
+        f.write(array_bytes(array))
+
+
+def array_bytes(array: np.ndarray) -> memoryview:
+    """An array's bytes as safetensors stores them: little-endian, C order (a copy only when
+    the array is not so already)."""
     import numpy as np
 
     if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
         array = array.astype(array.dtype.newbyteorder("<"))
-    array = np.ascontiguousarray(array)
-    if array.size:
-        f.write(memoryview(array).cast("B"))
+    return memoryview(np.ascontiguousarray(array)).cast("B")
 
 
 def write_arrays(f: BinaryIO, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str]):

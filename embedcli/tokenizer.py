@@ -192,10 +192,8 @@ def tokenize(
     with OrderedEncoder((chosen.name, encoding, special), streams, workers, threads) as encoder:
         for source in sources:
             if splittable(source, workers, chunk_bytes):  # workers read it, ranges of lines
-                encoder.drain(0)
                 for part in line_ranges(source, chunk_bytes):
                     encoder.submit_chunk(part, setup, on_progress)
-                encoder.drain(0)
                 continue
             pieces = _pieces([source], text_key, piece_chars, block_bytes, special, stats,
                              on_progress, split_on_eot, chooser)  # fmt: skip

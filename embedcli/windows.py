@@ -336,28 +336,21 @@ def write_windows(f, ids: np.ndarray, plan, a: int, b: int, dtype, shift: int, r
     """Windows ``a..b`` of ``plan`` (inputs, or targets with ``shift=1``) written to ``f`` in
     chunks of ``rows`` windows.
 
-    Chunk k+1 is gathered while a writer thread writes chunk k (both release the GIL) into two
-    reused buffers, so memory stays flat; an in-order plan also hands the pages of a
+    Chunk k+1 is gathered while chunk k is written (:class:`~embedcli.atomic.WriteBehind`),
+    into two reused buffers, so memory stays flat; an in-order plan also hands the pages of a
     memory-mapped ``ids`` it has passed back to the kernel (:func:`store.release_pages`).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .store import release_pages, write_array
+    from .atomic import WriteBehind
+    from .store import array_bytes, release_pages
 
     t, in_order = plan.max_length, isinstance(plan.starts, ArithmeticStarts)
     buffers = [np.empty((min(rows, b - a), t), dtype) for _ in range(2)]
-    with ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-        pending = None
+    with WriteBehind(f) as writer:
         for k, i in enumerate(range(a, b, rows)):
-            # buffers[k % 2] last held chunk k-2, whose write ended before k-1 was submitted
             chunk = gather_into(buffers[k % 2], ids, plan.starts, i, min(i + rows, b), t, shift)
-            if pending is not None:
-                pending.result()
-                if in_order:
-                    release_pages(ids, (i - rows) * plan.stride + shift)
-            pending = writer.submit(write_array, f, chunk)
-        if pending is not None:
-            pending.result()
+            writer.write(array_bytes(chunk))
+            if in_order and k:  # chunk k-1 is written: the ids before it are not needed again
+                release_pages(ids, (i - rows) * plan.stride + shift)
 
 
 def check_ids(ids: np.ndarray, *, where: str) -> np.ndarray:

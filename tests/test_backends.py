@@ -318,3 +318,19 @@ def test_plain_ranges_take_the_plain_reader(tmp_path):
     for refused in (("error", None), ("special", (0.5, 1))):  # these need the general reader
         setup = ChunkSetup("text", 100, 16, refused[0], False, refused[1], "between")
         assert _plain_texts(part, setup, TokenizeStats("", 0, 0, "special")) is None
+
+
+@pytest.mark.parametrize("eot", ["between", "after", "before"])
+def test_ranges_between_other_inputs_keep_the_order(tmp_path, eot):
+    first, last = tmp_path / "a.txt", tmp_path / "z.txt"
+    first.write_text("first file", encoding="utf-8")
+    last.write_text("last file", encoding="utf-8")
+    middle = _corpus(tmp_path, [f"doc {i} " * (i % 4) for i in range(200)])
+    paths = [str(first), str(middle), str(last)]
+
+    def run(**kwargs):
+        sink = MemorySink()
+        stats = tokenize(resolve_sources(paths), sink, eot=eot, **kwargs)
+        return sink.array().tolist(), stats.doc_offsets.tolist()
+
+    assert run(workers=2, chunk_bytes=600) == run(workers=1)
