@@ -13,7 +13,7 @@ from pathlib import Path
 
 BASELINE = """
 import json, sys, time
-from embedcli.encoding import get_encoding
+from embedcli.bpe.encodings import get_encoding
 enc = get_encoding("gpt2")
 best = None
 for _ in range(int(sys.argv[2])):

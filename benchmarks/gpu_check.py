@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embedcli.embedding import Embedder, random_tables, stream_embeddings
+from embedcli import run_batch, run_embed, run_tokenize
+from embedcli.embedding.tables import Embedder, random_tables, stream_embeddings
 from embedcli.options import EmbedOptions, WindowOptions
-from embedcli.stages import run_batch, run_embed, run_tokenize
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 SHAPES = [(4, 8, "learned"), (64, 256, "learned"), (256, 768, "sinusoidal"), (32, 64, "none")]

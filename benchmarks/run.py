@@ -64,8 +64,8 @@ def row(name: str, value: str) -> None:
 
 TOKENIZE = """
 import json, os, sys, time
-from embedcli.encoding import get_encoding
-from embedcli.stages import run_tokenize
+from embedcli.bpe.encodings import get_encoding
+from embedcli import run_tokenize
 enc = get_encoding("gpt2")
 path, out, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 base, ours = [], []
@@ -125,7 +125,7 @@ print(time.perf_counter() - t, x.shape[0])
 
 BATCH_EMBEDCLI = """
 import sys, time
-from embedcli.stages import WindowOptions, run_batch
+from embedcli import WindowOptions, run_batch
 t = time.perf_counter()
 run_batch([sys.argv[1]], sys.argv[2], WindowOptions(max_length=4, stride=4, batch_size=8))
 print(time.perf_counter() - t)
@@ -133,7 +133,7 @@ print(time.perf_counter() - t)
 
 MAKE_IDS = """
 import sys, numpy as np
-from embedcli.store import write_arrays
+from embedcli.storage.store import write_arrays
 ids = np.random.default_rng(0).integers(0, 50257, size=int(sys.argv[1]), dtype=np.int32)
 np.save(sys.argv[2], ids)
 with open(sys.argv[3], "wb") as f:
@@ -170,7 +170,7 @@ import sys, tiktoken, torch
 sys.path.insert(0, sys.argv[3])
 from reference import create_dataloader_v1
 from safetensors.torch import save_file
-from embedcli.encoding import get_encoding
+from embedcli.bpe.encodings import get_encoding
 tokenizer = get_encoding("gpt2")
 raw_text = open(sys.argv[1], encoding="utf-8").read()
 ids = tokenizer.encode(raw_text, allowed_special={"<|endoftext|>"})
@@ -348,8 +348,8 @@ print(json.dumps({"open": built, "per_s": len(picks) / access, "windows": len(ds
 
 BIG_TOKENS = """
 import sys, numpy as np
-from embedcli.outputs import open_output
-from embedcli.store import TensorSpec, build_header, write_array
+from embedcli.storage.outputs import open_output
+from embedcli.storage.store import TensorSpec, build_header, write_array
 n = int(sys.argv[2])
 meta = {"embedcli": "tokens", "encoding": "gpt2", "vocab_size": "50257", "eot_id": "50256"}
 specs = [TensorSpec("doc_offsets", "I64", (2,)), TensorSpec("ids", "I32", (n,))]
@@ -399,7 +399,7 @@ def bench_loader(tmp: Path) -> None:
 
 def _same_embeddings(a: Path, b: Path) -> bool:
     code = (
-        "import sys\nfrom embedcli.diff import diff_files\n"
+        "import sys\nfrom embedcli.inspection.diff import diff_files\n"
         "d = diff_files(sys.argv[1], sys.argv[2])\n"
         "print(all(c.equal for c in d.compared) and not d.changed and not d.only_in_a and not d.only_in_b)"
     )

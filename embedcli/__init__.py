@@ -1,69 +1,106 @@
 """embedcli: raw text to GPT-style token windows and embeddings, stored as safetensors.
 
-The library API mirrors the commands::
+This module is the public Python API: the names below are stable, and everything else
+(``embedcli.bpe``, ``embedcli.storage``...) is internal and may move. The API mirrors the
+commands::
 
     from embedcli import run_tokenize, run_batch, run_embed, inspect_file
+    from embedcli import WindowOptions, EmbedOptions
     run_tokenize(["corpus.txt"], "corpus.tokens.safetensors")
     run_batch(["corpus.tokens.safetensors"], "corpus.windows.safetensors",
               WindowOptions(max_length=4, batch_size=8))
     run_embed(["corpus.windows.safetensors"], "corpus.embeddings.safetensors",
               EmbedOptions(dim=256, seed=123))
 
-Each returns a typed result (``TokenizeResult``, ``BatchResult``, ``EmbedResult``) of numbers,
-shapes and paths. Underneath are the pure pieces: ``resolve_sources`` and ``tokenize`` (text to
-ids), ``plan_windows``/``gather``, ``random_tables``/``Embedder``, ``read_header``; the file
-contract's keys live in ``embedcli.contract``. Names load lazily, so importing embedcli (and
-running ``embedcli --help``) does not import torch.
+Each ``run_*`` returns a typed result (``TokenizeResult``, ``BatchResult``, ``EmbedResult``) of
+numbers, shapes and paths; ``plan_*`` returns what the run would write (``--dry-run``).
+``encode(texts)`` gives the ids of strings in memory, ``create_dataloader``/``TokenWindows``
+feed a training loop from token files. Errors are :class:`EmbedcliError` and its subclasses.
+
+Names load lazily, so ``import embedcli`` (and ``embedcli --help``) imports neither numpy nor
+torch; the ``TYPE_CHECKING`` block below gives type checkers and editors the same names.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
+from embedcli.version import __version__
+
+# name -> the module that defines it
 _EXPORTS = {
-    "EmbedcliError": "errors",
-    "UsageError": "errors",
-    "InputError": "errors",
-    "FormatError": "errors",
-    "get_encoding": "encoding",
-    "tokenize": "tokenizer",
-    "split_text": "tokenizer",
-    "MemorySink": "tokenizer",
-    "TokenizeStats": "tokenizer",
-    "Source": "text",
-    "resolve_sources": "text",
-    "shard_sources": "text",
-    "plan_windows": "windows",
-    "count_windows": "windows",
-    "gather": "windows",
-    "random_tables": "embedding",
-    "sinusoidal_table": "embedding",
-    "Embedder": "embedding",
-    "resolve_device": "embedding",
-    "load_weights": "embedding",
-    "read_header": "store",
-    "open_output": "outputs",
-    "open_input": "inputs",
-    "inspect_file": "inspection",
-    "diff_files": "diff",
-    "run_tokenize": "stages",
-    "run_batch": "stages",
-    "run_embed": "stages",
-    "TokenizeOptions": "options",
-    "WindowOptions": "options",
-    "EmbedOptions": "options",
-    "TokenizeResult": "results",
-    "BatchResult": "results",
-    "EmbedResult": "results",
+    # the library's verbs
+    "run_tokenize": "embedcli.stages.tokenize",
+    "run_batch": "embedcli.stages.batch",
+    "run_embed": "embedcli.stages.embed",
+    "plan_tokenize": "embedcli.stages.tokenize",
+    "plan_batch": "embedcli.stages.batch",
+    "plan_embed": "embedcli.stages.embed",
+    "inspect_file": "embedcli.inspection.files",
+    "diff_files": "embedcli.inspection.diff",
+    "encode": "embedcli.bpe.tokenizer",
+    # training
+    "create_dataloader": "embedcli.data",
+    "TokenWindows": "embedcli.data",
+    # options and results
+    "TokenizeOptions": "embedcli.options",
+    "WindowOptions": "embedcli.options",
+    "EmbedOptions": "embedcli.options",
+    "TokenizeResult": "embedcli.stages.results",
+    "BatchResult": "embedcli.stages.results",
+    "EmbedResult": "embedcli.stages.results",
+    "PlanResult": "embedcli.stages.results",
+    "FileReport": "embedcli.inspection.report",
+    "DiffReport": "embedcli.inspection.diff",
+    # errors
+    "EmbedcliError": "embedcli.errors",
+    "UsageError": "embedcli.errors",
+    "InputError": "embedcli.errors",
+    "FormatError": "embedcli.errors",
+    "OutputError": "embedcli.errors",
+    "EncodingLoadError": "embedcli.errors",
+    "DeviceError": "embedcli.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
+if TYPE_CHECKING:
+    from embedcli.bpe.tokenizer import encode as encode
+    from embedcli.data import TokenWindows as TokenWindows
+    from embedcli.data import create_dataloader as create_dataloader
+    from embedcli.errors import DeviceError as DeviceError
+    from embedcli.errors import EmbedcliError as EmbedcliError
+    from embedcli.errors import EncodingLoadError as EncodingLoadError
+    from embedcli.errors import FormatError as FormatError
+    from embedcli.errors import InputError as InputError
+    from embedcli.errors import OutputError as OutputError
+    from embedcli.errors import UsageError as UsageError
+    from embedcli.inspection.diff import DiffReport as DiffReport
+    from embedcli.inspection.diff import diff_files as diff_files
+    from embedcli.inspection.files import inspect_file as inspect_file
+    from embedcli.inspection.report import FileReport as FileReport
+    from embedcli.options import EmbedOptions as EmbedOptions
+    from embedcli.options import TokenizeOptions as TokenizeOptions
+    from embedcli.options import WindowOptions as WindowOptions
+    from embedcli.stages.batch import plan_batch as plan_batch
+    from embedcli.stages.batch import run_batch as run_batch
+    from embedcli.stages.embed import plan_embed as plan_embed
+    from embedcli.stages.embed import run_embed as run_embed
+    from embedcli.stages.results import BatchResult as BatchResult
+    from embedcli.stages.results import EmbedResult as EmbedResult
+    from embedcli.stages.results import PlanResult as PlanResult
+    from embedcli.stages.results import TokenizeResult as TokenizeResult
+    from embedcli.stages.tokenize import plan_tokenize as plan_tokenize
+    from embedcli.stages.tokenize import run_tokenize as run_tokenize
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'embedcli' has no attribute {name!r}")
-    import importlib
+    return getattr(importlib.import_module(module), name)
 
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from . import __version__
+from embedcli.version import __version__
 
 # --------------------------------------------------------------------------- every stage
 KIND = "embedcli"  # "tokens", "windows" or "embeddings": the stage that wrote the file
@@ -127,11 +127,13 @@ LABELS: dict[str, str] = {
 # --------------------------------------------------------------------------- builders
 
 
-def stage_metadata(kind: str, fields: Mapping[str, object], base: Mapping[str, str] = ()) -> dict:
+def stage_metadata(
+    kind: str, fields: Mapping[str, object], base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """``base`` (the input's lineage) plus the stage's ``fields``, stamped with the stage and
     this embedcli's version. Values become strings: bools as ``true``/``false``, ``None`` as
     ``none``, lists as JSON."""
-    meta = dict(base)
+    meta = dict(base or {})
     meta[KIND] = kind
     meta[VERSION] = __version__
     meta.update({key: to_str(value) for key, value in fields.items()})

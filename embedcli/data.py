@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import FormatError, UsageError
-from .options import DEFAULT_SEED
-from .windows import count_windows
+from embedcli.errors import FormatError, UsageError
+from embedcli.options import DEFAULT_SEED
+from embedcli.windows import DocumentWindows, count_windows, shuffle_order
 
 
 @dataclass
@@ -60,10 +60,10 @@ class TokenStream:
 
 def open_tokens(path: str | list[str], *, encoding: str | None = None) -> TokenStream:
     """Any token input embedcli reads, without copying its ids (see :class:`TokenStream`)."""
-    from .inputs import Request, open_input
-    from .inputs.token_files import ResolvedTokenFiles
-    from .options import TokenizeOptions
-    from .progress import no_progress
+    from embedcli.inputs import Request, TokenSource, open_input
+    from embedcli.inputs.token_files import ResolvedTokenFiles
+    from embedcli.options import TokenizeOptions
+    from embedcli.progress import no_progress
 
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
@@ -73,7 +73,7 @@ def open_tokens(path: str | list[str], *, encoding: str | None = None) -> TokenS
         if isinstance(found, ResolvedTokenFiles):
             return TokenStream(*found.join())
         source = found.load(no_progress)
-    if not hasattr(source, "ids"):
+    if not isinstance(source, TokenSource):
         raise FormatError(f"{paths[0]}: is already windowed; give the token file it came from")
     return TokenStream([source.ids], source.doc_offsets, source.metadata)
 
@@ -102,27 +102,19 @@ class TokenWindows(Dataset):
             raise UsageError("max_length and stride must be at least 1")
         self._open()
         n = len(self._stream)
+        self._inside: DocumentWindows | None = None  # cross_docs=False: windows by document
         if cross_docs:
-            self._first = None
             self._length = count_windows(n, max_length, self.stride)
         else:
-            self._per_document(self._stream.doc_offsets)
+            if self._stream.doc_offsets is None:
+                raise UsageError(f"{path}: cross_docs=False needs document boundaries")
+            self._inside = DocumentWindows(self._stream.doc_offsets, max_length, self.stride)
+            self._length = len(self._inside)
         if self._length == 0:
             raise FormatError(
                 f"{path}: {n} tokens make no window of max_length {max_length}"
                 + ("" if cross_docs else " inside one document")
             )
-
-    def _per_document(self, doc_offsets: np.ndarray | None) -> None:
-        if doc_offsets is None:
-            raise UsageError(f"{self.path}: cross_docs=False needs document boundaries")
-        self._begin = doc_offsets[:-1]
-        length = doc_offsets[1:] - self._begin
-        counts = np.where(
-            length > self.max_length, (length - self.max_length - 1) // self.stride + 1, 0
-        )
-        self._first = np.cumsum(counts) - counts  # index of each document's first window
-        self._length = int(counts.sum())
 
     def _open(self) -> None:
         self._stream = open_tokens(self.path, encoding=self.encoding)
@@ -140,12 +132,9 @@ class TokenWindows(Dataset):
         """Where window ``index`` starts in the ids."""
         if not 0 <= index < self._length:
             raise IndexError(f"window {index} of {self._length}")
-        if self._first is None:
+        if self._inside is None:
             return index * self.stride
-        # The last document whose first window is at or before index (documents without a
-        # window share their successor's first index, and side="right" skips past them).
-        d = int(np.searchsorted(self._first, index, side="right")) - 1
-        return int(self._begin[d]) + (index - int(self._first[d])) * self.stride
+        return self._inside.start(index)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if "_stream" not in self.__dict__ or self._pid != os.getpid():
@@ -191,7 +180,7 @@ class WindowBatchSampler(Sampler[list[int]]):
             return np.arange(self.windows, dtype=np.int64)
         # Epoch 0 is exactly `embedcli batch --shuffle --seed SEED`; later epochs differ.
         seed = self.seed if self.epoch == 0 else [self.seed, self.epoch]
-        return np.random.default_rng(seed).permutation(self.windows)
+        return shuffle_order(seed, self.windows)
 
     def batches(self) -> list[np.ndarray]:
         """This rank's batches of the epoch, in order."""
@@ -226,21 +215,27 @@ class WindowLoader(DataLoader):
     """A ``DataLoader`` that counts the batches it hands out, so its sampler can resume."""
 
     def __iter__(self):
-        sampler = self.batch_sampler
+        sampler = self.window_sampler
         for batch in super().__iter__():
             sampler.consumed += 1
             yield batch
         sampler.consumed = 0  # the epoch is complete: the next pass starts at its beginning
 
+    @property
+    def window_sampler(self) -> WindowBatchSampler:
+        sampler = self.batch_sampler
+        assert isinstance(sampler, WindowBatchSampler)  # create_dataloader makes it so
+        return sampler
+
     def set_epoch(self, epoch: int) -> None:
         """Start epoch ``epoch``: its own reproducible order when shuffling."""
-        self.batch_sampler.set_epoch(epoch)
+        self.window_sampler.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, int]:
-        return self.batch_sampler.state_dict()
+        return self.window_sampler.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.batch_sampler.load_state_dict(state)
+        self.window_sampler.load_state_dict(state)
 
 
 def create_dataloader(

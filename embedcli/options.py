@@ -1,9 +1,10 @@
-"""What each stage can be asked to do: every choice and default in one place.
+"""What each stage can be asked to do: every choice, its type and its default, in one place.
 
-The CLI builds its option types and defaults from these names, and the library's option
-dataclasses use them too, so a choice added here appears in ``--help`` and in the API at once.
-Each tuple of choices is defined by the module that implements it and re-exported here, except
-the ids dtypes, defined here so that ``--help`` never imports numpy (``windows.py`` does).
+The bottom layer of the library: it imports nothing of embedcli, so the CLI builds its option
+types and ``--help`` from these names without importing the modules that implement them, and
+the library's option dataclasses are typed by them. Each choice is a ``Literal`` type with the
+tuple of its values beside it (the tuple is what the CLI and the run-time checks read; mypy
+checks the two agree through :func:`typing.get_args` in ``tests/test_layout.py``).
 
 Example:
     >>> WindowOptions(max_length=4, stride=4, batch_size=8).effective_max_length
@@ -13,11 +14,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from .backends import BACKENDS
-from .embedding import FLOAT_DTYPES, POS_KINDS
-from .encoding import DEFAULT_ENCODING, SPECIAL_POLICIES
-from .text import FORMATS
+from typing import Literal
 
 __all__ = [
     "BACKENDS",
@@ -32,18 +29,40 @@ __all__ = [
     "DEVICES",
     "EOT_MODES",
     "FLOAT_DTYPES",
-    "FORMATS",
     "OUTPUT_DTYPES",
     "POS_KINDS",
     "SPECIAL_POLICIES",
+    "Backend",
     "EmbedOptions",
+    "EotPlacement",
+    "FloatDtype",
+    "IdsDtype",
+    "PosKind",
+    "SpecialPolicy",
     "TokenizeOptions",
     "WindowOptions",
 ]
 
-OUTPUT_DTYPES = ("int64", "int32")  # of batch's inputs and targets
-EOT_MODES = ("between", "after", "before", "none")  # where tokenize puts <|endoftext|>
+# What a literal <|endoftext|> in the text is: the special token, plain text, or an error.
+SpecialPolicy = Literal["special", "text", "error"]
+SPECIAL_POLICIES: tuple[SpecialPolicy, ...] = ("special", "text", "error")
+# The engine that encodes: gigatoken when installed and checked, else tiktoken.
+Backend = Literal["auto", "tiktoken", "gigatoken"]
+BACKENDS: tuple[Backend, ...] = ("auto", "tiktoken", "gigatoken")
+# Where tokenize puts <|endoftext|>.
+EotPlacement = Literal["between", "after", "before", "none"]
+EOT_MODES: tuple[EotPlacement, ...] = ("between", "after", "before", "none")
+# Positional embeddings.
+PosKind = Literal["learned", "sinusoidal", "none"]
+POS_KINDS: tuple[PosKind, ...] = ("learned", "sinusoidal", "none")
+# Embeddings' dtype.
+FloatDtype = Literal["float32", "float16", "bfloat16"]
+FLOAT_DTYPES: tuple[FloatDtype, ...] = ("float32", "float16", "bfloat16")
+# batch's inputs and targets.
+IdsDtype = Literal["int64", "int32"]
+OUTPUT_DTYPES: tuple[IdsDtype, ...] = ("int64", "int32")
 
+DEFAULT_ENCODING = "gpt2"
 DEFAULT_SEED = 123  # the book's torch.manual_seed(123)
 DEFAULT_MAX_LENGTH = 256
 DEFAULT_BATCH_SIZE = 1  # the DataLoader's default: every full window is kept
@@ -59,12 +78,12 @@ class TokenizeOptions:
     """How text becomes ids (``tokenize``, and ``batch``/``embed`` given text)."""
 
     encoding: str = DEFAULT_ENCODING
-    special: str = SPECIAL_POLICIES[0]
-    backend: str = BACKENDS[0]  # auto: gigatoken when installed and checked, else tiktoken
+    special: SpecialPolicy = "special"
+    backend: Backend = "auto"  # auto: gigatoken when installed and checked, else tiktoken
     text_key: str = DEFAULT_TEXT_KEY
-    format: str = FORMATS[0]
+    format: str = "auto"  # a document format's name (documents.FORMATS)
     workers: int | None = None  # encoding processes (threads where forking is unsafe)
-    eot: str | None = None  # between, after, before, none; None: the output format's own
+    eot: EotPlacement | None = None  # between, after, before, none; None: the output format's own
     include: tuple[str, ...] = ()  # globs choosing the files a directory gives
     split_on_eot: bool = False  # a literal <|endoftext|> ends a document
 
@@ -85,7 +104,7 @@ class WindowOptions:
     shuffle: bool = False
     seed: int = DEFAULT_SEED
     cross_docs: bool = True
-    dtype: str = OUTPUT_DTYPES[0]
+    dtype: IdsDtype = "int64"
     batched: bool = False  # (K, B, T) tensors instead of (N, T): the same bytes
 
     @property
@@ -119,9 +138,9 @@ class EmbedOptions:
     vocab_size: int | None = None  # default: the encoding's, from the input's metadata
     context_length: int | None = None  # default: max_length
     seed: int = DEFAULT_SEED
-    pos: str = POS_KINDS[0]
+    pos: PosKind = "learned"
     device: str = DEFAULT_DEVICE
-    dtype: str = FLOAT_DTYPES[0]
+    dtype: FloatDtype = "float32"
     weights: str | None = None
     token_key: str | None = None
     pos_key: str | None = None

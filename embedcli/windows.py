@@ -18,12 +18,13 @@ numpy's PCG64, reproducible on every machine, but its own order).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .errors import InputError, UsageError
-from .options import OUTPUT_DTYPES  # noqa: F401 (re-exported: the dtypes windows are written in)
+from embedcli.errors import InputError, UsageError
+from embedcli.options import OUTPUT_DTYPES  # noqa: F401 (re-exported: the dtypes windows are written in)
 
 
 def count_windows(n_tokens: int, max_length: int, stride: int) -> int:
@@ -112,7 +113,7 @@ class ArithmeticStarts:
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:  # a slice: an int64 array; an index: np.int64
         if isinstance(key, slice):
             return np.arange(*key.indices(self.count), dtype=np.int64) * self.stride
         index = int(key) + (self.count if int(key) < 0 else 0)
@@ -120,7 +121,7 @@ class ArithmeticStarts:
             raise IndexError(f"window {key} of {self.count}")
         return np.int64(index * self.stride)
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         return self[:] if dtype is None else self[:].astype(dtype)
 
     def tolist(self) -> list[int]:
@@ -180,6 +181,7 @@ def plan_windows(
             f"at least {max_length + 1} (inputs plus the next token as target)"
         )
 
+    starts: np.ndarray | ArithmeticStarts
     if doc_offsets is None:
         starts = ArithmeticStarts(count_windows(n_tokens, max_length, stride), stride)
     else:
@@ -200,8 +202,8 @@ def plan_windows(
         )
     covered = None
     if shuffle_seed is not None:
-        order = np.random.default_rng(shuffle_seed).permutation(available)
-        covered = _covered(starts, order, keep, max_length + 1)
+        order = shuffle_order(shuffle_seed, available)
+        covered = covered_tokens(starts, order, keep, max_length + 1)
         if isinstance(starts, ArithmeticStarts):  # starts[order], in place: one array, not three
             order *= stride
             starts = order
@@ -221,7 +223,13 @@ def plan_windows(
     )
 
 
-def _covered(starts, order: np.ndarray, keep: int, span: int, chunk: int = 1 << 20) -> int:
+def covered_tokens(
+    starts: np.ndarray | ArithmeticStarts,
+    order: np.ndarray,
+    keep: int,
+    span: int,
+    chunk: int = 1 << 20,
+) -> int:
     """Tokens covered by the windows ``order[:keep]`` of the text-ordered ``starts``: a mask
     over the windows (one byte each) walked in text order, a chunk at a time, instead of a
     sorted copy of the kept starts (8 bytes each)."""
@@ -252,11 +260,50 @@ def _covered(starts, order: np.ndarray, keep: int, span: int, chunk: int = 1 << 
     return total
 
 
+def windows_per_document(doc_offsets: np.ndarray, max_length: int, stride: int) -> np.ndarray:
+    """How many windows (inputs and targets) fit inside each document's span: the reference
+    loop's count over each document alone. One home for ``batch --no-cross-docs`` and the
+    loader's ``cross_docs=False``."""
+    length = doc_offsets[1:] - doc_offsets[:-1]
+    return np.where(length > max_length, (length - max_length - 1) // stride + 1, 0)
+
+
+class DocumentWindows:
+    """The windows inside documents (``--no-cross-docs``), found by index without listing
+    them: ``start(i)`` is where window ``i`` starts, in text order, as
+    ``plan_windows(..., doc_offsets=...)`` would place it (the loader's random access).
+
+    Example:
+        >>> w = DocumentWindows(np.array([0, 6, 7, 14]), max_length=2, stride=2)
+        >>> len(w), [w.start(i) for i in range(len(w))]
+        (5, [0, 2, 7, 9, 11])
+    """
+
+    def __init__(self, doc_offsets: np.ndarray, max_length: int, stride: int):
+        counts = windows_per_document(doc_offsets, max_length, stride)
+        self.begin = doc_offsets[:-1]
+        self.first = np.cumsum(counts) - counts  # index of each document's first window
+        self.count, self.stride = int(counts.sum()), stride
+
+    def __len__(self) -> int:
+        return self.count
+
+    def start(self, index: int) -> int:
+        # The last document whose first window is at or before index (documents without a
+        # window share their successor's first index, and side="right" skips past them).
+        d = int(np.searchsorted(self.first, index, side="right")) - 1
+        return int(self.begin[d]) + (index - int(self.first[d])) * self.stride
+
+
+def shuffle_order(seed: int | list[int], count: int) -> np.ndarray:
+    """The order ``--shuffle --seed SEED`` puts ``count`` windows in (batch and the loader)."""
+    return np.random.default_rng(seed).permutation(count)
+
+
 def _document_starts(doc_offsets: np.ndarray, max_length: int, stride: int) -> np.ndarray:
     """Starts of windows (inputs and targets) that stay inside one document's span."""
-    begin, end = doc_offsets[:-1], doc_offsets[1:]
-    length = end - begin
-    counts = np.where(length > max_length, (length - max_length - 1) // stride + 1, 0)
+    begin = doc_offsets[:-1]
+    counts = windows_per_document(doc_offsets, max_length, stride)
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)
@@ -281,7 +328,7 @@ def batched_shape(n: int, batch_size: int, batched: bool) -> tuple[int, ...]:
 
 def windows_metadata(base: dict[str, str], facts: PlanFacts, dtype: str) -> dict[str, str]:
     """A windows file's metadata: the input's lineage plus how the windows were made."""
-    from . import contract as c
+    from embedcli import contract as c
 
     return c.stage_metadata(
         "windows",
@@ -313,7 +360,13 @@ def gather(ids: np.ndarray, starts: np.ndarray, max_length: int, *, shift: int =
 
 
 def gather_into(
-    out: np.ndarray, ids: np.ndarray, starts, i: int, j: int, max_length: int, shift: int = 0
+    out: np.ndarray,
+    ids: np.ndarray,
+    starts: np.ndarray | ArithmeticStarts,
+    i: int,
+    j: int,
+    max_length: int,
+    shift: int = 0,
 ) -> np.ndarray:
     """Windows ``i..j`` of a plan's ``starts`` (shifted by ``shift``: 1 for targets) into
     ``out[: j - i]``, converted to ``out``'s dtype in the same pass.
@@ -332,7 +385,16 @@ def gather_into(
     return dest
 
 
-def write_windows(f, ids: np.ndarray, plan, a: int, b: int, dtype, shift: int, rows: int) -> None:
+def write_windows(
+    f: BinaryIO,
+    ids: np.ndarray,
+    plan: WindowPlan,
+    a: int,
+    b: int,
+    dtype: np.dtype,
+    shift: int,
+    rows: int,
+) -> None:
     """Windows ``a..b`` of ``plan`` (inputs, or targets with ``shift=1``) written to ``f`` in
     chunks of ``rows`` windows.
 
@@ -340,8 +402,8 @@ def write_windows(f, ids: np.ndarray, plan, a: int, b: int, dtype, shift: int, r
     into two reused buffers, so memory stays flat; an in-order plan also hands the pages of a
     memory-mapped ``ids`` it has passed back to the kernel (:func:`store.release_pages`).
     """
-    from .atomic import WriteBehind
-    from .store import array_bytes, release_pages
+    from embedcli.storage.atomic import WriteBehind
+    from embedcli.storage.store import array_bytes, release_pages
 
     t, in_order = plan.max_length, isinstance(plan.starts, ArithmeticStarts)
     buffers = [np.empty((min(rows, b - a), t), dtype) for _ in range(2)]
@@ -351,12 +413,3 @@ def write_windows(f, ids: np.ndarray, plan, a: int, b: int, dtype, shift: int, r
             writer.write(array_bytes(chunk))
             if in_order and k:  # chunk k-1 is written: the ids before it are not needed again
                 release_pages(ids, (i - rows) * plan.stride + shift)
-
-
-def check_ids(ids: np.ndarray, *, where: str) -> np.ndarray:
-    """A 1-D integer array, or a clear error."""
-    if ids.ndim != 1:
-        raise InputError(f"{where}: ids must be 1-D, got shape {tuple(ids.shape)}")
-    if ids.dtype.kind not in "iu":
-        raise InputError(f"{where}: ids must be integers, got {ids.dtype}")
-    return ids

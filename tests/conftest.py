@@ -34,7 +34,7 @@ def story_path() -> Path:
 
 @pytest.fixture(scope="session")
 def enc():
-    from embedcli.encoding import get_encoding
+    from embedcli.bpe.encodings import get_encoding
 
     return get_encoding("gpt2")
 
@@ -53,7 +53,7 @@ def assert_same_as_reference(path, embeddings, token_table, pos_table) -> None:
 def imported_modules(*args: str) -> set[str]:
     """Top-level modules imported by one in-process run of ``embedcli ARGS`` (which must succeed)."""
     code = (
-        "import sys\nfrom embedcli.cli import main\n"
+        "import sys\nfrom embedcli.cli.app import main\n"
         f"sys.argv = ['embedcli', *{list(args)!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
@@ -81,4 +81,43 @@ def run_embedcli(
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"embedcli {args} failed ({proc.returncode}): {proc.stderr.decode()}")
+    return proc
+
+
+def invoke(
+    *args: str, input: bytes | None = None, cwd=None, env=None, check=False
+) -> subprocess.CompletedProcess:
+    """``embedcli ARGS`` in this process, through the console script's own ``main()`` (so
+    usage errors are embedcli's one line), with stdin, stdout and stderr captured as bytes.
+
+    The same answer as :func:`run_embedcli` without starting Python and importing torch again;
+    tests of process behaviour (signals, pipes between processes, ``python -m``) keep the real
+    executable.
+    """
+    import signal
+
+    from typer.testing import CliRunner
+
+    from embedcli.cli.app import main
+
+    full_env = {"EMBEDCLI_DEBUG": None, **(env or {})}
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    saved_term = signal.getsignal(signal.SIGTERM)
+    code = 0
+    with CliRunner().isolation(input=input, env=full_env) as (out, err, _):
+        sys.argv = ["embedcli", *map(str, args)]
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = saved_argv
+            os.chdir(saved_cwd)
+            signal.signal(signal.SIGTERM, saved_term)
+        stdout, stderr = out.getvalue(), err.getvalue()
+    proc = subprocess.CompletedProcess(["embedcli", *args], code, stdout, stderr)
+    if check and code != 0:
+        raise AssertionError(f"embedcli {args} failed ({code}): {stderr.decode()}")
     return proc

@@ -15,12 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedcli import backends
-from embedcli.backends import PROBES, choose_backend, engine_for, self_check
-from embedcli.encoding import EOT
+from embedcli.bpe import engines as backends
+from embedcli.bpe.encodings import EOT, cached_rank_file
+from embedcli.bpe.engines import (
+    GIGATOKEN_ENCODINGS,
+    PROBES,
+    choose_backend,
+    engine_for,
+    self_check,
+)
+from embedcli.bpe.pieces import MemorySink
+from embedcli.bpe.tokenizer import tokenize
+from embedcli.documents import resolve_sources
 from embedcli.errors import UsageError
-from embedcli.text import resolve_sources
-from embedcli.tokenizer import MemorySink, tokenize
 
 pytest.importorskip("gigatoken", reason="the differential tests need embedcli[fast]")
 
@@ -33,7 +40,7 @@ ATOMS = st.sampled_from(
         "a", "Z", "word", "WORD", "é", "naïve", "ß", "東京", "한국어", "\u0301", "\u200d",
         "0", "7", "12", "123", "1234", "3.14", "1,000",
         "🚀", "👩‍👩‍👧", "🇫🇷", "\ufffd", "\x00", "\x01", "\x7f",
-        EOT, "<|", "|>", "<|endoftext", "<|fim_prefix|>", backends._JOIN,
+        EOT, "<|", "|>", "<|endoftext", "<|fim_prefix|>", backends.JOIN_MARKER,
         "!", "?!", "...", "--", "_", "#", "(", ")", "\\", '"',
     ]
 )  # fmt: skip
@@ -63,7 +70,7 @@ def test_gigatoken_gives_tiktoken_ids_for_every_policy(policy, texts, data):
 
 @pytest.mark.parametrize("encoding", ["cl100k_base", "o200k_base"])
 def test_other_encodings_where_available_offline(encoding):
-    if backends._tiktoken_cached(backends._GIGATOKEN_ENCODINGS[encoding][1]) is None:
+    if cached_rank_file(GIGATOKEN_ENCODINGS[encoding][1]) is None:
         pytest.skip(f"{encoding} is not in tiktoken's cache (it needs one download)")
     for policy in POLICIES:
         fast, reference = _engines(policy, encoding)
@@ -180,7 +187,7 @@ def test_the_self_check_is_quick_and_covers_the_policies():
 
 def test_text_holding_the_join_marker_is_still_exact(enc):
     fast, _ = _engines("special")
-    texts = [f"a{backends._JOIN}b", "c", backends._JOIN]
+    texts = [f"a{backends.JOIN_MARKER}b", "c", backends.JOIN_MARKER]
     ids, lengths = fast(texts, np.array([False, True, False]))
     want = [enc.encode(t, allowed_special={EOT}) for t in texts]
     assert lengths.tolist() == [len(w) for w in want]
@@ -191,7 +198,7 @@ def test_cli_backend_flag_metadata_and_summary(tmp_path):
     from safetensors import safe_open
     from typer.testing import CliRunner
 
-    from embedcli.cli import app
+    from embedcli.cli.app import app
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("Hello world. " * 50, encoding="utf-8")
@@ -215,7 +222,7 @@ def test_cli_backend_flag_metadata_and_summary(tmp_path):
 
 
 def test_jsonl_reads_the_same_without_orjson(tmp_path, monkeypatch):
-    from embedcli import text
+    from embedcli.documents import iter_blocks, jsonl
 
     lines = [
         '{"text": "plain", "n": 123456789012345678901234567890}',
@@ -229,16 +236,16 @@ def test_jsonl_reads_the_same_without_orjson(tmp_path, monkeypatch):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def read():
-        return [(b.text, b.doc) for b in text.iter_blocks(resolve_sources([str(path)])[0])]
+        return [(b.text, b.doc) for b in iter_blocks(resolve_sources([str(path)])[0])]
 
     fast = read()
-    monkeypatch.setattr(text, "_json_loads", lambda: json.loads)
+    monkeypatch.setattr(jsonl, "json_loads", lambda: json.loads)
     assert fast == read()
     assert [t for t, _ in fast][2] == "lone \ud83d surrogate" and len(fast) == 5
 
 
 def test_bytes_read_add_up_to_the_file_in_ranges_and_shards(tmp_path):
-    from embedcli.text import shard_sources
+    from embedcli.documents import shard_sources
 
     lines = [json.dumps({"text": f"line {i} " * (i % 5)}) for i in range(400)]
     path = tmp_path / "blanks.jsonl"
@@ -277,18 +284,18 @@ LINES = st.one_of(
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lines=st.lists(LINES, min_size=1, max_size=12), trailing=st.sampled_from(["", "\n", "\n\n"]))
 def test_the_plain_case_reader_equals_the_general_one(tmp_path, lines, trailing):
-    from embedcli.chunked import ChunkSetup, _plain_texts
-    from embedcli.text import Source
-    from embedcli.tokenizer import TokenizeStats, _pieces
+    from embedcli.bpe.pieces import TokenizeStats, pieces
+    from embedcli.bpe.ranges import ChunkSetup, plain_texts
+    from embedcli.documents import Source
 
     path = tmp_path / "r.jsonl"
     path.write_bytes(("\n".join(lines) + trailing).encode("utf-8", "surrogatepass"))
     part = Source(str(path), "jsonl", size=path.stat().st_size, byte_range=(0, path.stat().st_size))
     setup = ChunkSetup("text", 100, 16, "special", False, None, "between")
     plain, general = TokenizeStats("", 0, 0, "special"), TokenizeStats("", 0, 0, "special")
-    texts = _plain_texts(part, setup, plain)
+    texts = plain_texts(part, setup, plain)
     try:
-        items = list(_pieces([part], "text", 100, 16, "special", general, None))
+        items = list(pieces([part], "text", 100, 16, "special", general, None))
     except Exception:
         assert texts is None  # the general reader's error is the one the user sees
         return
@@ -300,24 +307,22 @@ def test_the_plain_case_reader_equals_the_general_one(tmp_path, lines, trailing)
 
 
 def test_plain_ranges_take_the_plain_reader(tmp_path):
-    from embedcli.chunked import ChunkSetup, _plain_texts
-    from embedcli.text import Source
-    from embedcli.tokenizer import TokenizeStats
+    from embedcli.bpe.pieces import TokenizeStats
+    from embedcli.bpe.ranges import ChunkSetup, plain_texts
+    from embedcli.documents import Source
 
     path = _corpus(tmp_path, ["a", "", "b <|endoftext|> c", "é"])
     size = path.stat().st_size
     part = Source(str(path), "jsonl", size=size, byte_range=(0, size))
     stats = TokenizeStats("", 0, 0, "special")
-    texts = _plain_texts(
-        part, ChunkSetup("text", 100, 16, "special", False, None, "between"), stats
-    )
+    texts = plain_texts(part, ChunkSetup("text", 100, 16, "special", False, None, "between"), stats)
     assert texts == ["a", "", "b <|endoftext|> c", "é"]
     assert (stats.documents, stats.special_found, stats.text_bytes, stats.input_bytes) == (
         4, 1, 20, size,
     )  # fmt: skip
     for refused in (("error", None), ("special", (0.5, 1))):  # these need the general reader
         setup = ChunkSetup("text", 100, 16, refused[0], False, refused[1], "between")
-        assert _plain_texts(part, setup, TokenizeStats("", 0, 0, "special")) is None
+        assert plain_texts(part, setup, TokenizeStats("", 0, 0, "special")) is None
 
 
 @pytest.mark.parametrize("eot", ["between", "after", "before"])

@@ -12,7 +12,7 @@ from safetensors.numpy import load, load_file, save_file
 from typer.testing import CliRunner
 
 from embedcli import __version__
-from embedcli.cli import app
+from embedcli.cli.app import app
 
 from conftest import SAMPLE, assert_same_as_reference, imported_modules
 from reference import reference_embeddings, reference_windows

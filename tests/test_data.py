@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file
 
+from embedcli import run_batch, run_tokenize
 from embedcli.data import TokenWindows, WindowBatchSampler, create_dataloader, create_dataloader_v1
 from embedcli.errors import UsageError
 from embedcli.options import TokenizeOptions, WindowOptions
-from embedcli.stages import run_batch, run_tokenize
-from embedcli.windows import plan_windows
+from embedcli.windows import DocumentWindows, plan_windows
 
 from conftest import SAMPLE
 from reference import create_dataloader_v1 as book_dataloader
@@ -135,10 +135,8 @@ def test_text_is_not_a_token_file():
 )
 def test_window_starts_inside_documents_match_the_plan(lengths, max_length, stride):
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    ds = TokenWindows.__new__(TokenWindows)
-    ds.max_length, ds.stride, ds.path = max_length, stride, "x"
-    ds._per_document(offsets)
-    if int(offsets[-1]) < max_length + 1 or ds._length == 0:
+    ds = DocumentWindows(offsets, max_length, stride)
+    if int(offsets[-1]) < max_length + 1 or len(ds) == 0:
         return
     plan = plan_windows(
         int(offsets[-1]),

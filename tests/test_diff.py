@@ -8,10 +8,10 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from embedcli.cli import app
-from embedcli.diff import diff_files
+from embedcli import run_embed
+from embedcli.cli.app import app
+from embedcli.inspection.diff import diff_files
 from embedcli.options import EmbedOptions, WindowOptions
-from embedcli.stages import run_embed
 
 from conftest import SAMPLE
 
@@ -62,7 +62,7 @@ def test_options_a_diff_cannot_honour_are_refused(outputs, option):
 
 
 def test_bundled_ranks_load_without_a_usable_cache_and_leave_the_environment(tmp_path, monkeypatch):
-    from embedcli import encoding
+    from embedcli.bpe import encodings as encoding
 
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")

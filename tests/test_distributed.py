@@ -79,7 +79,7 @@ def test_more_processes_than_windows_per_rank(tmp_path):
 def test_rows_partition():
     import torch
 
-    from embedcli.distributed import Group
+    from embedcli.embedding.distributed import Group
 
     for n in (0, 1, 5, 100):
         for world in (1, 2, 3, 8):

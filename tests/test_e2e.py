@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load, load_file
 
-from conftest import SAMPLE, imported_modules, run_embedcli
+from conftest import SAMPLE, imported_modules, invoke, run_embedcli
 
 STORY = str(SAMPLE / "the-lighthouse.txt")
 
@@ -40,7 +40,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture
 def tokens(tmp_path) -> Path:
     out = tmp_path / "tokens.safetensors"
-    run_embedcli("tokenize", str(SAMPLE), "-o", str(out), "-q", check=True)
+    invoke("tokenize", str(SAMPLE), "-o", str(out), "-q", check=True)
     return out
 
 
@@ -50,7 +50,7 @@ def tokens(tmp_path) -> Path:
 def test_failed_run_leaves_previous_output_untouched(tmp_path, tokens):
     out = tmp_path / "w.safetensors"
     out.write_bytes(b"previous contents")
-    proc = run_embedcli("batch", str(tokens), "-o", str(out), "-T", "100000")
+    proc = invoke("batch", str(tokens), "-o", str(out), "-T", "100000")
     assert proc.returncode == 1
     one_error_line(proc)
     assert out.read_bytes() == b"previous contents"
@@ -104,29 +104,24 @@ def test_signal_mid_embed_leaves_nothing_behind(tmp_path, sig, code, word):
 
 
 def test_sigint_mid_tokenize_stops_workers_quietly(tmp_path):
-    big = tmp_path / "big.txt"
-    big.write_text(
-        "All the words of a long story, told again and again. " * 1_200_000, encoding="utf-8"
-    )
+    """Ctrl-C while documents are being encoded by the workers. The input is a FIFO: once a
+    write of several MB into it returns, embedcli has read (and is encoding) most of it and is
+    still running, waiting for the rest; no clock is raced."""
+    fifo = tmp_path / "in.txt"
+    os.mkfifo(fifo)
     out = tmp_path / "t.safetensors"
+    args = ["tokenize", str(fifo), "-o", str(out), "-q", "--workers", "2"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "embedcli",
-            "tokenize",
-            str(big),
-            "-o",
-            str(out),
-            "-q",
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [sys.executable, "-m", "embedcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    time.sleep(1.0)  # imports done, encoding under way (the whole run takes several seconds)
-    proc.send_signal(signal.SIGINT)
+    with open(fifo, "wb") as writer:
+        chunk = b"All the words of a long story, told again and again. " * 20_000  # 1 MB
+        for _ in range(8):
+            writer.write(chunk)  # blocks until embedcli has read all but a pipe's buffer
+        writer.flush()
+        proc.send_signal(signal.SIGINT)
+    # Ctrl-C reaches the whole pipeline, the producer too: the input ends. (A signal that
+    # lands on a worker thread does not interrupt the main thread's read of a pipe.)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.decode().strip() == "Interrupted."  # no worker tracebacks
@@ -151,7 +146,7 @@ def test_output_that_is_an_input_is_refused(tmp_path, tokens, stage, how):
     else:
         os.link(source, target)
     extra = {"tokenize": [], "batch": ["-T", "4"], "embed": ["-T", "4", "-d", "8"]}[stage]
-    proc = run_embedcli(stage, str(source), "-o", str(target), *extra)
+    proc = invoke(stage, str(source), "-o", str(target), *extra)
     assert proc.returncode == 1
     assert "is also an input" in one_error_line(proc)
     assert source.read_bytes() == before
@@ -162,7 +157,7 @@ def test_directory_input_protects_its_files(tmp_path, stage):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("alpha beta gamma delta epsilon zeta", encoding="utf-8")
-    proc = run_embedcli(
+    proc = invoke(
         stage, str(docs), "-o", str(docs / "a.txt"), *(["-T", "2"] if stage != "tokenize" else [])
     )
     assert proc.returncode == 1 and "is also an input" in one_error_line(proc)
@@ -172,17 +167,17 @@ def test_directory_input_protects_its_files(tmp_path, stage):
 def test_existing_output_replaced_unless_no_clobber(tmp_path, tokens):
     out = tmp_path / "w.safetensors"
     out.write_bytes(b"old")
-    assert run_embedcli("batch", str(tokens), "-o", str(out), "-T", "4", "-q").returncode == 0
+    assert invoke("batch", str(tokens), "-o", str(out), "-T", "4", "-q").returncode == 0
     assert load_file(str(out))["inputs"].shape[1] == 4
     kept = out.read_bytes()
-    proc = run_embedcli("batch", str(tokens), "-o", str(out), "-T", "8", "--no-clobber")
+    proc = invoke("batch", str(tokens), "-o", str(out), "-T", "8", "--no-clobber")
     assert proc.returncode == 1 and "already exists (--no-clobber)" in one_error_line(proc)
     assert out.read_bytes() == kept
 
 
 def test_new_output_gets_umask_permissions(tmp_path, tokens):
     out = tmp_path / "w.safetensors"
-    run_embedcli("batch", str(tokens), "-o", str(out), "-T", "4", "-q", check=True)
+    invoke("batch", str(tokens), "-o", str(out), "-T", "4", "-q", check=True)
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
@@ -270,15 +265,13 @@ def test_reading_a_fifo(tmp_path, tokens):
 
 
 def test_special_outputs(tmp_path, tokens):
-    assert run_embedcli("batch", str(tokens), "-o", "/dev/null", "-T", "4", "-q").returncode == 0
+    assert invoke("batch", str(tokens), "-o", "/dev/null", "-T", "4", "-q").returncode == 0
     assert Path("/dev/null").is_char_device()  # written in place, never renamed over
-    full = run_embedcli("batch", str(tokens), "-o", "/dev/full", "-T", "4", "-q")
+    full = invoke("batch", str(tokens), "-o", "/dev/full", "-T", "4", "-q")
     assert full.returncode == 1 and "No space left on device" in one_error_line(full)
-    missing = run_embedcli(
-        "batch", str(tokens), "-o", str(tmp_path / "no" / "w.safetensors"), "-T", "4"
-    )
+    missing = invoke("batch", str(tokens), "-o", str(tmp_path / "no" / "w.safetensors"), "-T", "4")
     assert missing.returncode == 1 and "does not exist" in one_error_line(missing)
-    unwritable = run_embedcli("tokenize", STORY, "-o", "/proc/self/x.safetensors")
+    unwritable = invoke("tokenize", STORY, "-o", "/proc/self/x.safetensors")
     assert unwritable.returncode == 1 and "cannot write in /proc/self" in one_error_line(unwritable)
     assert leftovers(tmp_path) == []
 
@@ -288,7 +281,7 @@ def test_read_only_directory(tmp_path, tokens):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
-    proc = run_embedcli("batch", str(tokens), "-o", str(ro / "w.safetensors"), "-T", "4")
+    proc = invoke("batch", str(tokens), "-o", str(ro / "w.safetensors"), "-T", "4")
     assert proc.returncode == 1 and "cannot write" in one_error_line(proc)
     assert list(ro.iterdir()) == []
 
@@ -299,7 +292,7 @@ def test_read_only_directory(tmp_path, tokens):
 def test_output_larger_than_free_disk_is_refused_before_starting(tmp_path):
     out = tmp_path / "e.safetensors"
     started = time.monotonic()
-    proc = run_embedcli("embed", STORY, "-o", str(out), "-T", "4", "--dim", "2000000000")
+    proc = invoke("embed", STORY, "-o", str(out), "-T", "4", "--dim", "2000000000")
     assert proc.returncode == 1
     assert "free" in one_error_line(proc)
     assert time.monotonic() - started < 30 and not out.exists() and leftovers(tmp_path) == []
@@ -418,7 +411,7 @@ def test_pathological_text(tmp_path, enc, case):
     path.write_bytes(text.encode("utf-8"))
     out = tmp_path / "t.safetensors"
     started = time.monotonic()
-    proc = run_embedcli("tokenize", str(path), "-o", str(out), "-q", timeout=300)
+    proc = invoke("tokenize", str(path), "-o", str(out), "-q")
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started < 120
     expected = enc.encode_to_numpy(
@@ -435,7 +428,7 @@ def test_hundred_thousand_tiny_documents(tmp_path, enc):
     docs = [f"doc {i}" for i in range(100_000)]
     path.write_text("\n".join(json.dumps({"text": d}) for d in docs) + "\n", encoding="utf-8")
     started = time.monotonic()
-    proc = run_embedcli("tokenize", str(path), "-o", "-", "-q", timeout=300)
+    proc = invoke("tokenize", str(path), "-o", "-", "-q")
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started < 60
     data = load(proc.stdout)

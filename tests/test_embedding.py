@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedcli.embedding import (
+from embedcli.embedding.tables import (
     Embedder,
     check_id_range,
     load_weights,

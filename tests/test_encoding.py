@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from embedcli import encoding
-from embedcli.encoding import EOT, R50K_SHA256, R50K_URL, get_encoding
+from embedcli.bpe import encodings as encoding
+from embedcli.bpe.encodings import EOT, R50K_SHA256, R50K_URL, get_encoding
 from embedcli.errors import EncodingLoadError, UsageError
 
 PARITY_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces"
@@ -21,7 +21,7 @@ def test_gpt2_parity_with_reference_ids(enc):
 
 
 def test_bundled_file_is_r50k_base():
-    assert hashlib.sha256(encoding._bundled_bytes()).hexdigest() == R50K_SHA256
+    assert hashlib.sha256(encoding.bundled_bytes()).hexdigest() == R50K_SHA256
 
 
 @pytest.mark.parametrize("cache", ["fresh", "disabled"])

@@ -39,7 +39,7 @@ def test_gpu_check_runs_and_reports(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_float32_is_bitwise_the_cpus(tmp_path):  # pragma: no cover - GPU only
-    from embedcli.embedding import Embedder, random_tables
+    from embedcli.embedding.tables import Embedder, random_tables
 
     token, pos = random_tables(1000, 64, 16, seed=1, pos="learned")
     ids = torch.randint(0, 1000, (32, 16)).numpy()

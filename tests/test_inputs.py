@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from embedcli import inputs
+from embedcli import inputs, run_batch, run_embed, run_tokenize
 from embedcli.inputs import Request, TokenSource, load_input, open_input, register
 from embedcli.options import EmbedOptions, WindowOptions
-from embedcli.stages import run_batch, run_embed, run_tokenize
 
 from conftest import SAMPLE
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from embedcli.diff import diff_files
-from embedcli.inspection import dumps, inspect_file
-from embedcli.store import DTYPES
+from embedcli.inspection.diff import diff_files
+from embedcli.inspection.files import inspect_file
+from embedcli.inspection.report import dumps
+from embedcli.storage.store import DTYPES
 
-from conftest import imported_modules, run_embedcli
+from conftest import imported_modules, invoke
 
 
 @pytest.fixture
@@ -67,8 +68,8 @@ def test_stats_match_torch(small):
 
 
 def test_chunked_stats_equal_whole(tmp_path):
-    from embedcli.inspection import tensor_stats
-    from embedcli.store import read_header
+    from embedcli.inspection.report import tensor_stats
+    from embedcli.storage.store import read_header
 
     t = torch.randn(1000, 7) * 3 + 100
     path = tmp_path / "c.safetensors"
@@ -118,7 +119,7 @@ def test_every_safetensors_dtype_is_shown(tmp_path):
     notes = {t.dtype: t.note for t in report.tensors}
     assert notes["F4"] and "cannot hold F4" in notes["F4"]
     assert all(t.stats is not None or t.note for t in report.tensors)
-    proc = run_embedcli("inspect", str(path))
+    proc = invoke("inspect", str(path))
     assert proc.returncode == 0, proc.stderr
     for dtype in DTYPES:
         assert dtype in proc.stdout.decode()
@@ -126,7 +127,7 @@ def test_every_safetensors_dtype_is_shown(tmp_path):
 
 def test_json_output_is_stable_and_strict(small):
     path, _ = small
-    proc = run_embedcli("inspect", str(path), "--json")
+    proc = invoke("inspect", str(path), "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     (file,) = doc["files"]
@@ -193,16 +194,16 @@ def test_diff(tmp_path):
     assert not compared["moved"].equal and compared["moved"].max_abs_diff == 0.5
     assert d.metadata_changed == ["k"] and not d.identical
     assert diff_files(str(a), str(a)).identical
-    proc = run_embedcli("inspect", str(a), str(b), "--diff", "--json")
+    proc = invoke("inspect", str(a), str(b), "--diff", "--json")
     assert proc.returncode == 1 and json.loads(proc.stdout)["diff"]["identical"] is False
-    proc = run_embedcli("inspect", str(a), "--diff")
+    proc = invoke("inspect", str(a), "--diff")
     assert proc.returncode == 2 and b"exactly two files" in proc.stderr
 
 
 def test_control_characters_are_escaped(tmp_path):
     path = tmp_path / "evil.safetensors"
     save_file({"name\x1b[31m": torch.zeros(1)}, str(path), metadata={"k\x07": "v\x1b]0;title\x07"})
-    proc = run_embedcli("inspect", str(path))
+    proc = invoke("inspect", str(path))
     assert proc.returncode == 0
     out = proc.stdout.decode()
     assert "\x1b" not in out and "\x07" not in out
@@ -227,7 +228,7 @@ def test_large_file_stats_with_bounded_memory(tmp_path):
             f.write(chunk.tobytes())
     code = (
         "import sys, json\n"
-        "from embedcli.inspection import inspect_file\n"
+        "from embedcli.inspection.files import inspect_file\n"
         "r = inspect_file(sys.argv[1])\n"
         "s = r.tensors[0].stats\n"
         # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report pytest's own peak

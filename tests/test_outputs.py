@@ -9,14 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedcli import contract
-from embedcli.atomic import atomic_file
+from embedcli import contract, run_batch, run_embed, run_tokenize
 from embedcli.errors import OutputError, UsageError
 from embedcli.options import EmbedOptions, WindowOptions
-from embedcli.outputs import write_tensors
-from embedcli.split import MAX_FILES, plan_output_shards, split_names
-from embedcli.stages import run_batch, run_embed, run_tokenize
-from embedcli.store import TensorSpec, build_header, read_header, write_array
+from embedcli.storage.atomic import atomic_file
+from embedcli.storage.outputs import write_tensors
+from embedcli.storage.split import MAX_FILES, plan_output_shards, split_names
+from embedcli.storage.store import TensorSpec, build_header, read_header, write_array
 
 from conftest import SAMPLE
 
@@ -156,7 +155,7 @@ def _wait_gone(directory, pattern: str, seconds: float = 10.0) -> list:
 
 
 def test_replacing_a_large_file_frees_it_after_the_rename(tmp_path, monkeypatch):
-    from embedcli import atomic
+    from embedcli.storage import atomic
 
     monkeypatch.setattr(atomic, "ASIDE_BYTES", 1)  # every file counts as large here
     path = tmp_path / "out.bin"
@@ -170,7 +169,7 @@ def test_replacing_a_large_file_frees_it_after_the_rename(tmp_path, monkeypatch)
 
 
 def test_replacing_without_hard_links_still_commits(tmp_path, monkeypatch):
-    from embedcli import atomic
+    from embedcli.storage import atomic
 
     monkeypatch.setattr(atomic, "ASIDE_BYTES", 1)
 
@@ -186,23 +185,25 @@ def test_replacing_without_hard_links_still_commits(tmp_path, monkeypatch):
 
 
 def test_preallocated_files_keep_the_size_written(tmp_path):
-    from embedcli.atomic import _fallocate, preallocate
+    from embedcli.storage.atomic import can_preallocate, preallocate
 
     path = tmp_path / "f.bin"
     with open(path, "wb") as f:
         preallocate(f, 1 << 20)
         f.write(b"x" * 1000)  # fewer bytes than reserved: the file says so
     assert path.stat().st_size == 1000
-    if _fallocate() is not None:
+    if can_preallocate():
         assert path.stat().st_blocks * 512 >= 1 << 20  # the blocks were reserved
 
 
 def test_a_large_output_is_written_into_reserved_blocks(tmp_path, monkeypatch):
-    from embedcli import atomic
+    from embedcli.storage import atomic
 
     sizes = []
     real = atomic.preallocate
-    monkeypatch.setattr("embedcli.outputs.preallocate", lambda f, n: sizes.append(n) or real(f, n))
+    monkeypatch.setattr(
+        "embedcli.storage.outputs.preallocate", lambda f, n: sizes.append(n) or real(f, n)
+    )
     out = tmp_path / "w.safetensors"
     run_batch([str(SAMPLE / "the-lighthouse.txt")], str(out), WindowOptions(max_length=4))
     assert sizes == [out.stat().st_size]

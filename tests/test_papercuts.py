@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import SAMPLE, run_embedcli
+from conftest import SAMPLE, invoke, run_embedcli
 
 STORY = str(SAMPLE / "the-lighthouse.txt")
 
@@ -22,7 +22,7 @@ STORY = str(SAMPLE / "the-lighthouse.txt")
     ],
 )
 def test_bad_values_are_one_line_in_embedcli_words(tmp_path, args, says):
-    proc = run_embedcli(*args, "-o", str(tmp_path / "x.safetensors"))
+    proc = invoke(*args, "-o", str(tmp_path / "x.safetensors"))
     err = proc.stderr.decode()
     assert proc.returncode == 2 and says in err, err
     assert len(err.strip().splitlines()) == 1 and "Value error" not in err
@@ -31,9 +31,7 @@ def test_bad_values_are_one_line_in_embedcli_words(tmp_path, args, says):
 
 def test_float_dtype_aliases(tmp_path):
     out = tmp_path / "e.safetensors"
-    proc = run_embedcli(
-        "embed", STORY, "-T", "4", "-d", "4", "--dtype", "fp16", "-o", str(out), "-q"
-    )
+    proc = invoke("embed", STORY, "-T", "4", "-d", "4", "--dtype", "fp16", "-o", str(out), "-q")
     assert proc.returncode == 0, proc.stderr
     assert load_file(str(out))["embeddings"].dtype.name == "float16"
 
@@ -45,15 +43,15 @@ def test_verbose_after_the_command(tmp_path):
 
 def test_options_without_effect_are_named(tmp_path):
     out = str(tmp_path / "w.safetensors")
-    proc = run_embedcli("batch", STORY, "-T", "4", "--seed", "5", "-o", out)
+    proc = invoke("batch", STORY, "-T", "4", "--seed", "5", "-o", out)
     assert proc.returncode == 0 and b"--seed has no effect without --shuffle" in proc.stderr
-    quiet = run_embedcli("batch", STORY, "-T", "4", "--seed", "5", "--shuffle", "-o", out)
+    quiet = invoke("batch", STORY, "-T", "4", "--seed", "5", "--shuffle", "-o", out)
     assert b"no effect" not in quiet.stderr
 
 
 @pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect"])
 def test_help_reads_whole_at_80_columns(command):
-    proc = run_embedcli(command, "--help", env={"COLUMNS": "80"})
+    proc = invoke(command, "--help", env={"COLUMNS": "80"})
     page = proc.stdout.decode()
     assert proc.returncode == 0 and "…" not in page and "<bool>" not in page
 
@@ -61,11 +59,11 @@ def test_help_reads_whole_at_80_columns(command):
 def test_batched_layout_is_the_same_bytes_reshaped(tmp_path):
     flat, batched = tmp_path / "f.safetensors", tmp_path / "b.safetensors"
     args = ["embed", STORY, "-T", "4", "-B", "8", "-d", "4", "-q"]
-    assert run_embedcli(*args, "-o", str(flat)).returncode == 0
-    assert run_embedcli(*args, "--batched", "-o", str(batched)).returncode == 0
+    assert invoke(*args, "-o", str(flat)).returncode == 0
+    assert invoke(*args, "--batched", "-o", str(batched)).returncode == 0
     a, b = load_file(str(flat))["embeddings"], load_file(str(batched))["embeddings"]
     assert b.shape == (a.shape[0] // 8, 8, 4, 4) and (b.reshape(a.shape) == a).all()
-    refused = run_embedcli(*args, "--batched", "--keep-last", "-o", str(tmp_path / "x"))
+    refused = invoke(*args, "--batched", "--keep-last", "-o", str(tmp_path / "x"))
     assert refused.returncode == 2 and b"--batched needs whole batches" in refused.stderr
 
 
@@ -73,7 +71,7 @@ def test_stale_temporary_files_are_reported_not_deleted(tmp_path):
     out = tmp_path / "w.safetensors"
     stale = tmp_path / ".w.safetensors.k3j2h1.tmp"
     stale.write_bytes(b"x" * 700)
-    proc = run_embedcli("batch", STORY, "-T", "4", "-o", str(out))
+    proc = invoke("batch", STORY, "-T", "4", "-o", str(out))
     err = proc.stderr.decode()
     assert proc.returncode == 0 and stale.exists()
     assert ".w.safetensors.k3j2h1.tmp" in err and "rm " in err
@@ -82,8 +80,8 @@ def test_stale_temporary_files_are_reported_not_deleted(tmp_path):
 def test_compressed_input_counts_the_text(tmp_path):
     import gzip
 
-    from embedcli.stages import run_tokenize
-    from embedcli.summary import stage_facts
+    from embedcli import run_tokenize
+    from embedcli.cli.render import stage_facts
 
     text = (SAMPLE / "the-lighthouse.txt").read_bytes()
     (tmp_path / "s.txt.gz").write_bytes(gzip.compress(text))
@@ -95,9 +93,9 @@ def test_compressed_input_counts_the_text(tmp_path):
 
 
 def test_every_token_is_accounted_for(tmp_path):
+    from embedcli import run_batch
+    from embedcli.cli.render import stage_facts
     from embedcli.options import WindowOptions
-    from embedcli.stages import run_batch
-    from embedcli.summary import stage_facts
 
     result = run_batch(
         [str(SAMPLE)],
@@ -117,7 +115,7 @@ def test_inspect_reads_a_pipe(tmp_path):
     import sys
 
     tokens = tmp_path / "t.safetensors"
-    assert run_embedcli("tokenize", STORY, "-o", str(tokens), "-q").returncode == 0
+    assert invoke("tokenize", STORY, "-o", str(tokens), "-q").returncode == 0
     proc = subprocess.run(
         [sys.executable, "-m", "embedcli", "inspect", "-", "--no-stats"],
         input=tokens.read_bytes(),
@@ -127,8 +125,8 @@ def test_inspect_reads_a_pipe(tmp_path):
 
 
 def test_directories_say_what_they_skip_and_include_chooses(tmp_path):
-    from embedcli.stages import run_tokenize
-    from embedcli.summary import stage_facts
+    from embedcli import run_tokenize
+    from embedcli.cli.render import stage_facts
 
     d = tmp_path / "d"
     d.mkdir()
@@ -152,8 +150,8 @@ def test_directories_say_what_they_skip_and_include_chooses(tmp_path):
 
 
 def test_split_on_eot_makes_documents_and_keeps_the_ids(tmp_path):
+    from embedcli import run_tokenize
     from embedcli.options import TokenizeOptions
-    from embedcli.stages import run_tokenize
 
     (tmp_path / "ts.txt").write_text("Once upon a time.<|endoftext|>The end.<|endoftext|>Two.")
     plain = run_tokenize([str(tmp_path / "ts.txt")], str(tmp_path / "a.safetensors"))
@@ -170,12 +168,12 @@ def test_split_on_eot_makes_documents_and_keeps_the_ids(tmp_path):
 def test_max_shard_size_follows_hugging_faces_rule(tmp_path):
     out = tmp_path / "e.safetensors"
     args = ["embed", STORY, "-T", "4", "-d", "16", "-o", str(out)]
-    big = run_embedcli(*args, "--max-shard-size", "100KB")
+    big = invoke(*args, "--max-shard-size", "100KB")
     err = big.stderr.decode()
     assert big.returncode == 0 and "token_embedding.weight (3.2 MB) is larger than" in err
     assert "a file of its own" in err and (tmp_path / "e.safetensors.index.json").exists()
     (tmp_path / "long.txt").write_text("word " * 3000)
-    many = run_embedcli(
+    many = invoke(
         "batch",
         str(tmp_path / "long.txt"),
         "-T",
@@ -192,17 +190,17 @@ def test_max_shard_size_follows_hugging_faces_rule(tmp_path):
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     out = tmp_path / "e.safetensors"
-    proc = run_embedcli("embed", STORY, "-T", "4", "-d", "8", "--dry-run", "-o", str(out))
+    proc = invoke("embed", STORY, "-T", "4", "-d", "8", "--dry-run", "-o", str(out))
     err = proc.stderr.decode()
     assert proc.returncode == 0 and "nothing written" in err and "(154, 4, 8)" in err
     assert "would write" in err and not out.exists() and not list(tmp_path.iterdir())
-    tok = run_embedcli("tokenize", STORY, "--dry-run", "-o", str(tmp_path / "t.safetensors"))
+    tok = invoke("tokenize", STORY, "--dry-run", "-o", str(tmp_path / "t.safetensors"))
     assert tok.returncode == 0 and b"about" in tok.stderr and not list(tmp_path.iterdir())
 
 
 def test_window_parts_and_flag_words(tmp_path):
+    from embedcli import run_batch
     from embedcli.options import WindowOptions
-    from embedcli.stages import run_batch
 
     run_batch(
         [STORY], str(tmp_path / "w.safetensors"), WindowOptions(max_length=4), max_shard_size=2000
@@ -210,32 +208,32 @@ def test_window_parts_and_flag_words(tmp_path):
     parts = sorted(str(p) for p in tmp_path.glob("w-*-of-*.safetensors"))
     assert len(parts) > 1
     one, two = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    assert run_embedcli("embed", *reversed(parts), "-d", "4", "-o", str(one), "-q").returncode == 0
+    assert invoke("embed", *reversed(parts), "-d", "4", "-o", str(one), "-q").returncode == 0
     index = str(tmp_path / "w.safetensors.index.json")
-    assert run_embedcli("embed", index, "-d", "4", "-o", str(two), "-q").returncode == 0
+    assert invoke("embed", index, "-d", "4", "-o", str(two), "-q").returncode == 0
     assert (load_file(str(one))["embeddings"] == load_file(str(two))["embeddings"]).all()
-    flag = run_embedcli("batch", STORY, "--shuffle", "true", "-o", str(tmp_path / "x"))
+    flag = invoke("batch", STORY, "--shuffle", "true", "-o", str(tmp_path / "x"))
     assert flag.returncode == 2 and b"flags such as --shuffle take no value" in flag.stderr
 
 
 def test_a_large_output_is_announced_before_it_is_written(tmp_path):
-    from embedcli.stages import LARGE_OUTPUT, _announce
+    from embedcli.stages.common import LARGE_OUTPUT, announce
 
     heard = []
     out = str(tmp_path / "e.safetensors")
-    _announce(heard.append, out, [(out, LARGE_OUTPUT + 1)])
-    _announce(heard.append, out, [(out, LARGE_OUTPUT - 1)])  # small: not worth a word
-    _announce(heard.append, "/dev/null", [("/dev/null", 10 * LARGE_OUTPUT)])  # not a file
+    announce(heard.append, out, [(out, LARGE_OUTPUT + 1)])
+    announce(heard.append, out, [(out, LARGE_OUTPUT - 1)])  # small: not worth a word
+    announce(heard.append, "/dev/null", [("/dev/null", 10 * LARGE_OUTPUT)])  # not a file
     assert heard == [f"writing 1.0 GB to {out}"]
 
 
 def test_val_fraction_splits_documents_deterministically(tmp_path, enc):
     import json
 
+    from embedcli import run_tokenize
+    from embedcli.bpe.pieces import goes_to_val
     from embedcli.options import TokenizeOptions
-    from embedcli.stages import run_tokenize
-    from embedcli.tokenizer import goes_to_val
-    from embedcli.tokenizing import val_name
+    from embedcli.stages.tokenize import val_name
 
     docs = [f"Document number {i} says something." for i in range(40)]
     path = tmp_path / "d.jsonl"
@@ -260,7 +258,7 @@ def test_val_fraction_splits_documents_deterministically(tmp_path, enc):
         val_name("x/corpus.tokens.safetensors", (".tokens.safetensors",))
         == "x/corpus.val.tokens.safetensors"
     )
-    refused = run_embedcli(
+    refused = invoke(
         "tokenize", str(path), "--val-fraction", "0.1", "--shard", "0/2", "-o", str(tmp_path / "s")
     )
     assert refused.returncode == 2 and b"--val-fraction" in refused.stderr

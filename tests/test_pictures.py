@@ -13,12 +13,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from embedcli.cli import app
-from embedcli.inspection import inspect_file
+from embedcli import run_batch, run_embed, run_tokenize
+from embedcli.cli.app import app
+from embedcli.cli.pictures import corpus_view, sparkline
+from embedcli.inspection.files import inspect_file
+from embedcli.inspection.stats import histogram_of, nearest, window_stats
 from embedcli.options import EmbedOptions, WindowOptions
-from embedcli.pictures import corpus_view, sparkline
-from embedcli.stages import run_batch, run_embed, run_tokenize
-from embedcli.stats import histogram_of, nearest, window_stats
 
 from conftest import SAMPLE
 
@@ -40,19 +40,17 @@ def test_corpus_statistics_equal_a_plain_count(tokens, enc):
     ids = [i for k, p in enumerate(pieces) for i in ([EOT] if k else []) + p]
     counts = Counter(ids)
     corpus = inspect_file(str(tokens), top=5).corpus
-    assert corpus["tokens"] == len(ids) and corpus["documents"] == len(docs)
-    assert corpus["distinct_ids"] == len(counts) and corpus["eot_count"] == counts[EOT]
-    assert corpus["vocab_share"] == pytest.approx(len(counts) / 50257)
+    assert corpus.tokens == len(ids) and corpus.documents == len(docs)
+    assert corpus.distinct_ids == len(counts) and corpus.eot_count == counts[EOT]
+    assert corpus.vocab_share == pytest.approx(len(counts) / 50257)
     want_top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-    assert [(t["id"], t["count"]) for t in corpus["top_tokens"]] == want_top
-    assert [t["text"] for t in corpus["top_tokens"]] == [enc.decode([i]) for i, _ in want_top]
+    assert [(t.id, t.count) for t in corpus.top_tokens] == want_top
+    assert [t.text for t in corpus.top_tokens] == [enc.decode([i]) for i, _ in want_top]
     lengths = [len(p) + (1 if k < len(pieces) - 1 else 0) for k, p in enumerate(pieces)]
-    got = corpus["doc_length"]
-    assert (got["min"], got["max"]) == (min(lengths), max(lengths))
-    assert got["p50"] == np.percentile(lengths, 50) and got["mean"] == pytest.approx(
-        np.mean(lengths)
-    )
-    assert sum(got["histogram"]["counts"]) == len(docs)
+    got = corpus.doc_length
+    assert (got.min, got.max) == (min(lengths), max(lengths))
+    assert got.p50 == np.percentile(lengths, 50) and got.mean == pytest.approx(np.mean(lengths))
+    assert sum(got.histogram.counts) == len(docs)
 
 
 def test_histograms_equal_numpy(tmp_path):
@@ -65,9 +63,9 @@ def test_histograms_equal_numpy(tmp_path):
     run_embed([str(SAMPLE / "the-lighthouse.txt")], str(out), EmbedOptions(dim=8))
     report = inspect_file(str(out))
     for t in report.tensors:
-        assert sum(t.histogram["counts"]) == t.numel and len(t.histogram["edges"]) == 25
+        assert sum(t.histogram.counts) == t.numel and len(t.histogram.edges) == 25
     table = next(t for t in report.tensors if t.name == "token_embedding.weight")
-    assert sum(table.norms["histogram"]["counts"]) == table.shape[0]
+    assert sum(table.norms.histogram.counts) == table.shape[0]
 
 
 def test_window_checks_equal_a_plain_loop():
@@ -84,7 +82,7 @@ def test_windows_file_report(tokens, tmp_path):
     out = tmp_path / "w.safetensors"
     run_batch([str(tokens)], str(out), WindowOptions(max_length=4, stride=2))
     windows = inspect_file(str(out)).windows
-    assert windows["windows"] > 0 and windows["crossing"] > 0 and windows["tokens_covered"] > 0
+    assert windows.windows > 0 and windows.crossing > 0 and windows.tokens_covered > 0
 
 
 def test_nearest_by_cosine():
@@ -96,8 +94,8 @@ def test_neighbors_on_a_token_table(tmp_path):
     out = tmp_path / "e.safetensors"
     run_embed([str(SAMPLE / "the-lighthouse.txt")], str(out), EmbedOptions(dim=8))
     found = inspect_file(str(out), neighbors=" the").neighbors
-    assert found["id"] == 262 and len(found["nearest"]) == 10
-    assert all(-1 <= n["cosine"] <= 1 for n in found["nearest"])
+    assert found.id == 262 and len(found.nearest) == 10
+    assert all(-1 <= n.cosine <= 1 for n in found.nearest)
     result = CliRunner().invoke(app, ["inspect", str(out), "--neighbors", " lighthouse keeper"])
     assert result.exit_code == 2 and "takes one token" in result.stderr
 
@@ -166,7 +164,7 @@ def test_plot_writes_an_image_or_names_the_extra(tokens, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code = (
-        "import sys; sys.modules['matplotlib'] = None\nfrom embedcli.cli import main\n"
+        "import sys; sys.modules['matplotlib'] = None\nfrom embedcli.cli.app import main\n"
         f"sys.argv = ['embedcli', 'inspect', {str(tokens)!r}, '--plot', 'x.png']\nmain()"
     )
     proc = subprocess.run(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from embedcli.stages import EmbedOptions, WindowOptions, run_batch, run_embed, run_tokenize
+from embedcli import EmbedOptions, WindowOptions, run_batch, run_embed, run_tokenize
 
 from conftest import SAMPLE, assert_same_as_reference
 from reference import reference_embeddings, reference_windows
@@ -66,7 +66,7 @@ def test_tokenize_then_embed_from_token_file_with_keep_last(tmp_path, tiny_chunk
     ids, n = data["ids"], len(range(0, data["ids"].size - 4, 4))
     emb = load_file(str(out))
     assert emb["embeddings"].shape == (n, 4, 4)  # all windows, last partial batch kept
-    from embedcli.embedding import random_tables
+    from embedcli.embedding.tables import random_tables
 
     tok, sin = random_tables(50257, 4, 4, seed=123, pos="sinusoidal")
     last = ids[(n - 1) * 4 : (n - 1) * 4 + 4]

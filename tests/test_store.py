@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedcli.errors import FormatError, InputError
-from embedcli.store import TensorSpec, build_header, read_header, write_arrays
+from embedcli.storage.store import TensorSpec, build_header, read_header, write_arrays
 
 
 def raw_file(header: dict | bytes | str, data: bytes = b"", length: int | None = None) -> bytes:

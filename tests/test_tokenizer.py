@@ -8,10 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedcli.encoding import EOT
+from embedcli.bpe.encodings import EOT
+from embedcli.bpe.pieces import MemorySink, split_text
+from embedcli.bpe.tokenizer import tokenize
+from embedcli.documents import resolve_sources
 from embedcli.errors import InputError
-from embedcli.text import resolve_sources
-from embedcli.tokenizer import MemorySink, split_text, tokenize
 
 # Text built to stress the pre-tokenizer at cut points: runs of spaces and newlines, CRLF, tabs,
 # contractions, digits, punctuation, non-ASCII letters, combining marks, emoji, long words.

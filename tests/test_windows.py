@@ -203,7 +203,7 @@ def test_written_windows_equal_gathered_ones(tmp_path_factory, n, t, stride, shu
 
 
 def test_released_pages_still_read_the_same(tmp_path):
-    from embedcli.store import memmap_array, read_header, release_pages, write_arrays
+    from embedcli.storage.store import memmap_array, read_header, release_pages, write_arrays
 
     ids = np.arange(3_000_000, dtype=np.int32)
     path = tmp_path / "t.safetensors"
@@ -230,7 +230,7 @@ def test_released_pages_still_read_the_same(tmp_path):
 def test_shuffled_coverage_in_chunks_equals_a_plain_count(
     n, t, stride, batch, num_batches, cross, chunk
 ):
-    from embedcli.windows import ArithmeticStarts, _covered, count_windows
+    from embedcli.windows import ArithmeticStarts, count_windows, covered_tokens
 
     docs = np.array(sorted({0, n, *range(0, n, 23)}), dtype=np.int64)
     try:
@@ -247,4 +247,4 @@ def test_shuffled_coverage_in_chunks_equals_a_plain_count(
     if cross:  # the same count, walked in chunks of any size
         starts = ArithmeticStarts(count_windows(n, t, stride), stride)
         order = np.random.default_rng(5).permutation(len(starts))
-        assert _covered(starts, order, plan.n_windows, t + 1, chunk) == len(covered)
+        assert covered_tokens(starts, order, plan.n_windows, t + 1, chunk) == len(covered)

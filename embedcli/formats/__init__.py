@@ -1,35 +1,36 @@
-"""Token files for trainers: nanoGPT, llm.c, Megatron-LM and NumPy, written and read back.
+"""Token files, written and read back: embedcli's safetensors and the trainers' formats
+(nanoGPT, llm.c, Megatron-LM, NumPy).
 
-Each module is one format: a writer (registered for ``tokenize --to`` in
-:data:`embedcli.outputs.TOKEN_FORMATS`) and a reader, registered here in the input registry, so
-``batch``, ``embed`` and ``inspect`` take the trainers' files too.
+Each module is one format and ends with its :class:`~embedcli.formats.base.TokenFormat`;
+:data:`TOKEN_FORMATS` lists them all, in ``--to``'s order. A new format is one module plus one
+entry here: ``tokenize --to``, the input readers (``batch``, ``embed``, ``inspect``) and shard
+manifests all read this list.
 """
 
 from __future__ import annotations
 
-from ..inputs import register
-from . import llmc, megatron, nanogpt, npy
+from embedcli.errors import UsageError
+from embedcli.formats.base import TokenFormat, TokenSource
+from embedcli.formats.llmc import LLMC
+from embedcli.formats.megatron import MEGATRON
+from embedcli.formats.nanogpt import NANOGPT
+from embedcli.formats.npy import NPY
+from embedcli.formats.safetensors import SAFETENSORS
 
-READERS = [megatron.Reader(), llmc.Reader(), nanogpt.Reader(), npy.Reader()]
-# Before the generic safetensors readers: a trainer's file is never safetensors.
-for _reader in READERS:
-    register(_reader, before="manifest")
+__all__ = ["TOKEN_FORMATS", "TRAINER_FORMATS", "TokenFormat", "TokenSource", "token_format"]
 
-# Loaders by format name, for the files a manifest lists: (path, encoding) -> TokenSource.
-LOADERS = {
-    nanogpt.NAME: nanogpt.load,
-    llmc.NAME: lambda path, encoding: llmc.load(llmc.expand(path), encoding, logical=path),
-    megatron.NAME: megatron.load,
-    npy.NAME: npy.load,
+TOKEN_FORMATS: dict[str, TokenFormat] = {
+    f.name: f for f in (SAFETENSORS, NANOGPT, LLMC, MEGATRON, NPY)
 }
+# The formats whose files are recognised by their own reader, asked in this order (a Megatron
+# prefix and an llm.c magic number are checked before a nanoGPT .bin, which has neither).
+TRAINER_FORMATS: tuple[TokenFormat, ...] = (MEGATRON, LLMC, NANOGPT, NPY)
 
 
-def exists(fmt: str, path: str) -> bool:
-    """Whether the files of ``path`` (a manifest entry in format ``fmt``) are there."""
-    if fmt == llmc.NAME:
-        return bool(llmc.expand(path))
-    if fmt == megatron.NAME:
-        return megatron.prefix_of(path) is not None
-    import os
-
-    return os.path.isfile(path)
+def token_format(name: str) -> TokenFormat:
+    try:
+        return TOKEN_FORMATS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown token format {name!r}; use one of {', '.join(TOKEN_FORMATS)}"
+        ) from None

@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import glob
 import os
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
+from embedcli import contract as c
+from embedcli.errors import FormatError, UsageError
+from embedcli.formats.base import (
+    TokenFormat,
+    TokenSource,
+    atomic_files,
+    copy_ids,
+    lineage,
+    memmap,
+    vocab_of,
+    write_sidecar,
+)
 
-from .. import contract as c
-from ..errors import FormatError, UsageError
-from ..inputs.base import Request, TokenSource
-from .common import ResolvedFile, atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
+if TYPE_CHECKING:
+    import numpy as np
+
 
 NAME = "llmc"
 HEADER_INTS = 256
-GPT2 = (20240520, 1, np.dtype(np.uint16))
-LLAMA3 = (20240801, 7, np.dtype(np.uint32))
+GPT2 = (20240520, 1, "<u2")  # magic, version, dtype of the ids
+LLAMA3 = (20240801, 7, "<u4")
 SHARD_TOKENS = 100_000_000  # llm.c's fineweb.py
 MAX_SHARD_TOKENS = 2**31 - 1  # the header's int32 count
 
@@ -34,18 +45,30 @@ def shard_paths(output: str, count: int) -> list[str]:
 
 
 def header(version: tuple, tokens: int) -> bytes:
+    import numpy as np
+
     ints = np.zeros(HEADER_INTS, dtype="<i4")
     ints[0], ints[1], ints[2] = version[0], version[1], tokens
     return ints.tobytes()
 
 
-def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber, **settings):
+def write(
+    output: str,
+    ids_file: BinaryIO,
+    count: int,
+    doc_offsets: np.ndarray,
+    metadata: dict[str, str],
+    *,
+    inputs: list[str],
+    no_clobber: bool,
+    **settings: Any,
+) -> list[str]:
     if output == "-":
         raise UsageError("--to llmc writes numbered files: name them with -o NAME.bin")
     per_file = settings.get("shard_tokens") or SHARD_TOKENS
     if not 1 <= per_file <= MAX_SHARD_TOKENS:
         raise UsageError(f"--shard-tokens must be between 1 and {MAX_SHARD_TOKENS:,}")
-    version = GPT2 if vocab_of(metadata) <= 1 << 16 else LLAMA3
+    version = _version(vocab_of(metadata))
     ranges = [(a, min(a + per_file, count)) for a in range(0, count, per_file)] or [(0, 0)]
     paths = shard_paths(output, len(ranges))
     with atomic_files(paths, inputs=inputs, no_clobber=no_clobber) as files:
@@ -55,16 +78,20 @@ def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber,
     return [*paths, write_sidecar(output, NAME, paths, metadata)]
 
 
-def read_header(path: str) -> tuple[tuple, int]:
+def read_header(path: str) -> tuple[tuple[int, int, str], int]:
     """(version, token count) of an llm.c file, checked against its size."""
+    import numpy as np
+
     with open(path, "rb") as f:
         raw = f.read(HEADER_INTS * 4)
-    ints = np.frombuffer(raw, dtype="<i4") if len(raw) == HEADER_INTS * 4 else None
-    version = next((v for v in (GPT2, LLAMA3) if ints is not None and ints[0] == v[0]), None)
+    if len(raw) != HEADER_INTS * 4:
+        raise FormatError(f"{path}: not an llm.c token file (shorter than its header)")
+    ints = np.frombuffer(raw, dtype="<i4")
+    version = next((v for v in (GPT2, LLAMA3) if ints[0] == v[0]), None)
     if version is None or ints[1] != version[1]:
         raise FormatError(f"{path}: not an llm.c token file (bad magic or version)")
     tokens = int(ints[2])
-    expected = HEADER_INTS * 4 + tokens * version[2].itemsize
+    expected = HEADER_INTS * 4 + tokens * np.dtype(version[2]).itemsize
     if os.path.getsize(path) != expected:
         raise FormatError(
             f"{path}: header says {tokens:,} tokens ({expected:,} bytes) but the file has "
@@ -88,19 +115,10 @@ def expand(path: str) -> list[str]:
     return sorted(glob.glob(glob.escape(stem) + "_" + "[0-9]" * 6 + ".bin"))
 
 
-class Reader:
-    name = NAME
-
-    def claims(self, inputs: list[str]) -> bool:
-        return all(p.endswith(".bin") and os.path.isfile(p) and has_magic(p) for p in inputs)
-
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
-        encoding = request.tokenize.encoding
-        return ResolvedFile(self.name, list(inputs), 0, lambda: load(inputs, encoding))
-
-
 def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSource:
     """The ids of llm.c files in order (documents are not marked in the format)."""
+    import numpy as np
+
     parts, version = [], GPT2
     for path in paths:
         version, tokens = read_header(path)
@@ -121,3 +139,34 @@ def _logical(path: str) -> str:
     if len(stem) > 7 and stem[-7] == "_" and stem[-6:].isdigit():
         return stem[:-7] + ".bin"
     return path
+
+
+def _version(vocab: int) -> tuple:
+    """The header llm.c's scripts write for a vocabulary: GPT-2's up to 65,536 ids, else
+    llama-3's (uint32 ids)."""
+    return GPT2 if vocab <= 1 << 16 else LLAMA3
+
+
+def ids_dtype(vocab: int) -> np.dtype:
+    import numpy as np
+
+    return np.dtype(_version(vocab)[2])
+
+
+def claims(inputs: list[str]) -> bool:
+    return all(p.endswith(".bin") and os.path.isfile(p) and has_magic(p) for p in inputs)
+
+
+LLMC = TokenFormat(
+    name=NAME,
+    summary="llm.c shards NAME_000000.bin...: a 256-int32 header, then uint16 ids",
+    suffixes=(".bin",),
+    default_eot="before",
+    default_special="special",
+    ids_dtype=ids_dtype,
+    write=write,
+    load=lambda path, encoding: load(expand(path), encoding, logical=path),
+    exists=lambda path: bool(expand(path)),
+    claims=claims,
+    read=load,
+)

@@ -12,18 +12,29 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
+from embedcli import contract as c
+from embedcli.errors import FormatError, UsageError
+from embedcli.formats.base import (
+    TokenFormat,
+    TokenSource,
+    atomic_files,
+    copy_ids,
+    lineage,
+    memmap,
+    vocab_of,
+    write_sidecar,
+)
 
-from .. import contract as c
-from ..errors import FormatError, UsageError
-from ..inputs.base import Request, TokenSource
-from .common import ResolvedFile, atomic_files, copy_ids, lineage, memmap, vocab_of, write_sidecar
+if TYPE_CHECKING:
+    import numpy as np
+
 
 NAME = "megatron"
 MAGIC = b"MMIDIDX\x00\x00"
 DTYPES = {1: "u1", 2: "i1", 3: "<i2", 4: "<i4", 5: "<i8", 6: "<f8", 7: "<f4", 8: "<u2"}
-CODES = {np.dtype("<u2"): 8, np.dtype("<i4"): 4}
+CODES = {"<u2": 8, "<i4": 4}  # the dtypes written, by numpy dtype string
 
 
 def prefix_of(path: str) -> str | None:
@@ -36,11 +47,30 @@ def prefix_of(path: str) -> str | None:
     return None
 
 
-def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber, **settings):
+def ids_dtype(vocab: int) -> np.dtype:
+    """Megatron's own rule: uint16 for vocabularies under 65,500, else int32."""
+    import numpy as np
+
+    return np.dtype("<u2" if vocab < 65500 else "<i4")
+
+
+def write(
+    output: str,
+    ids_file: BinaryIO,
+    count: int,
+    doc_offsets: np.ndarray,
+    metadata: dict[str, str],
+    *,
+    inputs: list[str],
+    no_clobber: bool,
+    **settings: Any,
+) -> list[str]:
+    import numpy as np
+
     if output == "-":
         raise UsageError("--to megatron writes PREFIX.bin and PREFIX.idx: name them with -o PREFIX")
     prefix = output[: -len(".bin")] if output.endswith((".bin", ".idx")) else output
-    dtype = np.dtype("<u2" if vocab_of(metadata) < 65500 else "<i4")
+    dtype = ids_dtype(vocab_of(metadata))
     lengths = np.diff(np.asarray(doc_offsets, dtype=np.int64))
     if lengths.size and lengths.max() > np.iinfo(np.int32).max:
         raise UsageError("a document longer than 2^31 - 1 tokens cannot be a Megatron sequence")
@@ -49,7 +79,7 @@ def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber,
         [
             MAGIC,
             struct.pack("<Q", 1),
-            struct.pack("<B", CODES[dtype]),
+            struct.pack("<B", CODES[dtype.str]),
             struct.pack("<Q", lengths.size),
             struct.pack("<Q", lengths.size + 1),
             lengths.astype("<i4").tobytes(),
@@ -66,6 +96,8 @@ def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber,
 
 def read_index(prefix: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
     """(dtype, sequence lengths, sequence pointers, document indices), checked."""
+    import numpy as np
+
     path = prefix + ".idx"
     with open(path, "rb") as f:
         raw = f.read()
@@ -84,20 +116,9 @@ def read_index(prefix: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarra
     return np.dtype(DTYPES[code]), lengths, pointers, docs
 
 
-class Reader:
-    name = NAME
-
-    def claims(self, inputs: list[str]) -> bool:
-        return len(inputs) == 1 and prefix_of(inputs[0]) is not None
-
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
-        prefix = prefix_of(inputs[0])
-        paths = [prefix + ".bin", prefix + ".idx"]
-        encoding = request.tokenize.encoding
-        return ResolvedFile(self.name, paths, 0, lambda: load(prefix, encoding))
-
-
 def load(prefix: str, encoding: str) -> TokenSource:
+    import numpy as np
+
     dtype, lengths, pointers, docs = read_index(prefix)
     total = int(lengths.sum(dtype=np.int64))
     path = prefix + ".bin"
@@ -121,3 +142,24 @@ def load(prefix: str, encoding: str) -> TokenSource:
     return TokenSource(
         memmap(path, dtype, 0, total), offsets, lineage(prefix, NAME, encoding, fields)
     )
+
+
+def _files(inputs: list[str]) -> list[str]:
+    prefix = prefix_of(inputs[0]) or inputs[0]
+    return [prefix + ".bin", prefix + ".idx"]
+
+
+MEGATRON = TokenFormat(
+    name=NAME,
+    summary="Megatron-LM's PREFIX.bin and PREFIX.idx, one sequence per document",
+    suffixes=(),
+    default_eot="after",
+    default_special="special",
+    ids_dtype=ids_dtype,
+    write=write,
+    load=load,
+    exists=lambda path: prefix_of(path) is not None,
+    claims=lambda inputs: len(inputs) == 1 and prefix_of(inputs[0]) is not None,
+    read=lambda paths, encoding: load(prefix_of(paths[0]) or paths[0], encoding),
+    files=_files,
+)

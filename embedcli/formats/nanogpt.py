@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
-
-from .. import contract as c
-from ..errors import FormatError
-from ..inputs.base import Request, TokenSource
-from ..outputs import check_output
-from .common import (
-    ResolvedFile,
+from embedcli import contract as c
+from embedcli.errors import FormatError
+from embedcli.formats.base import (
+    TokenFormat,
+    TokenSource,
     atomic_files,
     copy_ids,
     lineage,
@@ -26,15 +24,34 @@ from .common import (
     require_uint16,
     write_sidecar,
 )
+from embedcli.formats.llmc import has_magic
+from embedcli.formats.megatron import prefix_of
+from embedcli.storage.outputs import check_output
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 NAME = "nanogpt"
 
 
-def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber, **settings):
+def write(
+    output: str,
+    ids_file: BinaryIO,
+    count: int,
+    doc_offsets: np.ndarray,
+    metadata: dict[str, str],
+    *,
+    inputs: list[str],
+    no_clobber: bool,
+    **settings: Any,
+) -> list[str]:
+    import numpy as np
+
     require_uint16(NAME, metadata)
     if output == "-":  # a pipe: the raw ids, no sidecar
         check_output(output)
-        copy_ids(ids_file, 0, count, np.dtype(np.uint16), sys.stdout.buffer)
+        copy_ids(ids_file, 0, count, np.dtype("<u2"), sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return [output]
     with atomic_files([output], inputs=inputs, no_clobber=no_clobber) as (f,):
@@ -42,29 +59,42 @@ def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber,
     return [output, write_sidecar(output, NAME, [output], metadata)]
 
 
-class Reader:
-    name = NAME
-
-    def claims(self, inputs: list[str]) -> bool:
-        from .llmc import has_magic
-        from .megatron import prefix_of
-
-        path = inputs[0] if len(inputs) == 1 else ""
-        return (
-            path.endswith(".bin")
-            and os.path.isfile(path)
-            and not has_magic(path)
-            and (prefix_of(path) is None)
-        )
-
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
-        encoding = request.tokenize.encoding
-        return ResolvedFile(self.name, list(inputs), 0, lambda: load(inputs[0], encoding))
-
-
 def load(path: str, encoding: str) -> TokenSource:
+
     size = os.path.getsize(path)
     if size % 2:
         raise FormatError(f"{path}: {size:,} bytes is not a whole number of uint16 ids")
     meta = lineage(path, NAME, encoding, {c.IDS_DTYPE: "uint16"})
-    return TokenSource(memmap(path, np.uint16, 0, size // 2), None, meta)
+    return TokenSource(memmap(path, "<u2", 0, size // 2), None, meta)
+
+
+def ids_dtype(vocab: int) -> np.dtype:
+    """Always uint16: the vocabulary must fit (checked when writing)."""
+    import numpy as np
+
+    return np.dtype("<u2")
+
+
+def claims(inputs: list[str]) -> bool:
+    """One ``.bin`` that is neither an llm.c file (magic) nor a Megatron dataset (``.idx``)."""
+    path = inputs[0] if len(inputs) == 1 else ""
+    return (
+        path.endswith(".bin")
+        and os.path.isfile(path)
+        and not has_magic(path)
+        and prefix_of(path) is None
+    )
+
+
+NANOGPT = TokenFormat(
+    name=NAME,
+    summary="raw uint16 ids, as nanoGPT's train.py memory-maps them",
+    suffixes=(".bin",),
+    default_eot="after",
+    default_special="special",
+    ids_dtype=ids_dtype,
+    write=write,
+    load=load,
+    claims=claims,
+    read=lambda paths, encoding: load(paths[0], encoding),
+)

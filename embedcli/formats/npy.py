@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
+from embedcli import contract as c
+from embedcli.errors import FormatError, UsageError
+from embedcli.formats.base import (
+    TokenFormat,
+    TokenSource,
+    atomic_files,
+    copy_ids,
+    lineage,
+    vocab_of,
+    write_sidecar,
+)
 
-from .. import contract as c
-from ..errors import FormatError, UsageError
-from ..inputs.base import Request, TokenSource
-from .common import ResolvedFile, atomic_files, copy_ids, lineage, vocab_of, write_sidecar
+if TYPE_CHECKING:
+    import numpy as np
+
 
 NAME = "npy"
 
 
-def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber, **settings):
+def ids_dtype(vocab: int) -> np.dtype:
+    """uint16 when every id fits, else int32."""
+    import numpy as np
+
+    return np.dtype("<u2" if vocab <= 1 << 16 else "<i4")
+
+
+def write(
+    output: str,
+    ids_file: BinaryIO,
+    count: int,
+    doc_offsets: np.ndarray,
+    metadata: dict[str, str],
+    *,
+    inputs: list[str],
+    no_clobber: bool,
+    **settings: Any,
+) -> list[str]:
     from numpy.lib import format as npformat
 
     if output == "-":
         raise UsageError("--to npy writes a file: name it with -o NAME.npy")
-    dtype = np.dtype("<u2" if vocab_of(metadata) <= 1 << 16 else "<i4")
+    dtype = ids_dtype(vocab_of(metadata))
     header = {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": (count,)}
     with atomic_files([output], inputs=inputs, no_clobber=no_clobber) as (f,):
         npformat.write_array_header_2_0(f, header)
@@ -27,18 +54,9 @@ def write(output, ids_file, count, doc_offsets, metadata, *, inputs, no_clobber,
     return [output, write_sidecar(output, NAME, [output], metadata)]
 
 
-class Reader:
-    name = NAME
-
-    def claims(self, inputs: list[str]) -> bool:
-        return len(inputs) == 1 and inputs[0].endswith(".npy") and os.path.isfile(inputs[0])
-
-    def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
-        encoding = request.tokenize.encoding
-        return ResolvedFile(self.name, list(inputs), 0, lambda: load(inputs[0], encoding))
-
-
 def load(path: str, encoding: str) -> TokenSource:
+    import numpy as np
+
     try:
         ids = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -46,3 +64,19 @@ def load(path: str, encoding: str) -> TokenSource:
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise FormatError(f"{path}: ids must be a 1-D integer array, got {ids.shape} {ids.dtype}")
     return TokenSource(ids, None, lineage(path, NAME, encoding, {c.IDS_DTYPE: str(ids.dtype)}))
+
+
+NPY = TokenFormat(
+    name=NAME,
+    summary="a NumPy .npy of the ids (uint16, or int32 for large vocabularies)",
+    suffixes=(".npy",),
+    default_eot="between",
+    default_special="special",
+    ids_dtype=ids_dtype,
+    write=write,
+    load=load,
+    claims=lambda inputs: (
+        len(inputs) == 1 and inputs[0].endswith(".npy") and os.path.isfile(inputs[0])
+    ),
+    read=lambda paths, encoding: load(paths[0], encoding),
+)

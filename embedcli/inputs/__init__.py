@@ -7,8 +7,8 @@ to a temporary file (once), asks each registered reader in turn whether it claim
 and returns the first one's :class:`Resolved`: the files it will read (so the output can be
 checked against them before any work) and ``load(progress)``.
 
-A new input format is one module with a reader (see ``base.Reader``) and one :func:`register`
-call. Example::
+A new input format is one module with a reader (see ``base.Reader``) and one entry in
+:data:`READERS` (or, from outside the package, one :func:`register` call). Example::
 
     with open_input(["corpus.tokens.safetensors"], Request()) as found:
         check_output(out, inputs=found.paths)
@@ -20,13 +20,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from ..pipes import spool
-from ..progress import ProgressFactory, no_progress
-from .base import Reader, Request, Resolved, TokenSource, WindowSource
-from .safetensors_file import SafetensorsReader
-from .split_file import SplitReader, WindowPartsReader
-from .text_input import TextReader
-from .token_files import ManifestReader, TokenFilesReader
+from embedcli.formats import TRAINER_FORMATS
+from embedcli.inputs.base import Reader, Request, Resolved, TokenSource, WindowSource
+from embedcli.inputs.safetensors_file import SafetensorsReader
+from embedcli.inputs.split_file import SplitReader, WindowPartsReader
+from embedcli.inputs.text_input import TextReader
+from embedcli.inputs.token_files import ManifestReader, TokenFilesReader
+from embedcli.inputs.trainer_files import TokenFormatReader
+from embedcli.progress import ProgressFactory, no_progress
+from embedcli.storage.pipes import spool
 
 __all__ = [
     "READERS",
@@ -42,8 +44,10 @@ __all__ = [
     "spooled",
 ]
 
-# Asked in order; the text reader takes whatever is left.
+# Asked in order; the text reader takes whatever is left. A trainer's file is never
+# safetensors, so their readers come first.
 READERS: list[Reader] = [
+    *(TokenFormatReader(fmt) for fmt in TRAINER_FORMATS),
     ManifestReader(),
     SplitReader(),
     WindowPartsReader(),
@@ -97,6 +101,3 @@ def spooled(inputs: list[str]) -> Iterator[tuple[list[str], list[str]]]:
 
 def _shown(path: str) -> str:
     return "<stdin>" if path == "-" else path
-
-
-from .. import formats  # noqa: E402, F401 (registers the trainers' token formats)

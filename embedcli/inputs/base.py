@@ -1,27 +1,21 @@
-"""What every input reader returns, and the interface a reader implements."""
+"""What every input reader returns, and the interface a reader implements.
+
+A reader returns ids (:class:`~embedcli.formats.base.TokenSource`, defined with the token
+formats that produce it) or windows (:class:`WindowSource`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..options import DEFAULT_TOKEN_KEY, TokenizeOptions
-from ..progress import ProgressFactory
+from embedcli.formats.base import TokenSource
+from embedcli.options import DEFAULT_TOKEN_KEY, TokenizeOptions
+from embedcli.progress import ProgressFactory
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..tokenizer import TokenizeStats
-
-
-@dataclass
-class TokenSource:
-    """Ids from a token file, a foreign safetensors file or text tokenized on the fly."""
-
-    ids: np.ndarray
-    doc_offsets: np.ndarray | None
-    metadata: dict[str, str]
-    stats: TokenizeStats | None = None  # when the ids were tokenized here
+__all__ = ["Reader", "Request", "Resolved", "TokenSource", "WindowSource"]
 
 
 @dataclass

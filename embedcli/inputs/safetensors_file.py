@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..contract import kind_of
-from ..errors import FormatError
-from ..progress import ProgressFactory
-from ..store import INTEGER_DTYPES, Header, load_array, memmap_array, read_header
-from ..store import is_safetensors as _sniff
-from ..windows import check_ids
-from .base import Request, TokenSource, WindowSource
+from embedcli.contract import kind_of
+from embedcli.errors import FormatError
+from embedcli.formats.base import check_ids
+from embedcli.inputs.base import Request, TokenSource, WindowSource
+from embedcli.progress import ProgressFactory
+from embedcli.storage.store import INTEGER_DTYPES, Header, load_array, memmap_array, read_header
+from embedcli.storage.store import is_safetensors as _sniff
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class SafetensorsReader:
@@ -59,7 +63,7 @@ class ResolvedFile:
 
         return replace(self.header, path=self.path)
 
-    def _windows(self):
+    def _windows(self) -> np.ndarray:
         if not self.request.allow_windows:
             raise FormatError(
                 f"{self.header.path}: is already windowed (has 'inputs'); give a token file or text"
@@ -67,7 +71,7 @@ class ResolvedFile:
         return check_windows(load_array(self.path, self.header.tensor("inputs")), self.header.path)
 
 
-def check_windows(array, where: str):
+def check_windows(array: np.ndarray, where: str) -> np.ndarray:
     """A 2-D integer ``inputs`` tensor (a batched ``(K, B, T)`` one is seen as ``(K*B, T)``),
     or a clear error."""
     if array.ndim == 3 and array.dtype.kind in "iu":

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .. import contract as c
-from ..contract import kind_of
-from ..errors import FormatError
-from ..progress import ProgressFactory
-from ..split import IndexedTensor, is_index, read_index
-from ..store import load_array, read_header
-from .base import Request, TokenSource, WindowSource
-from .safetensors_file import check_windows
+from embedcli import contract as c
+from embedcli.contract import kind_of
+from embedcli.errors import FormatError
+from embedcli.inputs.base import Request, TokenSource, WindowSource
+from embedcli.inputs.safetensors_file import check_windows
+from embedcli.progress import ProgressFactory
+from embedcli.storage.split import IndexedTensor, is_index, read_index
+from embedcli.storage.store import load_array, read_header
 
 
 class WindowPartsReader:
@@ -21,7 +21,7 @@ class WindowPartsReader:
     name = "window-parts"
 
     def claims(self, inputs: list[str]) -> bool:
-        from ..store import is_safetensors
+        from embedcli.storage.store import is_safetensors
 
         if len(inputs) < 2 or not all(os.path.isfile(p) and is_safetensors(p) for p in inputs):
             return False
@@ -31,9 +31,9 @@ class WindowPartsReader:
         headers = [read_header(p) for p in inputs]
         metas = [h.metadata or {} for h in headers]
         if all(c.PART_INDEX in m for m in metas):
-            counts = {m.get(c.PART_COUNT) for m in metas}
+            counts = {c.get_int(m, c.PART_COUNT) for m in metas}
             order = sorted(range(len(headers)), key=lambda k: int(metas[k][c.PART_INDEX]))
-            if len(counts) > 1 or len(order) != int(counts.pop()):
+            if len(counts) > 1 or len(order) != counts.pop():
                 raise FormatError("these windows files are not all the parts of one split output")
             headers = [headers[k] for k in order]
         return ResolvedParts(self.name, list(inputs), 0, headers, request)

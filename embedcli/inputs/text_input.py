@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from ..errors import UsageError
-from ..progress import ProgressFactory
-from ..store import is_safetensors
-from ..text import Source, check_flag_words, resolve_sources
-from .base import Request, TokenSource
+from embedcli.documents import Source, check_flag_words, resolve_sources
+from embedcli.errors import UsageError
+from embedcli.inputs.base import Request, TokenSource
+from embedcli.progress import ProgressFactory
+from embedcli.storage.store import is_safetensors
 
 
 class TextReader:
@@ -44,7 +44,8 @@ class ResolvedText:
     skipped: list[str]
 
     def load(self, progress: ProgressFactory) -> TokenSource:
-        from ..tokenizer import MemorySink, tokenize_with
+        from embedcli.bpe.pieces import MemorySink
+        from embedcli.bpe.tokenizer import tokenize_with
 
         sink = MemorySink()
         with progress("tokenize", self.size, "bytes") as advance:

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import contract as c
-from ..errors import FormatError, InputError
-from ..manifest import is_manifest, order_shards, read_manifest
-from ..progress import ProgressFactory
-from ..store import INTEGER_DTYPES, Header, is_safetensors, load_array, memmap_array, read_header
-from ..windows import check_ids
-from .base import Request, TokenSource
+from embedcli import contract as c
+from embedcli.errors import FormatError, InputError
+from embedcli.formats import token_format
+from embedcli.formats.base import TokenSource
+from embedcli.formats.safetensors import read_ids, token_header
+from embedcli.inputs.base import Request
+from embedcli.progress import ProgressFactory
+from embedcli.storage.manifest import is_manifest, order_shards, read_manifest
+from embedcli.storage.store import is_safetensors
 
 
 @dataclass
@@ -61,33 +63,16 @@ class ManifestReader:
 
 
 def _safetensors_part(path: str, key: str, *, where: str) -> Part:
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file{where}")
-    header = read_header(path)
-    if header.embedcli_kind not in (None, "tokens"):
-        raise FormatError(f"{path}: is a {header.embedcli_kind} file; expected token files")
-    info = header.tensor(key)
-    if info.dtype not in INTEGER_DTYPES or len(info.shape) != 1:
-        raise FormatError(f"{path}: {key!r} must be 1-D integer ids, got {info.dtype} {info.shape}")
-    meta = dict(header.metadata or {})
-    return Part(path, meta, lambda: _read_safetensors(header, key, meta))
+    header = token_header(path, key, where=where)
+    return Part(path, dict(header.metadata or {}), lambda: read_ids(header, key))
 
 
-def _read_safetensors(header: Header, key: str, meta: dict[str, str]) -> TokenSource:
-    ids = check_ids(memmap_array(header, header.tensor(key)), where=header.path)
-    doc = None
-    if "doc_offsets" in {t.name for t in header.tensors}:
-        doc = load_array(header.path, header.tensor("doc_offsets")).astype(np.int64)
-    return TokenSource(ids, doc, meta)
-
-
-def _foreign_part(path: str, fmt: str, encoding: str, where: str) -> Part:
+def _foreign_part(path: str, name: str, encoding: str, where: str) -> Part:
     """A shard written in a trainer's format (its sidecar holds the shard's metadata)."""
-    from ..formats import LOADERS, exists
-
-    if not exists(fmt, path):
+    fmt = token_format(name)
+    if not fmt.exists(path):
         raise InputError(f"{path}: no such file{where}")
-    source = LOADERS[fmt](path, encoding)
+    source = fmt.load(path, encoding)
     return Part(path, source.metadata, lambda: source)
 
 

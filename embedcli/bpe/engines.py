@@ -1,0 +1,236 @@
+"""Which engine turns text into ids: tiktoken (the definition of correct) or gigatoken.
+
+``gigatoken`` (the extra ``embedcli[fast]``) is an exact BPE written in Rust, several times
+faster than tiktoken (``benchmarks/backend.py``). It is used only where it provably gives
+tiktoken's ids:
+
+* Its rank tables are tiktoken's own files: the bundled GPT-2 ranks, or the rank files tiktoken
+  has cached (and hash-checked) for ``cl100k_base``/``o200k_base``.
+* Special tokens: gigatoken recognises every special token it is given, always. So the tokenizer
+  is built with exactly the specials the policy treats as special: ``<|endoftext|>`` for
+  ``--special special`` (tiktoken's ``allowed_special={"<|endoftext|>"}``), none at all for
+  ``text``/``error`` (tiktoken's ``encode_ordinary``). A literal special string is then ordinary
+  text to gigatoken exactly where it is to tiktoken; no cutting or falling back per document.
+* Every load runs a self-check: :data:`PROBES` (letters, digits, every Unicode whitespace class,
+  contractions, emoji, NUL, the encoding's special strings, long runs) is encoded by both engines
+  and must agree id for id, or ``auto`` falls back to tiktoken with a note (and an explicit
+  ``--backend gigatoken`` is refused). This guards any gigatoken version, not only the one tested.
+
+Lone surrogates (``"\\ud83d"`` from a JSON escape) are not this module's business: the reader
+replaces them with U+FFFD as tiktoken's own ``encode`` does, before any engine sees the text.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from embedcli.bpe.encodings import (
+    EOT,
+    R50K_URL,
+    bundled_bytes,
+    cached_rank_file,
+    encode_kwargs,
+    get_encoding,
+    seed_tiktoken_cache,
+)
+from embedcli.errors import EncodingLoadError, UsageError
+from embedcli.options import BACKENDS, Backend, SpecialPolicy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tiktoken
+
+EXTRA = "pip install 'embedcli[fast]'"
+
+# gigatoken's name for each encoding's pre-tokenizer (its split regex), and tiktoken's URL of
+# the rank file it caches. Encodings not listed here are tiktoken's alone.
+GIGATOKEN_ENCODINGS = {
+    "gpt2": ("gpt2", R50K_URL),
+    "r50k_base": ("gpt2", R50K_URL),
+    "cl100k_base": (
+        "gpt4",
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+    ),
+    "o200k_base": (
+        "o200k",
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+    ),
+}
+
+# The self-check: strings where BPE engines have been seen to differ. Kept small enough that
+# encoding all of them with both engines takes a few milliseconds.
+_WHITESPACE = (
+    "\t\n\x0b\x0c\r \x1c\x1d\x1e\x1f\x85\xa0\u1680"
+    + "".join(chr(c) for c in range(0x2000, 0x200B))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
+PROBES: tuple[str, ...] = (
+    "Hello, world! It's a test: don't, won't, I'm, you're, we've, they'll, he'd.",
+    "IT'S DON'T I'M YOU'RE WE'VE THEY'LL HE'D 'S 'T 'Re 'vE",
+    "1234567890 12 345 6789 3.14159 1,000,000 0x1F 2024-11-27",
+    "x" + _WHITESPACE.join("abcdefghijklmnopqrstuvwxyz") + "  \n\n  \t\t" + _WHITESPACE,
+    "  leading and trailing spaces   \n\n\n   ",
+    "\x00NUL\x00 \x00\x00 byte\x01\x7f",
+    "emoji 😀🎉👩‍👩‍👧 flags 🇫🇷 keycap 1️⃣ ☃︎",
+    "日本語のテキスト 中文 한국어 Ελληνικά русский עברית العربية हिन्दी",
+    "e\u0301 cafe\u0301 n\u0303 \ufffd\ufeff\u200b\u200d zero width",
+    "def f(x):\n    return x**2  # comment\n\tif a != b: pass\r\n",
+    "a" * 600 + " " + "7" * 300 + " " * 200 + "!" * 100 + "\n" * 50,
+    "<|endoftext|>",
+    "before<|endoftext|>after <|endoftext|> <|endoftext|><|endoftext|>",
+    "<|fim_prefix|><|fim_middle|><|fim_suffix|><|endofprompt|> <|endoftext",
+    "Ａｂｃ１２３ ＡＢＣ ﬁ ǅ Ǆ ß ẞ ΐ",
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The engine a run uses, and why it is not the one asked for (``None``: it is)."""
+
+    name: str  # "tiktoken" or "gigatoken"
+    note: str | None = None
+
+
+def choose_backend(requested: Backend, encoding: str, special: SpecialPolicy) -> Choice:
+    """The engine for ``--backend requested``: ``auto`` takes gigatoken when it is installed,
+    loads this encoding and passes the self-check, else tiktoken with a note saying why.
+
+    Raises :class:`UsageError` for an unknown name, and for an explicit ``gigatoken`` that
+    cannot be used (not installed, encoding not supported, self-check failed).
+    """
+    if requested not in BACKENDS:
+        raise UsageError(f"unknown --backend {requested!r}; use one of {', '.join(BACKENDS)}")
+    if requested == "tiktoken":
+        return Choice("tiktoken")
+    why = _gigatoken_unusable(encoding, special)
+    if why is None:
+        return Choice("gigatoken")
+    if requested == "gigatoken":
+        raise UsageError(f"--backend gigatoken: {why}; use --backend tiktoken")
+    return Choice("tiktoken", f"gigatoken not used: {why}")
+
+
+def _gigatoken_unusable(encoding: str, special: str) -> str | None:
+    """Why gigatoken cannot encode ``encoding`` under ``special`` exactly, or None."""
+    try:
+        import gigatoken  # noqa: F401
+    except ImportError:
+        return f"it is not installed ({EXTRA})"
+    if encoding not in GIGATOKEN_ENCODINGS:
+        return f"it has no loader for encoding {encoding!r}"
+    try:
+        engine = engine_for("gigatoken", encoding, special)
+    except Exception as exc:  # whatever gigatoken cannot load, tiktoken encodes
+        return f"it could not load {encoding!r} ({type(exc).__name__}: {exc})"
+    return self_check(engine, engine_for("tiktoken", encoding, special))
+
+
+def self_check(engine: Engine, reference: Engine) -> str | None:
+    """None when ``engine`` gives ``reference``'s ids on every probe, alone and as one task
+    (with and without ``<|endoftext|>`` placed between pieces), else what differed."""
+    import numpy as np
+
+    for i, probe in enumerate(PROBES):
+        got, want = engine([probe], np.zeros(1, bool))[0], reference([probe], np.zeros(1, bool))[0]
+        if got.shape != want.shape or not np.array_equal(got, want):
+            return f"its ids differ from tiktoken's on self-check probe {i} ({probe[:20]!r}...)"
+    for eots in (np.zeros(len(PROBES), bool), np.arange(len(PROBES)) % 2 == 1):
+        (got, got_lengths), (want, want_lengths) = (
+            e(list(PROBES), eots) for e in (engine, reference)
+        )
+        if not (np.array_equal(got_lengths, want_lengths) and np.array_equal(got, want)):
+            return "its ids differ from tiktoken's on the self-check probes encoded as one task"
+    return None
+
+
+# Engines encode a task: its pieces, and which get <|endoftext|> before them; out come their ids
+# end to end (EOTs in place) and each piece's length without its EOT.
+Engine = Callable[[list[str], "np.ndarray"], "tuple[np.ndarray, np.ndarray]"]
+
+# Joins a task's pieces for one gigatoken call (a call costs ~10 us, a jsonl line's worth of
+# encoding). Registered as a special token with an id past the vocabulary, it cuts the text
+# exactly as separate calls would (special tokens are matched first and the text between them
+# is encoded on its own; the self-check covers this), and its ids mark where pieces end. Its
+# first character occurs nowhere else in it, so two occurrences cannot overlap: a piece that
+# holds this text itself shows up as one id too many, and that task is encoded piece by piece.
+# ASCII, so joining ASCII text keeps it ASCII (which CPython hands to Rust without a copy).
+JOIN_MARKER = "<|embedcli piece boundary|>"
+
+
+@functools.lru_cache(maxsize=8)
+def engine_for(backend: str, encoding: str, special: str) -> Engine:
+    """The function that encodes a task, built once per process.
+
+    Worker processes forked after the main process built it share it copy-on-write.
+    """
+    import numpy as np
+
+    enc = get_encoding(encoding)
+    eot = np.array([enc.eot_token], np.int32)
+    if backend == "tiktoken":
+        kwargs = encode_kwargs(special)
+        return lambda texts, eots: _end_to_end(
+            [enc.encode_to_numpy(text, **kwargs).view(np.int32) for text in texts], eots, eot
+        )
+    join_id = enc.n_vocab
+    tokenizer = _gigatoken_tokenizer(enc, encoding, special, join_id)
+    # Without the marker, for the rare task whose text holds it; loaded only then.
+    plain = functools.cache(lambda: _gigatoken_tokenizer(enc, encoding, special, None))
+
+    def encode(texts: list[str], eots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # gigatoken gives uint32; every id of these vocabularies is below 2**31.
+        ids = tokenizer.encode(JOIN_MARKER + JOIN_MARKER.join(texts)).view(
+            np.int32
+        )  # a marker per piece
+        is_join = ids == join_id
+        marks = np.flatnonzero(is_join)
+        if marks.size != len(texts):
+            parts = [plain().encode(text).view(np.int32) for text in texts]
+            return _end_to_end(parts, eots, eot)
+        lengths = np.diff(marks, append=ids.size) - 1
+        ids[marks[eots]] = eot[0]  # the markers before pieces that get one become the EOT
+        is_join[marks[eots]] = False
+        return ids[~is_join], lengths
+
+    return encode
+
+
+def _end_to_end(
+    parts: list[np.ndarray], eots: np.ndarray, eot: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pieces' ids end to end with an EOT before those ``eots`` marks; their lengths."""
+    import numpy as np
+
+    lengths = np.fromiter((p.size for p in parts), np.int64, len(parts))
+    if eots.any():
+        parts = [
+            x for part, e in zip(parts, eots, strict=True) for x in ((eot, part) if e else (part,))
+        ]
+    return (np.concatenate(parts) if len(parts) > 1 else parts[0]), lengths
+
+
+def _gigatoken_tokenizer(
+    enc: tiktoken.Encoding, encoding: str, special: str, join_id: int | None
+) -> Any:  # gigatoken.BPETokenizer (untyped)
+    from gigatoken.gigatoken_rs import BPETokenizer
+
+    pretokenizer, url = GIGATOKEN_ENCODINGS[encoding]
+    specials = {EOT: enc.eot_token} if special == "special" else {}
+    if join_id is not None:
+        specials[JOIN_MARKER] = join_id
+    # get_encoding above left the ranks in tiktoken's cache, hash-checked by tiktoken's loader
+    # (gpt2: the bundled file seeded there); gigatoken reads the same bytes.
+    cached = cached_rank_file(url)
+    if cached is not None and (url != R50K_URL or seed_tiktoken_cache()):  # a good copy there
+        return BPETokenizer.from_tiktoken(cached, pretokenizer, specials)
+    if url != R50K_URL:
+        raise EncodingLoadError(f"no cached rank file for {encoding!r}")
+    # Caching disabled (TIKTOKEN_CACHE_DIR=""): hand gigatoken the bundled ranks in a temp file.
+    with tempfile.NamedTemporaryFile(prefix="embedcli-r50k-", suffix=".tiktoken") as f:
+        f.write(bundled_bytes())
+        f.flush()
+        return BPETokenizer.from_tiktoken(f.name, pretokenizer, specials)

@@ -1,0 +1,287 @@
+"""Cutting documents into the pieces the engines encode, and counting what they hold.
+
+A piece is ``(text, starts a document, stream)``: stream 0 is the main output, 1 the
+validation split (``--val-fraction``). Long text is cut only at *safe points*: just after a
+letter that is followed by a space or newline. Every pre-tokenizer pattern tiktoken ships ends
+a letter run's piece before whitespace (none of them lets a letter piece absorb what follows),
+and no pattern looks behind, so the pieces on both sides tokenize exactly as they would inside
+the whole text. ``tests/test_tokenizer.py`` checks this identity with hypothesis over
+adversarial text. Text without such points (a 10 MB run of one character) is one piece,
+which is still correct, only not parallel.
+
+:class:`TokenizeStats` counts documents, characters, bytes and literal ``<|endoftext|>`` as
+the pieces are made, in the main process or in a worker reading a range (``ranges.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from embedcli import contract as c
+from embedcli.bpe.encodings import EOT
+from embedcli.documents import Source, iter_blocks
+from embedcli.documents.jsonl import doc_name, jsonl_records
+from embedcli.errors import InputError
+from embedcli.options import EotPlacement, SpecialPolicy
+
+PIECE_CHARS = 1 << 18  # 256k characters: fine enough to keep 2+ threads busy
+# A letter (not a digit or underscore) followed by a space or newline: cut after the letter.
+_SAFE_POINT = re.compile(r"[^\W\d_](?=[ \n])")
+
+
+def split_text(text: str, piece_chars: int = PIECE_CHARS) -> list[str]:
+    """Cut ``text`` into pieces of at least ``piece_chars`` characters at safe points.
+
+    ``"".join(pieces) == text`` and encoding the pieces one by one gives the same ids as
+    encoding ``text`` whole.
+
+    Example:
+        >>> split_text("one two three", 2)
+        ['one', ' two', ' three']
+    """
+    pieces, start = [], 0
+    while True:
+        m = _SAFE_POINT.search(text, start + max(piece_chars, 1) - 1)
+        if m is None:
+            break
+        pieces.append(text[start : m.end()])
+        start = m.end()
+    pieces.append(text[start:])
+    return [p for p in pieces if p] or [text]
+
+
+class IdSink(Protocol):
+    def write(self, ids: np.ndarray) -> None: ...
+
+
+class MemorySink:
+    """Collects ids in memory; :meth:`array` joins them once at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+
+    def write(self, ids: np.ndarray) -> None:
+        self.parts.append(ids)
+
+    def array(self) -> np.ndarray:
+        if not self.parts:
+            return np.zeros(0, dtype=np.int32)
+        return np.concatenate(self.parts).astype(np.int32, copy=False)
+
+
+@dataclass
+class TokenizeStats:
+    encoding: str
+    vocab_size: int
+    eot_id: int
+    special: SpecialPolicy
+    eot: EotPlacement = "between"  # where <|endoftext|> goes: between, after, before or none
+    documents: int = 0
+    tokens: int = 0
+    input_bytes: int = 0
+    chars: int = 0
+    text_bytes: int = 0  # UTF-8 bytes of the text (input_bytes is what was read: compressed, JSON)
+    special_found: int = 0
+    replaced: int = 0  # lone surrogates (JSON "\\ud83d") encoded as U+FFFD, as tiktoken does
+    backend: str = "tiktoken"  # the engine that encoded: tiktoken or gigatoken
+    backend_note: str | None = None  # why it is not the one asked for
+    seconds: float = 0.0
+    sources: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files input directories did not give
+    val: TokenizeStats | None = None  # the validation split's counts (--val-fraction)
+    doc_offsets: np.ndarray | None = None  # start of each document in the ids, plus the end
+
+    def metadata(self) -> dict[str, str]:
+        """The token-file metadata later stages read (see ``contract.py``)."""
+        return c.stage_metadata(
+            "tokens",
+            {
+                c.ENCODING: self.encoding,
+                c.VOCAB_SIZE: self.vocab_size,
+                c.EOT_ID: self.eot_id,
+                c.EOT_PLACEMENT: self.eot,
+                c.SPECIAL: self.special,
+                c.SPECIAL_FOUND: self.special_found,
+                c.TOKENIZER_BACKEND: self.backend,
+                c.DOCUMENTS: self.documents,
+                c.TOKENS: self.tokens,
+                c.SOURCES: self.sources,
+            },
+        )
+
+
+def goes_to_val(doc: str, fraction: float, seed: int) -> bool:
+    """Whether the document named ``doc`` (``a.jsonl:12``, ``b.parquet:row 3``) belongs to the
+    validation split: a hash of the seed and the name, so the choice is the same in every run
+    and in every ``--shard`` of one run, whatever the order documents are read in."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}\0{doc}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") < fraction * 2**64
+
+
+def pieces(
+    sources: list[Source],
+    text_key: str,
+    piece_chars: int,
+    block_bytes: int,
+    special: SpecialPolicy,
+    stats: TokenizeStats,
+    on_progress: Callable[[int], None] | None,
+    split_on_eot: bool = False,
+    chooser: tuple[float, int] | None = None,
+) -> Iterator[tuple[str, bool, int]]:
+    """(piece of text, starts a new document, stream: 0 main, 1 validation) in order, cut at
+    safe points. With ``split_on_eot`` a literal ``<|endoftext|>`` ends a document
+    (TinyStories' separator); ``chooser=(fraction, seed)`` sends documents to validation."""
+
+    def stream_of(doc: str) -> int:
+        return int(chooser is not None and goes_to_val(doc, *chooser))
+
+    for source in sources:
+        if source.format == "jsonl" and not split_on_eot:
+            yield from _jsonl_pieces(
+                source, text_key, piece_chars, block_bytes, special, stats, on_progress, chooser
+            )
+            continue
+        carry, carry_line, starts_doc, k, part = "", 1, True, 0, 0
+        for block in iter_blocks(source, text_key=text_key, block_bytes=block_bytes):
+            if on_progress is not None:
+                on_progress(block.nbytes)
+            stats.input_bytes += block.nbytes
+            if block.last and not carry and not split_on_eot:  # a whole document (jsonl, rows)
+                if chooser is not None:
+                    k = stream_of(block.doc)
+                if special == "error" and EOT in block.text:
+                    _refuse_special(block.doc, block.text, block.line)
+                for piece, first in _document(block.text, True, _split(stats, k), piece_chars):
+                    yield piece, first, k
+                continue
+            if not carry:
+                carry_line = block.line
+                if starts_doc:  # a document begins: which split it goes to
+                    k, part = stream_of(block.doc), 0
+            target = _split(stats, k)
+            carry += block.text
+            while split_on_eot and EOT in carry:  # the text before it is a whole document
+                head, carry = carry.split(EOT, 1)
+                target.special_found += 1
+                for piece, first in _document(head, starts_doc, target, piece_chars):
+                    yield piece, first, k
+                carry_line += head.count("\n")
+                starts_doc, part = True, part + 1
+                k = stream_of(f"{block.doc}#{part}")
+                target = _split(stats, k)
+            if block.last:
+                found = carry.count(EOT)
+                if found and special == "error":
+                    _refuse_special(block.doc, carry, carry_line)
+                for piece, first in _document(carry, starts_doc, target, piece_chars):
+                    yield piece, first, k
+                carry, starts_doc = "", True
+            elif len(carry) >= 2 * piece_chars:
+                pieces = split_text(carry, piece_chars)
+                carry = pieces.pop()
+                for piece in pieces:
+                    target.chars += len(piece)
+                    piece = counted(piece, target)
+                    found = piece.count(EOT)
+                    if found and special == "error":
+                        _refuse_special(block.doc, piece, carry_line)
+                    target.special_found += found
+                    carry_line += piece.count("\n")
+                    yield piece, starts_doc, k
+                    starts_doc = False
+
+
+def _split(stats: TokenizeStats, k: int) -> TokenizeStats:
+    """The counts of stream ``k``: the main one, or (1) the validation split's."""
+    if k and stats.val is not None:
+        return stats.val
+    return stats
+
+
+def text_pieces(
+    texts: list[str], special: SpecialPolicy, stats: TokenizeStats, piece_chars: int
+) -> Iterator[tuple[str, bool, int]]:
+    """:func:`pieces` of documents given as strings (``tokenizer.encode``), named
+    ``texts[i]`` in messages."""
+    for i, text in enumerate(texts):
+        if special == "error" and EOT in text:
+            _refuse_special(f"texts[{i}]", text, 1)
+        for piece, first in _document(text, True, stats, piece_chars):
+            yield piece, first, 0
+
+
+def _document(
+    text: str, starts_doc: bool, stats: TokenizeStats, piece_chars: int
+) -> list[tuple[str, bool]]:
+    """The last text of a document (all of it when ``starts_doc``), in pieces; counted."""
+    stats.documents += 1
+    stats.chars += len(text)
+    text = counted(text, stats)
+    stats.special_found += text.count(EOT)
+    if len(text) < piece_chars:  # an empty document too: it still gets its separator
+        return [(text, starts_doc)]
+    pieces = split_text(text, piece_chars)
+    return [(piece, starts_doc and i == 0) for i, piece in enumerate(pieces)]
+
+
+def _jsonl_pieces(
+    source: Source,
+    text_key: str,
+    piece_chars: int,
+    block_bytes: int,
+    special: SpecialPolicy,
+    stats: TokenizeStats,
+    on_progress: Callable[[int], None] | None,
+    chooser: tuple[float, int] | None,
+) -> Iterator[tuple[str, bool, int]]:
+    """:func:`pieces` of a jsonl source, a whole document per line: the same pieces and
+    counts, without a :class:`Block` or a document name per line unless one is needed."""
+    for text, lineno, offset, nbytes in jsonl_records(source, text_key, block_bytes):
+        if on_progress is not None:
+            on_progress(nbytes)
+        stats.input_bytes += nbytes
+        if text is None:  # the file ended with blank lines
+            continue
+        k = int(chooser is not None and goes_to_val(doc_name(source, lineno, offset), *chooser))
+        if special == "error" and EOT in text:
+            _refuse_special(doc_name(source, lineno, offset), text, lineno or 0)
+        for piece, first in _document(text, True, _split(stats, k), piece_chars):
+            yield piece, first, k
+
+
+def counted(text: str, stats: TokenizeStats) -> str:
+    """``text`` with its UTF-8 size counted, lone surrogates replaced by U+FFFD (and counted).
+
+    A JSON escape such as ``"\\ud83d"`` is valid JSON and gives a str holding a lone surrogate,
+    which no engine can encode as UTF-8. tiktoken's ``encode`` replaces it by U+FFFD through a
+    UTF-16 round trip; this is the same round trip, done once here for every engine. (A str
+    from JSON never holds a valid pair: the decoder joins those, so cutting cannot split one.)
+    """
+    if text.isascii():
+        stats.text_bytes += len(text)
+        return text
+    try:
+        stats.text_bytes += len(text.encode("utf-8"))
+        return text
+    except UnicodeEncodeError:
+        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        stats.replaced += fixed.count("\ufffd") - text.count("\ufffd")
+        stats.text_bytes += len(fixed.encode("utf-8"))
+        return fixed
+
+
+def _refuse_special(doc: str, text: str, first_line: int) -> None:
+    at = text.index(EOT)
+    where = doc if ":" in doc else f"{doc}:{first_line + text.count(chr(10), 0, at)}"
+    raise InputError(
+        f"{where}: text contains {EOT} (refused by --special error; "
+        "use --special text to encode it as plain text)"
+    )

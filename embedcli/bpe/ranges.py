@@ -1,0 +1,160 @@
+"""Large jsonl files read by the workers themselves, a range of whole lines each.
+
+At the engines' speed, the per-line work (JSON parsing, counting, cutting) is what
+limits a jsonl corpus when one process does it all. So for a plain jsonl file the main process
+only finds line boundaries (a scan for newlines that also numbers the lines) and hands each
+worker a byte range, which it reads, parses and encodes exactly as the main process would have:
+the same reader, the same line numbers in messages and document names, the same ``--val-fraction``
+choices. The results come back in order and are written by the main process.
+
+Each chunk is encoded as if documents came before it, as every task is (:func:`eots_before`):
+``<|endoftext|>`` before its first document too; the writer takes away the one the very first
+document of a split does not need (``Stream.take``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from embedcli.bpe.encodings import EOT
+from embedcli.bpe.engines import engine_for
+from embedcli.bpe.pieces import TokenizeStats, counted, pieces
+from embedcli.documents import Source
+from embedcli.documents.jsonl import json_loads
+from embedcli.options import EotPlacement, SpecialPolicy
+
+CHUNK_BYTES = 4 << 20  # of jsonl per worker task
+COUNTS = ("documents", "chars", "text_bytes", "special_found", "replaced", "input_bytes")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkSetup:
+    """What a worker needs to read a range as the main process would (``pieces.pieces``)."""
+
+    text_key: str
+    piece_chars: int
+    block_bytes: int
+    policy: SpecialPolicy  # --special
+    split_on_eot: bool
+    chooser: tuple[float, int] | None  # --val-fraction, --seed
+    placement: EotPlacement  # --eot
+
+
+def splittable(source: Source, workers: int, chunk_bytes: int = CHUNK_BYTES) -> bool:
+    """Whether ``source`` is read in ranges by the workers: a plain jsonl file, not a shard of
+    one, large enough for two ranges, with two workers or more."""
+    return (
+        workers > 1
+        and source.format == "jsonl"
+        and source.compression is None
+        and source.path != "-"
+        and source.byte_range is None
+        and source.size >= 2 * chunk_bytes
+    )
+
+
+def line_ranges(source: Source, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Source]:
+    """``source`` as ranges of about ``chunk_bytes`` ending at a newline, each knowing the
+    number of its first line."""
+    begin = pos = 0
+    line = 1
+    with open(source.path, "rb") as f:
+        while data := f.read(chunk_bytes):
+            cut = data.rfind(b"\n")
+            pos += len(data)
+            if cut < 0:  # inside one long line: the range grows
+                continue
+            end = pos - len(data) + cut + 1
+            yield dataclasses.replace(source, byte_range=(begin, end), first_line=line)
+            line += data.count(b"\n")  # all of them lie before the cut
+            begin = end
+    if begin < pos:
+        yield dataclasses.replace(source, byte_range=(begin, pos), first_line=line)
+
+
+def encode_chunk(engine: tuple[str, str, str], part: Source, setup: ChunkSetup) -> tuple:
+    """Read, parse and encode one range in a worker (see ``OrderedEncoder.submit_chunk``).
+
+    Returns the task arrays (ids, lengths, starts, streams, eots) and each split's counts.
+    """
+    stats = TokenizeStats("", 0, 0, setup.policy)
+    stats.val = TokenizeStats("", 0, 0, setup.policy)
+    texts = plain_texts(part, setup, stats)
+    if texts is not None:
+        starts, which = np.ones(len(texts), bool), np.zeros(len(texts), np.int8)
+    else:  # the general reader: messages, --val-fraction, long documents and all
+        stats = TokenizeStats("", 0, 0, setup.policy)
+        stats.val = TokenizeStats("", 0, 0, setup.policy)
+        items = list(
+            pieces(
+                [part],
+                setup.text_key,
+                setup.piece_chars,
+                setup.block_bytes,
+                setup.policy,
+                stats,
+                None,
+                setup.split_on_eot,
+                setup.chooser,
+            )
+        )
+        texts = [piece for piece, _, _ in items]
+        starts = np.fromiter((first for _, first, _ in items), bool, len(items))
+        which = np.fromiter((k for _, _, k in items), np.int8, len(items))
+    counts = [tuple(getattr(s, name) for name in COUNTS) for s in (stats, stats.val)]
+    eots = eots_before(starts, setup.placement)
+    if not texts:  # blank lines only
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), starts, which, eots, counts
+    ids, lengths = engine_for(*engine)(texts, eots)
+    return ids, lengths, starts, which, eots, counts
+
+
+def plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[str] | None:
+    """The range's documents, counted into ``stats``, when every line is the plain case: a
+    JSON object whose text is a string shorter than a piece, with no ``--val-fraction``,
+    ``--special error`` or ``--split-on-eot`` to apply. None at the first line that is not
+    (the general reader then reads the range again and says what is wrong).
+
+    The same texts and counts as the general reader (``tests/test_backends.py`` compares
+    them), at about half its cost a line: no generators, no line numbers, no names.
+    """
+    if setup.chooser is not None or setup.policy == "error" or setup.split_on_eot:
+        return None
+    begin, end = part.byte_range or (0, part.size)
+    with open(part.path, "rb") as f:
+        f.seek(begin)
+        data = f.read(end - begin)
+    loads, key, limit = json_loads(), setup.text_key, setup.piece_chars
+    texts = []
+    for line in data.split(b"\n"):
+        try:
+            value = loads(line)[key]
+        except (ValueError, KeyError, TypeError, IndexError):
+            if not line.strip():  # a blank line
+                continue
+            return None
+        if type(value) is not str or len(value) >= limit:
+            return None
+        texts.append(value)
+    texts = [counted(text, stats) for text in texts]  # UTF-8 sizes; lone surrogates replaced
+    stats.documents += len(texts)
+    stats.chars += sum(map(len, texts))
+    stats.special_found += sum(text.count(EOT) for text in texts)
+    stats.input_bytes += len(data)
+    return texts
+
+
+def eots_before(starts: np.ndarray, placement: str) -> np.ndarray:
+    """Which pieces get ``<|endoftext|>`` before them, as if documents came before the task:
+    every document's first piece (``between``/``after``: closing the one before; ``before``:
+    opening its own), none for ``none``. The writer drops the one the very first document
+    does not need (``Stream.take``)."""
+    return starts.copy() if placement != "none" else np.zeros_like(starts)
+
+
+def add_counts(stats: TokenizeStats, counts: tuple[int, ...]) -> None:
+    for name, value in zip(COUNTS, counts, strict=True):
+        setattr(stats, name, getattr(stats, name) + value)

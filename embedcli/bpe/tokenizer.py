@@ -1,0 +1,209 @@
+"""Documents to token ids, in parallel, identical to encoding each document whole.
+
+By default documents are joined with ``<|endoftext|>`` *between* them, so one document encodes
+to exactly ``enc.encode(text, allowed_special={"<|endoftext|>"})`` — the reference pipeline's
+call. ``eot`` places it *after* every document instead (nanoGPT's ``prepare.py``, Megatron's
+``--append-eod``), *before* every document (llm.c's ``fineweb.py``), or nowhere. Either way
+``doc_offsets[d]`` is where document *d*'s span starts, its ``<|endoftext|>`` included.
+
+Parallelism: pieces go to worker processes (forked, so the built encoding is shared) or, where
+forking is unsafe, threads (tiktoken releases the GIL). Long text is cut into pieces only at
+*safe points*: just after a letter that is followed by a space or newline. Every
+pre-tokenizer pattern tiktoken ships ends a letter run's piece before whitespace (none of them
+lets a letter piece absorb what follows), and no pattern looks behind, so the pieces on both sides
+tokenize exactly as they would inside the whole text. ``tests/test_tokenizer.py`` checks this
+identity with hypothesis over adversarial text. Text without such points (a 10 MB run of one
+character) is encoded in one piece, which is still correct, only not parallel.
+
+Memory: ids leave as small numpy arrays handed to a sink (a file or memory), never as one Python
+list; at most ``2 * workers`` pieces of about ``piece_chars`` characters are in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embedcli.bpe.encodings import encode_kwargs, eot_id, get_encoding
+from embedcli.bpe.engines import Choice, choose_backend
+from embedcli.bpe.pieces import (
+    PIECE_CHARS,
+    IdSink,
+    MemorySink,
+    TokenizeStats,
+    pieces,
+    text_pieces,
+)
+from embedcli.bpe.pool import OrderedEncoder, Stream
+from embedcli.bpe.ranges import CHUNK_BYTES, ChunkSetup, line_ranges, splittable
+from embedcli.documents import BLOCK_BYTES, Source
+from embedcli.errors import InputError, UsageError
+from embedcli.options import DEFAULT_ENCODING, EOT_MODES, Backend, EotPlacement, SpecialPolicy
+
+if TYPE_CHECKING:
+    from embedcli.options import TokenizeOptions
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def tokenize(
+    sources: Iterable[Source],
+    sink: IdSink,
+    *,
+    encoding: str = DEFAULT_ENCODING,
+    special: SpecialPolicy = "special",
+    backend: Backend = "auto",
+    text_key: str = "text",
+    workers: int | None = None,
+    eot: EotPlacement = "between",
+    split_on_eot: bool = False,
+    val: tuple[IdSink, float, int] | None = None,
+    piece_chars: int = PIECE_CHARS,
+    block_bytes: int = BLOCK_BYTES,
+    chunk_bytes: int = CHUNK_BYTES,
+    on_progress: Callable[[int], None] | None = None,
+    allow_empty: bool = False,
+) -> TokenizeStats:
+    """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
+    between documents; return counts and ``doc_offsets``.
+
+    ``backend`` picks the engine (see :mod:`embedcli.backends`): the ids are the same either way.
+    ``val=(val_sink, fraction, seed)`` sends a fraction of the documents to ``val_sink``
+    instead (chosen by a hash of the seed and the document's name, see :func:`goes_to_val`);
+    their counts are ``stats.val``. ``piece_chars`` is the size of the pieces encoded in
+    parallel, ``block_bytes`` the size of the reads, ``chunk_bytes`` the size of the ranges of a
+    large jsonl file that workers read themselves (``chunked.py``); none of them changes the ids.
+
+    Raises :class:`InputError` for unreadable or malformed input, empty input (unless
+    ``allow_empty``: a shard may hold no document), and (with ``special="error"``) text
+    containing a literal ``<|endoftext|>``.
+    """
+    started = time.perf_counter()
+    if special != "special" and split_on_eot:
+        raise UsageError(
+            "--split-on-eot reads a literal <|endoftext|> as a boundary: it needs --special special"
+        )
+    stats, chosen = _start(encoding, special, eot, backend)
+    enc = get_encoding(encoding)
+    sources = list(sources)
+    stats.sources = [s.name for s in sources]
+    streams = [Stream(sink, stats)]
+    if val is not None:
+        stats.val = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+        stats.val.sources, stats.val.backend = stats.sources, chosen.name
+        streams.append(Stream(val[0], stats.val))
+    chooser = None if val is None else (val[1], val[2])
+    workers = max(1, workers or default_workers())
+    setup = ChunkSetup(text_key, piece_chars, block_bytes, special, split_on_eot, chooser, eot)
+    # gigatoken releases the GIL and encodes faster than a piece can be pickled to a process.
+    threads = chosen.name == "gigatoken"
+    with OrderedEncoder((chosen.name, encoding, special), streams, workers, threads) as encoder:
+        for source in sources:
+            if splittable(source, workers, chunk_bytes):  # workers read it, ranges of lines
+                for part in line_ranges(source, chunk_bytes):
+                    encoder.submit_chunk(part, setup, on_progress)
+                continue
+            items = pieces([source], text_key, piece_chars, block_bytes, special, stats,
+                             on_progress, split_on_eot, chooser)  # fmt: skip
+            _submit(encoder, items, piece_chars)
+    everything = stats.documents + (stats.val.documents if stats.val else 0)
+    if not allow_empty and (
+        everything == 0 or stats.chars + (stats.val.chars if stats.val else 0) == 0
+    ):
+        names = ", ".join(stats.sources[:3]) + (", ..." if len(stats.sources) > 3 else "")
+        raise InputError(f"{names}: no text to tokenize (the input is empty)")
+    for stream in streams:
+        stream.stats.doc_offsets = stream.doc_offsets()
+        stream.stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def encode(
+    texts: str | Iterable[str],
+    *,
+    encoding: str = DEFAULT_ENCODING,
+    special: SpecialPolicy = "special",
+    eot: EotPlacement = "between",
+    backend: Backend = "auto",
+    workers: int | None = 1,
+) -> np.ndarray:
+    """The ids of documents given as strings (one string: one document), exactly as
+    ``tokenize`` writes them for the same documents read from files: int32, ``<|endoftext|>``
+    placed as ``eot`` says, a literal one treated as ``special`` says.
+
+    Example:
+        >>> encode(["Hello, world", "Bye"]).tolist()
+        [15496, 11, 995, 50256, 3886, 68]
+    """
+    docs = [texts] if isinstance(texts, str) else list(texts)
+    stats, chosen = _start(encoding, special, eot, backend)
+    sink = MemorySink()
+    workers = max(1, workers or default_workers())
+    threads = chosen.name == "gigatoken"
+    with OrderedEncoder(
+        (chosen.name, encoding, special), [Stream(sink, stats)], workers, threads
+    ) as encoder:
+        _submit(encoder, text_pieces(docs, special, stats, PIECE_CHARS), PIECE_CHARS)
+    return sink.array()
+
+
+def _start(
+    encoding: str, special: SpecialPolicy, eot: EotPlacement, backend: Backend
+) -> tuple[TokenizeStats, Choice]:
+    """The checks every run makes before any worker starts, the encoding built (before a
+    fork, so workers share it), the engine chosen, and the counts to fill in."""
+    enc = get_encoding(encoding)
+    encode_kwargs(special)  # an unknown policy fails now, not in a worker
+    if eot not in EOT_MODES:
+        raise UsageError(f"unknown --eot {eot!r}; use one of {', '.join(EOT_MODES)}")
+    chosen = choose_backend(backend, encoding, special)
+    stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+    stats.backend, stats.backend_note = chosen.name, chosen.note
+    return stats, chosen
+
+
+def _submit(encoder: OrderedEncoder, pieces: Iterator[tuple[str, bool, int]], size: int) -> None:
+    """Small documents (jsonl lines) are grouped into tasks of about ``size`` characters, so
+    100k tiny documents cost 100 hand-offs, not 100k."""
+    task: list[tuple[str, bool, int]] = []
+    chars = 0
+    for item in pieces:
+        task.append(item)
+        chars += len(item[0])
+        if chars >= size:
+            encoder.submit(task)
+            task, chars = [], 0
+    if task:
+        encoder.submit(task)
+
+
+def tokenize_with(
+    opts: TokenizeOptions,
+    sources: Iterable[Source],
+    sink: IdSink,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    allow_empty: bool = False,
+    val: tuple[IdSink, float, int] | None = None,
+) -> TokenizeStats:
+    """:func:`tokenize` as the options of a stage ask for it."""
+    return tokenize(
+        sources,
+        sink,
+        encoding=opts.encoding,
+        special=opts.special,
+        backend=opts.backend,
+        text_key=opts.text_key,
+        workers=opts.workers,
+        eot=opts.eot or EOT_MODES[0],
+        split_on_eot=opts.split_on_eot,
+        val=val,
+        on_progress=on_progress,
+        allow_empty=allow_empty,
+    )

@@ -1,0 +1,462 @@
+"""The ``embedcli`` command: four thin commands that parse options, call a stage, render.
+
+Shared options live in ``cli_options.py``, the translation of errors into one line and an exit
+status in ``cli_errors.py``, all rendering in ``summary.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Annotated
+
+import typer
+
+from embedcli import options as o
+from embedcli.cli.embed_options import (
+    ContextLengthOpt,
+    DeviceOpt,
+    DimOpt,
+    FloatDtypeOpt,
+    PosKeyOpt,
+    PosOpt,
+    SaveWeightsOpt,
+    TableSeedOpt,
+    TokenKeyOpt,
+    VocabSizeOpt,
+    WeightsOpt,
+)
+from embedcli.cli.errors import (
+    CLICK_ABORT,
+    CLICK_ERROR,
+    debug_requested,
+    err_console,
+    handle_errors,
+    on_sigterm,
+    state,
+    usage_error,
+    warn_unused,
+)
+from embedcli.cli.inspect_command import inspect
+from embedcli.cli.options import (
+    BackendOpt,
+    Batched,
+    BatchSize,
+    Command,
+    CrossDocs,
+    DropLast,
+    DryRun,
+    EncodingOpt,
+    EotOpt,
+    FormatOpt,
+    IdsDtypeOpt,
+    Include,
+    Inputs,
+    Key,
+    MaxLength,
+    MaxShardSize,
+    NoClobber,
+    NumBatches,
+    Output,
+    Quiet,
+    ShardOpt,
+    ShardTokens,
+    Shuffle,
+    ShuffleSeedOpt,
+    SpecialOpt,
+    SplitOnEot,
+    SplitSeed,
+    Stride,
+    TextKey,
+    ToOpt,
+    ValFraction,
+    Verbose,
+    Workers,
+    member,
+    parse_size,
+    tokenize_options,
+)
+from embedcli.stages.results import PlanResult, StageResult
+from embedcli.version import __version__
+
+app = typer.Typer(
+    name="embedcli",
+    help="Turn raw text into GPT-style token windows and embeddings, stored as safetensors.\n\n"
+    "Stages: tokenize -> batch -> embed; inspect shows any safetensors file. Each stage takes "
+    "the previous stage's file, or text directly: [bold]embedcli embed corpus.txt --dim 256[/] "
+    "runs the whole pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"embedcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show tracebacks (also EMBEDCLI_DEBUG=1)."),
+    ] = False,
+) -> None:
+    if verbose:
+        state["verbose"] = True
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _progress_enabled(quiet: bool) -> bool:
+    # Under torchrun every process shares the terminal: only rank 0 draws.
+    return not quiet and err_console.is_terminal and os.environ.get("RANK", "0") == "0"
+
+
+def _progress(quiet: bool):
+    """The stages' progress factory: rich bars on stderr, only for work long enough to watch."""
+    from embedcli.cli.render import progress_bar
+
+    enabled = _progress_enabled(quiet)
+
+    def factory(description: str, total: int | None, unit: str = "bytes"):
+        worth = (total or 0) > (1 << 20 if unit == "bytes" else 20000)
+        return progress_bar(err_console, description, total, enabled=enabled and worth, unit=unit)
+
+    return factory
+
+
+def _notify(quiet: bool):
+    """Where a stage announces a large output before writing it."""
+    if quiet or os.environ.get("RANK", "0") != "0":
+        return None
+    return lambda message: err_console.print(f"[bold]embedcli:[/] {message}", highlight=False)
+
+
+def _show(result: StageResult | PlanResult, quiet: bool) -> None:
+    if isinstance(result, PlanResult):  # --dry-run, asked for: shown even with --quiet
+        from embedcli.cli.render import render_plan
+
+        render_plan(err_console, result)
+        return
+    if not quiet and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        from embedcli.cli.render import render_stage
+
+        render_stage(err_console, result)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command(cls=Command)
+@handle_errors
+def tokenize(
+    ctx: typer.Context,
+    inputs: Inputs = None,
+    output: Output = None,
+    encoding: EncodingOpt = o.DEFAULT_ENCODING,
+    special: SpecialOpt = o.SPECIAL_POLICIES[0],
+    backend: BackendOpt = o.BACKENDS[0],
+    text_key: TextKey = o.DEFAULT_TEXT_KEY,
+    fmt: FormatOpt = "auto",
+    workers: Workers = None,
+    include: Include = None,
+    split_on_eot: SplitOnEot = False,
+    shard: ShardOpt = None,
+    to: ToOpt = "safetensors",
+    eot: EotOpt = None,
+    shard_tokens: ShardTokens = None,
+    val_fraction: ValFraction = None,
+    seed: SplitSeed = o.DEFAULT_SEED,
+    no_clobber: NoClobber = False,
+    quiet: Quiet = False,
+    dry_run: DryRun = False,
+    verbose: Verbose = False,
+) -> None:
+    """BPE-encode text into a token file: ids, with <|endoftext|> between documents.
+
+    A .txt file is one document, a .jsonl file one document per line (--text-key), a .parquet or .arrow file one document per row (the --text-key column), a directory its files in sorted order; .gz and .zst are decompressed on the fly. Output: ids (int32) and doc_offsets (int64), or a trainer's own token file with --to: nanogpt (train.bin), llmc (NAME_000000.bin...), megatron (PREFIX.bin/.idx) or npy.
+
+    [bold]Examples[/]
+
+      embedcli tokenize corpus.txt       [dim]# writes corpus.tokens.safetensors[/]
+
+      embedcli tokenize docs/ -o docs.tokens.safetensors
+
+      cat notes.txt | embedcli tokenize -o - | embedcli batch - -o w.safetensors
+
+      embedcli tokenize data.jsonl.gz --text-key body --special error
+
+      embedcli tokenize corpus/ -o corpus.tokens.safetensors --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
+
+      embedcli tokenize fineweb/ --to nanogpt -o train.bin   [dim]# EOT after each document[/]
+
+      embedcli tokenize data.parquet --to megatron -o corpus_text_document
+    """
+    from embedcli.documents import parse_shard
+    from embedcli.stages.tokenize import plan_tokenize, run_tokenize
+    from embedcli.storage.outputs import default_output
+
+    unused = to != "llmc"
+    warn_unused(ctx, quiet, [("shard_tokens", unused, "--shard-tokens applies to --to llmc only")])
+    inputs = inputs or ["-"]
+    output = output or default_output(inputs, "tokens")
+    opts = tokenize_options(
+        encoding=encoding,
+        special=special,
+        backend=backend,
+        text_key=text_key,
+        fmt=fmt,
+        workers=workers,
+        include=include,
+        split_on_eot=split_on_eot,
+        eot=eot,
+    )
+    shards = parse_shard(shard) if shard else None
+    if dry_run:
+        plan = plan_tokenize(inputs, output, opts, no_clobber=no_clobber, shard=shards, to=to)
+        _show(plan, quiet)
+        return
+    result = run_tokenize(
+        inputs,
+        output,
+        opts,
+        no_clobber=no_clobber,
+        progress=_progress(quiet),
+        shard=shards,
+        to=to,
+        shard_tokens=shard_tokens,
+        val_fraction=val_fraction or 0.0,
+        split_seed=seed,
+    )
+    _show(result, quiet)
+
+
+@app.command(cls=Command)
+@handle_errors
+def batch(
+    ctx: typer.Context,
+    inputs: Inputs = None,
+    output: Output = None,
+    max_length: MaxLength = None,
+    stride: Stride = None,
+    batch_size: BatchSize = None,
+    drop_last: DropLast = True,
+    num_batches: NumBatches = None,
+    shuffle: Shuffle = False,
+    seed: ShuffleSeedOpt = o.DEFAULT_SEED,
+    cross_docs: CrossDocs = True,
+    batched: Batched = False,
+    dtype: IdsDtypeOpt = o.OUTPUT_DTYPES[0],
+    key: Key = o.DEFAULT_TOKEN_KEY,
+    encoding: EncodingOpt = o.DEFAULT_ENCODING,
+    special: SpecialOpt = o.SPECIAL_POLICIES[0],
+    backend: BackendOpt = o.BACKENDS[0],
+    text_key: TextKey = o.DEFAULT_TEXT_KEY,
+    fmt: FormatOpt = "auto",
+    workers: Workers = None,
+    include: Include = None,
+    split_on_eot: SplitOnEot = False,
+    no_clobber: NoClobber = False,
+    max_shard_size: MaxShardSize = None,
+    quiet: Quiet = False,
+    dry_run: DryRun = False,
+    verbose: Verbose = False,
+) -> None:
+    """Window token ids into (N, max-length) inputs and targets (inputs shifted by one).
+
+    Windows start at 0, stride, 2*stride, ... while a window and its next-token target fit, exactly as the reference loop, and are grouped in batches of --batch-size. The input is a token file, any safetensors file with a 1-D integer tensor (--key), or text.
+
+    [bold]Examples[/]
+
+      embedcli batch corpus.tokens.safetensors -T 4 --stride 4 -B 8
+
+      embedcli batch corpus.txt -T 256 --stride 128 --shuffle --seed 1
+
+      embedcli batch corpus.tokens.safetensors -T 4 -B 8 --num-batches 1 -o first.safetensors
+    """
+    from embedcli.stages.batch import plan_batch, run_batch
+    from embedcli.storage.outputs import default_output
+
+    warn_unused(ctx, quiet, [("seed", not shuffle, "--seed has no effect without --shuffle")])
+    inputs = inputs or ["-"]
+    output = output or default_output(inputs, "windows")
+    window_opts = o.WindowOptions(
+        max_length=max_length,
+        stride=stride,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        num_batches=num_batches,
+        shuffle=shuffle,
+        seed=seed,
+        cross_docs=cross_docs,
+        dtype=member(dtype, o.OUTPUT_DTYPES),
+        batched=batched,
+    )
+    tokenize_opts = tokenize_options(
+        encoding=encoding,
+        special=special,
+        backend=backend,
+        text_key=text_key,
+        fmt=fmt,
+        workers=workers,
+        include=include,
+        split_on_eot=split_on_eot,
+    )
+    shard_size, progress = parse_size(max_shard_size), _progress(quiet)
+    if dry_run:
+        plan = plan_batch(
+            inputs, output, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
+            progress=progress, max_shard_size=shard_size,
+        )  # fmt: skip
+        _show(plan, quiet)
+        return
+    result = run_batch(
+        inputs, output, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
+        progress=progress, max_shard_size=shard_size, notify=_notify(quiet),
+    )  # fmt: skip
+    _show(result, quiet)
+
+
+@app.command(cls=Command)
+@handle_errors
+def embed(
+    ctx: typer.Context,
+    inputs: Inputs = None,
+    output: Output = None,
+    dim: DimOpt = None,
+    vocab_size: VocabSizeOpt = None,
+    context_length: ContextLengthOpt = None,
+    seed: TableSeedOpt = o.DEFAULT_SEED,
+    pos: PosOpt = o.POS_KINDS[0],
+    device: DeviceOpt = o.DEFAULT_DEVICE,
+    dtype: FloatDtypeOpt = o.FLOAT_DTYPES[0],
+    weights: WeightsOpt = None,
+    token_key: TokenKeyOpt = None,
+    pos_key: PosKeyOpt = None,
+    save_weights: SaveWeightsOpt = True,
+    max_length: MaxLength = None,
+    stride: Stride = None,
+    batch_size: BatchSize = None,
+    drop_last: DropLast = True,
+    num_batches: NumBatches = None,
+    shuffle: Shuffle = False,
+    cross_docs: CrossDocs = True,
+    batched: Batched = False,
+    key: Key = o.DEFAULT_TOKEN_KEY,
+    encoding: EncodingOpt = o.DEFAULT_ENCODING,
+    special: SpecialOpt = o.SPECIAL_POLICIES[0],
+    backend: BackendOpt = o.BACKENDS[0],
+    text_key: TextKey = o.DEFAULT_TEXT_KEY,
+    fmt: FormatOpt = "auto",
+    workers: Workers = None,
+    include: Include = None,
+    split_on_eot: SplitOnEot = False,
+    no_clobber: NoClobber = False,
+    max_shard_size: MaxShardSize = None,
+    quiet: Quiet = False,
+    dry_run: DryRun = False,
+    verbose: Verbose = False,
+) -> None:
+    """Token plus positional embeddings (N, max-length, dim) for text, tokens or windows.
+
+    Random tables are made as torch.manual_seed(SEED); nn.Embedding(vocab, dim); nn.Embedding(context, dim) would make them, on the CPU, then moved to --device. Windows are embedded in chunks and streamed to the output, so memory stays flat. The output is (N, T, dim), one row per window in batch order: x.view(-1, B, T, dim) gives the batches, and --batched stores them so.
+
+    [bold]Examples[/]
+
+      embedcli embed corpus.txt --dim 256     [dim]# the whole pipeline[/]
+
+      embedcli embed corpus.txt -T 4 --stride 4 -B 8 --dim 256 --seed 123
+
+      embedcli embed corpus.windows.safetensors --device auto --dtype bfloat16
+
+      embedcli embed corpus.txt -T 1024 --weights gpt2.safetensors
+    """
+    from embedcli.stages.embed import plan_embed, run_embed
+    from embedcli.storage.outputs import default_output
+
+    _warn_embed(ctx, quiet, no_weights=weights is None, no_pos=pos == "none")
+    inputs = inputs or ["-"]
+    output = output or default_output(inputs, "embeddings")
+    opts = o.EmbedOptions(
+        dim=dim,
+        vocab_size=vocab_size,
+        context_length=context_length,
+        seed=seed,
+        pos=member(pos, o.POS_KINDS),
+        device=device,
+        dtype=member(dtype, o.FLOAT_DTYPES),
+        weights=weights,
+        token_key=token_key,
+        pos_key=pos_key,
+        save_weights=save_weights,
+        max_shard_size=parse_size(max_shard_size),
+    )
+    window_opts = o.WindowOptions(
+        max_length=max_length,
+        stride=stride,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        num_batches=num_batches,
+        shuffle=shuffle,
+        seed=seed,
+        cross_docs=cross_docs,
+        batched=batched,
+    )
+    tokenize_opts = tokenize_options(
+        encoding=encoding,
+        special=special,
+        backend=backend,
+        text_key=text_key,
+        fmt=fmt,
+        workers=workers,
+        include=include,
+        split_on_eot=split_on_eot,
+    )
+    progress = _progress(quiet)
+    if dry_run:
+        plan = plan_embed(
+            inputs, output, opts, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
+            progress=progress,
+        )  # fmt: skip
+        _show(plan, quiet)
+        return
+    result = run_embed(
+        inputs, output, opts, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
+        progress=progress, notify=_notify(quiet),
+    )  # fmt: skip
+    _show(result, quiet)
+
+
+def _warn_embed(ctx: typer.Context, quiet: bool, *, no_weights: bool, no_pos: bool) -> None:
+    rules = [
+        ("token_key", no_weights, "--token-key has no effect without --weights"),
+        ("pos_key", no_weights, "--pos-key has no effect without --weights"),
+        ("context_length", no_pos, "--context-length has no effect with --pos none"),
+    ]
+    warn_unused(ctx, quiet, rules)
+
+
+# Registered here, not by its module, so that importing a module never changes the app.
+app.command(cls=Command)(handle_errors(inspect))
+
+
+def main() -> None:
+    """Console-script entry point: usage errors are one line too, in embedcli's words."""
+    signal.signal(signal.SIGTERM, on_sigterm)
+    state["verbose"] = debug_requested()
+    try:
+        code = app(prog_name="embedcli", standalone_mode=False)
+    except CLICK_ERROR as exc:
+        raise SystemExit(usage_error(exc)) from None
+    except CLICK_ABORT:  # Ctrl-C before a command started
+        err_console.print("Interrupted.", highlight=False)
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)

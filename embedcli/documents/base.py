@@ -1,0 +1,139 @@
+"""What every document format shares: a source, the blocks of text it yields, the format
+object that reads it, and the byte streams (files, stdin, gzip, zstd) text formats read from.
+
+A document format is one :class:`DocumentFormat` object (``text.TEXT``, ``jsonl.JSONL``,
+``columnar.PARQUET``...); ``sources.DOCUMENT_FORMATS`` lists them, so a new format is one
+module plus one entry there. Nothing here knows any particular format.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, TypeVar
+
+from embedcli.errors import InputError
+
+COMPRESSED_SUFFIXES = (".gz", ".zst")
+BLOCK_BYTES = 1 << 20
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a file path, or ``-`` for standard input."""
+
+    path: str
+    format: str  # "text" or "jsonl"
+    compression: str | None = None  # "gz", "zst" or None
+    size: int = 0  # bytes on disk (compressed size for compressed files), 0 if unknown
+    # For --shard: read only the jsonl lines that *start* in [begin, end) of the file.
+    byte_range: tuple[int, int] | None = None
+    row_groups: tuple[int, ...] | None = None  # for --shard: only these Parquet row groups
+    label: str | None = None  # the name shown, when not the path (a spooled pipe)
+    first_line: int | None = None  # line number at byte_range's start, when known
+
+    @property
+    def name(self) -> str:
+        return self.label or ("<stdin>" if self.path == "-" else self.path)
+
+
+@dataclass
+class Block:
+    """A piece of one document's text. ``last`` marks the end of the document."""
+
+    text: str
+    doc: str  # where the document comes from, for messages ("a.txt", "b.jsonl:12")
+    line: int  # 1-based line number of the block's first character in its file
+    nbytes: int  # input bytes this block accounts for (for progress)
+    last: bool
+
+
+BlockReader = Callable[[Source, str, int], Iterator[Block]]  # (source, text_key, block_bytes)
+
+
+@dataclass(frozen=True)
+class DocumentFormat:
+    """A kind of document file: the suffixes that select it (``--format auto``, directories),
+    how its documents are read, and how ``--shard`` may split one file (``None``: it is one
+    unit, owned by the shard holding its first byte)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    blocks: BlockReader
+    # (source, first byte, end byte of this shard inside the file, last shard?) -> its part
+    shard: Callable[[Source, int, int, bool], Source | None] | None = None
+
+
+def split_suffix(path: str) -> tuple[str, str | None]:
+    for suffix in COMPRESSED_SUFFIXES:
+        if path.endswith(suffix):
+            return path[: -len(suffix)], suffix[1:]
+    return path, None
+
+
+def open_binary(source: Source) -> tuple[BinaryIO, BinaryIO]:
+    """(decompressed stream, underlying file): the file's position measures progress."""
+    if source.path == "-":
+        return sys.stdin.buffer, sys.stdin.buffer
+    raw = open(source.path, "rb")  # noqa: SIM115 (the caller closes it)
+    if source.compression == "gz":
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    if source.compression == "zst":
+        try:
+            import zstandard
+        except ImportError:
+            raw.close()
+            raise InputError(
+                f"{source.path}: reading .zst needs the zstandard package "
+                "(pip install 'embedcli[zstd]')"
+            ) from None
+        return zstandard.ZstdDecompressor().stream_reader(raw), raw
+    return raw, raw
+
+
+class CountingReader:
+    """Reads blocks from a (possibly decompressing) stream; reports file bytes consumed."""
+
+    def __init__(self, stream: BinaryIO, raw: BinaryIO, source: Source):
+        self.stream, self.raw, self.source = stream, raw, source
+        self._pos = 0
+
+    def read(self, n: int) -> tuple[bytes, int]:
+        try:
+            data = self.stream.read(n)
+        except (OSError, EOFError, ValueError) as exc:
+            raise InputError(f"{self.source.name}: cannot read: {reason(exc)}") from None
+        if self.stream is self.raw:
+            return data, len(data)
+        pos = self.raw.tell()
+        advanced, self._pos = pos - self._pos, pos
+        return data, advanced
+
+
+def reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def streamed(
+    read: Callable[[CountingReader, Source, str, int], Iterator[T]],
+) -> Callable[[Source, str, int], Iterator[T]]:
+    """What ``read`` yields (blocks, or a format's own records) from a source read as a byte
+    stream: opened, decompressed on the fly (stdin included), closed at the end."""
+
+    def blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[T]:
+        try:
+            stream, raw = open_binary(source)
+        except OSError as exc:
+            raise InputError(f"{source.name}: cannot open: {reason(exc)}") from None
+        try:
+            yield from read(CountingReader(stream, raw, source), source, text_key, block_bytes)
+        finally:
+            if raw is not sys.stdin.buffer:
+                stream.close()
+                raw.close()
+
+    return blocks

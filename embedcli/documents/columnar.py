@@ -1,0 +1,160 @@
+"""Parquet and Arrow documents: one document per row, its text in the ``--text-key`` column.
+
+Parquet (FineWeb, Hugging Face exports) is read one record batch at a time, only the text column,
+so memory is bounded by a row group whatever the file size, with any codec pyarrow reads.
+``--shard I/N`` splits a Parquet file by row group: a row group belongs to the shard holding its
+first byte (placed by the compressed bytes before it), so one large file still splits N ways. Arrow IPC files are what
+``datasets.save_to_disk`` writes (``data-0000i-of-0000N.arrow``, the IPC stream format); the IPC
+file format works too. pyarrow is the optional extra ``embedcli[parquet]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from embedcli.documents.base import Block, DocumentFormat, Source
+from embedcli.errors import InputError
+
+BATCH_ROWS = 1024  # rows per record batch read
+
+
+def _pyarrow(source: Source) -> Any:  # the pyarrow module (untyped)
+    try:
+        import pyarrow
+    except ImportError:
+        raise InputError(
+            f"{source.name}: reading .{source.format} needs pyarrow "
+            "(pip install 'embedcli[parquet]')"
+        ) from None
+    return pyarrow
+
+
+def _check_file(source: Source) -> None:
+    if source.path == "-" or source.compression is not None:
+        raise InputError(
+            f"{source.name}: {source.format} is read from a file, not stdin or {source.compression}"
+        )
+
+
+def _column(source: Source, schema: Any, text_key: str) -> int:
+    """The text column's position, checked to hold strings."""
+    names = list(schema.names)
+    if text_key not in names:
+        shown = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
+        raise InputError(
+            f"{source.name}: no {text_key!r} column (columns: {shown}); choose one with --text-key"
+        )
+    kind = schema.field(text_key).type
+    if str(kind) not in ("string", "large_string", "string_view"):
+        raise InputError(f"{source.name}: column {text_key!r} is {kind}, not a string")
+    return names.index(text_key)
+
+
+def _rows(
+    source: Source, batches: Iterable[Any], first_row: int, text_key: str, nbytes: int
+) -> Iterator[Block]:
+    """Blocks of the text column, one per row; ``nbytes`` shared out over the rows for progress."""
+    row = first_row
+    for batch in batches:
+        values = batch.column(0).to_pylist()
+        for k, value in enumerate(values):
+            where = f"{source.name}:row {row + k}"
+            if not isinstance(value, str):
+                what = "null" if value is None else type(value).__name__
+                raise InputError(f"{where}: {text_key!r} is {what}, not a string")
+            share = nbytes if row + k == first_row else 0  # progress: the file, once
+            yield Block(value, where, 0, share, last=True)
+        row += len(values)
+
+
+# --------------------------------------------------------------------------- parquet
+
+
+def _parquet_file(source: Source) -> Any:  # pyarrow.parquet.ParquetFile
+    pa = _pyarrow(source)
+    import pyarrow.parquet as pq
+
+    _check_file(source)
+    try:
+        return pq.ParquetFile(source.path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from None
+
+
+def _parquet_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[Block]:
+    pa = _pyarrow(source)
+    pf = _parquet_file(source)
+    _column(source, pf.schema_arrow, text_key)
+    meta = pf.metadata
+    groups = list(
+        source.row_groups if source.row_groups is not None else range(meta.num_row_groups)
+    )
+    if not groups:
+        return
+    starts = [0]
+    for g in range(meta.num_row_groups):
+        starts.append(starts[-1] + meta.row_group(g).num_rows)
+    try:
+        # Consecutive row groups read as one run, so row numbers stay exact.
+        for run in _runs(groups):
+            batches = pf.iter_batches(BATCH_ROWS, row_groups=run, columns=[text_key])
+            share = source.size * len(run) // max(meta.num_row_groups, 1)
+            yield from _rows(source, batches, starts[run[0]], text_key, share)
+    except pa.ArrowException as exc:
+        raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from None
+
+
+def _runs(groups: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = [[groups[0]]]
+    for g in groups[1:]:
+        if g == runs[-1][-1] + 1:
+            runs[-1].append(g)
+        else:
+            runs.append([g])
+    return runs
+
+
+def _parquet_shard(source: Source, begin: int, end: int, last: bool) -> Source | None:
+    """The row groups that start in ``[begin, end)`` of the file, each placed in proportion to
+    the compressed bytes before it (so the footer's bytes do not bunch them into one shard)."""
+    meta = _parquet_file(source).metadata
+    sizes = [
+        sum(meta.row_group(g).column(j).total_compressed_size for j in range(meta.num_columns))
+        for g in range(meta.num_row_groups)
+    ]
+    total, before, mine = max(sum(sizes), 1), 0, []
+    for g, size in enumerate(sizes):
+        start = source.size * before // total
+        if begin <= start < end or (last and start >= end):
+            mine.append(g)
+        before += size
+    return replace(source, row_groups=tuple(mine)) if mine else None
+
+
+# --------------------------------------------------------------------------- arrow
+
+
+def _arrow_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[Block]:
+    pa = _pyarrow(source)
+    _check_file(source)
+    try:
+        with open(source.path, "rb") as f:
+            magic = f.read(6)
+        with pa.memory_map(source.path) as stream:
+            if magic == b"ARROW1":  # the IPC file format; datasets writes the stream format
+                reader = pa.ipc.open_file(stream)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            else:
+                reader = pa.ipc.open_stream(stream)
+                batches = iter(reader)
+            index = _column(source, reader.schema, text_key)
+            selected = (b.select([index]) for b in batches)
+            yield from _rows(source, selected, 0, text_key, source.size)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{source.name}: not a readable Arrow IPC file ({exc})") from None
+
+
+PARQUET = DocumentFormat("parquet", (".parquet",), _parquet_blocks, _parquet_shard)
+ARROW = DocumentFormat("arrow", (".arrow",), _arrow_blocks)

@@ -1,0 +1,206 @@
+"""What a token-file format is, and what the formats share.
+
+One :class:`TokenFormat` object per format (``safetensors.SAFETENSORS``, ``nanogpt.NANOGPT``...)
+holds everything about it: its name and help line, the suffixes its outputs take, where its
+trainers expect ``<|endoftext|>`` and how they treat a literal one, the dtype its ids take for a
+vocabulary, the writer (``tokenize --to``), and the reader (``batch``, ``embed`` and ``inspect``
+given its files, and a shard manifest's entries). ``formats/__init__.py`` lists them, in one
+tuple. Also here: streaming the ids from the tokenizer's spill file, and the lineage sidecar
+(``OUTPUT.json``) of the formats that have no metadata slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+from embedcli import contract as c
+from embedcli.errors import FormatError, InputError, UsageError
+from embedcli.options import EotPlacement, SpecialPolicy
+from embedcli.storage.atomic import atomic_file
+from embedcli.storage.outputs import check_output, write_json
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embedcli.bpe.pieces import TokenizeStats
+
+CHUNK_IDS = 1 << 22  # ids converted and written at once (16 MB of int32)
+
+
+@dataclass
+class TokenSource:
+    """Ids read from a token file (any format), a safetensors file, or text tokenized on the
+    fly: the ids (often memory-mapped), where each document starts (``None`` when the format
+    does not mark documents), and the lineage metadata."""
+
+    ids: np.ndarray
+    doc_offsets: np.ndarray | None
+    metadata: dict[str, str]
+    stats: TokenizeStats | None = None  # when the ids were tokenized here
+
+
+class TokenWriter(Protocol):
+    """Writes a token file: ``count`` int32 ids waiting in ``ids_file`` (from its start),
+    ``doc_offsets`` and the metadata. Returns the paths written. ``settings`` are the
+    format's own options (``shard_tokens`` for llm.c); a writer ignores the others."""
+
+    def __call__(
+        self,
+        output: str,
+        ids_file: BinaryIO,
+        count: int,
+        doc_offsets: np.ndarray,
+        metadata: dict[str, str],
+        *,
+        inputs: list[str],
+        no_clobber: bool,
+        **settings: Any,
+    ) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class TokenFormat:
+    """Everything about one token-file format.
+
+    ``claims(paths)`` says whether the paths a user gave are this format's files (cheaply:
+    names and a few bytes), ``files(paths)`` lists every file they stand for (Megatron's
+    ``.bin`` and ``.idx``), ``read(paths, encoding)`` reads them; ``load(path, encoding)``
+    reads a file as ``tokenize -o`` named it (a manifest's entry) and ``exists(path)`` says
+    whether it is there. ``encoding`` names whose ids a file from elsewhere holds.
+    """
+
+    name: str
+    summary: str  # for --help and the README
+    suffixes: tuple[str, ...]  # kept last when a --shard run numbers the name
+    default_eot: EotPlacement  # where its trainers expect <|endoftext|>
+    default_special: SpecialPolicy  # what its trainers make of a literal <|endoftext|>
+    ids_dtype: Callable[[int], np.dtype]  # vocabulary size -> the dtype of the ids written
+    write: TokenWriter
+    load: Callable[[str, str], TokenSource]
+    exists: Callable[[str], bool] = os.path.isfile
+    claims: Callable[[list[str]], bool] | None = None  # None: read as safetensors
+    read: Callable[[list[str], str], TokenSource] | None = None
+    files: Callable[[list[str]], list[str]] = list
+
+
+def vocab_of(metadata: dict[str, str]) -> int:
+    vocab = c.get_int(metadata, c.VOCAB_SIZE)
+    if vocab is None:
+        raise UsageError("the token metadata has no vocab_size")
+    return vocab
+
+
+def require_uint16(fmt: str, metadata: dict[str, str]) -> None:
+    vocab = vocab_of(metadata)
+    if vocab > 1 << 16:
+        raise UsageError(
+            f"{fmt} files hold uint16 ids but {metadata.get(c.ENCODING)} has {vocab:,} ids; "
+            "use --to llmc, megatron or npy"
+        )
+
+
+def copy_ids(
+    ids_file: BinaryIO, start: int, count: int, dtype: str | np.dtype, out: BinaryIO
+) -> None:
+    """Ids ``[start, start + count)`` of an int32 spill file, converted to ``dtype``, to ``out``."""
+    import numpy as np
+
+    fd, done = ids_file.fileno(), 0
+    while done < count:
+        n = min(CHUNK_IDS, count - done)
+        raw = os.pread(fd, n * 4, (start + done) * 4)
+        if len(raw) != n * 4:
+            raise FormatError("internal error: temporary ids ended early")
+        out.write(
+            np.frombuffer(raw, dtype="<i4").astype(np.dtype(dtype).newbyteorder("<")).tobytes()
+        )
+        done += n
+
+
+@contextlib.contextmanager
+def atomic_files(paths: list[str], *, inputs: list[str], no_clobber: bool) -> Iterator[list]:
+    """Open every path of one output atomically; all are renamed into place together."""
+    for path in paths:
+        check_output(path, inputs=inputs, no_clobber=no_clobber)
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_file(p)) for p in paths]
+
+
+def sidecar_path(output: str) -> str:
+    return output + ".json"
+
+
+def write_sidecar(output: str, fmt: str, files: list[str], metadata: dict[str, str]) -> str:
+    """Lineage for formats with no metadata slot: ``OUTPUT.json`` beside the files."""
+    path = sidecar_path(output)
+    write_json(
+        path,
+        {
+            "embedcli_tokens": 1,
+            "format": fmt,
+            "files": [os.path.basename(f) for f in files],
+            "metadata": dict(sorted(metadata.items())),
+        },
+    )
+    return path
+
+
+def read_sidecar(output: str) -> dict[str, str] | None:
+    """The lineage of a token file embedcli wrote, or None (a file from elsewhere)."""
+    path = sidecar_path(output)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        meta = doc["metadata"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise FormatError(f"{path}: not a readable embedcli sidecar") from None
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def foreign_metadata(fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str, str]:
+    """Metadata for a token file embedcli did not write: whose ids they are (``--encoding``)."""
+    from embedcli.bpe.encodings import eot_id, get_encoding
+
+    enc = get_encoding(encoding)
+    meta = {
+        c.ENCODING: encoding,
+        c.VOCAB_SIZE: str(enc.n_vocab),
+        c.EOT_ID: str(eot_id(enc)),
+        c.FORMAT: fmt,
+    }
+    meta.update({k: c.to_str(v) for k, v in extra.items()})
+    return meta
+
+
+def lineage(path: str, fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str, str]:
+    """The sidecar's metadata when there is one, else :func:`foreign_metadata`."""
+    meta = read_sidecar(path)
+    if meta is None:
+        return foreign_metadata(fmt, encoding, extra)
+    meta.update({c.FORMAT: fmt, **{k: c.to_str(v) for k, v in extra.items()}})
+    return meta
+
+
+def check_ids(ids: np.ndarray, *, where: str) -> np.ndarray:
+    """A 1-D integer array, or a clear error."""
+    if ids.ndim != 1:
+        raise InputError(f"{where}: ids must be 1-D, got shape {tuple(ids.shape)}")
+    if ids.dtype.kind not in "iu":
+        raise InputError(f"{where}: ids must be integers, got {ids.dtype}")
+    return ids
+
+
+def memmap(path: str, dtype: str | np.dtype, offset: int, count: int) -> np.ndarray:
+    """``count`` ids of ``dtype`` at ``offset``: memory-mapped, so opening is instant."""
+    import numpy as np
+
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))

@@ -1,0 +1,64 @@
+"""``inspect`` on the trainers' token files (nanoGPT, llm.c, Megatron, NumPy): the ids and the
+documents as tensors, the format's header fields and the lineage as metadata, statistics over
+the ids in chunks, and the first ids decoded."""
+
+from __future__ import annotations
+
+import os
+
+from embedcli.bpe.encodings import decoder_for
+from embedcli.inspection.report import CHUNK_BYTES, Decoded, FileReport, TensorReport, chunked_stats
+from embedcli.storage.store import NUMPY_TO_ST
+
+
+def inspect_token_file(
+    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None, top: int = 10
+) -> FileReport | None:
+    """The report of a trainer's token file, or None when no token-format reader claims it."""
+    from embedcli.formats import TRAINER_FORMATS
+    from embedcli.options import DEFAULT_ENCODING
+
+    fmt = next((f for f in TRAINER_FORMATS if f.claims is not None and f.claims([path])), None)
+    if fmt is None or fmt.read is None:
+        return None
+    source = fmt.read([path], DEFAULT_ENCODING)
+    files = fmt.files([path])
+    arrays = {"ids": source.ids}
+    if source.doc_offsets is not None:
+        arrays["doc_offsets"] = source.doc_offsets
+    if tensor is not None:
+        arrays = {k: v for k, v in arrays.items() if k == tensor}
+    report = FileReport(
+        path=path,
+        file_size=sum(os.path.getsize(p) for p in files),
+        header_size=0,
+        kind="tokens",
+        metadata=dict(source.metadata),
+        tensors=[],
+        files=files if len(files) > 1 else [],
+    )
+    for name, array in arrays.items():
+        dtype = NUMPY_TO_ST.get(array.dtype.name, array.dtype.name)
+        entry = TensorReport(name, dtype, [int(array.size)], int(array.size), int(array.nbytes), [])
+        if stats and array.size:
+            step = max(1, CHUNK_BYTES // array.dtype.itemsize)
+            entry.stats = chunked_stats(
+                lambda a=array, n=step: (a[i : i + n] for i in range(0, a.size, n)), True
+            )
+        report.tensors.append(entry)
+        if preview > 0:
+            report.previews[name] = repr(array[: preview * 8].tolist())
+    if stats and "ids" in arrays:
+        from embedcli.inspection.analysis import corpus_report
+
+        report.corpus = corpus_report(source.ids, source.doc_offsets, source.metadata, top)
+    if preview > 0 and "ids" in arrays:
+        report.decoded = _decoded(source.metadata, arrays["ids"][:64].tolist())
+    return report
+
+
+def _decoded(metadata: dict[str, str], ids: list[int]) -> list[Decoded]:
+    decode = decoder_for(metadata)
+    if decode is None:
+        return []
+    return [Decoded("ids", 0, ids, decode(ids))]

@@ -1,0 +1,99 @@
+"""What ``batch`` and ``embed`` share: the window plan over an input's ids, the dry-run's
+plan, the announcement of a large output, and the first window shown in a summary."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from embedcli import contract as c
+from embedcli.errors import UsageError
+from embedcli.inputs import TokenSource
+from embedcli.options import (
+    DEFAULT_BATCH_SIZE,
+    WindowOptions,
+)
+from embedcli.stages.results import FirstWindow, PlanResult
+from embedcli.storage.store import TensorSpec
+from embedcli.units import human_bytes
+from embedcli.windows import (
+    PlanFacts,
+    WindowPlan,
+    batched_shape,
+    gather,
+    plan_windows,
+    windows_metadata,
+)
+
+CHUNK_BYTES = 32 << 20  # default bytes of windows gathered (batch) or embedded (embed) at once
+
+
+def make_plan(source: TokenSource, opts: WindowOptions) -> WindowPlan:
+    """The windows ``opts`` asks for over ``source``'s ids."""
+    max_length = opts.effective_max_length
+    if not opts.cross_docs and source.doc_offsets is None:
+        raise UsageError("--no-cross-docs needs document boundaries: give text or a token file")
+    return plan_windows(
+        int(source.ids.size),
+        max_length=max_length,
+        stride=opts.stride or max_length,
+        batch_size=opts.batch_size or DEFAULT_BATCH_SIZE,
+        drop_last=opts.drop_last,
+        num_batches=opts.num_batches,
+        shuffle_seed=opts.seed if opts.shuffle else None,
+        doc_offsets=None if opts.cross_docs else source.doc_offsets,
+    )
+
+
+def windows_file(
+    plan: WindowPlan,
+    opts: WindowOptions,
+    base: dict[str, str],
+    facts: PlanFacts,
+    max_shard_size: int | None,
+) -> tuple[list[TensorSpec], dict[str, str]]:
+    """The tensors and metadata of a windows file."""
+    if opts.batched and max_shard_size:
+        raise UsageError("--batched and --max-shard-size cannot be combined: use one")
+    st_dtype = "I64" if opts.dtype == "int64" else "I32"
+    shape = (*batched_shape(plan.n_windows, plan.batch_size, opts.batched), plan.max_length)
+    specs = [TensorSpec("inputs", st_dtype, shape), TensorSpec("targets", st_dtype, shape)]
+    meta = windows_metadata(base, facts, opts.dtype)
+    if opts.batched:
+        meta[c.LAYOUT] = "batches"
+    return specs, meta
+
+
+def plan_result(
+    stage: str,
+    read: list[str],
+    files: list[tuple[str, int | None]],
+    specs: list[TensorSpec],
+    notes: list[str],
+    *,
+    windows: int,
+) -> PlanResult:
+    sizes = [os.path.getsize(p) for p in read if p != "-" and os.path.isfile(p)]
+    tensors = [(s.name, s.dtype, tuple(s.shape)) for s in specs]
+    return PlanResult(stage, list(read), sum(sizes), files, tensors, notes, windows=windows)
+
+
+LARGE_OUTPUT = 1_000_000_000  # announced before it is written
+
+
+def announce(
+    notify: Callable[[str], None] | None, output: str, files: list[tuple[str, int | None]]
+) -> None:
+    total = sum(size or 0 for _, size in files)
+    special = output == "-" or (os.path.exists(output) and not os.path.isfile(output))
+    if notify is not None and total >= LARGE_OUTPUT and not special:
+        where = output if len(files) == 1 else f"{len(files)} files beside {output}"
+        notify(f"writing {human_bytes(total)} to {where}")
+
+
+def first_window(source: TokenSource, plan: WindowPlan) -> FirstWindow:
+    from embedcli.bpe.encodings import decoder_for
+
+    ids = [int(i) for i in gather(source.ids, plan.starts[:1], plan.max_length)[0]]
+    decode = decoder_for(source.metadata, None)
+    return FirstWindow(ids, decode(ids) if decode is not None else "")

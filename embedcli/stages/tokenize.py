@@ -1,0 +1,236 @@
+"""The tokenize stage: text to a token file, or to a trainer's token files, streamed.
+
+Ids go to an anonymous temporary file beside the output as they are encoded (memory stays flat),
+then the format's writer turns them into the output. ``--shard I/N`` writes one numbered part
+and the manifest; ``--val-fraction`` sends a fraction of the documents to a second output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from embedcli import contract as c
+from embedcli.bpe.pieces import TokenizeStats
+from embedcli.bpe.tokenizer import tokenize_with
+from embedcli.documents import Source, resolve_sources, shard_sources
+from embedcli.errors import OutputError, UsageError
+from embedcli.formats import TokenFormat, token_format
+from embedcli.options import DEFAULT_SEED, TokenizeOptions
+from embedcli.progress import ProgressFactory, no_progress
+from embedcli.stages.results import PlanResult, TokenizeResult, Written
+from embedcli.storage.manifest import manifest_path, shard_manifest
+from embedcli.storage.outputs import check_output, stale_temps, write_json
+from embedcli.storage.store import header_if_file, write_array
+
+
+class _SpillSink:
+    """int32 ids appended to an anonymous temporary file, so memory stays flat."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.count = 0
+
+    def write(self, ids: np.ndarray) -> None:
+        write_array(self.f, ids)
+        self.count += int(ids.size)
+
+
+@contextlib.contextmanager
+def _spill_file(output: str) -> Iterator[BinaryIO]:
+    """An anonymous temporary file beside the output (same filesystem: a kernel copy)."""
+    spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
+    try:
+        spill = tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-")  # noqa: SIM115
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
+    with spill:
+        yield spill
+
+
+@dataclass
+class _Job:
+    """A tokenize run resolved: its format and options, what it reads, where it writes."""
+
+    fmt: TokenFormat
+    opts: TokenizeOptions
+    sources: list[Source]  # this shard's
+    read: list[str]  # every input file: an output must never replace one of them
+    skipped: list[str]  # files the input directories did not give
+    output: str  # this shard's file, or the whole output
+    whole: str  # the output as named
+    manifest: dict[str, Any] | None  # --shard: the manifest every shard writes
+    notes: list[str]
+
+
+def _resolve(
+    inputs: list[str],
+    output: str,
+    opts: TokenizeOptions | None,
+    shard: tuple[int, int] | None,
+    to: str,
+    no_clobber: bool,
+) -> _Job:
+    opts = opts or TokenizeOptions()
+    fmt = token_format(to)
+    opts = replace(opts, eot=opts.eot or fmt.default_eot)
+    skipped: list[str] = []
+    sources = resolve_sources(inputs, opts.format, include=opts.include, skipped=skipped)
+    read = [s.path for s in sources]
+    manifest, whole = None, output
+    if shard is not None:
+        if output == "-":
+            raise UsageError("--shard writes files: name the whole with -o PATH, not -o -")
+        listing = [(s.path, s.size) for s in sources]
+        manifest = shard_manifest(whole, listing, shard[1], fmt.name, fmt.suffixes)
+        output = os.path.join(os.path.dirname(whole), manifest["shards"][shard[0]])
+        sources = shard_sources(sources, *shard)
+    check_output(output, inputs=read, no_clobber=no_clobber)
+    return _Job(fmt, opts, sources, read, skipped, output, whole, manifest, stale_temps(output))
+
+
+def plan_tokenize(
+    inputs: list[str],
+    output: str,
+    opts: TokenizeOptions | None = None,
+    *,
+    no_clobber: bool = False,
+    shard: tuple[int, int] | None = None,
+    to: str = "safetensors",
+) -> PlanResult:
+    """What :func:`run_tokenize` would read and write (``--dry-run``). The ids are known only
+    once the text is read, so their number is estimated (0.25 a byte, typical of English
+    prose); nothing is read beyond the directory listings, nothing written."""
+    job = _resolve(inputs, output, opts, shard, to, no_clobber)
+    files: list[tuple[str, int | None]] = [(job.output, None)]
+    if job.manifest is not None:
+        files.append((manifest_path(job.whole), None))
+    size = sum(s.size for s in job.sources)
+    return PlanResult(
+        "tokenize",
+        [s.path for s in job.sources],
+        size,
+        files,
+        [],
+        notes=job.notes,
+        token_format=job.fmt.name,
+        eot=job.opts.eot,
+        files_read=len(job.sources),
+        estimated_tokens=size // 4,
+    )
+
+
+def run_tokenize(
+    inputs: list[str],
+    output: str,
+    opts: TokenizeOptions | None = None,
+    *,
+    no_clobber: bool = False,
+    progress: ProgressFactory = no_progress,
+    shard: tuple[int, int] | None = None,
+    to: str = "safetensors",
+    shard_tokens: int | None = None,
+    val_fraction: float = 0.0,
+    split_seed: int = DEFAULT_SEED,
+) -> TokenizeResult:
+    """Tokenize text files, directories or stdin into a token file.
+
+    ``to`` picks the format (:data:`embedcli.formats.TOKEN_FORMATS`: embedcli's safetensors
+    ``ids``/``doc_offsets``, or a trainer's own); ``opts.eot`` defaults to that format's own
+    placement of ``<|endoftext|>``. With ``shard=(i, n)`` only shard i's documents are read (see
+    :func:`embedcli.documents.shard_sources`); ``output`` names the whole, the shard is written as
+    ``NAME-0000<i+1>-of-0000<n>.tokens.safetensors`` (or the format's suffix) beside it, and every
+    shard writes the same manifest ``NAME.tokens.manifest.json`` listing all n files.
+    ``shard_tokens`` caps the ids per file of formats that number their files (llm.c).
+    ``val_fraction`` of the documents (chosen by ``split_seed``, see
+    :func:`embedcli.bpe.pieces.goes_to_val`) go to a second output named by :func:`val_name`.
+    """
+    job = _resolve(inputs, output, opts, shard, to, no_clobber)
+    fmt, opts, sources, read, output = job.fmt, job.opts, job.sources, job.read, job.output
+    manifest, skipped, notes = job.manifest, job.skipped, job.notes
+    val_output = _val_output(output, fmt, val_fraction, shard, read, no_clobber)
+    with contextlib.ExitStack() as stack:
+        sinks = [_SpillSink(stack.enter_context(_spill_file(output)))]
+        if val_output is not None:
+            sinks.append(_SpillSink(stack.enter_context(_spill_file(val_output))))
+        val = (sinks[1], val_fraction, split_seed) if val_output else None
+        with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
+            stats = tokenize_with(
+                opts, sources, sinks[0], on_progress=advance, allow_empty=shard is not None, val=val
+            )
+        stats.skipped = skipped
+        extra = {}
+        if shard is not None and manifest is not None:
+            extra = c.shard_fields(shard[0], shard[1], manifest["shard_set"])
+        splits: list[tuple[str, TokenizeStats, str]] = [(output, stats, "train")]
+        if val_output is not None and stats.val is not None:
+            splits.append((val_output, stats.val, "val"))
+        paths: list[str] = []
+        for (path, part, name), sink in zip(splits, sinks, strict=True):
+            assert part.doc_offsets is not None  # set by every tokenize run
+            meta = part.metadata() | extra
+            if val is not None:
+                meta |= c.split_fields(name, val_fraction, split_seed)
+            sink.f.flush()
+            paths += fmt.write(
+                path,
+                sink.f,
+                sink.count,
+                part.doc_offsets,
+                meta,
+                inputs=read,
+                no_clobber=no_clobber,
+                shard_tokens=shard_tokens,
+            )
+    header = header_if_file(output) if fmt.name == "safetensors" else None
+    result = TokenizeResult(
+        output, Written.of(paths, main=0), stats, header, format=fmt.name, notes=notes
+    )
+    result.val_output = val_output
+    if manifest is not None:
+        result.manifest = manifest_path(job.whole)
+        write_json(result.manifest, manifest)
+        result.shard, result.shard_files = shard, (len(sources), len(read))
+    return result
+
+
+def val_name(output: str, suffixes: tuple[str, ...]) -> str:
+    """The validation split's file beside ``output``: ``train`` in the name becomes ``val``
+    (``train.bin`` -> ``val.bin``, nanoGPT's names), else ``.val`` goes before the suffix
+    (``corpus.tokens.safetensors`` -> ``corpus.val.tokens.safetensors``)."""
+    directory, name = os.path.split(output)
+    if "train" in name:
+        head, _, tail = name.rpartition("train")
+        return os.path.join(directory, f"{head}val{tail}")
+    for suffix in suffixes:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return os.path.join(directory, name[: -len(suffix)] + ".val" + suffix)
+    return os.path.join(directory, name + "_val")
+
+
+def _val_output(
+    output: str,
+    fmt: TokenFormat,
+    fraction: float,
+    shard: tuple[int, int] | None,
+    read: list[str],
+    no_clobber: bool,
+) -> str | None:
+    if not fraction:
+        return None
+    if not 0 < fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1 (got {fraction})")
+    if output == "-" or shard is not None:
+        raise UsageError(
+            "--val-fraction writes a second file: name the output with -o PATH, "
+            "and split the input without --shard"
+        )
+    path = val_name(output, fmt.suffixes)
+    check_output(path, inputs=read, no_clobber=no_clobber)
+    return path
