@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
 from embedcli.options import DEFAULT_SEED
+from embedcli.vocab import OutOfVocab, out_of_vocab
 from embedcli.windows import DocumentWindows, count_windows, shuffle_order
 
 
@@ -41,6 +43,21 @@ class TokenStream:
 
     def __len__(self) -> int:
         return int(self.bounds[-1])
+
+    def check_vocab(self, name: str) -> None:
+        """Refuse ids outside the vocabulary the metadata names (the model's embedding would
+        fail on them, on a GPU with a device assert)."""
+        vocab = get_int(self.metadata, VOCAB_SIZE)
+        if not vocab:
+            return
+        found = [(k, out_of_vocab(s, vocab)) for k, s in enumerate(self.segments)]
+        bad = [(k, f) for k, f in found if f is not None]
+        if bad:
+            k, first = bad[0]
+            total = OutOfVocab(
+                sum(f.count for _, f in bad), int(self.bounds[k]) + first.position, first.id
+            )
+            raise FormatError(total.message(name, vocab, (len(self),)))
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Ids ``[start, start + count)`` as int64, across segment boundaries."""
@@ -101,6 +118,7 @@ class TokenWindows(Dataset):
         if max_length < 1 or self.stride < 1:
             raise UsageError("max_length and stride must be at least 1")
         self._open()
+        self._stream.check_vocab(str(path))
         n = len(self._stream)
         self._inside: DocumentWindows | None = None  # cross_docs=False: windows by document
         if cross_docs:
@@ -168,8 +186,12 @@ class WindowBatchSampler(Sampler[list[int]]):
         epoch: int = 0,
         equal_shares: bool = False,
     ):
-        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise UsageError("need batch_size >= 1 and 0 <= rank < world_size")
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+        if world_size < 1:
+            raise UsageError(f"world_size must be at least 1 (got {world_size})")
+        if not 0 <= rank < world_size:
+            raise UsageError(f"rank must be in 0..{world_size - 1} for world_size {world_size}")
         self.windows, self.batch_size, self.shuffle, self.seed = windows, batch_size, shuffle, seed
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
         self.epoch, self.consumed, self.equal_shares = epoch, 0, equal_shares
@@ -200,7 +222,11 @@ class WindowBatchSampler(Sampler[list[int]]):
         return len(self.batches())
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.consumed = epoch, 0
+        """Start epoch ``epoch``, from its first batch; the epoch already under way (loaded
+        from a saved state, or partly iterated) keeps its position, so a training loop that
+        calls ``set_epoch(epoch)`` at the top of every epoch resumes where it stopped."""
+        if epoch != self.epoch:
+            self.epoch, self.consumed = epoch, 0
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batches_consumed": self.consumed, "seed": self.seed}
@@ -228,7 +254,8 @@ class WindowLoader(DataLoader):
         return sampler
 
     def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch``: its own reproducible order when shuffling."""
+        """Start epoch ``epoch`` (its own reproducible order when shuffling); the epoch already
+        under way keeps its position (see :meth:`WindowBatchSampler.set_epoch`)."""
         self.window_sampler.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, int]:

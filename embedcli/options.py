@@ -78,7 +78,7 @@ class TokenizeOptions:
     """How text becomes ids (``tokenize``, and ``batch``/``embed`` given text)."""
 
     encoding: str = DEFAULT_ENCODING
-    special: SpecialPolicy = "special"
+    special: SpecialPolicy | None = None  # None: the output format's own (text for trainers')
     backend: Backend = "auto"  # auto: gigatoken when installed and checked, else tiktoken
     text_key: str = DEFAULT_TEXT_KEY
     format: str = "auto"  # a document format's name (documents.FORMATS)

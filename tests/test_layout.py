@@ -29,7 +29,7 @@ LAYERS = [
     {"embedding", "windows"},
     {"bpe"},
     {"documents", "storage"},
-    {"contract", "errors", "options", "progress", "units", "version"},
+    {"contract", "errors", "options", "progress", "units", "version", "vocab"},
 ]
 
 
@@ -221,6 +221,7 @@ def test_help_shows_no_python_types(command):
     "module",
     [
         "embedcli.windows",
+        "embedcli.vocab",
         "embedcli.options",
         "embedcli.contract",
         "embedcli.inspection.stats",

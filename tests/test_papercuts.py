@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
@@ -311,3 +313,54 @@ def test_make_offers_the_cpu_torch_index():
     assert "--index-url https://x/whl/cpu" in dry.stdout
     helped = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True)
     assert "test-all" not in helped.stdout
+
+
+# --------------------------------------------------------------------------- issue 21
+
+
+def _train(path, epochs, state=None, stop_after=None, num_workers=0):
+    """The README's training loop, reduced to the batches it sees: resumes from ``state``,
+    stops ("is killed") after ``stop_after`` batches, returns (batches seen, saved state)."""
+    from embedcli import create_dataloader
+
+    loader = create_dataloader(
+        path, batch_size=4, max_length=8, shuffle=True, seed=123, num_workers=num_workers
+    )
+    if state is not None:
+        loader.load_state_dict(state)
+    start = state["epoch"] if state else 0
+    seen = []
+    for epoch in range(start, epochs):
+        loader.set_epoch(epoch)  # as the README's loop does, resumed or not
+        for inputs, _ in loader:
+            seen.append((epoch, inputs[:, 0].tolist()))
+            if stop_after is not None and len(seen) == stop_after:
+                return seen, loader.state_dict()
+    return seen, loader.state_dict()
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_readme_resume_loop_neither_repeats_nor_skips(tmp_path, num_workers):
+    from embedcli import run_tokenize
+
+    tokens = str(tmp_path / "c.tokens.safetensors")
+    run_tokenize([str(SAMPLE)], tokens)
+    whole, _ = _train(tokens, 2)
+    per_epoch = len(whole) // 2
+    for k in (3, per_epoch + 2):  # killed mid-epoch 0, and mid-epoch 1
+        head, saved = _train(tokens, 2, stop_after=k, num_workers=num_workers)
+        rest, _ = _train(tokens, 2, state=saved, num_workers=num_workers)
+        assert head + rest == whole
+
+
+def test_loader_arguments_each_get_their_own_message():
+    from embedcli.data import WindowBatchSampler
+    from embedcli.errors import UsageError
+
+    for kwargs, says in [
+        ({"batch_size": 0}, "batch_size must be at least 1 (got 0)"),
+        ({"batch_size": 2, "world_size": 0}, "world_size must be at least 1"),
+        ({"batch_size": 2, "rank": 3, "world_size": 2}, "rank must be in 0..1"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(says)):
+            WindowBatchSampler(10, **kwargs)

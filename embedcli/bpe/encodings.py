@@ -187,14 +187,40 @@ def decoder_for(
 ) -> Callable[[list[int]], str] | None:
     """``decode(ids)`` for the encoding a file's metadata names (``default`` when it names
     none), or None when that encoding cannot be loaded here: inspecting a file never fails for
-    want of its tokenizer."""
+    want of its tokenizer. An id the encoding does not have decodes as ``<invalid id N>``."""
     name = (metadata or {}).get("encoding", default)  # contract.ENCODING
     if name is None:
         return None
     try:
-        return get_encoding(name).decode
+        enc = get_encoding(name)
     except EncodingLoadError:
         return None
+    return lambda ids: decode_leniently(enc, ids)
+
+
+def decode_leniently(enc: tiktoken.Encoding, ids: list[int]) -> str:
+    """``enc.decode(ids)``, with ids it does not have shown as ``<invalid id N>`` instead of a
+    ``KeyError`` (a token file from another tokenizer, or a corrupt one).
+
+    Example:
+        >>> decode_leniently(get_encoding("gpt2"), [15496, 53983, 11])
+        'Hello<invalid id 53983>,'
+    """
+    try:
+        return enc.decode(ids)
+    except (KeyError, ValueError, OverflowError):
+        pass
+    out: list[str] = []
+    run: list[int] = []
+    for i in ids:
+        try:
+            enc.decode_single_token_bytes(i)
+        except (KeyError, ValueError, OverflowError):
+            out += [enc.decode(run), f"<invalid id {i}>"]
+            run = []
+        else:
+            run.append(i)
+    return "".join(out) + enc.decode(run)
 
 
 def eot_id(enc: tiktoken.Encoding) -> int:

@@ -197,7 +197,7 @@ def tokenize_with(
         sources,
         sink,
         encoding=opts.encoding,
-        special=opts.special,
+        special=opts.special or "special",
         backend=opts.backend,
         text_key=opts.text_key,
         workers=opts.workers,

@@ -162,7 +162,7 @@ def tokenize(
     inputs: Inputs = None,
     output: Output = None,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    special: SpecialOpt = o.SPECIAL_POLICIES[0],
+    special: SpecialOpt = None,
     backend: BackendOpt = o.BACKENDS[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
     fmt: FormatOpt = "auto",
@@ -170,7 +170,7 @@ def tokenize(
     include: Include = None,
     split_on_eot: SplitOnEot = False,
     shard: ShardOpt = None,
-    to: ToOpt = "safetensors",
+    to: ToOpt = None,
     eot: EotOpt = None,
     shard_tokens: ShardTokens = None,
     val_fraction: ValFraction = None,
@@ -188,6 +188,8 @@ def tokenize(
 
       embedcli tokenize corpus.txt       [dim]# writes corpus.tokens.safetensors[/]
 
+      embedcli tokenize notes.txt --to nanogpt   [dim]# writes notes.bin[/]
+
       embedcli tokenize docs/ -o docs.tokens.safetensors
 
       cat notes.txt | embedcli tokenize -o - | embedcli batch - -o w.safetensors
@@ -196,18 +198,19 @@ def tokenize(
 
       embedcli tokenize corpus/ -o corpus.tokens.safetensors --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
 
-      embedcli tokenize fineweb/ --to nanogpt -o train.bin   [dim]# EOT after each document[/]
+      embedcli tokenize fineweb/ --to nanogpt -o train.bin   [dim]# as nanoGPT's prepare.py[/]
 
       embedcli tokenize data.parquet --to megatron -o corpus_text_document
     """
     from embedcli.documents import parse_shard
+    from embedcli.formats import default_token_output, format_for
     from embedcli.stages.tokenize import plan_tokenize, run_tokenize
-    from embedcli.storage.outputs import default_output
 
-    unused = to != "llmc"
+    token_format = format_for(to, output)  # refuses an -o name that says another format
+    unused = token_format.name != "llmc"
     warn_unused(ctx, quiet, [("shard_tokens", unused, "--shard-tokens applies to --to llmc only")])
     inputs = inputs or ["-"]
-    output = output or default_output(inputs, "tokens")
+    output = output or default_token_output(inputs, token_format)
     opts = tokenize_options(
         encoding=encoding,
         special=special,
@@ -221,7 +224,9 @@ def tokenize(
     )
     shards = parse_shard(shard) if shard else None
     if dry_run:
-        plan = plan_tokenize(inputs, output, opts, no_clobber=no_clobber, shard=shards, to=to)
+        plan = plan_tokenize(
+            inputs, output, opts, no_clobber=no_clobber, shard=shards, to=token_format.name
+        )
         _show(plan, quiet)
         return
     result = run_tokenize(
@@ -231,7 +236,7 @@ def tokenize(
         no_clobber=no_clobber,
         progress=_progress(quiet),
         shard=shards,
-        to=to,
+        to=token_format.name,
         shard_tokens=shard_tokens,
         val_fraction=val_fraction or 0.0,
         split_seed=seed,
@@ -257,7 +262,7 @@ def batch(
     dtype: IdsDtypeOpt = o.OUTPUT_DTYPES[0],
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    special: SpecialOpt = o.SPECIAL_POLICIES[0],
+    special: SpecialOpt = None,
     backend: BackendOpt = o.BACKENDS[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
     fmt: FormatOpt = "auto",
@@ -352,7 +357,7 @@ def embed(
     batched: Batched = False,
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    special: SpecialOpt = o.SPECIAL_POLICIES[0],
+    special: SpecialOpt = None,
     backend: BackendOpt = o.BACKENDS[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
     fmt: FormatOpt = "auto",

@@ -131,14 +131,16 @@ EncodingOpt = Annotated[
     ),
 ]
 SpecialOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--special",
         metavar=shown(o.SPECIAL_POLICIES),
         callback=choice(o.SPECIAL_POLICIES),
         rich_help_panel=TOK,
         help="A literal <|endoftext|> in the text: the special token (as the reference), plain "
-        "text, or an error.",
+        "text (as the trainers' prepare scripts), or an error \\[default: text for --to "
+        "nanogpt, llmc and megatron; special otherwise].",
+        show_default=False,
     ),
 ]
 TextKey = Annotated[
@@ -203,15 +205,17 @@ Workers = Annotated[
     ),
 ]
 ToOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--to",
         metavar=shown(tuple(TOKEN_FORMATS)),
         callback=choice(tuple(TOKEN_FORMATS)),
         rich_help_panel=OUT,
-        help="Token file format: "
+        help="Token file format [default: by the -o name (.npy, .safetensors), else "
+        "safetensors]: "
         + "; ".join(f"{f.name}: {f.summary}" for f in TOKEN_FORMATS.values())
         + ".",
+        show_default=False,
     ),
 ]
 EotOpt = Annotated[
@@ -359,7 +363,7 @@ def member(value: str, choices: tuple[T, ...]) -> T:
 def tokenize_options(
     *,
     encoding: str,
-    special: str,
+    special: str | None,
     backend: str,
     text_key: str,
     fmt: str,
@@ -372,7 +376,7 @@ def tokenize_options(
     tokenize's alone)."""
     return o.TokenizeOptions(
         encoding=encoding,
-        special=member(special, o.SPECIAL_POLICIES),
+        special=None if special is None else member(special, o.SPECIAL_POLICIES),
         backend=member(backend, o.BACKENDS),
         text_key=text_key,
         format=fmt,

@@ -101,6 +101,11 @@ def corpus_view(corpus: CorpusStats) -> Group:
     )
     if corpus.eot_count is not None:
         facts.add_row("<|endoftext|>", f"{corpus.eot_count:,}")
+    if corpus.out_of_vocab:
+        facts.add_row(
+            Text("out of vocabulary", "bold red"),
+            Text(f"{corpus.out_of_vocab:,} ids (shown as <invalid id N>)", "red"),
+        )
     parts: list[RenderableType] = [facts]
     lengths = corpus.doc_length
     if lengths is not None:

@@ -29,6 +29,7 @@ from embedcli.errors import DeviceError, FormatError, InputError, UsageError
 from embedcli.options import DEFAULT_DIM, POS_KINDS
 from embedcli.storage.atomic import Writable, WriteBehind
 from embedcli.units import human_bytes
+from embedcli.vocab import out_of_vocab
 
 if TYPE_CHECKING:
     import numpy as np
@@ -213,14 +214,11 @@ def load_weights(
 def check_id_range(ids: np.ndarray, vocab_size: int, *, where: str) -> None:
     """Refuse ids outside ``[0, vocab_size)`` before any lookup (on CUDA it would be a device
     assert that kills the process)."""
-    if ids.size == 0:
-        return
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= vocab_size:
-        bad = low if low < 0 else high
+    found = out_of_vocab(ids, vocab_size)
+    if found is not None:
         raise InputError(
-            f"{where}: token id {bad} is outside the embedding table (vocab size {vocab_size}); "
-            "use the encoding's vocab size or a larger --vocab-size"
+            found.message(where, vocab_size, tuple(ids.shape))
+            + ": no embedding row for them; use the ids' own vocabulary (--vocab-size, --weights)"
         )
 
 

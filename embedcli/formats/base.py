@@ -67,6 +67,11 @@ class TokenWriter(Protocol):
 class TokenFormat:
     """Everything about one token-file format.
 
+    The trainers' formats take their prepare scripts' defaults: nanoGPT's ``prepare.py``,
+    llm.c's ``fineweb.py`` and Megatron's ``preprocess_data.py`` encode with tiktoken's
+    ``encode_ordinary`` (a literal ``<|endoftext|>`` is text) and place the separator as each
+    trainer expects; embedcli's safetensors keeps the reference pipeline's.
+
     ``claims(paths)`` says whether the paths a user gave are this format's files (cheaply:
     names and a few bytes), ``files(paths)`` lists every file they stand for (Megatron's
     ``.bin`` and ``.idx``), ``read(paths, encoding)`` reads them; ``load(path, encoding)``
@@ -79,6 +84,7 @@ class TokenFormat:
     suffixes: tuple[str, ...]  # kept last when a --shard run numbers the name
     default_eot: EotPlacement  # where its trainers expect <|endoftext|>
     default_special: SpecialPolicy  # what its trainers make of a literal <|endoftext|>
+    default_name: str  # added to an input's stem when no -o is given
     ids_dtype: Callable[[int], np.dtype]  # vocabulary size -> the dtype of the ids written
     write: TokenWriter
     load: Callable[[str, str], TokenSource]

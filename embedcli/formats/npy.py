@@ -72,6 +72,7 @@ NPY = TokenFormat(
     suffixes=(".npy",),
     default_eot="between",
     default_special="special",
+    default_name=".tokens.npy",
     ids_dtype=ids_dtype,
     write=write,
     load=load,

@@ -92,6 +92,7 @@ SAFETENSORS = TokenFormat(
     suffixes=(".tokens.safetensors", ".safetensors"),
     default_eot="between",
     default_special="special",
+    default_name=".tokens.safetensors",
     ids_dtype=ids_dtype,
     write=write,
     load=load,

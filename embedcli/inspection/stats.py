@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 CHUNK_IDS = 1 << 22
+MAX_COUNTED_ID = 1 << 24  # without a vocabulary size: ids counted one by one below this
 
 
 @dataclass
@@ -88,6 +89,7 @@ class CorpusStats:
     vocab_size: int | None
     vocab_share: float | None  # distinct ids / vocab size
     eot_count: int | None
+    out_of_vocab: int  # ids the vocabulary does not have (another tokenizer's, or corrupt)
     doc_length: DocLengths | None
     top_tokens: list[TopToken] = field(default_factory=list)
 
@@ -109,11 +111,22 @@ def corpus_stats(
     decode: Callable[[list[int]], str] | None = None,
     top: int = 10,
 ) -> CorpusStats:
-    """One streaming pass over ``ids`` (``np.bincount`` per chunk) plus the document lengths."""
+    """One streaming pass over ``ids`` (``np.bincount`` per chunk) plus the document lengths.
+
+    Ids outside ``[0, vocab_size)`` (or, without a vocabulary, negative or beyond
+    :data:`MAX_COUNTED_ID`) are counted in ``out_of_vocab``, not binned.
+    """
     counts = np.zeros(max(vocab_size or 0, 1), dtype=np.int64)
+    limit = vocab_size or MAX_COUNTED_ID
+    outside = 0
     for chunk in id_chunks(ids):
+        chunk = chunk.astype(np.int64, copy=False)
+        keep = (chunk >= 0) & (chunk < limit)
+        if not keep.all():
+            outside += int(chunk.size - np.count_nonzero(keep))
+            chunk = chunk[keep]
         if chunk.size:
-            found = np.bincount(chunk.astype(np.int64, copy=False), minlength=counts.size)
+            found = np.bincount(chunk, minlength=counts.size)
             if found.size > counts.size:
                 counts = np.concatenate([counts, np.zeros(found.size - counts.size, np.int64)])
             counts += found
@@ -138,6 +151,7 @@ def corpus_stats(
         vocab_size=vocab_size,
         vocab_share=distinct / vocab_size if vocab_size else None,
         eot_count=eot,
+        out_of_vocab=outside,
         doc_length=None if doc_offsets is None else doc_length_stats(doc_offsets),
         top_tokens=top_tokens,
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from embedcli import contract as c
 from embedcli.errors import UsageError
 from embedcli.inputs import Request, Resolved, TokenSource, open_input
 from embedcli.options import OUTPUT_DTYPES, TokenizeOptions, WindowOptions
@@ -38,6 +39,7 @@ from embedcli.storage.outputs import (
     write_tensors,
 )
 from embedcli.storage.store import TensorSpec, header_if_file
+from embedcli.vocab import out_of_vocab
 from embedcli.windows import PlanFacts, WindowPlan, write_windows
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ def _planned(
         notes = stale_temps(output)
         src = found.load(progress)
         assert isinstance(src, TokenSource)  # windows are refused without allow_windows
+        notes += _vocab_notes(src, inputs)
         plan = make_plan(src, opts)
         facts = plan.facts()
         specs, meta = windows_file(plan, opts, src.metadata, facts, max_shard_size)
@@ -166,6 +169,18 @@ def run_batch(
         coverage=_coverage(plan),
         notes=job.notes,
     )
+
+
+def _vocab_notes(src: TokenSource, inputs: list[str]) -> list[str]:
+    """A warning when ids lie outside the vocabulary: they are windowed as they are (a file
+    of ids is data, whatever they index), but no embedding of the encoding can take them."""
+    vocab = c.get_int(src.metadata, c.VOCAB_SIZE)
+    found = out_of_vocab(src.ids, vocab) if vocab else None
+    if found is None or vocab is None:
+        return []
+    name = inputs[0] if len(inputs) == 1 and inputs[0] != "-" else "the input"
+    message = found.message(name, vocab, tuple(src.ids.shape))
+    return [f"{message}; windowed as they are (embed refuses them)"]
 
 
 def _coverage(plan: WindowPlan) -> Histogram:

@@ -21,7 +21,7 @@ from embedcli.bpe.pieces import TokenizeStats
 from embedcli.bpe.tokenizer import tokenize_with
 from embedcli.documents import Source, resolve_sources, shard_sources
 from embedcli.errors import OutputError, UsageError
-from embedcli.formats import TokenFormat, token_format
+from embedcli.formats import TokenFormat, format_for
 from embedcli.options import DEFAULT_SEED, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
@@ -74,12 +74,14 @@ def _resolve(
     output: str,
     opts: TokenizeOptions | None,
     shard: tuple[int, int] | None,
-    to: str,
+    to: str | None,
     no_clobber: bool,
 ) -> _Job:
     opts = opts or TokenizeOptions()
-    fmt = token_format(to)
-    opts = replace(opts, eot=opts.eot or fmt.default_eot)
+    fmt = format_for(to, output)
+    # The format's own defaults; --split-on-eot reads the literal separator as a boundary.
+    special = opts.special or ("special" if opts.split_on_eot else fmt.default_special)
+    opts = replace(opts, eot=opts.eot or fmt.default_eot, special=special)
     skipped: list[str] = []
     sources = resolve_sources(inputs, opts.format, include=opts.include, skipped=skipped)
     read = [s.path for s in sources]
@@ -102,7 +104,7 @@ def plan_tokenize(
     *,
     no_clobber: bool = False,
     shard: tuple[int, int] | None = None,
-    to: str = "safetensors",
+    to: str | None = None,
 ) -> PlanResult:
     """What :func:`run_tokenize` would read and write (``--dry-run``). The ids are known only
     once the text is read, so their number is estimated (0.25 a byte, typical of English
@@ -134,7 +136,7 @@ def run_tokenize(
     no_clobber: bool = False,
     progress: ProgressFactory = no_progress,
     shard: tuple[int, int] | None = None,
-    to: str = "safetensors",
+    to: str | None = None,
     shard_tokens: int | None = None,
     val_fraction: float = 0.0,
     split_seed: int = DEFAULT_SEED,

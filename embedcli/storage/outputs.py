@@ -113,6 +113,12 @@ _STRIPPED_SUFFIXES = (
     ".txt",
     ".text",
     ".md",
+    ".rst",
+    ".parquet",
+    ".arrow",
+    ".ndjson",
+    ".bin",
+    ".npy",
     ".tokens",
     ".windows",
     ".embeddings",
@@ -121,13 +127,19 @@ _STRIPPED_SUFFIXES = (
 
 def default_output(inputs: list[str], suffix: str) -> str:
     """``corpus.txt`` -> ``corpus.<suffix>.safetensors`` in the current directory."""
+    return stem_output(inputs, f".{suffix}.safetensors")
+
+
+def stem_output(inputs: list[str], ending: str) -> str:
+    """The one input's name without its known suffixes, plus ``ending``, in the current
+    directory: ``data/corpus.jsonl.gz`` + ``.bin`` -> ``corpus.bin``."""
     if len(inputs) != 1 or inputs[0] == "-":
         raise UsageError("name the output with -o PATH (or -o - for stdout)")
     name = os.path.basename(os.path.normpath(inputs[0]))
     for ext in _STRIPPED_SUFFIXES:
         if name.endswith(ext) and len(name) > len(ext):
             name = name[: -len(ext)]
-    return f"{name}.{suffix}.safetensors"
+    return name + ending
 
 
 # --------------------------------------------------------------------------- opening outputs
