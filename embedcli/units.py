@@ -44,3 +44,9 @@ def parse_size(text: str) -> int:
     if match is None or unit not in _SIZE_UNITS:
         raise ValueError(f"not a size: {text!r} (e.g. 2GB, 500MB, 1GiB)")
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``3 files``, ``1,024 batches``."""
+    ending = "es" if noun.endswith(("s", "sh", "ch", "x")) else "s"
+    return f"{count:,} {noun if count == 1 else noun + ending}"

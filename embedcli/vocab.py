@@ -37,11 +37,13 @@ class OutOfVocab:
             return f"window {row:,}, position {col:,}"
         return f"position {self.position:,}"
 
-    def message(self, name: str, vocab_size: int, shape: tuple[int, ...]) -> str:
+    def message(
+        self, name: str, vocab_size: int, shape: tuple[int, ...], of: str = "the vocabulary"
+    ) -> str:
         ids = "id" if self.count == 1 else "ids"
         return (
-            f"{name}: {self.count:,} token {ids} outside the vocabulary of {vocab_size:,} "
-            f"(the first: {self.id} at {self.where(shape)})"
+            f"{name}: {self.count:,} token {ids} outside {of} (vocab size {vocab_size:,}; "
+            f"the first: {self.id} at {self.where(shape)})"
         )
 
 

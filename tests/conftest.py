@@ -102,7 +102,7 @@ def invoke(
 
     full_env = {"EMBEDCLI_DEBUG": None, **(env or {})}
     saved_argv, saved_cwd = sys.argv, os.getcwd()
-    saved_term = signal.getsignal(signal.SIGTERM)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     with CliRunner().isolation(input=input, env=full_env) as (out, err, _):
         sys.argv = ["embedcli", *map(str, args)]
@@ -115,7 +115,8 @@ def invoke(
         finally:
             sys.argv = saved_argv
             os.chdir(saved_cwd)
-            signal.signal(signal.SIGTERM, saved_term)
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
         stdout, stderr = out.getvalue(), err.getvalue()
     proc = subprocess.CompletedProcess(["embedcli", *args], code, stdout, stderr)
     if check and code != 0:

@@ -216,7 +216,7 @@ def test_cli_backend_flag_metadata_and_summary(tmp_path):
     out = tmp_path / "e.safetensors"
     args = ["embed", str(corpus), "-o", str(out), "-T", "4", "--dim", "8", "--backend", "gigatoken"]
     assert runner.invoke(app, args).exit_code == 0
-    assert "embedcli[fast]" in runner.invoke(app, ["tokenize", "--help"]).output  # not markup
+    assert "embedcli[fast]" in runner.invoke(app, ["tokenize", "--help-all"]).output  # not markup
     bad = runner.invoke(app, ["tokenize", str(corpus), "--backend", "rust"])
     assert bad.exit_code == 2 and "rust" in bad.output
 

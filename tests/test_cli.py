@@ -367,7 +367,7 @@ def test_embed_refuses_ids_outside_the_table(tmp_path):
         "4",
     )
     assert result.exit_code == 1
-    assert "outside the embedding table (vocab size 1000)" in result.stderr
+    assert "outside the embedding table (vocab size 1,000;" in result.stderr
     assert not out.exists()
 
 

@@ -128,8 +128,12 @@ def test_nanogpt_is_what_prepare_py_writes(corpus, tmp_path, enc):
     want = [i for d in DOCS for i in enc.encode_ordinary(d) + [EOT]]
     assert np.memmap(out, dtype=np.uint16, mode="r").tolist() == want
     assert json.loads((tmp_path / "train.bin.json").read_text())["metadata"]["eot"] == "after"
+    # Without --special, nanoGPT's own: encode_ordinary, a literal <|endoftext|> is text.
     piped = invoke("tokenize", str(corpus / "d.jsonl"), "--to", "nanogpt", "-o", "-", "-q")
-    assert np.frombuffer(piped.stdout, dtype="<u2").tolist() == [
+    assert np.frombuffer(piped.stdout, dtype="<u2").tolist() == want
+    special = invoke("tokenize", str(corpus / "d.jsonl"), "--to", "nanogpt", "-o", "-", "-q",
+                     "--special", "special")  # fmt: skip
+    assert np.frombuffer(special.stdout, dtype="<u2").tolist() == [
         i for d in DOCS for i in enc.encode(d, allowed_special={"<|endoftext|>"}) + [EOT]
     ]
 
@@ -191,7 +195,8 @@ def test_sharded_runs_in_a_trainer_format_read_back_whole(corpus, tmp_path):
         assert proc.returncode == 0, proc.stderr
     with load_input([str(tmp_path / "m.manifest.json")]) as merged:
         single = tmp_path / "s.safetensors"
-        run_tokenize([str(corpus / "d.jsonl")], str(single), TokenizeOptions(eot="after"))
+        opts = TokenizeOptions(eot="after", special="text")  # Megatron's defaults
+        run_tokenize([str(corpus / "d.jsonl")], str(single), opts)
         assert np.array_equal(merged.ids, load_file(str(single))["ids"])
         assert np.array_equal(merged.doc_offsets, load_file(str(single))["doc_offsets"])
 

@@ -141,6 +141,7 @@ def test_json_output_is_stable_and_strict(small):
         "previews",
         "decoded",
         "files",
+        "parts",
         "corpus",
         "windows",
         "neighbors",

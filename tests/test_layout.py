@@ -23,8 +23,8 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 LAYERS = [
     {"cli"},
     {"stages", "data"},
-    {"inputs"},
     {"inspection"},
+    {"inputs"},
     {"formats"},
     {"embedding", "windows"},
     {"bpe"},

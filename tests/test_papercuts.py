@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import numpy as np
@@ -364,3 +366,190 @@ def test_loader_arguments_each_get_their_own_message():
     ]:
         with pytest.raises(UsageError, match=re.escape(says)):
             WindowBatchSampler(10, **kwargs)
+
+
+def test_outputs_are_named_by_their_format(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Hello <|endoftext|> world.\n", encoding="utf-8")
+    for to, names in [
+        ("nanogpt", ["notes.bin", "notes.bin.json"]),
+        ("llmc", ["notes_000000.bin", "notes.bin.json"]),
+        ("megatron", ["notes_text_document.bin", "notes_text_document.idx"]),
+        ("npy", ["notes.tokens.npy"]),
+        ("safetensors", ["notes.tokens.safetensors"]),
+    ]:
+        proc = invoke("tokenize", str(notes), "--to", to, "-q", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert all((tmp_path / n).exists() for n in names), (to, sorted(os.listdir(tmp_path)))
+    assert np.load(tmp_path / "notes.tokens.npy").size > 0
+    # An -o suffix chooses the format, or is refused where it would lie.
+    assert invoke("tokenize", str(notes), "-o", str(tmp_path / "ids.npy"), "-q").returncode == 0
+    assert np.load(tmp_path / "ids.npy").dtype == np.uint16
+    bare = invoke("tokenize", str(notes), "-o", str(tmp_path / "train.bin"))
+    assert bare.returncode == 2 and b"say --to nanogpt or --to llmc" in bare.stderr
+    lie = invoke("tokenize", str(notes), "-o", str(tmp_path / "x.npy"), "--to", "nanogpt")
+    assert lie.returncode == 2 and b"name it" in lie.stderr and b"x.bin" in lie.stderr
+    assert not (tmp_path / "train.bin").exists() and not (tmp_path / "x.npy").exists()
+
+
+def test_trainer_formats_take_their_prepare_scripts_defaults(tmp_path, enc):
+    notes = tmp_path / "notes.txt"
+    text = "Hello <|endoftext|> world.\n"
+    notes.write_text(text, encoding="utf-8")
+    out = tmp_path / "train.bin"
+    assert invoke("tokenize", str(notes), "--to", "nanogpt", "-o", str(out), "-q").returncode == 0
+    # nanoGPT's prepare.py: encode_ordinary, then <|endoftext|> after the document.
+    want = enc.encode_ordinary(text) + [enc.eot_token]
+    assert np.fromfile(out, dtype=np.uint16).tolist() == want
+    meta = json.loads((tmp_path / "train.bin.json").read_text())["metadata"]
+    assert (meta["special"], meta["eot"]) == ("text", "after")
+    book = tmp_path / "b.tokens.safetensors"
+    assert invoke("tokenize", str(notes), "-o", str(book), "-q").returncode == 0
+    assert load_file(str(book))["ids"].tolist() == enc.encode(text, allowed_special="all")
+
+
+def test_ids_outside_the_vocabulary(tmp_path):
+    bad = tmp_path / "bad.bin"
+    np.array([15496, 53983, 11, 50256, 464, 60000, 13] * 10, dtype=np.uint16).tofile(bad)
+    shown = invoke("inspect", str(bad), "--preview", "1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)["files"][0]
+    assert doc["corpus"]["out_of_vocab"] == 20 and "<invalid id 53983>" in doc["decoded"][0]["text"]
+    windows = invoke("batch", str(bad), "-T", "4", "-o", str(tmp_path / "w.safetensors"))
+    assert windows.returncode == 0 and b"20 token ids outside the vocabulary" in windows.stderr
+    refused = invoke("embed", str(bad), "-T", "4", "-d", "4", "-o", str(tmp_path / "e"))
+    assert refused.returncode == 1 and b"the first: 53983 at position 1" in refused.stderr
+    from embedcli import TokenWindows
+    from embedcli.errors import FormatError
+
+    with pytest.raises(FormatError, match="first: 53983 at position 1"):
+        TokenWindows(str(bad), max_length=4)
+
+
+def test_inspect_reads_a_shard_manifest(tmp_path):
+    for i in range(2):
+        args = ["tokenize", str(SAMPLE), "-o", str(tmp_path / "s.tokens.safetensors")]
+        assert invoke(*args, "--shard", f"{i}/2", "-q").returncode == 0
+    whole = tmp_path / "w.tokens.safetensors"
+    assert invoke("tokenize", str(SAMPLE), "-o", str(whole), "-q").returncode == 0
+    proc = invoke("inspect", str(tmp_path / "s.tokens.manifest.json"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)["files"][0]
+    assert (
+        len(doc["parts"]) == 2 and sum(p["tokens"] for p in doc["parts"]) == doc["corpus"]["tokens"]
+    )
+    assert doc["corpus"]["tokens"] == load_file(str(whole))["ids"].size
+    shown = invoke("inspect", str(tmp_path / "s.tokens.manifest.json"), "--no-stats")
+    assert shown.returncode == 0 and b"part" in shown.stdout and b"documents" in shown.stdout
+
+
+def test_diff_can_ignore_lineage_and_says_what_differs(tmp_path):
+    for i in range(2):
+        args = ["tokenize", str(SAMPLE), "-o", str(tmp_path / "s.tokens.safetensors")]
+        assert invoke(*args, "--shard", f"{i}/2", "-q").returncode == 0
+    merged, whole = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    manifest = str(tmp_path / "s.tokens.manifest.json")
+    assert invoke("batch", manifest, "-T", "4", "-o", str(merged), "-q").returncode == 0
+    assert invoke("batch", str(SAMPLE), "-T", "4", "-o", str(whole), "-q").returncode == 0
+    strict = invoke("inspect", str(merged), str(whole), "--diff")
+    assert strict.returncode == 1 and b"tensors identical; metadata differs" in strict.stdout
+    loose = invoke("inspect", str(merged), str(whole), "--diff", "--ignore-metadata")
+    assert loose.returncode == 0 and b"identical" in loose.stdout
+
+
+@pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect", None])
+def test_help_is_short_and_whole_at_80_columns(command):
+    args = [command, "--help"] if command else ["--help"]
+    page = invoke(*args, env={"COLUMNS": "80"}).stdout.decode()
+    lines = page.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert len(lines) <= 100, f"{command} --help has {len(lines)} lines"
+    assert "<bool>" not in page and "{paths}" not in page
+    assert not re.search(r"\[[a-z0-9]+\|", page), "choices belong in the help text"
+    if command in ("batch", "embed"):
+        assert "--encoding" not in page and "--help-all" in page
+        full = invoke(command, "--help-all", env={"COLUMNS": "80"}).stdout.decode()
+        assert "--encoding" in full and "--workers" in full
+    if command == "tokenize":
+        assert ".parquet" in page and "Parquet/Arrow column" in page
+
+
+def test_messages_say_one_thing_once(tmp_path, monkeypatch):
+    broken = tmp_path / "b.jsonl"
+    broken.write_text('{"text": "unterminated\n', encoding="utf-8")
+    proc = invoke("tokenize", str(broken), "-o", str(tmp_path / "t.safetensors"))
+    assert proc.returncode == 1 and b"at at" not in proc.stderr
+    assert b"Unterminated string starting at column" in proc.stderr
+    from embedcli.stages import tokenize as stage
+
+    def full(f, ids):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stage, "write_array", full)
+    out = tmp_path / "full.tokens.safetensors"
+    disk = invoke("tokenize", STORY, "-o", str(out))
+    assert disk.returncode == 1 and str(out).encode() in disk.stderr
+    assert b"No space left on device" in disk.stderr
+
+
+def test_summaries_count_in_words(tmp_path):
+    one = tmp_path / "one.txt"
+    one.write_text("a b c d e f g h i j k l m n o p", encoding="utf-8")
+    proc = invoke("batch", str(one), "-T", "4", "-B", "2", "-o", str(tmp_path / "w"))
+    err = proc.stderr.decode()
+    assert "1 batch of 2" in err and "1 batches" not in err
+    assert "document lengths  all 16 tokens" in err  # one document: no ".. 16.5"
+    assert "whole command" in err
+    limited = invoke("batch", STORY, "-T", "4", "--num-batches", "1", "-o", str(tmp_path / "n"))
+    assert "not kept: --num-batches" in limited.stderr.decode()
+    split = invoke("batch", STORY, "-T", "4", "--max-shard-size", "1KB", "-o", str(tmp_path / "s"))
+    assert b"split the output into" in split.stderr
+
+
+def test_an_interrupt_after_the_output_is_written(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from embedcli.cli import render
+    from embedcli.stages import batch as stage
+
+    out = tmp_path / "w.safetensors"
+
+    def interrupted(*args, **kwargs):  # the output is committed: Ctrl-C now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "first_window", interrupted)
+    proc = invoke("batch", STORY, "-T", "4", "-o", str(out))
+    assert proc.returncode == 130 and out.exists()
+    assert f"Interrupted after writing {out} (complete).".encode() in proc.stderr
+    monkeypatch.undo()
+    real = render.render_stage
+
+    def summary_interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: the output is complete
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "render_stage", summary_interrupted)
+    again = invoke("batch", STORY, "-T", "4", "-o", str(out))
+    assert again.returncode == 0 and b"Interrupted" not in again.stderr
+
+
+def test_a_terminal_on_stdin_is_told_what_is_read(tmp_path):
+    import pty
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    out = tmp_path / "t.safetensors"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embedcli", "tokenize", "-o", str(out), "-q"],
+        stdin=secondary,
+        stderr=subprocess.PIPE,
+    )
+    os.close(secondary)
+    first = proc.stderr.readline()  # the program speaks before it reads
+    os.write(primary, b"hello there\n\x04")  # a line, then Ctrl-D
+    _, rest = proc.communicate(timeout=60)
+    os.close(primary)
+    assert b"reading text from the terminal; end it with Ctrl-D" in first
+    assert proc.returncode == 0, rest and out.exists()

@@ -6,7 +6,6 @@ status in ``cli_errors.py``, all rendering in ``summary.py``.
 
 from __future__ import annotations
 
-import os
 import signal
 from typing import Annotated
 
@@ -14,6 +13,7 @@ import typer
 
 from embedcli import options as o
 from embedcli.cli.embed_options import (
+    MORE_EMB,
     ContextLengthOpt,
     DeviceOpt,
     DimOpt,
@@ -39,6 +39,9 @@ from embedcli.cli.errors import (
 )
 from embedcli.cli.inspect_command import inspect
 from embedcli.cli.options import (
+    ADVANCED_PANELS,
+    MORE,
+    TOK,
     BackendOpt,
     Batched,
     BatchSize,
@@ -46,9 +49,12 @@ from embedcli.cli.options import (
     CrossDocs,
     DropLast,
     DryRun,
+    EmbedInputs,
     EncodingOpt,
     EotOpt,
     FormatOpt,
+    Group,
+    HelpAll,
     IdsDtypeOpt,
     Include,
     Inputs,
@@ -67,6 +73,7 @@ from embedcli.cli.options import (
     SplitOnEot,
     SplitSeed,
     Stride,
+    TextInputs,
     TextKey,
     ToOpt,
     ValFraction,
@@ -76,7 +83,8 @@ from embedcli.cli.options import (
     parse_size,
     tokenize_options,
 )
-from embedcli.stages.results import PlanResult, StageResult
+from embedcli.cli.session import announcer, inputs_or_stdin, progress_factory, show_result
+from embedcli.storage.atomic import COMMITTED
 from embedcli.version import __version__
 
 app = typer.Typer(
@@ -89,6 +97,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=Group,
 )
 
 
@@ -115,43 +124,6 @@ def _main(
 # --------------------------------------------------------------------------- helpers
 
 
-def _progress_enabled(quiet: bool) -> bool:
-    # Under torchrun every process shares the terminal: only rank 0 draws.
-    return not quiet and err_console.is_terminal and os.environ.get("RANK", "0") == "0"
-
-
-def _progress(quiet: bool):
-    """The stages' progress factory: rich bars on stderr, only for work long enough to watch."""
-    from embedcli.cli.render import progress_bar
-
-    enabled = _progress_enabled(quiet)
-
-    def factory(description: str, total: int | None, unit: str = "bytes"):
-        worth = (total or 0) > (1 << 20 if unit == "bytes" else 20000)
-        return progress_bar(err_console, description, total, enabled=enabled and worth, unit=unit)
-
-    return factory
-
-
-def _notify(quiet: bool):
-    """Where a stage announces a large output before writing it."""
-    if quiet or os.environ.get("RANK", "0") != "0":
-        return None
-    return lambda message: err_console.print(f"[bold]embedcli:[/] {message}", highlight=False)
-
-
-def _show(result: StageResult | PlanResult, quiet: bool) -> None:
-    if isinstance(result, PlanResult):  # --dry-run, asked for: shown even with --quiet
-        from embedcli.cli.render import render_plan
-
-        render_plan(err_console, result)
-        return
-    if not quiet and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
-        from embedcli.cli.render import render_stage
-
-        render_stage(err_console, result)
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -159,7 +131,7 @@ def _show(result: StageResult | PlanResult, quiet: bool) -> None:
 @handle_errors
 def tokenize(
     ctx: typer.Context,
-    inputs: Inputs = None,
+    inputs: TextInputs = None,
     output: Output = None,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
     special: SpecialOpt = None,
@@ -179,10 +151,11 @@ def tokenize(
     quiet: Quiet = False,
     dry_run: DryRun = False,
     verbose: Verbose = False,
+    help_all: HelpAll = False,
 ) -> None:
     """BPE-encode text into a token file: ids, with <|endoftext|> between documents.
 
-    A .txt file is one document, a .jsonl file one document per line (--text-key), a .parquet or .arrow file one document per row (the --text-key column), a directory its files in sorted order; .gz and .zst are decompressed on the fly. Output: ids (int32) and doc_offsets (int64), or a trainer's own token file with --to: nanogpt (train.bin), llmc (NAME_000000.bin...), megatron (PREFIX.bin/.idx) or npy.
+    A .txt file is one document, a .jsonl line or a Parquet/Arrow row one each. Output: embedcli's safetensors (ids, doc_offsets), or a trainer's own file with --to.
 
     [bold]Examples[/]
 
@@ -196,9 +169,9 @@ def tokenize(
 
       embedcli tokenize data.jsonl.gz --text-key body --special error
 
-      embedcli tokenize corpus/ -o corpus.tokens.safetensors --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
+      embedcli tokenize corpus/ -o c.tokens.safetensors --shard $SLURM_ARRAY_TASK_ID/8
 
-      embedcli tokenize fineweb/ --to nanogpt -o train.bin   [dim]# as nanoGPT's prepare.py[/]
+      embedcli tokenize fineweb/ --to nanogpt -o train.bin  [dim]# as its prepare.py[/]
 
       embedcli tokenize data.parquet --to megatron -o corpus_text_document
     """
@@ -209,7 +182,7 @@ def tokenize(
     token_format = format_for(to, output)  # refuses an -o name that says another format
     unused = token_format.name != "llmc"
     warn_unused(ctx, quiet, [("shard_tokens", unused, "--shard-tokens applies to --to llmc only")])
-    inputs = inputs or ["-"]
+    inputs = inputs_or_stdin(inputs)
     output = output or default_token_output(inputs, token_format)
     opts = tokenize_options(
         encoding=encoding,
@@ -227,21 +200,21 @@ def tokenize(
         plan = plan_tokenize(
             inputs, output, opts, no_clobber=no_clobber, shard=shards, to=token_format.name
         )
-        _show(plan, quiet)
+        show_result(plan, quiet)
         return
     result = run_tokenize(
         inputs,
         output,
         opts,
         no_clobber=no_clobber,
-        progress=_progress(quiet),
+        progress=progress_factory(quiet),
         shard=shards,
         to=token_format.name,
         shard_tokens=shard_tokens,
         val_fraction=val_fraction or 0.0,
         split_seed=seed,
     )
-    _show(result, quiet)
+    show_result(result, quiet)
 
 
 @app.command(cls=Command)
@@ -274,6 +247,7 @@ def batch(
     quiet: Quiet = False,
     dry_run: DryRun = False,
     verbose: Verbose = False,
+    help_all: HelpAll = False,
 ) -> None:
     """Window token ids into (N, max-length) inputs and targets (inputs shifted by one).
 
@@ -285,13 +259,13 @@ def batch(
 
       embedcli batch corpus.txt -T 256 --stride 128 --shuffle --seed 1
 
-      embedcli batch corpus.tokens.safetensors -T 4 -B 8 --num-batches 1 -o first.safetensors
+      embedcli batch c.tokens.safetensors -T 4 -B 8 --num-batches 1 -o one.safetensors
     """
     from embedcli.stages.batch import plan_batch, run_batch
     from embedcli.storage.outputs import default_output
 
     warn_unused(ctx, quiet, [("seed", not shuffle, "--seed has no effect without --shuffle")])
-    inputs = inputs or ["-"]
+    inputs = inputs_or_stdin(inputs)
     output = output or default_output(inputs, "windows")
     window_opts = o.WindowOptions(
         max_length=max_length,
@@ -315,26 +289,26 @@ def batch(
         include=include,
         split_on_eot=split_on_eot,
     )
-    shard_size, progress = parse_size(max_shard_size), _progress(quiet)
+    shard_size, progress = parse_size(max_shard_size), progress_factory(quiet)
     if dry_run:
         plan = plan_batch(
             inputs, output, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
             progress=progress, max_shard_size=shard_size,
         )  # fmt: skip
-        _show(plan, quiet)
+        show_result(plan, quiet)
         return
     result = run_batch(
         inputs, output, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
-        progress=progress, max_shard_size=shard_size, notify=_notify(quiet),
+        progress=progress, max_shard_size=shard_size, notify=announcer(quiet),
     )  # fmt: skip
-    _show(result, quiet)
+    show_result(result, quiet)
 
 
 @app.command(cls=Command)
 @handle_errors
 def embed(
     ctx: typer.Context,
-    inputs: Inputs = None,
+    inputs: EmbedInputs = None,
     output: Output = None,
     dim: DimOpt = None,
     vocab_size: VocabSizeOpt = None,
@@ -369,6 +343,7 @@ def embed(
     quiet: Quiet = False,
     dry_run: DryRun = False,
     verbose: Verbose = False,
+    help_all: HelpAll = False,
 ) -> None:
     """Token plus positional embeddings (N, max-length, dim) for text, tokens or windows.
 
@@ -388,7 +363,7 @@ def embed(
     from embedcli.storage.outputs import default_output
 
     _warn_embed(ctx, quiet, no_weights=weights is None, no_pos=pos == "none")
-    inputs = inputs or ["-"]
+    inputs = inputs_or_stdin(inputs)
     output = output or default_output(inputs, "embeddings")
     opts = o.EmbedOptions(
         dim=dim,
@@ -425,19 +400,19 @@ def embed(
         include=include,
         split_on_eot=split_on_eot,
     )
-    progress = _progress(quiet)
+    progress = progress_factory(quiet)
     if dry_run:
         plan = plan_embed(
             inputs, output, opts, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
             progress=progress,
         )  # fmt: skip
-        _show(plan, quiet)
+        show_result(plan, quiet)
         return
     result = run_embed(
         inputs, output, opts, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
-        progress=progress, notify=_notify(quiet),
+        progress=progress, notify=announcer(quiet),
     )  # fmt: skip
-    _show(result, quiet)
+    show_result(result, quiet)
 
 
 def _warn_embed(ctx: typer.Context, quiet: bool, *, no_weights: bool, no_pos: bool) -> None:
@@ -449,6 +424,10 @@ def _warn_embed(ctx: typer.Context, quiet: bool, *, no_weights: bool, no_pos: bo
     warn_unused(ctx, quiet, rules)
 
 
+# batch and embed tokenize only when given text: that panel waits for --help-all.
+ADVANCED_PANELS.update({"tokenize": (MORE,), "batch": (TOK, MORE), "embed": (MORE_EMB, TOK, MORE)})
+
+
 # Registered here, not by its module, so that importing a module never changes the app.
 app.command(cls=Command)(handle_errors(inspect))
 
@@ -457,6 +436,7 @@ def main() -> None:
     """Console-script entry point: usage errors are one line too, in embedcli's words."""
     signal.signal(signal.SIGTERM, on_sigterm)
     state["verbose"] = debug_requested()
+    COMMITTED.clear()
     try:
         code = app(prog_name="embedcli", standalone_mode=False)
     except CLICK_ERROR as exc:

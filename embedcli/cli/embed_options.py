@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from embedcli import options as o
-from embedcli.cli.options import EMB, FLOAT_ALIASES, OUT, choice, shown
+from embedcli.cli.options import EMB, FLOAT_ALIASES, OUT, choice, listed
+
+MORE_EMB = "More embedding"  # table sizes and names in --weights: shown by --help-all
 
 DimOpt = Annotated[
     int | None,
@@ -27,7 +29,7 @@ VocabSizeOpt = Annotated[
         "--vocab-size",
         min=1,
         metavar="N",
-        rich_help_panel=EMB,
+        rich_help_panel=MORE_EMB,
         help="Token table rows \\[default: the encoding's vocab size].",
     ),
 ]
@@ -38,7 +40,7 @@ ContextLengthOpt = Annotated[
         "--context-length",
         min=1,
         metavar="N",
-        rich_help_panel=EMB,
+        rich_help_panel=MORE_EMB,
         help="Positional table rows \\[default: max-length].",
     ),
 ]
@@ -57,10 +59,10 @@ PosOpt = Annotated[
     str,
     typer.Option(
         "--pos",
-        metavar=shown(o.POS_KINDS),
+        metavar="KIND",
         callback=choice(o.POS_KINDS),
         rich_help_panel=EMB,
-        help="Positional embeddings.",
+        help=f"Positional embeddings: {listed(o.POS_KINDS)}.",
     ),
 ]
 
@@ -78,10 +80,10 @@ FloatDtypeOpt = Annotated[
     str,
     typer.Option(
         "--dtype",
-        metavar=shown(o.FLOAT_DTYPES),
+        metavar="DTYPE",
         callback=choice(o.FLOAT_DTYPES, FLOAT_ALIASES),
         rich_help_panel=EMB,
-        help="Dtype of tables and output (also fp32, fp16, bf16).",
+        help=f"Dtype of tables and output: {listed(o.FLOAT_DTYPES)} (or fp32, fp16, bf16).",
     ),
 ]
 
@@ -91,8 +93,7 @@ WeightsOpt = Annotated[
         "--weights",
         metavar="FILE",
         rich_help_panel=EMB,
-        help="Load tables from a safetensors file (GPT-2's wte/wpe, "
-        "embedcli's own, ...) instead of random ones.",
+        help="Tables from a safetensors file (GPT-2's wte/wpe, embedcli's...), not random.",
     ),
 ]
 
@@ -101,7 +102,7 @@ TokenKeyOpt = Annotated[
     typer.Option(
         "--token-key",
         metavar="NAME",
-        rich_help_panel=EMB,
+        rich_help_panel=MORE_EMB,
         help="Tensor name of the token table in --weights.",
     ),
 ]
@@ -111,7 +112,7 @@ PosKeyOpt = Annotated[
     typer.Option(
         "--pos-key",
         metavar="NAME",
-        rich_help_panel=EMB,
+        rich_help_panel=MORE_EMB,
         help="Tensor name of the positional table in --weights.",
     ),
 ]

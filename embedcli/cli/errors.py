@@ -77,7 +77,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    from embedcli.cli.render import printable
+    from embedcli.cli.pictures import printable
 
     return escape(printable(text))
 
@@ -107,7 +107,10 @@ def handle_errors(fn):
             err_console.print("Terminated.", highlight=False)
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
-            err_console.print("Interrupted.", highlight=False)
+            from embedcli.storage.atomic import COMMITTED
+
+            done = f" after writing {', '.join(COMMITTED)} (complete)" if COMMITTED else ""
+            err_console.print(f"Interrupted{done}.", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except BrokenPipeError:
             _quiet_stdout()

@@ -9,6 +9,7 @@ from rich.console import Console
 from embedcli.cli.errors import err_console, warn_unused
 from embedcli.cli.inspect_options import (
     DiffOpt,
+    IgnoreMetadataOpt,
     InspectPaths,
     JsonOpt,
     NeighborsOpt,
@@ -32,6 +33,7 @@ def inspect(
     neighbors: NeighborsOpt = None,
     plot: PlotOpt = None,
     diff: DiffOpt = False,
+    ignore_metadata: IgnoreMetadataOpt = False,
     verbose: Verbose = False,
 ) -> None:
     """Show any safetensors file: tensors, dtypes, shapes, sizes, statistics, metadata.
@@ -54,13 +56,17 @@ def inspect(
     from embedcli.inspection.files import inspect_file
     from embedcli.inspection.report import dumps
 
-    warn_unused(ctx, False, [("top", not stats, "--top has no effect with --no-stats")])
+    rules = [
+        ("top", not stats, "--top has no effect with --no-stats"),
+        ("ignore_metadata", not diff, "--ignore-metadata applies to --diff only"),
+    ]
+    warn_unused(ctx, False, rules)
     console = Console(highlight=False)
     if diff:
         from embedcli.inspection.diff import check_diff_request, diff_files
 
         a, b = check_diff_request(paths, stats=stats, preview=preview)
-        difference = diff_files(a, b, tensor=tensor)
+        difference = diff_files(a, b, tensor=tensor, ignore_metadata=ignore_metadata)
         if as_json:
             typer.echo(dumps({"diff": difference.to_json()}))
         else:

@@ -9,8 +9,9 @@ import typer
 InspectPaths = Annotated[
     list[str],
     typer.Argument(
-        help="safetensors files, a split output's .index.json, or a trainer's token file "
-        "(nanoGPT .bin, llm.c shards, a Megatron prefix, .npy).",
+        metavar="PATHS",
+        help="safetensors files, a split output's .index.json, a shard manifest, or a "
+        "trainer's token file (nanoGPT .bin, llm.c shards, a Megatron prefix, .npy).",
         show_default=False,
     ),
 ]
@@ -67,6 +68,13 @@ PlotOpt = Annotated[
     ),
 ]
 
+IgnoreMetadataOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-metadata",
+        help="With --diff: compare tensors only (the same data made two ways differs in lineage).",
+    ),
+]
 DiffOpt = Annotated[
     bool,
     typer.Option(

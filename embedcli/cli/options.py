@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, TypeVar
 
 import typer
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from embedcli import options as o
 from embedcli.documents import FORMATS
@@ -36,13 +36,19 @@ def choice(values: tuple[str, ...], aliases: dict[str, str] | None = None):
     return check
 
 
-def shown(values: tuple[str, ...]) -> str:
-    """The metavar that lists the choices: ``[a|b|c]``."""
-    return "[" + "|".join(values) + "]"
+def listed(values: tuple[str, ...]) -> str:
+    """Choices as a help text names them: ``a, b or c``. (Listed in the help, not in the
+    metavar column, which an 80-column terminal would break mid-word.)"""
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
+
+
+# Panels a command shows only with --help-all: options that matter for few runs of it.
+ADVANCED_PANELS: dict[str, tuple[str, ...]] = {}
 
 
 class Command(TyperCommand):
-    """A command whose help shows no type for flags and arguments.
+    """A command whose help shows no type for flags and arguments, and leaves its rarely used
+    panels (:data:`ADVANCED_PANELS`) to ``--help-all``.
 
     Typer labels every parameter with its Python type (``<bool>``, ``<list[str]>``); a flag takes
     no value and an argument's help says what it takes, so the label only misleads
@@ -54,20 +60,94 @@ class Command(TyperCommand):
         for param in params:
             if getattr(param, "is_flag", False) or isinstance(param, TyperArgument):
                 param.display_type_rich = _no_type
+            # "N [x>=1]" crowds an 80-column page; a value out of range is refused in words.
+            param._get_number_range_help_str = _no_range
         return params
+
+    def format_help(self, ctx, formatter) -> None:
+        advanced = () if ctx.meta.get("help_all") else ADVANCED_PANELS.get(self.name or "", ())
+        hidden = [
+            p
+            for p in self.params
+            if isinstance(p, TyperOption) and p.rich_help_panel in advanced and not p.hidden
+        ]
+        for param in hidden:
+            param.hidden = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            for param in hidden:
+                param.hidden = False
+        if advanced:
+            panels = ", ".join(advanced)
+            formatter.write(f" More options ({panels}): --help-all\n")
+
+
+class Group(TyperGroup):
+    """The top-level group, without type labels on its flags either."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.display_type_rich = _no_type
+        return params
+
+
+def _help_all(ctx: typer.Context, value: bool) -> None:
+    if value:
+        ctx.meta["help_all"] = True
+        typer.echo(ctx.get_help(), nl=False)
+        raise typer.Exit()
+
+
+HelpAll = Annotated[
+    bool,
+    typer.Option(
+        "--help-all",
+        is_eager=True,
+        expose_value=False,
+        callback=_help_all,
+        help="Show every option, the rarely used panels too.",
+    ),
+]
 
 
 def _no_type(ctx) -> None:
     return None
 
 
-TOK, WIN, EMB, OUT = "Tokenizing", "Windowing", "Embedding", "Output"
+def _no_range() -> None:
+    return None
 
+
+TOK, WIN, EMB, OUT = "Tokenizing", "Windowing", "Embedding", "Output"
+MORE = "More tokenizing"  # rarely needed: shown by --help-all
+
+TextInputs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="INPUTS",
+        help="Text: .txt, .jsonl, .parquet, .arrow (.gz/.zst too) files, directories, or - for "
+        "stdin (the default).",
+        show_default=False,
+    ),
+]
 Inputs = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Text files (.txt, .jsonl, .gz, .zst), directories, a token file, or - for stdin "
-        "(the default).",
+        metavar="INPUTS",
+        help="Token files (any --to format), a shard manifest, or text (as tokenize reads it); "
+        "- for stdin (the default).",
+        show_default=False,
+    ),
+]
+EmbedInputs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="INPUTS",
+        help="Windows files, token files (any --to format), a shard manifest, or text; - for "
+        "stdin (the default).",
         show_default=False,
     ),
 ]
@@ -78,8 +158,7 @@ Output = Annotated[
         "-o",
         metavar="PATH",
         rich_help_panel=OUT,
-        help="Output file; - writes to stdout (not a terminal). "
-        "Default: INPUT.<stage>.safetensors in the current directory.",
+        help="Output file; - for stdout. Default: INPUT.<stage>.safetensors here.",
     ),
 ]
 ValFraction = Annotated[
@@ -90,8 +169,8 @@ ValFraction = Annotated[
         max=1.0,
         metavar="F",
         rich_help_panel=OUT,
-        help="Send a fraction F of the documents to a validation file beside -o (train.bin -> "
-        "val.bin; else NAME.val.SUFFIX), chosen by --seed, the same in every run.",
+        help="A fraction F of the documents to a validation file beside -o (train.bin -> "
+        "val.bin), chosen by --seed.",
     ),
 ]
 SplitSeed = Annotated[
@@ -126,20 +205,19 @@ EncodingOpt = Annotated[
         "--encoding",
         metavar="NAME",
         rich_help_panel=TOK,
-        help="tiktoken encoding: gpt2 (bundled, offline), r50k_base (bundled), p50k_base, "
-        "cl100k_base, o200k_base (downloaded once, cached in TIKTOKEN_CACHE_DIR).",
+        help="tiktoken encoding: gpt2 (bundled), r50k_base, cl100k_base, o200k_base.",
     ),
 ]
 SpecialOpt = Annotated[
     str | None,
     typer.Option(
         "--special",
-        metavar=shown(o.SPECIAL_POLICIES),
+        metavar="POLICY",
         callback=choice(o.SPECIAL_POLICIES),
         rich_help_panel=TOK,
-        help="A literal <|endoftext|> in the text: the special token (as the reference), plain "
-        "text (as the trainers' prepare scripts), or an error \\[default: text for --to "
-        "nanogpt, llmc and megatron; special otherwise].",
+        help="A literal <|endoftext|> in the text is: special (the token, as the reference), "
+        "text (as the trainers' prepare scripts) or error \\[default: text for nanogpt, llmc, "
+        "megatron; else special].",
         show_default=False,
     ),
 ]
@@ -149,17 +227,17 @@ TextKey = Annotated[
         "--text-key",
         metavar="KEY",
         rich_help_panel=TOK,
-        help="Key holding the text in .jsonl lines.",
+        help="The .jsonl key or Parquet/Arrow column holding the text.",
     ),
 ]
 FormatOpt = Annotated[
     str,
     typer.Option(
         "--format",
-        metavar=shown(FORMATS),
+        metavar="FORMAT",
         callback=choice(FORMATS),
-        rich_help_panel=TOK,
-        help="How to read inputs: by suffix (auto; stdin is text), or all as one format.",
+        rich_help_panel=MORE,
+        help=f"Read inputs as {listed(FORMATS)}: auto goes by suffix (stdin is text).",
     ),
 ]
 Include = Annotated[
@@ -167,9 +245,8 @@ Include = Annotated[
     typer.Option(
         "--include",
         metavar="GLOB",
-        rich_help_panel=TOK,
-        help="Which files a directory gives (repeatable; e.g. '*.py' or 'docs/**'), instead of "
-        "the text suffixes. The summary lists the files skipped.",
+        rich_help_panel=MORE,
+        help="Files a directory gives (repeatable: '*.py', 'docs/**') instead of text suffixes.",
         show_default=False,
     ),
 ]
@@ -177,7 +254,7 @@ SplitOnEot = Annotated[
     bool,
     typer.Option(
         "--split-on-eot",
-        rich_help_panel=TOK,
+        rich_help_panel=MORE,
         help="A literal <|endoftext|> in the text ends a document (TinyStories' separator): "
         "it becomes the boundary, and documents and doc_offsets count it.",
     ),
@@ -186,11 +263,11 @@ BackendOpt = Annotated[
     str,
     typer.Option(
         "--backend",
-        metavar=shown(o.BACKENDS),
+        metavar="ENGINE",
         callback=choice(o.BACKENDS),
-        rich_help_panel=TOK,
-        help="Encoder: auto uses gigatoken (embedcli\\[fast]) when installed and it passes a "
-        "self-check against tiktoken, else tiktoken. The ids are the same.",
+        rich_help_panel=MORE,
+        help=f"Engine, {listed(o.BACKENDS)}: auto takes gigatoken (embedcli\\[fast]) where it "
+        "passes a self-check against tiktoken. The ids are the same.",
     ),
 ]
 Workers = Annotated[
@@ -199,22 +276,19 @@ Workers = Annotated[
         "--workers",
         min=1,
         metavar="N",
-        rich_help_panel=TOK,
-        help="Encoding workers: processes for tiktoken (threads where forking is unsafe), "
-        "threads for gigatoken \\[default: all cores].",
+        rich_help_panel=MORE,
+        help="Encoding workers \\[default: all cores].",
     ),
 ]
 ToOpt = Annotated[
     str | None,
     typer.Option(
         "--to",
-        metavar=shown(tuple(TOKEN_FORMATS)),
+        metavar="FORMAT",
         callback=choice(tuple(TOKEN_FORMATS)),
         rich_help_panel=OUT,
-        help="Token file format [default: by the -o name (.npy, .safetensors), else "
-        "safetensors]: "
-        + "; ".join(f"{f.name}: {f.summary}" for f in TOKEN_FORMATS.values())
-        + ".",
+        help=f"Token file: {listed(tuple(TOKEN_FORMATS))} \\[default: as the -o name says "
+        "(.npy, .safetensors), else safetensors]. See the README's Formats.",
         show_default=False,
     ),
 ]
@@ -222,13 +296,11 @@ EotOpt = Annotated[
     str | None,
     typer.Option(
         "--eot",
-        metavar=shown(o.EOT_MODES),
+        metavar="WHERE",
         callback=choice(o.EOT_MODES),
         rich_help_panel=TOK,
-        help="Where <|endoftext|> goes: between documents, after or before each, or none "
-        "\\[default: the --to format's own: "
-        + ", ".join(f"{f.default_eot} for {f.name}" for f in TOKEN_FORMATS.values())
-        + "].",
+        help=f"Where <|endoftext|> goes: {listed(o.EOT_MODES)} \\[default: the --to "
+        "format's trainer's: after for nanogpt, megatron; before for llmc; else between].",
         show_default=False,
     ),
 ]
@@ -321,8 +393,7 @@ MaxShardSize = Annotated[
         "--max-shard-size",
         metavar="SIZE",
         rich_help_panel=OUT,
-        help="Split the output into files of at most SIZE (e.g. 2GB): NAME-00001-of-0000K."
-        "safetensors plus NAME.safetensors.index.json.",
+        help="Split the output into files of at most SIZE (e.g. 2GB), plus an index.",
     ),
 ]
 Key = Annotated[
@@ -409,9 +480,9 @@ IdsDtypeOpt = Annotated[
     str,
     typer.Option(
         "--dtype",
-        metavar=shown(o.OUTPUT_DTYPES),
+        metavar="DTYPE",
         callback=choice(o.OUTPUT_DTYPES),
         rich_help_panel=OUT,
-        help="Integer type of inputs/targets.",
+        help=f"Integer type of inputs/targets: {listed(o.OUTPUT_DTYPES)}.",
     ),
 ]

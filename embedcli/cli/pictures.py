@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from embedcli.inspection.report import Part
     from embedcli.inspection.stats import (
         CorpusStats,
         Histogram,
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
 BLOCKS = " ▁▂▃▄▅▆▇█"
 RIGHT: Literal["right"] = "right"
 LEFT: Literal["left"] = "left"
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with control and other non-printing characters escaped (``\\x1b``)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def sparkline(counts: list[int]) -> str:
@@ -48,7 +57,10 @@ def _num(value: float) -> str:
 
 
 def histogram_line(label: str, histogram: Histogram, unit: str = "") -> Text:
-    """``label  ▁▃█▅▂  min .. max``: one compact line."""
+    """``label  ▁▃█▅▂  min .. max``: one compact line (``label  all 618 tokens`` when every
+    value is the same)."""
+    if histogram.single is not None:
+        return Text.assemble((f"{label}  ", "bold"), f"all {_num(histogram.single)}{unit}")
     edges = histogram.edges
     return Text.assemble(
         (f"{label}  ", "bold"),
@@ -65,6 +77,9 @@ def histogram_table(rows: list[tuple[str, Histogram, str]]) -> Table:
     table.add_column(style="cyan")
     table.add_column()
     for label, histogram, extra in rows:
+        if histogram.single is not None:
+            table.add_row(Text(label), "", f"all {_num(histogram.single)}{extra}")
+            continue
         edges = histogram.edges
         scale = " (log bins)" if histogram.log else ""
         span = f"{_num(edges[0])} .. {_num(edges[-1])}{extra}{scale}"
@@ -157,3 +172,16 @@ def neighbors_view(neighbors: Neighbors) -> Group:
         table.add_row(str(n.id), f"{n.cosine:.4f}", Text(repr(n.text)))
     title = f"nearest to {neighbors.text!r} (id {neighbors.id}) in {neighbors.table}"
     return Group(Text(title, "bold"), table)
+
+
+def parts_table(files: list[Part]) -> Table:
+    """The token files of a sharded run, with their documents and tokens."""
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    table.add_column("part")
+    table.add_column("documents", justify="right")
+    table.add_column("tokens", justify="right")
+    for p in files:
+        documents = "?" if p.documents is None else f"{p.documents:,}"
+        tokens = "?" if p.tokens is None else f"{p.tokens:,}"
+        table.add_row(Text(printable(p.path)), documents, tokens)
+    return table

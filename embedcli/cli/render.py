@@ -8,9 +8,6 @@ the user's terminal.
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -18,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from embedcli.cli.pictures import printable
 from embedcli.contract import LABELS as LINEAGE
 from embedcli.stages.results import (
     BatchResult,
@@ -28,21 +26,13 @@ from embedcli.stages.results import (
     TokenizeResult,
     Written,
 )
-from embedcli.units import bytes_rate, human_bytes, rate
+from embedcli.units import bytes_rate, human_bytes, plural, rate
 
 if TYPE_CHECKING:
     from embedcli.bpe.pieces import TokenizeStats
     from embedcli.inspection.diff import DiffReport
     from embedcli.inspection.report import FileReport, Stats
     from embedcli.windows import PlanFacts
-
-
-def printable(value: object) -> str:
-    """``str(value)`` with control and other non-printing characters escaped (``\\x1b``)."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _num(value: float | int | None) -> str:
@@ -134,9 +124,13 @@ def file_view(report: FileReport, *, title: str | None = None) -> Group:
         (printable(title or report.path), "bold"),
         f"  {human_bytes(report.file_size)}, header {human_bytes(report.header_size)}, "
         f"{len(report.tensors)} tensor{'s' if len(report.tensors) != 1 else ''}",
-        f" in {len(report.files)} files" if report.files else "",
+        f" in {plural(len(report.files), 'file')}" if report.files else "",
     )
     parts.append(heading)
+    if report.parts:
+        from embedcli.cli.pictures import parts_table
+
+        parts.append(parts_table(report.parts))
     meta = metadata_table(report.metadata, embedcli=report.kind is not None)
     if meta is not None:
         label = f"embedcli lineage ({report.kind})" if report.kind else "metadata"
@@ -218,12 +212,14 @@ def render_diff(console: Console, diff: DiffReport) -> None:
                 style="yellow",
             )
         )
-    console.print(
-        Text(
-            "identical" if diff.identical else "files differ",
-            style="bold green" if diff.identical else "bold yellow",
-        )
-    )
+    if diff.identical:
+        verdict = "identical"
+    elif diff.tensors_identical:
+        verdict = "tensors identical; metadata differs (--ignore-metadata compares tensors only)"
+    else:
+        verdict = "tensors differ" + ("; metadata differs too" if diff.metadata_changed else "")
+    style = "bold green" if diff.identical else "bold yellow"
+    console.print(Text(verdict, style=style))
 
 
 # --------------------------------------------------------------------------- stage summaries
@@ -233,7 +229,7 @@ def written_text(written: Written) -> str:
     """``corpus.tokens.safetensors (3.9 KB)``, ``<stdout>``, or ``INDEX + K files (SIZE)``."""
     if len(written.paths) > 1:
         return (
-            f"{written.paths[written.main]} + {len(written.paths) - 1} files "
+            f"{written.paths[written.main]} + {plural(len(written.paths) - 1, 'file')} "
             f"({human_bytes(written.total_bytes)})"
         )
     path, size = written.paths[0], written.sizes[0]
@@ -287,7 +283,7 @@ def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
 def plan_facts(plan: PlanFacts, dtype: str) -> dict[str, str]:
     order = "text order" if plan.shuffle_seed is None else f"shuffled (seed {plan.shuffle_seed})"
     return {
-        "windows": f"{plan.windows:,} of {plan.available:,} ({plan.batches:,} batches of "
+        "windows": f"{plan.windows:,} of {plan.available:,} ({plural(plan.batches, 'batch')} of "
         f"{plan.batch_size}{', last kept' if not plan.drop_last else ''})",
         "max length / stride": f"{plan.max_length} / {plan.stride}",
         "inputs, targets": f"({plan.windows}, {plan.max_length}) {dtype}, {order}",
@@ -298,7 +294,13 @@ def plan_facts(plan: PlanFacts, dtype: str) -> dict[str, str]:
 def _coverage(plan: PlanFacts) -> str:
     """Covered tokens, and where every other token went."""
     other = plan.tokens - plan.tokens_covered - plan.tail_dropped
-    where = f"{plan.tail_dropped:,} dropped at the tail"
+    left = plan.available - plan.windows
+    if left:  # --num-batches, or a partial last batch: the tail is what was not asked for
+        kept = "--num-batches or a partial last batch"
+        where = f"{plan.tail_dropped:,} past the last kept window, {plural(left, 'window')} "
+        where += f"not kept: {kept}"
+    else:
+        where = f"{plan.tail_dropped:,} dropped at the tail"
     if other > 0:
         why = "document tails" if not plan.cross_docs else "stride gaps, dropped batches"
         where += f", {other:,} elsewhere ({why})"
@@ -357,7 +359,7 @@ def _embed_facts(result: EmbedResult) -> dict[str, str]:
             "written": human_bytes(nbytes) + ("" if result.tables_saved else " (tables not saved)"),
             "embed time": f"{seconds:.2f} s ({rate(n, seconds, 'windows')}, "
             f"{bytes_rate(nbytes, seconds)})",
-            "total time": f"{result.total_seconds:.2f} s",
+            "stage time": f"{result.total_seconds:.2f} s (reading, planning, embedding, writing)",
             "output": written_text(result.written),
         }
     )
@@ -407,7 +409,7 @@ def render_plan(console: Console, plan: PlanResult) -> None:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("inputs", f"{len(plan.inputs):,} files, {human_bytes(plan.input_bytes)}")
+    facts.add_row("inputs", f"{plural(len(plan.inputs), 'file')}, {human_bytes(plan.input_bytes)}")
     for key, value in plan_facts_text(plan).items():
         facts.add_row(Text(printable(key)), Text(printable(value)))
     for name, dtype, shape in plan.tensors:
@@ -425,14 +427,19 @@ def render_plan(console: Console, plan: PlanResult) -> None:
         console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)
 
 
-def render_stage(console: Console, result: StageResult) -> None:
+def render_stage(
+    console: Console, result: StageResult, *, whole_seconds: float | None = None
+) -> None:
     """End-of-stage summary on stderr: the stage's facts, then the output file's tensors."""
     from embedcli.inspection.report import header_report, torch_repr
 
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    for key, value in stage_facts(result).items():
+    shown = stage_facts(result)
+    if whole_seconds is not None:  # start-up and imports (torch) included: the wall clock
+        shown["whole command"] = f"{whole_seconds:.2f} s"
+    for key, value in shown.items():
         facts.add_row(Text(printable(key)), Text(printable(value)))
     parts: list = [facts, *stage_pictures(result)]
     if isinstance(result, BatchResult) and result.first_window is not None:
@@ -448,44 +455,3 @@ def render_stage(console: Console, result: StageResult) -> None:
     )
     for note in result.notes:  # outside the panel, unwrapped: commands in them can be copied
         console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)
-
-
-@contextlib.contextmanager
-def progress_bar(
-    console: Console, description: str, total: int | None, *, enabled: bool, unit: str = "bytes"
-) -> Iterator[Callable[[int], None]]:
-    """A progress bar on ``console`` (stderr) when ``enabled``; yields ``advance(n)``."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
-    if unit == "bytes":
-        columns += [DownloadColumn(), TransferSpeedColumn()]
-    else:
-        columns += [MofNCompleteColumn()]
-    columns.append(TimeRemainingColumn())
-    # No refresh thread (auto_refresh=False): a process running no extra thread can fork its
-    # tokenizer workers safely. The bar is redrawn from advance(), at most 10 times a second.
-    with Progress(*columns, console=console, transient=True, auto_refresh=False) as progress:
-        task = progress.add_task(description, total=total or None)
-        last = [0.0]
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            now = time.monotonic()
-            if now - last[0] > 0.1:
-                last[0] = now
-                progress.refresh()
-
-        yield advance

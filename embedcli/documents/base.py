@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from embedcli.errors import InputError
 
@@ -76,6 +76,9 @@ def split_suffix(path: str) -> tuple[str, str | None]:
 def open_binary(source: Source) -> tuple[BinaryIO, BinaryIO]:
     """(decompressed stream, underlying file): the file's position measures progress."""
     if source.path == "-":
+        if sys.stdin.isatty():  # one Ctrl-D ends the text, as for cat
+            terminal = cast(BinaryIO, _TerminalReader(sys.stdin.buffer))
+            return terminal, terminal
         return sys.stdin.buffer, sys.stdin.buffer
     raw = open(source.path, "rb")  # noqa: SIM115 (the caller closes it)
     if source.compression == "gz":
@@ -93,6 +96,20 @@ def open_binary(source: Source) -> tuple[BinaryIO, BinaryIO]:
             ) from None
         return zstandard.ZstdDecompressor().stream_reader(raw), raw
     return raw, raw
+
+
+class _TerminalReader:
+    """Reads of a terminal, a line at a time: a buffered ``read(n)`` would swallow the first
+    Ctrl-D while collecting ``n`` bytes and wait for a second one."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def read(self, n: int) -> bytes:
+        return self.stream.read1(n)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        pass
 
 
 class CountingReader:

@@ -84,7 +84,9 @@ def _strict_loads(line: bytes, where: str) -> object:
     except UnicodeDecodeError as exc:
         raise InputError(f"{where}: invalid UTF-8 at column {exc.start + 1}") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        # json's messages may end with "at" ("Unterminated string starting at"): one "at".
+        what = exc.msg.removesuffix(" at")
+        raise InputError(f"{where}: not valid JSON ({what} at column {exc.colno})") from None
 
 
 def _refuse_record(record: object, text_key: str, where: str) -> None:

@@ -217,8 +217,8 @@ def check_id_range(ids: np.ndarray, vocab_size: int, *, where: str) -> None:
     found = out_of_vocab(ids, vocab_size)
     if found is not None:
         raise InputError(
-            found.message(where, vocab_size, tuple(ids.shape))
-            + ": no embedding row for them; use the ids' own vocabulary (--vocab-size, --weights)"
+            found.message(where, vocab_size, tuple(ids.shape), of="the embedding table")
+            + ": use the ids' own vocabulary (--vocab-size, --weights)"
         )
 
 

@@ -49,6 +49,12 @@ class DiffReport:
     metadata_changed: list[str]  # keys whose value differs or exists on one side only
 
     @property
+    def tensors_identical(self) -> bool:
+        return not (self.only_in_a or self.only_in_b or self.changed) and all(
+            d.equal for d in self.compared
+        )
+
+    @property
     def identical(self) -> bool:
         return not (
             self.only_in_a or self.only_in_b or self.changed or self.metadata_changed
@@ -78,10 +84,16 @@ def _open(path: str) -> _Side:
 
 
 def diff_files(
-    path_a: str, path_b: str, *, tensor: str | None = None, chunk_bytes: int = CHUNK_BYTES
+    path_a: str,
+    path_b: str,
+    *,
+    tensor: str | None = None,
+    ignore_metadata: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> DiffReport:
-    """Tensors only in one file, dtype/shape changes, and max |a - b| for matching tensors
-    (only ``tensor`` when given)."""
+    """Tensors only in one file, dtype/shape changes, max |a - b| for matching tensors (only
+    ``tensor`` when given), and the metadata keys that differ (none with ``ignore_metadata``:
+    the same data reached two ways, merged shards and one whole run, differs in lineage)."""
     sa, sb = _open(path_a), _open(path_b)
     if tensor is not None:
         if tensor not in sa.tensors and tensor not in sb.tensors:
@@ -114,7 +126,9 @@ def diff_files(
         only_in_b=sorted(sb.tensors.keys() - sa.tensors.keys()),
         changed=changed,
         compared=compared,
-        metadata_changed=sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k)),
+        metadata_changed=[]
+        if ignore_metadata
+        else sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k)),
     )
 
 

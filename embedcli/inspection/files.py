@@ -18,6 +18,7 @@ from embedcli.inspection.report import (
     preview_text,
     tensor_stats,
 )
+from embedcli.storage.manifest import is_manifest
 from embedcli.storage.split import is_index, read_index
 from embedcli.storage.store import is_safetensors, read_header
 
@@ -39,6 +40,10 @@ def inspect_file(
     """
     if is_index(path):
         return inspect_index(path, stats=stats, preview=preview, tensor=tensor)
+    if is_manifest(path):
+        from embedcli.inspection.token_files import inspect_manifest
+
+        return inspect_manifest(path, stats=stats, preview=preview, tensor=tensor, top=top)
     if not is_safetensors(path):  # perhaps a trainer's token file (imports numpy: not before)
         from embedcli.inspection.token_files import inspect_token_file
 

@@ -70,6 +70,15 @@ class TensorReport:
 
 
 @dataclass
+class Part:
+    """One token file of a sharded run (``inspect`` of its manifest)."""
+
+    path: str
+    documents: int | None
+    tokens: int | None
+
+
+@dataclass
 class Decoded:
     """A row of ids (a window, or a token file's first ids) and its text."""
 
@@ -90,6 +99,7 @@ class FileReport:
     previews: dict[str, str] = field(default_factory=dict)  # tensor name -> torch-style text
     decoded: list[Decoded] = field(default_factory=list)  # ids with their text
     files: list[str] = field(default_factory=list)  # for an index: the files it ties together
+    parts: list[Part] = field(default_factory=list)  # for a manifest: each part's figures
     corpus: CorpusStats | None = None  # token files
     windows: WindowStats | None = None  # windows files
     neighbors: Neighbors | None = None  # --neighbors: the query and its nearest tokens

@@ -33,6 +33,13 @@ class Histogram:
     def to_json(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def single(self) -> float | None:
+        """The one value every counted value has, when that is so (one bin around it)."""
+        if len(self.counts) == 1 and len(self.edges) == 2 and self.edges[1] - self.edges[0] == 1:
+            return (self.edges[0] + self.edges[1]) / 2
+        return None
+
     def scaled(self, factor: int) -> Histogram:
         """The same bins, each count standing for ``factor`` values (a sample's histogram)."""
         return Histogram(self.edges, [c * factor for c in self.counts], self.log)

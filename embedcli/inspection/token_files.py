@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import os
 
+from embedcli import contract as c
 from embedcli.bpe.encodings import decoder_for
-from embedcli.inspection.report import CHUNK_BYTES, Decoded, FileReport, TensorReport, chunked_stats
+from embedcli.formats.base import TokenSource
+from embedcli.inspection.report import (
+    CHUNK_BYTES,
+    Decoded,
+    FileReport,
+    Part,
+    TensorReport,
+    chunked_stats,
+)
 from embedcli.storage.store import NUMPY_TO_ST
 
 
 def inspect_token_file(
     path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None, top: int = 10
 ) -> FileReport | None:
-    """The report of a trainer's token file, or None when no token-format reader claims it."""
+    """The report of a trainer's token file, or None when no token format claims it."""
     from embedcli.formats import TRAINER_FORMATS
     from embedcli.options import DEFAULT_ENCODING
 
@@ -23,6 +32,44 @@ def inspect_token_file(
         return None
     source = fmt.read([path], DEFAULT_ENCODING)
     files = fmt.files([path])
+    return _report(path, source, files, [], stats=stats, preview=preview, tensor=tensor, top=top)
+
+
+def inspect_manifest(
+    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None, top: int = 10
+) -> FileReport:
+    """A ``tokenize --shard`` run seen whole through its manifest: every part with its
+    documents and tokens, and the statistics over all of them (as ``batch`` reads them)."""
+    from embedcli.inputs import open_input
+    from embedcli.inputs.token_files import ResolvedTokenFiles
+    from embedcli.progress import no_progress
+
+    with open_input([path]) as found:
+        assert isinstance(found, ResolvedTokenFiles)  # a manifest resolves to its token files
+        source = found.load(no_progress)
+        parts = [
+            Part(p.path, c.get_int(p.metadata, c.DOCUMENTS), c.get_int(p.metadata, c.TOKENS))
+            for p in found.parts
+        ]
+        files = [p.path for p in found.parts]
+    report = _report(
+        path, source, files, parts, stats=stats, preview=preview, tensor=tensor, top=top
+    )
+    report.file_size += os.path.getsize(path)
+    return report
+
+
+def _report(
+    path: str,
+    source: TokenSource,
+    files: list[str],
+    parts: list[Part],
+    *,
+    stats: bool,
+    preview: int,
+    tensor: str | None,
+    top: int,
+) -> FileReport:
     arrays = {"ids": source.ids}
     if source.doc_offsets is not None:
         arrays["doc_offsets"] = source.doc_offsets
@@ -35,7 +82,8 @@ def inspect_token_file(
         kind="tokens",
         metadata=dict(source.metadata),
         tensors=[],
-        files=files if len(files) > 1 else [],
+        files=files if len(files) > 1 or parts else [],
+        parts=parts,
     )
     for name, array in arrays.items():
         dtype = NUMPY_TO_ST.get(array.dtype.name, array.dtype.name)

@@ -28,6 +28,7 @@ from embedcli.stages.common import (
     first_window,
     make_plan,
     plan_result,
+    split_note,
     windows_file,
 )
 from embedcli.stages.results import BatchResult, PlanResult, Written
@@ -156,6 +157,7 @@ def run_batch(
             rows_count=plan.n_windows,
         )
         first = first_window(src, plan)
+        job.notes += split_note(paths, max_shard_size)
     return BatchResult(
         output,
         Written.of(paths),

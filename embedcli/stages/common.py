@@ -81,6 +81,17 @@ def plan_result(
 LARGE_OUTPUT = 1_000_000_000  # announced before it is written
 
 
+def split_note(paths: list[str], max_shard_size: int | None) -> list[str]:
+    """A word on a split output: how many files, and what ties them together."""
+    if len(paths) < 2 or not max_shard_size:
+        return []
+    return [
+        f"--max-shard-size {human_bytes(max_shard_size)} split the output into "
+        f"{len(paths) - 1:,} files; {paths[-1]} lists them (give it to embed, inspect, "
+        "or safetensors' readers)"
+    ]
+
+
 def announce(
     notify: Callable[[str], None] | None, output: str, files: list[tuple[str, int | None]]
 ) -> None:

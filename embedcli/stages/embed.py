@@ -19,7 +19,7 @@ from embedcli.errors import UsageError
 from embedcli.inputs import Request, Resolved, TokenSource, WindowSource, open_input
 from embedcli.options import EmbedOptions, TokenizeOptions, WindowOptions
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.common import CHUNK_BYTES, announce, make_plan, plan_result
+from embedcli.stages.common import CHUNK_BYTES, announce, make_plan, plan_result, split_note
 from embedcli.stages.results import EmbedResult, PlanResult, Written
 from embedcli.storage.outputs import check_disk, check_output, oversized, planned_files, stale_temps
 from embedcli.storage.store import header_if_file
@@ -148,6 +148,7 @@ def run_embed(
             progress=progress,
         )
     seconds = time.perf_counter() - started
+    job.notes += split_note(done.paths, opts.max_shard_size)
     return _embed_result(output, job.plan, done, job.source, str(job.device), seconds, job.notes)
 
 

@@ -33,12 +33,18 @@ from embedcli.storage.store import header_if_file, write_array
 class _SpillSink:
     """int32 ids appended to an anonymous temporary file, so memory stays flat."""
 
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
+    def __init__(self, f: BinaryIO, output: str) -> None:
+        self.f, self.output = f, output
         self.count = 0
 
     def write(self, ids: np.ndarray) -> None:
-        write_array(self.f, ids)
+        try:
+            write_array(self.f, ids)
+        except OSError as exc:  # a full disk: say where, the spill file has no name
+            where = os.path.dirname(os.path.abspath(self.output))
+            raise OutputError(
+                f"{self.output}: cannot write the ids in {where}: {exc.strerror or exc}"
+            ) from None
         self.count += int(ids.size)
 
 
@@ -158,9 +164,9 @@ def run_tokenize(
     manifest, skipped, notes = job.manifest, job.skipped, job.notes
     val_output = _val_output(output, fmt, val_fraction, shard, read, no_clobber)
     with contextlib.ExitStack() as stack:
-        sinks = [_SpillSink(stack.enter_context(_spill_file(output)))]
+        sinks = [_SpillSink(stack.enter_context(_spill_file(output)), output)]
         if val_output is not None:
-            sinks.append(_SpillSink(stack.enter_context(_spill_file(val_output))))
+            sinks.append(_SpillSink(stack.enter_context(_spill_file(val_output)), val_output))
         val = (sinks[1], val_fraction, split_seed) if val_output else None
         with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
             stats = tokenize_with(

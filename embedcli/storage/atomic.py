@@ -38,6 +38,11 @@ def create_temp(path: str) -> tuple[int, str]:
 ASIDE_BYTES = 64 << 20
 
 
+# Every path this process committed, in order: a command interrupted after writing its output
+# can say that the output is complete (the CLI clears it when a command starts).
+COMMITTED: list[str] = []
+
+
 def commit(temp: str, path: str) -> None:
     """Give a finished temporary file the permissions a new file gets, and rename it over
     ``path`` (atomic on one filesystem).
@@ -58,6 +63,7 @@ def commit(temp: str, path: str) -> None:
         if aside is not None:
             discard(aside)
         raise
+    COMMITTED.append(path)
     if aside is not None:
         _remove_detached(aside)
 
