@@ -138,11 +138,21 @@ class EmbedOptions:
     vocab_size: int | None = None  # default: the encoding's, from the input's metadata
     context_length: int | None = None  # default: max_length
     seed: int = DEFAULT_SEED
-    pos: PosKind = "learned"
+    pos: PosKind | None = None  # None: learned, or none for a checkpoint with no position table
     device: str = DEFAULT_DEVICE
-    dtype: FloatDtype = "float32"
+    dtype: FloatDtype | None = None  # None: the --weights table's (bf16 stays bf16), else float32
     weights: str | None = None
     token_key: str | None = None
     pos_key: str | None = None
     save_weights: bool = True
     max_shard_size: int | None = None  # bytes per output file; None: one file
+
+    @property
+    def output_dtype(self) -> FloatDtype:
+        """The dtype of the tables and the output, once resolved."""
+        return self.dtype or "float32"
+
+    @property
+    def pos_kind(self) -> PosKind:
+        """The positional table, once resolved."""
+        return self.pos or "learned"

@@ -56,13 +56,15 @@ TableSeedOpt = Annotated[
 ]
 
 PosOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--pos",
         metavar="KIND",
         callback=choice(o.POS_KINDS),
         rich_help_panel=EMB,
-        help=f"Positional embeddings: {listed(o.POS_KINDS)}.",
+        help=f"Positional embeddings: {listed(o.POS_KINDS)} \\[default: learned; none for a "
+        "--weights checkpoint without a position table (RoPE models)].",
+        show_default=False,
     ),
 ]
 
@@ -77,13 +79,15 @@ DeviceOpt = Annotated[
 ]
 
 FloatDtypeOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--dtype",
         metavar="DTYPE",
         callback=choice(o.FLOAT_DTYPES, FLOAT_ALIASES),
         rich_help_panel=EMB,
-        help=f"Dtype of tables and output: {listed(o.FLOAT_DTYPES)} (or fp32, fp16, bf16).",
+        help=f"Dtype of tables and output: {listed(o.FLOAT_DTYPES)} (or fp32, fp16, bf16) "
+        "\\[default: the --weights table's, else float32].",
+        show_default=False,
     ),
 ]
 

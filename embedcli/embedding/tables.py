@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from embedcli.embedding.checkpoints import POS_KEYS, open_checkpoint
 from embedcli.errors import DeviceError, FormatError, InputError, UsageError
 from embedcli.options import DEFAULT_DIM, POS_KINDS
 from embedcli.storage.atomic import Writable, WriteBehind
@@ -37,25 +38,9 @@ if TYPE_CHECKING:
 
 DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # -> safetensors dtype
 
+
 # Key names in pretrained checkpoints, tried in order (GPT-2, with and without its "transformer."
 # prefix; "LLMs from scratch"'s GPTModel; Hugging Face BERT-style; embedcli's own output).
-TOKEN_KEYS = (
-    "wte.weight",
-    "transformer.wte.weight",
-    "tok_emb.weight",
-    "embeddings.word_embeddings.weight",
-    "model.embed_tokens.weight",
-    "token_embedding.weight",
-)
-POS_KEYS = (
-    "wpe.weight",
-    "transformer.wpe.weight",
-    "pos_emb.weight",
-    "embeddings.position_embeddings.weight",
-    "pos_embedding.weight",
-)
-
-
 def resolve_device(spec: str) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` to a usable ``torch.device``.
 
@@ -174,31 +159,14 @@ class LoadedWeights:
 def load_weights(
     path: str, *, token_key: str | None = None, pos_key: str | None = None, want_pos: bool = True
 ) -> LoadedWeights:
-    """Token (and positional) tables from a safetensors file, keys found or named."""
-    from safetensors import safe_open
-
-    from embedcli.storage.store import read_header
-
-    header = read_header(path)
-    names = {t.name for t in header.tensors}
-
-    def pick(explicit: str | None, candidates: tuple[str, ...], what: str) -> str | None:
-        if explicit is not None:
-            if explicit not in names:
-                raise FormatError(f"{path}: no tensor {explicit!r} for the {what} table")
-            return explicit
-        return next((k for k in candidates if k in names), None)
-
-    tok_name = pick(token_key, TOKEN_KEYS, "token")
-    if tok_name is None:
-        raise FormatError(
-            f"{path}: no token embedding table found (looked for {', '.join(TOKEN_KEYS)}); "
-            "name it with --token-key"
-        )
-    pos_name = pick(pos_key, POS_KEYS, "positional") if want_pos else None
-    with safe_open(path, framework="pt") as f:
-        token = f.get_tensor(tok_name)
-        pos = f.get_tensor(pos_name) if pos_name else None
+    """Token (and positional) tables from a checkpoint (a ``.safetensors`` file, a sharded
+    checkpoint's index, or a directory: see :mod:`embedcli.embedding.checkpoints`), keys found
+    or named. Only the shards holding the tables are read; the tables keep their dtype."""
+    ckpt = open_checkpoint(path)
+    tok_name = ckpt.require_token_key(token_key)
+    pos_name = ckpt.find(pos_key, POS_KEYS, "positional") if want_pos else None
+    token = ckpt.read(tok_name)
+    pos = ckpt.read(pos_name) if pos_name else None
     for name, table in ((tok_name, token), (pos_name, pos)):
         if table is not None and (table.ndim != 2 or not table.is_floating_point()):
             raise FormatError(
@@ -208,7 +176,7 @@ def load_weights(
         raise FormatError(
             f"{path}: token table dim {token.shape[1]} differs from positional dim {pos.shape[1]}"
         )
-    return LoadedWeights(token.float(), None if pos is None else pos.float(), tok_name, pos_name)
+    return LoadedWeights(token, pos, tok_name, pos_name)
 
 
 def check_id_range(ids: np.ndarray, vocab_size: int, *, where: str) -> None:
@@ -329,6 +297,11 @@ def plan_tables(
         return TablePlan(vocab_size, dim or DEFAULT_DIM, context_length, pos != "none", origin)
     loaded = load_weights(weights, token_key=token_key, pos_key=pos_key, want_pos=pos == "learned")
     rows, width = (int(d) for d in loaded.token.shape)
+    if default_vocab_size is not None and rows < default_vocab_size:
+        raise InputError(
+            f"{weights}: its token table has {rows:,} rows, but the ids come from a vocabulary "
+            f"of {default_vocab_size:,}: embed the model's own tokenizer's ids"
+        )
     if dim is not None and dim != width:
         raise UsageError(f"--dim {dim} differs from the loaded table's dim {width}")
     if vocab_size is not None and vocab_size != rows:

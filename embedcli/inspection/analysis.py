@@ -82,7 +82,7 @@ def add_neighbors(report: FileReport, header: Header, text: str, k: int = 10) ->
     import numpy as np
 
     from embedcli.bpe.encodings import get_encoding
-    from embedcli.embedding.tables import TOKEN_KEYS
+    from embedcli.embedding.checkpoints import TOKEN_KEYS
     from embedcli.inspection.stats import Neighbor, Neighbors, nearest
 
     names = {t.name: t for t in header.tensors}

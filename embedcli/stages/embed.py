@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from embedcli.errors import UsageError
 from embedcli.inputs import Request, Resolved, TokenSource, WindowSource, open_input
-from embedcli.options import EmbedOptions, TokenizeOptions, WindowOptions
+from embedcli.options import EmbedOptions, FloatDtype, TokenizeOptions, WindowOptions
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.common import CHUNK_BYTES, announce, make_plan, plan_result, split_note
 from embedcli.stages.results import EmbedResult, PlanResult, Written
@@ -61,7 +61,8 @@ def _planned(
     from embedcli.embedding.tables import resolve_device, torch_dtype
     from embedcli.stages.embed_plan import join_group, make_embed_plan
 
-    torch_dtype(opts.dtype)  # an unknown dtype fails before any work
+    opts, defaults = _checkpoint_defaults(opts)
+    torch_dtype(opts.output_dtype)  # an unknown dtype fails before any work
     device = resolve_device(opts.device)
     group = join_group(device)  # under torchrun: each rank's own device
     device = group.device if group is not None else device
@@ -69,7 +70,7 @@ def _planned(
     with open_input(inputs, request) as found:
         read = found.paths + ([opts.weights] if opts.weights else [])
         check_output(output, inputs=read, no_clobber=no_clobber)
-        notes = stale_temps(output)
+        notes = stale_temps(output) + defaults
         src = found.load(progress)
         where = inputs[0] if inputs and inputs[0] != "-" else "<stdin>"
         plan = make_embed_plan(
@@ -86,6 +87,37 @@ def _planned(
             output, plan.specs[:1], plan.specs[1:], plan.metadata, opts.max_shard_size
         )
         yield _Job(found, src, plan, read, files, notes, device, group)
+
+
+# safetensors dtypes of a checkpoint's table -> the output dtype that keeps them exactly
+_KEPT: dict[str, FloatDtype] = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+
+
+def _checkpoint_defaults(opts: EmbedOptions) -> tuple[EmbedOptions, list[str]]:
+    """The dtype and positional table a ``--weights`` checkpoint implies when they are not
+    given: its table's dtype (bf16 stays bf16), and no position table for a model that has
+    none (RoPE models: positions act inside attention, not on the embeddings)."""
+    if not opts.weights or (opts.dtype is not None and opts.pos is not None):
+        return opts, []
+    from embedcli.embedding.checkpoints import POS_KEYS, open_checkpoint
+
+    ckpt = open_checkpoint(opts.weights)
+    notes = []
+    if opts.dtype is None:
+        stored = ckpt.dtype(ckpt.require_token_key(opts.token_key))
+        dtype = _KEPT.get(stored, "float32")
+        opts = replace(opts, dtype=dtype)
+    if opts.pos is None:
+        if ckpt.find(opts.pos_key, POS_KEYS, "positional") is None:
+            opts = replace(opts, pos="none")
+            notes.append(
+                f"{opts.weights} has no position table (a RoPE model: positions act inside "
+                "attention): --pos none, the token embeddings alone (--pos sinusoidal adds "
+                "fixed ones)"
+            )
+        else:
+            opts = replace(opts, pos="learned")
+    return opts, notes
 
 
 def plan_embed(
@@ -181,11 +213,11 @@ def _embed_result(
         output,
         Written.of(done.paths),
         shape=(plan.n, plan.max_length, plan.tables.dim),
-        dtype=opts.dtype,
+        dtype=opts.output_dtype,
         device=device,
         vocab_size=plan.tables.vocab_size,
         context_length=plan.tables.context_length,
-        pos=opts.pos,
+        pos=opts.pos_kind,
         has_pos=plan.tables.has_pos,
         tables=plan.tables.origin,
         tables_saved=opts.save_weights,

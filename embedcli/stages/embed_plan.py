@@ -70,7 +70,7 @@ class EmbedPlan:
 
     @property
     def row_bytes(self) -> int:
-        return self.max_length * self.tables.dim * torch_dtype(self.opts.dtype).itemsize
+        return self.max_length * self.tables.dim * torch_dtype(self.opts.output_dtype).itemsize
 
     def chunks(self, a: int, b: int) -> Iterator[np.ndarray]:
         """Windows ``[a, b)`` as ``(rows, max_length)`` integer arrays, chunk by chunk."""
@@ -115,7 +115,7 @@ def make_embed_plan(
         dim=opts.dim,
         context_length=opts.context_length,
         seed=opts.seed,
-        pos=opts.pos,
+        pos=opts.pos_kind,
         weights=opts.weights,
         token_key=opts.token_key,
         pos_key=opts.pos_key,
@@ -131,15 +131,18 @@ def make_embed_plan(
             c.MAX_LENGTH: t,
             c.WINDOWS: n,
             c.SEED: opts.seed,
-            c.POS: opts.pos,
+            c.POS: opts.pos_kind,
             c.TABLES: tables.origin,
             c.DEVICE: device.type,  # not the index: any layout of ranks writes the same bytes
-            c.DTYPE: opts.dtype,
+            c.DTYPE: opts.output_dtype,
             c.TORCH_VERSION: torch.__version__,
         },
         base,
     )
-    header, row_bytes = build_header(specs, meta), t * tables.dim * torch_dtype(opts.dtype).itemsize
+    header, row_bytes = (
+        build_header(specs, meta),
+        t * tables.dim * torch_dtype(opts.output_dtype).itemsize,
+    )
     return EmbedPlan(
         n=n,
         max_length=t,
@@ -173,7 +176,7 @@ def _lead_dims(
 def _specs(
     opts: EmbedOptions, tables: TablePlan, lead: tuple[int, ...], t: int
 ) -> list[TensorSpec]:
-    st_dtype = DTYPE_NAMES[opts.dtype]
+    st_dtype = DTYPE_NAMES[opts.output_dtype]
     specs = [TensorSpec("embeddings", st_dtype, (*lead, t, tables.dim))]
     if opts.save_weights:
         specs.append(
@@ -216,8 +219,8 @@ def write_embed(
 ) -> EmbedWrite:
     """Make the tables and stream the plan's windows through them into ``output``."""
     opts = plan.opts
-    tdtype = torch_dtype(opts.dtype)
-    token, pos_table = plan.tables.materialize(opts.seed, opts.pos)
+    tdtype = torch_dtype(opts.output_dtype)
+    token, pos_table = plan.tables.materialize(opts.seed, opts.pos_kind)
     embedder = Embedder(token, pos_table, device=device, dtype=tdtype)
     lo, hi = group.rows(plan.n) if group else (0, plan.n)  # this process's windows
     buffer_shape = (max(1, min(plan.rows_per_chunk, hi - lo)), plan.max_length, plan.tables.dim)
@@ -227,26 +230,20 @@ def write_embed(
         def write_rows(f: Writable, a: int, b: int) -> None:
             stream_embeddings(f, embedder, plan.chunks(a, b), buffer_shape, advance)
 
-        tables = {"token_embedding.weight": token}
-        if pos_table is not None:  # a table that is not there has no spec either
-            tables["pos_embedding.weight"] = pos_table
+        # A table that is not there (--pos none) has no spec either.
+        tables = {"token_embedding.weight": token, "pos_embedding.weight": pos_table}
 
         def write_table(f: Writable, spec: TensorSpec) -> None:
-            f.write(tensor_bytes(tables[spec.name].to(tdtype)))
+            table = tables[spec.name]
+            assert table is not None
+            f.write(tensor_bytes(table.to(tdtype)))
 
         if group is None:
             paths = write_tensors(
-                output,
-                plan.specs[:1],
-                plan.specs[1:],
-                plan.metadata,
-                write_rows,
-                write_table,
-                read=read,
-                no_clobber=no_clobber,
-                max_shard_size=opts.max_shard_size,
+                output, plan.specs[:1], plan.specs[1:], plan.metadata, write_rows, write_table,
+                read=read, no_clobber=no_clobber, max_shard_size=opts.max_shard_size,
                 rows_count=plan.n,
-            )
+            )  # fmt: skip
         else:
             paths = _write_distributed(plan, output, group, lo, hi, write_rows, write_table)
     seconds = time.perf_counter() - started
