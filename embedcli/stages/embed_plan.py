@@ -109,17 +109,10 @@ def make_embed_plan(
         base = windows_metadata(src.metadata, facts, "int64")
     base.pop(c.IDS_DTYPE, None)
     tables = plan_tables(
-        max_length=t,
-        vocab_size=opts.vocab_size,
-        default_vocab_size=c.get_int(base, c.VOCAB_SIZE),
-        dim=opts.dim,
-        context_length=opts.context_length,
-        seed=opts.seed,
-        pos=opts.pos_kind,
-        weights=opts.weights,
-        token_key=opts.token_key,
-        pos_key=opts.pos_key,
-    )
+        max_length=t, vocab_size=opts.vocab_size, default_vocab_size=c.get_int(base, c.VOCAB_SIZE),
+        dim=opts.dim, context_length=opts.context_length, seed=opts.seed, pos=opts.pos_kind,
+        weights=opts.weights, token_key=opts.token_key, pos_key=opts.pos_key,
+    )  # fmt: skip
     check_id_range(ids, tables.vocab_size, where=where)
     specs = _specs(opts, tables, _lead_dims(n, windows, base, opts, batched), t)
     meta = c.stage_metadata(
@@ -139,10 +132,8 @@ def make_embed_plan(
         },
         base,
     )
-    header, row_bytes = (
-        build_header(specs, meta),
-        t * tables.dim * torch_dtype(opts.output_dtype).itemsize,
-    )
+    header = build_header(specs, meta)
+    row_bytes = t * tables.dim * torch_dtype(opts.output_dtype).itemsize
     return EmbedPlan(
         n=n,
         max_length=t,
