@@ -412,6 +412,12 @@ def bench_backend(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_tokenizers(tmp: Path) -> None:
+    from tokenizers_bench import bench_tokenizers as run_section  # benchmarks/tokenizers_bench.py
+
+    run_section(tmp)
+
+
 def bench_floor(tmp: Path) -> None:
     from floor import bench_floor as run_section  # benchmarks/floor.py
 
@@ -427,6 +433,7 @@ def main(argv: list[str]) -> None:
         "parquet": bench_parquet,
         "loader": bench_loader,
         "backend": bench_backend,
+        "tokenizers": bench_tokenizers,
         "floor": bench_floor,
     }
     chosen = argv or list(sections)

@@ -32,6 +32,12 @@ EOT_PLACEMENT = "eot"  # between (absent in files before 0.2: between), after, b
 SPECIAL = "special"
 SPECIAL_FOUND = "special_found"
 TOKENIZER_BACKEND = "tokenizer_backend"  # the engine that encoded: tiktoken or gigatoken
+# --tokenizer: another model's tokenizer (ENCODING is then file:/abs/path)
+TOKENIZER_KIND = "tokenizer"  # tokenizer.json, sentencepiece or tiktoken (a rank file)
+TOKENIZER_FILE = "tokenizer_file"
+TOKENIZER_SHA256 = "tokenizer_sha256"
+BOS_ID = "bos_id"
+EOS_ID = "eos_id"
 DOCUMENTS = "documents"
 TOKENS = "tokens"
 SOURCES = "sources"  # JSON list of the inputs' names
@@ -93,6 +99,11 @@ LABELS: dict[str, str] = {
     SPECIAL: "special-token policy",
     SPECIAL_FOUND: "literal <|endoftext|> found",
     TOKENIZER_BACKEND: "tokenizer backend",
+    TOKENIZER_KIND: "tokenizer",
+    TOKENIZER_FILE: "tokenizer file",
+    TOKENIZER_SHA256: "tokenizer sha256",
+    BOS_ID: "BOS id",
+    EOS_ID: "EOS id",
     DOCUMENTS: "documents",
     TOKENS: "tokens",
     SOURCES: "sources",

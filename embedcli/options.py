@@ -77,7 +77,7 @@ DEVICES = ("cpu", "cuda", "cuda:N", "mps", "auto")  # for help text; cuda:N take
 class TokenizeOptions:
     """How text becomes ids (``tokenize``, and ``batch``/``embed`` given text)."""
 
-    encoding: str = DEFAULT_ENCODING
+    encoding: str = DEFAULT_ENCODING  # a tiktoken name, or file:/abs/path (--tokenizer)
     special: SpecialPolicy | None = None  # None: the output format's own (text for trainers')
     backend: Backend = "auto"  # auto: gigatoken when installed and checked, else tiktoken
     text_key: str = DEFAULT_TEXT_KEY

@@ -23,6 +23,7 @@ from collections.abc import Set as AbstractSet
 from importlib import resources
 from typing import TYPE_CHECKING, TypedDict
 
+from embedcli.bpe.foreign import ForeignEncoding, is_foreign, load_foreign
 from embedcli.errors import EncodingLoadError, UsageError
 from embedcli.options import DEFAULT_ENCODING, SPECIAL_POLICIES
 
@@ -168,6 +169,8 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
         >>> get_encoding("gpt2").encode("Hello, world")
         [15496, 11, 995]
     """
+    if is_foreign(name):  # file:/path: a tokenizer.json, SentencePiece model or rank file
+        return load_foreign(name)  # type: ignore[return-value]  # duck-types what is used
     if name in BUNDLED_ENCODINGS:
         import tiktoken
         from tiktoken_ext.openai_public import r50k_pat_str
@@ -188,14 +191,28 @@ def decoder_for(
     """``decode(ids)`` for the encoding a file's metadata names (``default`` when it names
     none), or None when that encoding cannot be loaded here: inspecting a file never fails for
     want of its tokenizer. An id the encoding does not have decodes as ``<invalid id N>``."""
-    name = (metadata or {}).get("encoding", default)  # contract.ENCODING
+    meta = metadata or {}
+    name = meta.get("encoding", default)  # contract.ENCODING
     if name is None:
         return None
+    if is_foreign(name) and not _same_file(name, meta.get("tokenizer_sha256")):
+        return None  # the tokenizer file is gone or changed: ids without text
     try:
         enc = get_encoding(name)
     except EncodingLoadError:
         return None
     return lambda ids: decode_leniently(enc, ids)
+
+
+def _same_file(name: str, sha256: str | None) -> bool:
+    """Whether the tokenizer file a token file recorded is still there, unchanged."""
+    path = name[len("file:") :].partition("?")[0]
+    if not os.path.isfile(path):
+        return False
+    if sha256 is None:
+        return True
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest() == sha256
 
 
 def decode_leniently(enc: tiktoken.Encoding, ids: list[int]) -> str:
@@ -221,6 +238,19 @@ def decode_leniently(enc: tiktoken.Encoding, ids: list[int]) -> str:
         else:
             run.append(i)
     return "".join(out) + enc.decode(run)
+
+
+def separator(enc: tiktoken.Encoding, placement: str = "between") -> tuple[str, int]:
+    """The token that marks documents, as ``(text, id)``: GPT-2's one ``<|endoftext|>``; for
+    another model's tokenizer its BOS before documents and its EOS after or between them."""
+    if isinstance(enc, ForeignEncoding):
+        return enc.separator(placement)
+    return EOT, eot_id(enc)
+
+
+def cuttable(enc: tiktoken.Encoding) -> bool:
+    """Whether documents may be cut at safe points (a tiktoken-style pattern)."""
+    return getattr(enc, "cuttable", True)
 
 
 def eot_id(enc: tiktoken.Encoding) -> int:

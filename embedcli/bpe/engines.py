@@ -36,7 +36,9 @@ from embedcli.bpe.encodings import (
     encode_kwargs,
     get_encoding,
     seed_tiktoken_cache,
+    separator,
 )
+from embedcli.bpe.foreign import is_foreign
 from embedcli.errors import EncodingLoadError, UsageError
 from embedcli.options import BACKENDS, Backend, SpecialPolicy
 
@@ -120,6 +122,8 @@ def _gigatoken_unusable(encoding: str, special: str) -> str | None:
         import gigatoken  # noqa: F401
     except ImportError:
         return f"it is not installed ({EXTRA})"
+    if is_foreign(encoding):
+        return "it is not checked against this tokenizer's own library yet"
     if encoding not in GIGATOKEN_ENCODINGS:
         return f"it has no loader for encoding {encoding!r}"
     try:
@@ -161,16 +165,22 @@ Engine = Callable[[list[str], "np.ndarray"], "tuple[np.ndarray, np.ndarray]"]
 JOIN_MARKER = "<|embedcli piece boundary|>"
 
 
+# What a worker needs to build the same engine: (backend, encoding, special, placement).
+EngineKey = tuple[str, str, str, str]
+
+
 @functools.lru_cache(maxsize=8)
-def engine_for(backend: str, encoding: str, special: str) -> Engine:
-    """The function that encodes a task, built once per process.
+def engine_for(backend: str, encoding: str, special: str, placement: str = "between") -> Engine:
+    """The function that encodes a task, built once per process (the separator placed before
+    pieces is the encoding's for ``placement``: GPT-2's ``<|endoftext|>``, or another
+    tokenizer's BOS or EOS).
 
     Worker processes forked after the main process built it share it copy-on-write.
     """
     import numpy as np
 
     enc = get_encoding(encoding)
-    eot = np.array([enc.eot_token], np.int32)
+    eot = np.array([separator(enc, placement)[1]], np.int32)
     if backend == "tiktoken":
         kwargs = encode_kwargs(special)
         return lambda texts, eots: _end_to_end(

@@ -89,6 +89,9 @@ class TokenizeStats:
     special_found: int = 0
     replaced: int = 0  # lone surrogates (JSON "\\ud83d") encoded as U+FFFD, as tiktoken does
     backend: str = "tiktoken"  # the engine that encoded: tiktoken or gigatoken
+    separator_text: str = EOT  # the document marker's literal text (--special, --split-on-eot)
+    cuttable: bool = True  # documents may be cut at safe points (tiktoken-style patterns)
+    tokenizer: dict[str, str] = field(default_factory=dict)  # another model's: file, kind...
     backend_note: str | None = None  # why it is not the one asked for
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
@@ -111,6 +114,7 @@ class TokenizeStats:
                 c.DOCUMENTS: self.documents,
                 c.TOKENS: self.tokens,
                 c.SOURCES: self.sources,
+                **self.tokenizer,
             },
         )
 
@@ -157,8 +161,8 @@ def pieces(
             if block.last and not carry and not split_on_eot:  # a whole document (jsonl, rows)
                 if chooser is not None:
                     k = stream_of(block.doc)
-                if special == "error" and EOT in block.text:
-                    _refuse_special(block.doc, block.text, block.line)
+                if special == "error" and stats.separator_text in block.text:
+                    _refuse_special(block.doc, block.text, block.line, stats.separator_text)
                 for piece, first in _document(block.text, True, _split(stats, k), piece_chars):
                     yield piece, first, k
                 continue
@@ -178,21 +182,21 @@ def pieces(
                 k = stream_of(f"{block.doc}#{part}")
                 target = _split(stats, k)
             if block.last:
-                found = carry.count(EOT)
+                found = carry.count(stats.separator_text)
                 if found and special == "error":
-                    _refuse_special(block.doc, carry, carry_line)
+                    _refuse_special(block.doc, carry, carry_line, stats.separator_text)
                 for piece, first in _document(carry, starts_doc, target, piece_chars):
                     yield piece, first, k
                 carry, starts_doc = "", True
-            elif len(carry) >= 2 * piece_chars:
+            elif len(carry) >= 2 * piece_chars and stats.cuttable:
                 pieces = split_text(carry, piece_chars)
                 carry = pieces.pop()
                 for piece in pieces:
                     target.chars += len(piece)
                     piece = counted(piece, target)
-                    found = piece.count(EOT)
+                    found = piece.count(stats.separator_text)
                     if found and special == "error":
-                        _refuse_special(block.doc, piece, carry_line)
+                        _refuse_special(block.doc, piece, carry_line, stats.separator_text)
                     target.special_found += found
                     carry_line += piece.count("\n")
                     yield piece, starts_doc, k
@@ -212,8 +216,8 @@ def text_pieces(
     """:func:`pieces` of documents given as strings (``tokenizer.encode``), named
     ``texts[i]`` in messages."""
     for i, text in enumerate(texts):
-        if special == "error" and EOT in text:
-            _refuse_special(f"texts[{i}]", text, 1)
+        if special == "error" and stats.separator_text in text:
+            _refuse_special(f"texts[{i}]", text, 1, stats.separator_text)
         for piece, first in _document(text, True, stats, piece_chars):
             yield piece, first, 0
 
@@ -225,8 +229,10 @@ def _document(
     stats.documents += 1
     stats.chars += len(text)
     text = counted(text, stats)
-    stats.special_found += text.count(EOT)
-    if len(text) < piece_chars:  # an empty document too: it still gets its separator
+    stats.special_found += text.count(stats.separator_text)
+    if (
+        len(text) < piece_chars or not stats.cuttable
+    ):  # an empty document too: it still gets its separator
         return [(text, starts_doc)]
     pieces = split_text(text, piece_chars)
     return [(piece, starts_doc and i == 0) for i, piece in enumerate(pieces)]
@@ -251,8 +257,10 @@ def _jsonl_pieces(
         if text is None:  # the file ended with blank lines
             continue
         k = int(chooser is not None and goes_to_val(doc_name(source, lineno, offset), *chooser))
-        if special == "error" and EOT in text:
-            _refuse_special(doc_name(source, lineno, offset), text, lineno or 0)
+        if special == "error" and stats.separator_text in text:
+            _refuse_special(
+                doc_name(source, lineno, offset), text, lineno or 0, stats.separator_text
+            )
         for piece, first in _document(text, True, _split(stats, k), piece_chars):
             yield piece, first, k
 
@@ -278,10 +286,10 @@ def counted(text: str, stats: TokenizeStats) -> str:
         return fixed
 
 
-def _refuse_special(doc: str, text: str, first_line: int) -> None:
-    at = text.index(EOT)
+def _refuse_special(doc: str, text: str, first_line: int, mark: str = EOT) -> None:
+    at = text.index(mark)
     where = doc if ":" in doc else f"{doc}:{first_line + text.count(chr(10), 0, at)}"
     raise InputError(
-        f"{where}: text contains {EOT} (refused by --special error; "
+        f"{where}: text contains {mark} (refused by --special error; "
         "use --special text to encode it as plain text)"
     )

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from embedcli.bpe.engines import engine_for
+from embedcli.bpe.engines import EngineKey, engine_for
 from embedcli.bpe.pieces import IdSink, TokenizeStats
 from embedcli.bpe.ranges import ChunkSetup, add_counts, encode_chunk, eots_before
 from embedcli.documents import Source
@@ -78,9 +78,7 @@ class OrderedEncoder:
     """``submit(task)`` with a task of ``(piece, starts a document, stream index)``, or
     ``submit_chunk`` with a range of a jsonl file; results are placed in submission order."""
 
-    def __init__(
-        self, engine: tuple[str, str, str], streams: list[Stream], workers: int, threads: bool
-    ):
+    def __init__(self, engine: EngineKey, streams: list[Stream], workers: int, threads: bool):
         self.engine, self.streams = engine, streams  # engine: (backend, encoding, special)
         self.workers, self.threads = workers, threads
         self.pool: Executor | None = None  # started with the second task: small inputs never pay
@@ -161,7 +159,7 @@ class OrderedEncoder:
 
 
 def encode_task(
-    engine: tuple[str, str, str], task: list[str], eots: np.ndarray
+    engine: EngineKey, task: list[str], eots: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """A task's ids end to end, ``<|endoftext|>`` before the pieces ``eots`` marks, and each
     piece's length without it (in a worker: the engine is already built, copied by fork)."""

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from embedcli.bpe.encodings import EOT
-from embedcli.bpe.engines import engine_for
+from embedcli.bpe.engines import EngineKey, engine_for
 from embedcli.bpe.pieces import TokenizeStats, counted, pieces
 from embedcli.documents import Source
 from embedcli.documents.jsonl import json_loads
@@ -41,6 +41,8 @@ class ChunkSetup:
     split_on_eot: bool
     chooser: tuple[float, int] | None  # --val-fraction, --seed
     placement: EotPlacement  # --eot
+    separator_text: str = EOT  # the document marker's text: another tokenizer's BOS or EOS
+    cuttable: bool = True  # documents may be cut (False for tokenizer.json, SentencePiece)
 
 
 def splittable(source: Source, workers: int, chunk_bytes: int = CHUNK_BYTES) -> bool:
@@ -75,19 +77,17 @@ def line_ranges(source: Source, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Sour
         yield dataclasses.replace(source, byte_range=(begin, pos), first_line=line)
 
 
-def encode_chunk(engine: tuple[str, str, str], part: Source, setup: ChunkSetup) -> tuple:
+def encode_chunk(engine: EngineKey, part: Source, setup: ChunkSetup) -> tuple:
     """Read, parse and encode one range in a worker (see ``OrderedEncoder.submit_chunk``).
 
     Returns the task arrays (ids, lengths, starts, streams, eots) and each split's counts.
     """
-    stats = TokenizeStats("", 0, 0, setup.policy)
-    stats.val = TokenizeStats("", 0, 0, setup.policy)
+    stats, stats.val = _counts(setup), _counts(setup)
     texts = plain_texts(part, setup, stats)
     if texts is not None:
         starts, which = np.ones(len(texts), bool), np.zeros(len(texts), np.int8)
     else:  # the general reader: messages, --val-fraction, long documents and all
-        stats = TokenizeStats("", 0, 0, setup.policy)
-        stats.val = TokenizeStats("", 0, 0, setup.policy)
+        stats, stats.val = _counts(setup), _counts(setup)
         items = list(
             pieces(
                 [part],
@@ -110,6 +110,12 @@ def encode_chunk(engine: tuple[str, str, str], part: Source, setup: ChunkSetup) 
         return np.zeros(0, np.int32), np.zeros(0, np.int64), starts, which, eots, counts
     ids, lengths = engine_for(*engine)(texts, eots)
     return ids, lengths, starts, which, eots, counts
+
+
+def _counts(setup: ChunkSetup) -> TokenizeStats:
+    stats = TokenizeStats("", 0, 0, setup.policy)
+    stats.separator_text, stats.cuttable = setup.separator_text, setup.cuttable
+    return stats
 
 
 def plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[str] | None:
@@ -142,7 +148,7 @@ def plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[s
     texts = [counted(text, stats) for text in texts]  # UTF-8 sizes; lone surrogates replaced
     stats.documents += len(texts)
     stats.chars += sum(map(len, texts))
-    stats.special_found += sum(text.count(EOT) for text in texts)
+    stats.special_found += sum(text.count(setup.separator_text) for text in texts)
     stats.input_bytes += len(data)
     return texts
 

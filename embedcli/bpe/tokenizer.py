@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedcli import contract as c
 from embedcli.bpe.encodings import encode_kwargs, eot_id, get_encoding
 from embedcli.bpe.engines import Choice, choose_backend
+from embedcli.bpe.foreign import REFERENCE, ForeignEncoding, is_foreign, tokenizer_fields
 from embedcli.bpe.pieces import (
     PIECE_CHARS,
     IdSink,
@@ -89,21 +91,24 @@ def tokenize(
         raise UsageError(
             "--split-on-eot reads a literal <|endoftext|> as a boundary: it needs --special special"
         )
+    if split_on_eot and is_foreign(encoding):
+        raise UsageError("--split-on-eot reads GPT-2's <|endoftext|>: not with --tokenizer")
     stats, chosen = _start(encoding, special, eot, backend)
-    enc = get_encoding(encoding)
     sources = list(sources)
     stats.sources = [s.name for s in sources]
     streams = [Stream(sink, stats)]
     if val is not None:
-        stats.val = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+        stats.val = _counts(encoding, special, eot)
         stats.val.sources, stats.val.backend = stats.sources, chosen.name
         streams.append(Stream(val[0], stats.val))
     chooser = None if val is None else (val[1], val[2])
     workers = max(1, workers or default_workers())
-    setup = ChunkSetup(text_key, piece_chars, block_bytes, special, split_on_eot, chooser, eot)
+    setup = ChunkSetup(text_key, piece_chars, block_bytes, special, split_on_eot, chooser, eot,
+                       stats.separator_text, stats.cuttable)  # fmt: skip
     # gigatoken releases the GIL and encodes faster than a piece can be pickled to a process.
     threads = chosen.name == "gigatoken"
-    with OrderedEncoder((chosen.name, encoding, special), streams, workers, threads) as encoder:
+    key = (chosen.name, encoding, special, eot)
+    with OrderedEncoder(key, streams, workers, threads) as encoder:
         for source in sources:
             if splittable(source, workers, chunk_bytes):  # workers read it, ranges of lines
                 for part in line_ranges(source, chunk_bytes):
@@ -147,7 +152,7 @@ def encode(
     workers = max(1, workers or default_workers())
     threads = chosen.name == "gigatoken"
     with OrderedEncoder(
-        (chosen.name, encoding, special), [Stream(sink, stats)], workers, threads
+        (chosen.name, encoding, special, eot), [Stream(sink, stats)], workers, threads
     ) as encoder:
         _submit(encoder, text_pieces(docs, special, stats, PIECE_CHARS), PIECE_CHARS)
     return sink.array()
@@ -158,14 +163,29 @@ def _start(
 ) -> tuple[TokenizeStats, Choice]:
     """The checks every run makes before any worker starts, the encoding built (before a
     fork, so workers share it), the engine chosen, and the counts to fill in."""
-    enc = get_encoding(encoding)
+    get_encoding(encoding)  # built here, before any worker is forked: they share it
     encode_kwargs(special)  # an unknown policy fails now, not in a worker
     if eot not in EOT_MODES:
         raise UsageError(f"unknown --eot {eot!r}; use one of {', '.join(EOT_MODES)}")
     chosen = choose_backend(backend, encoding, special)
-    stats = TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+    stats = _counts(encoding, special, eot)
     stats.backend, stats.backend_note = chosen.name, chosen.note
+    if stats.tokenizer and chosen.name == "tiktoken":  # the reference: the file's own library
+        stats.backend = REFERENCE[stats.tokenizer[c.TOKENIZER_KIND]]
     return stats, chosen
+
+
+def _counts(encoding: str, special: SpecialPolicy, eot: EotPlacement) -> TokenizeStats:
+    """Empty counts for a run: the encoding's size, its document marker for ``eot`` and, for
+    another model's tokenizer, what the metadata records of it."""
+    enc = get_encoding(encoding)
+    if isinstance(enc, ForeignEncoding):
+        mark = enc.separator(eot) if eot != "none" or enc.eos or enc.bos else ("", -1)
+        stats = TokenizeStats(encoding, enc.n_vocab, mark[1], special, eot)
+        stats.separator_text, stats.cuttable = mark[0], enc.cuttable
+        stats.tokenizer = tokenizer_fields(enc)
+        return stats
+    return TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
 
 
 def _submit(encoder: OrderedEncoder, pieces: Iterator[tuple[str, bool, int]], size: int) -> None:

@@ -81,9 +81,9 @@ from embedcli.cli.options import (
     Workers,
     member,
     parse_size,
-    tokenize_options,
 )
 from embedcli.cli.session import announcer, inputs_or_stdin, progress_factory, show_result
+from embedcli.cli.tokenizer_options import TokenizerChoices, TokenizerOpt, tokenize_options
 from embedcli.storage.atomic import COMMITTED
 from embedcli.version import __version__
 
@@ -134,6 +134,8 @@ def tokenize(
     inputs: TextInputs = None,
     output: Output = None,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
+    tokenizer: TokenizerOpt = None,
+    tokenizer_options: TokenizerChoices = None,
     special: SpecialOpt = None,
     backend: BackendOpt = o.BACKENDS[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
@@ -186,6 +188,8 @@ def tokenize(
     output = output or default_token_output(inputs, token_format)
     opts = tokenize_options(
         encoding=encoding,
+        tokenizer=tokenizer,
+        tokenizer_options=tokenizer_options,
         special=special,
         backend=backend,
         text_key=text_key,
@@ -235,6 +239,7 @@ def batch(
     dtype: IdsDtypeOpt = o.OUTPUT_DTYPES[0],
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
+    tokenizer: TokenizerOpt = None,
     special: SpecialOpt = None,
     backend: BackendOpt = o.BACKENDS[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
@@ -281,6 +286,7 @@ def batch(
     )
     tokenize_opts = tokenize_options(
         encoding=encoding,
+        tokenizer=tokenizer,
         special=special,
         backend=backend,
         text_key=text_key,
@@ -331,6 +337,7 @@ def embed(
     batched: Batched = False,
     key: Key = o.DEFAULT_TOKEN_KEY,
     encoding: EncodingOpt = o.DEFAULT_ENCODING,
+    tokenizer: TokenizerOpt = None,
     special: SpecialOpt = None,
     backend: BackendOpt = o.BACKENDS[0],
     text_key: TextKey = o.DEFAULT_TEXT_KEY,
@@ -392,6 +399,7 @@ def embed(
     )
     tokenize_opts = tokenize_options(
         encoding=encoding,
+        tokenizer=tokenizer,
         special=special,
         backend=backend,
         text_key=text_key,

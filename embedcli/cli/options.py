@@ -431,33 +431,6 @@ def member(value: str, choices: tuple[T, ...]) -> T:
     raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
 
 
-def tokenize_options(
-    *,
-    encoding: str,
-    special: str | None,
-    backend: str,
-    text_key: str,
-    fmt: str,
-    workers: int | None,
-    include: list[str] | None,
-    split_on_eot: bool,
-    eot: str | None = None,
-) -> o.TokenizeOptions:
-    """The tokenizing options: tokenize, batch and embed take the same ones (``--eot`` is
-    tokenize's alone)."""
-    return o.TokenizeOptions(
-        encoding=encoding,
-        special=None if special is None else member(special, o.SPECIAL_POLICIES),
-        backend=member(backend, o.BACKENDS),
-        text_key=text_key,
-        format=fmt,
-        workers=workers,
-        eot=None if eot is None else member(eot, o.EOT_MODES),
-        include=tuple(include or ()),
-        split_on_eot=split_on_eot,
-    )
-
-
 # --------------------------------------------------------------------------- command options
 
 

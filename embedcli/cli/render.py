@@ -263,14 +263,15 @@ def _replaced(count: int) -> dict[str, str]:
 
 
 def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
+    mark = stats.separator_text or "separator"
     return {
         "documents": f"{stats.documents:,}",
         "tokens": f"{stats.tokens:,}",
         "input": _input_text(stats),
         "tokens/byte": f"{stats.tokens / max(stats.text_bytes or stats.input_bytes, 1):.3f}",
-        "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, EOT {stats.eot_id})",
-        "literal <|endoftext|>": f"{stats.special_found:,} ({stats.special})",
-        "<|endoftext|> placed": stats.eot,
+        "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, {mark} {stats.eot_id})",
+        f"literal {mark}": f"{stats.special_found:,} ({stats.special})",
+        f"{mark} placed": stats.eot,
         "backend": stats.backend + (f" ({stats.backend_note})" if stats.backend_note else ""),
         **_replaced(stats.replaced),
         **_skipped(stats.skipped),

@@ -172,15 +172,18 @@ def read_sidecar(output: str) -> dict[str, str] | None:
 
 def foreign_metadata(fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str, str]:
     """Metadata for a token file embedcli did not write: whose ids they are (``--encoding``)."""
-    from embedcli.bpe.encodings import eot_id, get_encoding
+    from embedcli.bpe.encodings import get_encoding, separator
+    from embedcli.bpe.foreign import ForeignEncoding, tokenizer_fields
 
     enc = get_encoding(encoding)
     meta = {
         c.ENCODING: encoding,
         c.VOCAB_SIZE: str(enc.n_vocab),
-        c.EOT_ID: str(eot_id(enc)),
+        c.EOT_ID: str(separator(enc)[1]),
         c.FORMAT: fmt,
     }
+    if isinstance(enc, ForeignEncoding):
+        meta.update(tokenizer_fields(enc))
     meta.update({k: c.to_str(v) for k, v in extra.items()})
     return meta
 

@@ -1,0 +1,87 @@
+"""The options that choose another model's tokenizer (``--tokenizer``), and the tokenizing
+options of ``tokenize``, ``batch`` and ``embed`` built into one :class:`TokenizeOptions`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from embedcli import options as o
+from embedcli.cli.options import MORE, TOK, member
+
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokenizer",
+        metavar="SPEC",
+        rich_help_panel=TOK,
+        help="Another model's tokenizer, exact as its library: a tokenizer.json, a SentencePiece "
+        ".model, Llama 3's tokenizer.model, a model directory, or org/name in the local "
+        "Hugging Face cache (instead of --encoding).",
+        show_default=False,
+    ),
+]
+TokenizerChoices = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tokenizer-option",
+        metavar="KEY=VALUE",
+        rich_help_panel=MORE,
+        help="For --tokenizer: bos=TEXT or eos=TEXT (the document markers, by name), and for a "
+        "rank file embedcli does not know, pattern=REGEX and special_tokens=FILE (JSON text -> "
+        "id). Repeatable.",
+        show_default=False,
+    ),
+]
+
+
+def _choices(given: list[str]) -> dict[str, str | None]:
+    """``--tokenizer-option KEY=VALUE`` as keyword arguments, checked."""
+    keys = ("bos", "eos", "pattern", "special_tokens")
+    out: dict[str, str | None] = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or key not in keys:
+            raise typer.BadParameter(
+                f"--tokenizer-option {item!r}: use KEY=VALUE, KEY one of {', '.join(keys)}"
+            )
+        out[key] = value
+    return out
+
+
+def tokenize_options(
+    *,
+    encoding: str,
+    special: str | None,
+    backend: str,
+    text_key: str,
+    fmt: str,
+    workers: int | None,
+    include: list[str] | None,
+    split_on_eot: bool,
+    eot: str | None = None,
+    tokenizer: str | None = None,
+    tokenizer_options: list[str] | None = None,
+) -> o.TokenizeOptions:
+    """The tokenizing options: tokenize, batch and embed take the same ones (``--eot`` is
+    tokenize's alone). ``--tokenizer`` names the encoding by its file."""
+    if tokenizer is not None:
+        from embedcli.bpe.foreign import resolve_spec
+
+        if encoding != o.DEFAULT_ENCODING:
+            raise typer.BadParameter("give --tokenizer or --encoding, not both")
+        encoding = resolve_spec(tokenizer, **_choices(tokenizer_options or []))
+    elif tokenizer_options:
+        raise typer.BadParameter("--tokenizer-option needs --tokenizer")
+    return o.TokenizeOptions(
+        encoding=encoding,
+        special=None if special is None else member(special, o.SPECIAL_POLICIES),
+        backend=member(backend, o.BACKENDS),
+        text_key=text_key,
+        format=fmt,
+        workers=workers,
+        eot=None if eot is None else member(eot, o.EOT_MODES),
+        include=tuple(include or ()),
+        split_on_eot=split_on_eot,
+    )

@@ -1,0 +1,271 @@
+"""Other models' tokenizers, exact against their own libraries: a byte-level BPE
+``tokenizer.json`` with an NFKC normalizer and a SentencePiece model (trained here, offline),
+and the real Llama 3 rank file and Mistral v3 model (``make`` fetches them from the registry)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import load_file
+
+from embedcli import TokenizeOptions, run_tokenize
+from embedcli.bpe.foreign import resolve_spec
+from embedcli.bpe.tokenizer import encode
+from embedcli.errors import EncodingLoadError, UsageError
+
+from conftest import ROOT, SAMPLE, invoke
+
+tokenizers = pytest.importorskip("tokenizers")
+sentencepiece = pytest.importorskip("sentencepiece")
+MODELS = Path(os.environ.get("EMBEDCLI_MODELS", ROOT / ".cache" / "models"))
+TEXTS = [json.loads(line)["text"] for line in (SAMPLE / "articles.jsonl").open()] + [
+    (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8")
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(tokenizer.json, sp.model) trained on the sample texts."""
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+    tmp = tmp_path_factory.mktemp("tokenizers")
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(TEXTS, trainer)
+    tok.save(str(tmp / "tokenizer.json"))
+    (tmp / "corpus.txt").write_text("\n".join(TEXTS), encoding="utf-8")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(tmp / "corpus.txt"), model_prefix=str(tmp / "sp"), vocab_size=400,
+        model_type="unigram", byte_fallback=True, character_coverage=0.995, minloglevel=2,
+    )  # fmt: skip
+    return tmp / "tokenizer.json", tmp / "sp.model"
+
+
+def _reference(kind, path):
+    """The library's own encode of one document."""
+    if kind == "hf":
+        tok = tokenizers.Tokenizer.from_file(str(path))
+        return lambda text: tok.encode(text, add_special_tokens=False).ids
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    return lambda text: sp.encode(text)
+
+
+def _expected(docs, encode_one, mark, placement):
+    out = []
+    for k, doc in enumerate(docs):
+        if placement == "before" or (placement == "between" and k):
+            out.append(mark)
+        out += encode_one(doc)
+        if placement == "after":
+            out.append(mark)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["hf", "sp"])
+@pytest.mark.parametrize("placement", ["between", "after", "before", "none"])
+def test_a_corpus_equals_the_library_document_by_document(trained, tmp_path, kind, placement):
+    path = trained[0] if kind == "hf" else trained[1]
+    corpus = tmp_path / "d.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": t}) for t in TEXTS) + "\n", encoding="utf-8")
+    out = tmp_path / "t.tokens.safetensors"
+    spec = resolve_spec(str(path))
+    opts = TokenizeOptions(encoding=spec, eot=placement, workers=2, special="text")
+    result = run_tokenize([str(corpus)], str(out), opts)
+    stats = result.stats
+    mark = stats.eot_id
+    if kind == "sp":  # SentencePiece: <s> before, </s> after and between
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+        assert mark == (sp.bos_id() if placement == "before" else sp.eos_id())
+    want = _expected(TEXTS, _reference(kind, path), mark, placement)
+    assert load_file(str(out))["ids"].tolist() == want
+    meta = result.header.metadata
+    assert meta["tokenizer"] == ("tokenizer.json" if kind == "hf" else "sentencepiece")
+    assert meta["tokenizer_file"] == str(path) and len(meta["tokenizer_sha256"]) == 64
+    assert meta["tokenizer_backend"] == ("tokenizers" if kind == "hf" else "sentencepiece")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    docs=st.lists(
+        st.text(
+            alphabet=st.sampled_from(list("ab c\n\t\u00a0\ufb01\u00e9e\u0301\u4e2d😀\x00<|>")),
+            max_size=40,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_properties_hold_for_any_text(trained, docs):
+    """NFKC cases (the fi ligature, a non-breaking space, a combining accent), CJK, emoji, NUL
+    and byte fallback: our ids are the library's, document by document."""
+    for kind, path in (("hf", trained[0]), ("sp", trained[1])):
+        spec = resolve_spec(str(path))
+        got = encode(docs, encoding=spec, special="text", eot="after").tolist()
+        mark = encode([""], encoding=spec, eot="after").tolist()[-1]
+        assert got == _expected(docs, _reference(kind, path), mark, "after")
+
+
+def test_the_literal_special_token_follows_the_policy(trained):
+    spec = resolve_spec(str(trained[0]))
+    text = "one<|endoftext|>two"
+    tok = tokenizers.Tokenizer.from_file(str(trained[0]))
+    assert encode(text, encoding=spec, special="special").tolist() == tok.encode(text).ids
+    as_text = encode(text, encoding=spec, special="text").tolist()
+    assert tok.token_to_id("<|endoftext|>") not in as_text
+    with pytest.raises(Exception, match="refused by --special error"):
+        encode(text, encoding=spec, special="error")
+
+
+def test_inspect_and_batch_decode_with_the_recorded_tokenizer(trained, tmp_path):
+    out = tmp_path / "t.tokens.safetensors"
+    proc = invoke("tokenize", str(SAMPLE), "--tokenizer", str(trained[1]), "-o", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    shown = invoke("inspect", str(out), "--preview", "1", "--json")
+    decoded = json.loads(shown.stdout)["files"][0]["decoded"]
+    assert decoded and "tokenizer" in decoded[0]["text"].lower()
+
+
+def test_tokenizer_mistakes_are_one_line(tmp_path, trained):
+    broken = tmp_path / "tokenizer.json"
+    broken.write_text('{"version": "1.0", "model": ', encoding="utf-8")
+    with pytest.raises(EncodingLoadError, match="not a readable tokenizer.json"):
+        encode("x", encoding=resolve_spec(str(broken)))
+    junk = tmp_path / "junk.model"
+    junk.write_bytes(b"\x00\x01 not a model")
+    with pytest.raises(EncodingLoadError, match="not a SentencePiece model"):
+        encode("x", encoding=resolve_spec(str(junk)))
+    ranks = tmp_path / "ranks.model"
+    ranks.write_text("IQ== 0\nIg== 1\n", encoding="utf-8")
+    with pytest.raises(EncodingLoadError, match="a rank file embedcli does not know"):
+        encode("x", encoding=resolve_spec(str(ranks)))
+    with pytest.raises(UsageError, match="not in the Hugging Face cache"):
+        resolve_spec("nobody/nothing")
+    both = invoke(
+        "tokenize", str(SAMPLE), "--tokenizer", str(trained[0]), "--encoding", "r50k_base"
+    )
+    assert both.returncode == 2 and b"not both" in both.stderr
+
+
+def test_a_model_directory_and_the_hub_cache(trained, tmp_path, monkeypatch):
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "tokenizer.json").write_bytes(trained[0].read_bytes())
+    (snapshot / "tokenizer_config.json").write_text('{"eos_token": "<|endoftext|>"}')
+    (tmp_path / "hub" / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    spec = resolve_spec("org/tiny")
+    assert spec == "file:" + str(snapshot / "tokenizer.json")
+    assert resolve_spec(str(snapshot)) == spec
+    assert (
+        encode("hello", encoding=spec).tolist()
+        == encode("hello", encoding=resolve_spec(str(trained[0]))).tolist()
+    )
+
+
+def _real(name):
+    path = MODELS / name / "tokenizer.model"
+    if not path.is_file():
+        pytest.skip(f"{path} is not there: `python benchmarks/models.py` fetches it (registry)")
+    return path
+
+
+def test_llama3_rank_file_equals_meta_reference(tmp_path):
+    path = _real("llama3")
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    from embedcli.bpe.foreign import LLAMA3_PATTERN, LLAMA3_SPECIALS
+
+    ranks = load_tiktoken_bpe(str(path))
+    specials = {t: len(ranks) + i for i, t in enumerate(LLAMA3_SPECIALS)}
+    ref = tiktoken.Encoding(
+        "llama3", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks, special_tokens=specials
+    )
+    spec = resolve_spec(str(path))
+    got = encode(TEXTS, encoding=spec, special="text", eot="before", workers=2).tolist()
+    bos = specials["<|begin_of_text|>"]
+    assert got == [i for t in TEXTS for i in [bos, *ref.encode_ordinary(t)]]
+    assert ref.n_vocab == 128256
+    out = tmp_path / "train.bin"
+    proc = invoke(
+        "tokenize", str(SAMPLE), "--tokenizer", str(path), "--to", "nanogpt", "-o", str(out)
+    )
+    assert proc.returncode == 2 and b"uint16" in proc.stderr  # 128,256 ids do not fit
+    llmc = invoke(
+        "tokenize",
+        str(SAMPLE),
+        "--tokenizer",
+        str(path),
+        "--to",
+        "llmc",
+        "-o",
+        str(tmp_path / "c.bin"),
+        "-q",
+    )
+    assert llmc.returncode == 0
+    header = np.fromfile(tmp_path / "c_000000.bin", dtype="<i4", count=3)
+    assert header[0] == 20240801  # llm.c's llama-3 header, uint32 ids
+
+
+def test_mistral_v3_sentencepiece_equals_the_library(tmp_path):
+    path = _real("mistral-v3")
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    got = encode(TEXTS, encoding=resolve_spec(str(path)), eot="before", workers=2).tolist()
+    assert got == [i for t in TEXTS for i in [sp.bos_id(), *sp.encode(t)]]
+
+
+def test_an_unknown_rank_file_takes_its_pattern_and_special_tokens(tmp_path):
+    """GPT-2's own ranks as a file embedcli does not recognise: with r50k's pattern and its one
+    special token given, the ids are GPT-2's."""
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    from embedcli.bpe.encodings import bundled_bytes
+
+    ranks = tmp_path / "ranks.tiktoken"
+    ranks.write_bytes(bundled_bytes())
+    specials = tmp_path / "specials.json"
+    specials.write_text('{"<|endoftext|>": 50256}', encoding="utf-8")
+    with pytest.raises(EncodingLoadError, match="--pattern REGEX and --special-tokens FILE"):
+        encode("x", encoding=resolve_spec(str(ranks)))
+    spec = resolve_spec(str(ranks), pattern=r50k_pat_str, special_tokens=str(specials))
+    assert encode(TEXTS, encoding=spec).tolist() == encode(TEXTS, encoding="gpt2").tolist()
+    out = tmp_path / "t.tokens.safetensors"
+    args = ["tokenize", str(SAMPLE), "--tokenizer", str(ranks), "-o", str(out), "-q",
+            "--tokenizer-option", f"pattern={r50k_pat_str}",
+            "--tokenizer-option", f"special_tokens={specials}"]  # fmt: skip
+    assert invoke(*args).returncode == 0
+    gpt2 = tmp_path / "g.tokens.safetensors"
+    assert invoke("tokenize", str(SAMPLE), "-o", str(gpt2), "-q").returncode == 0
+    assert np.array_equal(load_file(str(out))["ids"], load_file(str(gpt2))["ids"])
+
+
+def test_document_markers_can_be_named(trained, tmp_path):
+    spec = resolve_spec(str(trained[1]), eos="<s>")  # any special token, by its text
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(trained[1]))
+    assert encode(["a", "b"], encoding=spec, eot="after").tolist() == [
+        *sp.encode("a"),
+        sp.bos_id(),
+        *sp.encode("b"),
+        sp.bos_id(),
+    ]
+    with pytest.raises(UsageError, match="not a special token"):
+        encode("a", encoding=resolve_spec(str(trained[1]), eos="nope"))
+    bad = invoke("tokenize", str(SAMPLE), "--tokenizer", str(trained[1]), "--tokenizer-option",
+                 "colour=red", "-o", str(tmp_path / "x"))  # fmt: skip
+    assert bad.returncode == 2 and b"KEY one of bos, eos" in bad.stderr
