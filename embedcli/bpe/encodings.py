@@ -24,7 +24,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, TypedDict
 
 from embedcli.bpe.foreign import ForeignEncoding, is_foreign, load_foreign
-from embedcli.errors import EncodingLoadError, UsageError
+from embedcli.errors import EmbedcliError, EncodingLoadError, UsageError
 from embedcli.options import DEFAULT_ENCODING, SPECIAL_POLICIES
 
 if TYPE_CHECKING:
@@ -195,24 +195,14 @@ def decoder_for(
     name = meta.get("encoding", default)  # contract.ENCODING
     if name is None:
         return None
-    if is_foreign(name) and not _same_file(name, meta.get("tokenizer_sha256")):
-        return None  # the tokenizer file is gone or changed: ids without text
     try:
         enc = get_encoding(name)
-    except EncodingLoadError:
+    except EmbedcliError:  # gone, unreadable, or (a tokenizer file) unloadable here
         return None
+    recorded = meta.get("tokenizer_sha256")  # contract.TOKENIZER_SHA256
+    if isinstance(enc, ForeignEncoding) and recorded and enc.sha256 != recorded:
+        return None  # the tokenizer file changed since: ids without text
     return lambda ids: decode_leniently(enc, ids)
-
-
-def _same_file(name: str, sha256: str | None) -> bool:
-    """Whether the tokenizer file a token file recorded is still there, unchanged."""
-    path = name[len("file:") :].partition("?")[0]
-    if not os.path.isfile(path):
-        return False
-    if sha256 is None:
-        return True
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest() == sha256
 
 
 def decode_leniently(enc: tiktoken.Encoding, ids: list[int]) -> str:
@@ -246,11 +236,6 @@ def separator(enc: tiktoken.Encoding, placement: str = "between") -> tuple[str, 
     if isinstance(enc, ForeignEncoding):
         return enc.separator(placement)
     return EOT, eot_id(enc)
-
-
-def cuttable(enc: tiktoken.Encoding) -> bool:
-    """Whether documents may be cut at safe points (a tiktoken-style pattern)."""
-    return getattr(enc, "cuttable", True)
 
 
 def eot_id(enc: tiktoken.Encoding) -> int:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embedcli import contract as c
-from embedcli.bpe.encodings import encode_kwargs, eot_id, get_encoding
+from embedcli.bpe.encodings import encode_kwargs, eot_id, get_encoding, separator
 from embedcli.bpe.engines import Choice, choose_backend
 from embedcli.bpe.foreign import REFERENCE, ForeignEncoding, is_foreign, tokenizer_fields
 from embedcli.bpe.pieces import (
@@ -179,13 +179,14 @@ def _counts(encoding: str, special: SpecialPolicy, eot: EotPlacement) -> Tokeniz
     """Empty counts for a run: the encoding's size, its document marker for ``eot`` and, for
     another model's tokenizer, what the metadata records of it."""
     enc = get_encoding(encoding)
-    if isinstance(enc, ForeignEncoding):
-        mark = enc.separator(eot) if eot != "none" or enc.eos or enc.bos else ("", -1)
-        stats = TokenizeStats(encoding, enc.n_vocab, mark[1], special, eot)
-        stats.separator_text, stats.cuttable = mark[0], enc.cuttable
-        stats.tokenizer = tokenizer_fields(enc)
-        return stats
-    return TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+    if not isinstance(enc, ForeignEncoding):
+        return TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
+    # --eot none needs no marker: a tokenizer without BOS and EOS can still run so.
+    mark = separator(enc, eot) if eot != "none" or enc.eos or enc.bos else ("", -1)
+    stats = TokenizeStats(encoding, enc.n_vocab, mark[1], special, eot)
+    stats.separator_text, stats.cuttable = mark[0], enc.cuttable
+    stats.tokenizer = tokenizer_fields(enc)
+    return stats
 
 
 def _submit(encoder: OrderedEncoder, pieces: Iterator[tuple[str, bool, int]], size: int) -> None:

@@ -83,11 +83,6 @@ class Checkpoint:
 
         return read_header(self._shard(name)).tensor(name).dtype
 
-    def shape(self, name: str) -> tuple[int, ...]:
-        from embedcli.storage.store import read_header
-
-        return tuple(read_header(self._shard(name)).tensor(name).shape)
-
     def read(self, name: str) -> torch.Tensor:
         """One tensor, read from the one shard that holds it (memory-mapped)."""
         from safetensors import safe_open

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from embedcli.embedding.checkpoints import POS_KEYS, open_checkpoint
 from embedcli.errors import DeviceError, FormatError, InputError, UsageError
-from embedcli.options import DEFAULT_DIM, POS_KINDS
+from embedcli.options import DEFAULT_DIM, POS_KINDS, FloatDtype
 from embedcli.storage.atomic import Writable, WriteBehind
 from embedcli.units import human_bytes
 from embedcli.vocab import out_of_vocab
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # -> safetensors dtype
+# -> safetensors dtype
+DTYPE_NAMES: dict[FloatDtype, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
 # Key names in pretrained checkpoints, tried in order (GPT-2, with and without its "transformer."

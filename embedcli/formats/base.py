@@ -2,8 +2,8 @@
 
 One :class:`TokenFormat` object per format (``safetensors.SAFETENSORS``, ``nanogpt.NANOGPT``...)
 holds everything about it: its name and help line, the suffixes its outputs take, where its
-trainers expect ``<|endoftext|>`` and how they treat a literal one, the dtype its ids take for a
-vocabulary, the writer (``tokenize --to``), and the reader (``batch``, ``embed`` and ``inspect``
+trainers expect ``<|endoftext|>`` and how they treat a literal one, the writer (``tokenize
+--to``, which also picks the ids' dtype for the vocabulary), and the reader (``batch``, ``embed`` and ``inspect``
 given its files, and a shard manifest's entries). ``formats/__init__.py`` lists them, in one
 tuple. Also here: streaming the ids from the tokenizer's spill file, and the lineage sidecar
 (``OUTPUT.json``) of the formats that have no metadata slot.
@@ -85,7 +85,6 @@ class TokenFormat:
     default_eot: EotPlacement  # where its trainers expect <|endoftext|>
     default_special: SpecialPolicy  # what its trainers make of a literal <|endoftext|>
     default_name: str  # added to an input's stem when no -o is given
-    ids_dtype: Callable[[int], np.dtype]  # vocabulary size -> the dtype of the ids written
     write: TokenWriter
     load: Callable[[str, str], TokenSource]
     exists: Callable[[str], bool] = os.path.isfile

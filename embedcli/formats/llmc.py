@@ -147,12 +147,6 @@ def _version(vocab: int) -> tuple:
     return GPT2 if vocab <= 1 << 16 else LLAMA3
 
 
-def ids_dtype(vocab: int) -> np.dtype:
-    import numpy as np
-
-    return np.dtype(_version(vocab)[2])
-
-
 def claims(inputs: list[str]) -> bool:
     return all(p.endswith(".bin") and os.path.isfile(p) and has_magic(p) for p in inputs)
 
@@ -164,7 +158,6 @@ LLMC = TokenFormat(
     default_eot="before",
     default_special="text",
     default_name=".bin",
-    ids_dtype=ids_dtype,
     write=write,
     load=lambda path, encoding: load(expand(path), encoding, logical=path),
     exists=lambda path: bool(expand(path)),

@@ -156,7 +156,6 @@ MEGATRON = TokenFormat(
     default_eot="after",
     default_special="text",
     default_name="_text_document",
-    ids_dtype=ids_dtype,
     write=write,
     load=load,
     exists=lambda path: prefix_of(path) is not None,

@@ -68,13 +68,6 @@ def load(path: str, encoding: str) -> TokenSource:
     return TokenSource(memmap(path, "<u2", 0, size // 2), None, meta)
 
 
-def ids_dtype(vocab: int) -> np.dtype:
-    """Always uint16: the vocabulary must fit (checked when writing)."""
-    import numpy as np
-
-    return np.dtype("<u2")
-
-
 def claims(inputs: list[str]) -> bool:
     """One ``.bin`` that is neither an llm.c file (magic) nor a Megatron dataset (``.idx``)."""
     path = inputs[0] if len(inputs) == 1 else ""
@@ -93,7 +86,6 @@ NANOGPT = TokenFormat(
     default_eot="after",
     default_special="text",
     default_name=".bin",
-    ids_dtype=ids_dtype,
     write=write,
     load=load,
     claims=claims,

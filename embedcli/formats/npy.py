@@ -73,7 +73,6 @@ NPY = TokenFormat(
     default_eot="between",
     default_special="special",
     default_name=".tokens.npy",
-    ids_dtype=ids_dtype,
     write=write,
     load=load,
     claims=lambda inputs: (

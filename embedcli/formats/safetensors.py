@@ -76,12 +76,6 @@ def read_ids(header: Header, key: str = DEFAULT_TOKEN_KEY) -> TokenSource:
     return TokenSource(ids, doc, dict(header.metadata or {}))
 
 
-def ids_dtype(vocab: int) -> np.dtype:
-    import numpy as np
-
-    return np.dtype("<i4")
-
-
 def load(path: str, encoding: str) -> TokenSource:
     return read_ids(token_header(path))
 
@@ -93,7 +87,6 @@ SAFETENSORS = TokenFormat(
     default_eot="between",
     default_special="special",
     default_name=".tokens.safetensors",
-    ids_dtype=ids_dtype,
     write=write,
     load=load,
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from embedcli.errors import UsageError
 from embedcli.inputs import Request, Resolved, TokenSource, WindowSource, open_input
-from embedcli.options import EmbedOptions, FloatDtype, TokenizeOptions, WindowOptions
+from embedcli.options import EmbedOptions, TokenizeOptions, WindowOptions
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.common import CHUNK_BYTES, announce, make_plan, plan_result, split_note
 from embedcli.stages.results import EmbedResult, PlanResult, Written
@@ -89,10 +89,6 @@ def _planned(
         yield _Job(found, src, plan, read, files, notes, device, group)
 
 
-# safetensors dtypes of a checkpoint's table -> the output dtype that keeps them exactly
-_KEPT: dict[str, FloatDtype] = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
-
-
 def _checkpoint_defaults(opts: EmbedOptions) -> tuple[EmbedOptions, list[str]]:
     """The dtype and positional table a ``--weights`` checkpoint implies when they are not
     given: its table's dtype (bf16 stays bf16), and no position table for a model that has
@@ -100,12 +96,15 @@ def _checkpoint_defaults(opts: EmbedOptions) -> tuple[EmbedOptions, list[str]]:
     if not opts.weights or (opts.dtype is not None and opts.pos is not None):
         return opts, []
     from embedcli.embedding.checkpoints import POS_KEYS, open_checkpoint
+    from embedcli.embedding.tables import DTYPE_NAMES
 
     ckpt = open_checkpoint(opts.weights)
     notes = []
     if opts.dtype is None:
         stored = ckpt.dtype(ckpt.require_token_key(opts.token_key))
-        dtype = _KEPT.get(stored, "float32")
+        # The output dtype that keeps the table's values exactly (F64 and others: float32).
+        kept = {st: name for name, st in DTYPE_NAMES.items()}
+        dtype = kept.get(stored, "float32")
         opts = replace(opts, dtype=dtype)
     if opts.pos is None:
         if ckpt.find(opts.pos_key, POS_KEYS, "positional") is None:
