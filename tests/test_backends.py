@@ -152,14 +152,15 @@ def test_auto_falls_back_when_gigatoken_is_missing(monkeypatch):
 
 
 def test_auto_falls_back_when_the_self_check_fails(monkeypatch):
-    real = engine_for("gigatoken", "gpt2", "special")
+    built = backends._built
+    real = built("gigatoken", "gpt2", "special", "between")
 
     def wrong(texts, eots):
         ids, lengths = real(texts, eots)
         return np.where(ids == 50256, ids, ids + 1).astype(np.int32), lengths  # one id off
 
     monkeypatch.setattr(
-        backends, "engine_for", lambda b, *a: wrong if b == "gigatoken" else engine_for(b, *a)
+        backends, "_built", lambda b, *a: wrong if b == "gigatoken" else built(b, *a)
     )
     chosen = choose_backend("auto", "gpt2", "special")
     assert chosen.name == "tiktoken" and "self-check probe 0" in chosen.note
@@ -339,3 +340,24 @@ def test_ranges_between_other_inputs_keep_the_order(tmp_path, eot):
         return sink.array().tolist(), stats.doc_offsets.tolist()
 
     assert run(workers=2, chunk_bytes=600) == run(workers=1)
+
+
+def test_characters_the_unicode_tables_disagree_on_go_to_the_reference():
+    """gigatoken 0.10 knows Unicode 17, tiktoken's regex an older version: CJK Extension J
+    (U+323B0...) is a letter to one and unassigned to the other, and "\\U000323b0's" splits
+    differently. The measured gaps route such text to tiktoken: ids exact either way."""
+    from embedcli.bpe.unicode_gaps import find_gaps, pattern
+
+    text = ["\U000323b0's", "plain text", "\u3042\U000323b1 1\U000323b2", "caf\u00e9"]
+    fast, reference = _engines("special")
+    eots = np.array([False, True, True, False])
+    (ids, lengths), (want, want_lengths) = fast(text, eots), reference(text, eots)
+    assert ids.tolist() == want.tolist() and lengths.tolist() == want_lengths.tolist()
+
+    def differs(t):  # an engine that disagrees on U+00E9 and U+0100..U+0102 only
+        return np.array([ord(c) if c in "\u00e9\u0100\u0101\u0102" else 0 for c in t])
+
+    found = find_gaps(differs, lambda t: np.zeros(len(t), int))
+    assert found == [(0xE9, 0xE9), (0x100, 0x102)]
+    assert pattern(found).search("caf\u00e9") and not pattern(found).search("cafe")
+    assert pattern([]) is None

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from embedcli.bpe import encodings as encoding
-from embedcli.bpe.encodings import EOT, R50K_SHA256, R50K_URL, get_encoding
+from embedcli.bpe.encodings import EOT, R50K_SHA256, R50K_URL, _named_encoding, get_encoding
 from embedcli.errors import EncodingLoadError, UsageError
 
 PARITY_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces"
@@ -33,13 +33,13 @@ def test_loads_offline_whatever_the_cache(tmp_path, monkeypatch, cache):
 
     monkeypatch.setattr(tiktoken.load, "read_file", lambda path: _local_only(path, no_network))
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache") if cache == "fresh" else "")
-    get_encoding.cache_clear()
+    _named_encoding.cache_clear()
     try:
         enc = get_encoding("gpt2")
         assert enc.encode(PARITY_TEXT, allowed_special={EOT}) == PARITY_IDS
         assert get_encoding("r50k_base").encode("Hello") == [15496]
     finally:
-        get_encoding.cache_clear()
+        _named_encoding.cache_clear()
 
 
 def _local_only(path, fail):
@@ -53,12 +53,12 @@ def test_corrupt_cache_entry_is_replaced_from_bundle(tmp_path, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     cached = tmp_path / hashlib.sha1(R50K_URL.encode()).hexdigest()
     cached.write_bytes(b"garbage")
-    get_encoding.cache_clear()
+    _named_encoding.cache_clear()
     try:
         assert get_encoding("gpt2").encode("Hello") == [15496]
         assert hashlib.sha256(cached.read_bytes()).hexdigest() == R50K_SHA256
     finally:
-        get_encoding.cache_clear()
+        _named_encoding.cache_clear()
 
 
 def test_unknown_encoding_is_a_usage_error():
@@ -74,7 +74,7 @@ def test_download_encoding_without_network_fails_fast_with_one_line(tmp_path, mo
 
     monkeypatch.setattr(tiktoken.load, "read_file", offline)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    get_encoding.cache_clear()
+    _named_encoding.cache_clear()
     started = time.monotonic()
     with pytest.raises(EncodingLoadError) as info:
         get_encoding("cl100k_base")
@@ -89,7 +89,7 @@ def test_hanging_download_times_out(tmp_path, monkeypatch):
     monkeypatch.setattr(tiktoken.load, "read_file", lambda path: time.sleep(30))
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(encoding, "LOAD_TIMEOUT_S", 0.5)
-    get_encoding.cache_clear()
+    _named_encoding.cache_clear()
     with pytest.raises(EncodingLoadError, match="timed out"):
         get_encoding("p50k_base")
 

@@ -145,6 +145,7 @@ def test_json_output_is_stable_and_strict(small):
         "corpus",
         "windows",
         "neighbors",
+        "decode_note",
     }
     assert file["metadata"] == {"note": "hello"} and file["kind"] is None
     tensor = next(t for t in file["tensors"] if t["name"] == "f32")

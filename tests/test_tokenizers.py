@@ -269,3 +269,63 @@ def test_document_markers_can_be_named(trained, tmp_path):
     bad = invoke("tokenize", str(SAMPLE), "--tokenizer", str(trained[1]), "--tokenizer-option",
                  "colour=red", "-o", str(tmp_path / "x"))  # fmt: skip
     assert bad.returncode == 2 and b"KEY one of bos, eos" in bad.stderr
+
+
+def test_inspect_decodes_with_tokenizer_or_says_why_it_cannot(trained, tmp_path):
+    """The recorded tokenizer while it is unchanged; one note when it changed or is gone;
+    ``inspect --tokenizer`` decodes regardless."""
+    model = tmp_path / "tokenizer.json"
+    model.write_bytes(trained[0].read_bytes())
+    out = tmp_path / "t.tokens.safetensors"
+    assert invoke("tokenize", str(SAMPLE), "--tokenizer", str(model), "-o", str(out), "-q").returncode == 0  # fmt: skip
+
+    def shown(*extra):
+        proc = invoke("inspect", str(out), "--preview", "1", "--json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["files"][0]
+
+    first = shown()
+    assert first["decoded"] and first["decode_note"] is None
+    assert first["corpus"]["top_tokens"][0]["text"] is not None
+    doc = json.loads(model.read_text(encoding="utf-8"))
+    doc["normalizer"] = {"type": "Lowercase"}  # another tokenizer under the recorded name
+    model.write_text(json.dumps(doc), encoding="utf-8")
+    changed = shown()
+    assert (
+        changed["decoded"] == []
+        and "has changed since the ids were written" in changed["decode_note"]
+    )
+    assert changed["corpus"]["top_tokens"][0]["text"] is None
+    model.unlink()
+    gone = shown()
+    assert (
+        "no such tokenizer file" in gone["decode_note"]
+        and "give --tokenizer" in gone["decode_note"]
+    )
+    again = shown("--tokenizer", str(trained[0]))
+    assert again["decoded"] == first["decoded"] and again["decode_note"] is None
+    text = invoke("inspect", str(out), "--preview", "1")
+    assert b"note: ids shown without text" in text.stdout
+    wrong = invoke("inspect", str(out), "--tokenizer", str(tmp_path / "nope.json"))
+    assert wrong.returncode != 0 and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_special_error_and_split_on_eot_use_the_tokenizers_own_tokens(trained, tmp_path):
+    """``--special error`` refuses any of the tokenizer's special tokens, not only GPT-2's;
+    ``--split-on-eot`` cuts documents at the tokenizer's own marker (SentencePiece's </s>)."""
+    spec = resolve_spec(str(trained[1]))
+    with pytest.raises(Exception, match=r"text contains <s> \(refused by --special error"):
+        encode("a <s> b", encoding=spec, special="error")
+    with pytest.raises(Exception, match="refused by --special error"):
+        encode(["fine", "x </s>"], encoding=spec, special="error")
+    assert encode("<|endoftext|> is text here", encoding=spec, special="error").size
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(trained[1]))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("one lamp</s>two lamps</s>three", encoding="utf-8")
+    out = tmp_path / "t.tokens.safetensors"
+    opts = TokenizeOptions(encoding=spec, split_on_eot=True, special="special")
+    result = run_tokenize([str(corpus)], str(out), opts)
+    eos = sp.eos_id()
+    want = [*sp.encode("one lamp"), eos, *sp.encode("two lamps"), eos, *sp.encode("three")]
+    assert result.stats.documents == 3
+    assert load_file(str(out))["ids"].tolist() == want

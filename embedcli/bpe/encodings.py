@@ -20,6 +20,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Collection, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, TypedDict
 
@@ -161,9 +162,9 @@ def known_encodings() -> list[str]:
     return sorted(set(tiktoken.list_encoding_names()) | set(BUNDLED_ENCODINGS))
 
 
-@functools.lru_cache(maxsize=8)
 def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
     """Return the tiktoken ``Encoding`` called ``name``; ``gpt2``/``r50k_base`` need no network.
+    Built once per process (a tokenizer file: once while it stays the same).
 
     Example:
         >>> get_encoding("gpt2").encode("Hello, world")
@@ -171,6 +172,11 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
     """
     if is_foreign(name):  # file:/path: a tokenizer.json, SentencePiece model or rank file
         return load_foreign(name)  # type: ignore[return-value]  # duck-types what is used
+    return _named_encoding(name)
+
+
+@functools.lru_cache(maxsize=8)
+def _named_encoding(name: str) -> tiktoken.Encoding:
     if name in BUNDLED_ENCODINGS:
         import tiktoken
         from tiktoken_ext.openai_public import r50k_pat_str
@@ -185,24 +191,48 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
     return _load_remote(name)
 
 
-def decoder_for(
-    metadata: Mapping[str, str] | None, default: str | None = DEFAULT_ENCODING
-) -> Callable[[list[int]], str] | None:
-    """``decode(ids)`` for the encoding a file's metadata names (``default`` when it names
-    none), or None when that encoding cannot be loaded here: inspecting a file never fails for
-    want of its tokenizer. An id the encoding does not have decodes as ``<invalid id N>``."""
+@dataclass(frozen=True)
+class Decoding:
+    """How a file's ids become text: ``decode``, or None and (``note``) why not."""
+
+    decode: Callable[[list[int]], str] | None
+    note: str | None = None
+
+
+def decoding_for(
+    metadata: Mapping[str, str] | None,
+    default: str | None = DEFAULT_ENCODING,
+    tokenizer: str | None = None,
+) -> Decoding:
+    """``decode(ids)`` with ``tokenizer`` (an encoding name, ``--tokenizer``) when given, else
+    with the encoding a file's metadata names (``default`` when it names none). When that
+    cannot be loaded here, or a recorded tokenizer file has changed since, there is no
+    ``decode`` and the note says why: inspecting a file never fails for want of its tokenizer.
+    An id the encoding does not have decodes as ``<invalid id N>``."""
+    if tokenizer is not None:  # asked for: failing to load it is an error
+        chosen = get_encoding(tokenizer)
+        return Decoding(lambda ids: decode_leniently(chosen, ids))
     meta = metadata or {}
     name = meta.get("encoding", default)  # contract.ENCODING
     if name is None:
-        return None
+        return Decoding(None)
+    why = "ids shown without text: {}; give --tokenizer to decode them"
     try:
         enc = get_encoding(name)
-    except EmbedcliError:  # gone, unreadable, or (a tokenizer file) unloadable here
-        return None
+    except EmbedcliError as exc:  # gone, unreadable, or (a tokenizer file) unloadable here
+        return Decoding(None, why.format(exc))
     recorded = meta.get("tokenizer_sha256")  # contract.TOKENIZER_SHA256
     if isinstance(enc, ForeignEncoding) and recorded and enc.sha256 != recorded:
-        return None  # the tokenizer file changed since: ids without text
-    return lambda ids: decode_leniently(enc, ids)
+        changed = f"{enc.path} has changed since the ids were written (its sha256 differs)"
+        return Decoding(None, why.format(changed))
+    return Decoding(lambda ids: decode_leniently(enc, ids))
+
+
+def decoder_for(
+    metadata: Mapping[str, str] | None, default: str | None = DEFAULT_ENCODING
+) -> Callable[[list[int]], str] | None:
+    """:func:`decoding_for`'s ``decode`` alone (stage summaries: no room for a note)."""
+    return decoding_for(metadata, default).decode
 
 
 def decode_leniently(enc: tiktoken.Encoding, ids: list[int]) -> str:

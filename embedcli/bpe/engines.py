@@ -23,6 +23,8 @@ replaces them with U+FFFD as tiktoken's own ``encode`` does, before any engine s
 from __future__ import annotations
 
 import functools
+import hashlib
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ from embedcli.bpe.encodings import (
     seed_tiktoken_cache,
     separator,
 )
-from embedcli.bpe.foreign import is_foreign
+from embedcli.bpe.foreign import REFERENCE, ForeignEncoding, is_foreign
 from embedcli.errors import EncodingLoadError, UsageError
 from embedcli.options import BACKENDS, Backend, SpecialPolicy
 
@@ -86,6 +88,10 @@ PROBES: tuple[str, ...] = (
     "before<|endoftext|>after <|endoftext|> <|endoftext|><|endoftext|>",
     "<|fim_prefix|><|fim_middle|><|fim_suffix|><|endofprompt|> <|endoftext",
     "Ａｂｃ１２３ ＡＢＣ ﬁ ǅ Ǆ ß ẞ ΐ",
+    # normalization (NFC/NFKC folds these) and combining marks
+    "① ㍿ ﬀ ℌ Å Å ｶﾞ 가 가 ﾟ x\u0308\u0301 a\u0328\u0301 \u0345 ½ ™ ℃ ⅷ",
+    # byte fallback: characters no vocabulary of this size holds
+    "\ue000\uf8ff \U000f0000 \U0010fffd 𠀀𪛖 𝔘𝔫𝔦 ꙮ ᚠᛇᚻ \u0378",
 )
 
 
@@ -110,9 +116,12 @@ def choose_backend(requested: Backend, encoding: str, special: SpecialPolicy) ->
         return Choice("tiktoken")
     why = _gigatoken_unusable(encoding, special)
     if why is None:
+        if is_foreign(encoding):  # say why the fast engine may stand in for the file's library
+            reference = reference_name(get_encoding(encoding))
+            return Choice("gigatoken", f"it passed its self-check against {reference}")
         return Choice("gigatoken")
     if requested == "gigatoken":
-        raise UsageError(f"--backend gigatoken: {why}; use --backend tiktoken")
+        raise UsageError(f"--backend gigatoken: {why}; use --backend tiktoken (the reference)")
     return Choice("tiktoken", f"gigatoken not used: {why}")
 
 
@@ -122,32 +131,52 @@ def _gigatoken_unusable(encoding: str, special: str) -> str | None:
         import gigatoken  # noqa: F401
     except ImportError:
         return f"it is not installed ({EXTRA})"
-    if is_foreign(encoding):
-        return "it is not checked against this tokenizer's own library yet"
-    if encoding not in GIGATOKEN_ENCODINGS:
+    if not is_foreign(encoding) and encoding not in GIGATOKEN_ENCODINGS:
         return f"it has no loader for encoding {encoding!r}"
+    from embedcli.bpe.fast_files import NotLoadable, probes_for
+    from embedcli.bpe.unicode_gaps import TooDifferent
+
     try:
-        engine = engine_for("gigatoken", encoding, special)
+        engine = _built("gigatoken", encoding, special, "between")
+    except NotLoadable as exc:
+        return str(exc)
     except Exception as exc:  # whatever gigatoken cannot load, tiktoken encodes
         return f"it could not load {encoding!r} ({type(exc).__name__}: {exc})"
-    return self_check(engine, engine_for("tiktoken", encoding, special))
+    enc = get_encoding(encoding)
+    reference = _built("tiktoken", encoding, special, "between")
+    why = self_check(engine, reference, probes_for(enc), reference_name(enc))
+    if why is None:
+        try:
+            engine_for("gigatoken", encoding, special)  # measures the Unicode gaps (cached)
+        except TooDifferent as exc:
+            return str(exc)
+    return why
 
 
-def self_check(engine: Engine, reference: Engine) -> str | None:
-    """None when ``engine`` gives ``reference``'s ids on every probe, alone and as one task
-    (with and without ``<|endoftext|>`` placed between pieces), else what differed."""
+def reference_name(enc: tiktoken.Encoding) -> str:
+    """The library whose ids are the definition of correct: tiktoken, or a tokenizer file's."""
+    return REFERENCE[enc.kind] if isinstance(enc, ForeignEncoding) else "tiktoken"
+
+
+def self_check(
+    engine: Engine, reference: Engine, extra: tuple[str, ...] = (), name: str = "tiktoken"
+) -> str | None:
+    """None when ``engine`` gives ``reference``'s ids on every probe (:data:`PROBES` and
+    ``extra``), alone and as one task (with and without the separator placed between
+    pieces), else what differed."""
     import numpy as np
 
-    for i, probe in enumerate(PROBES):
+    probes = PROBES + extra
+    for i, probe in enumerate(probes):
         got, want = engine([probe], np.zeros(1, bool))[0], reference([probe], np.zeros(1, bool))[0]
         if got.shape != want.shape or not np.array_equal(got, want):
-            return f"its ids differ from tiktoken's on self-check probe {i} ({probe[:20]!r}...)"
-    for eots in (np.zeros(len(PROBES), bool), np.arange(len(PROBES)) % 2 == 1):
+            return f"its ids differ from {name}'s on self-check probe {i} ({probe[:20]!r}...)"
+    for eots in (np.zeros(len(probes), bool), np.arange(len(probes)) % 2 == 1):
         (got, got_lengths), (want, want_lengths) = (
-            e(list(PROBES), eots) for e in (engine, reference)
+            e(list(probes), eots) for e in (engine, reference)
         )
         if not (np.array_equal(got_lengths, want_lengths) and np.array_equal(got, want)):
-            return "its ids differ from tiktoken's on the self-check probes encoded as one task"
+            return f"its ids differ from {name}'s on the self-check probes encoded as one task"
     return None
 
 
@@ -173,18 +202,91 @@ EngineKey = tuple[str, str, str, str]
 def engine_for(backend: str, encoding: str, special: str, placement: str = "between") -> Engine:
     """The function that encodes a task, built once per process (the separator placed before
     pieces is the encoding's for ``placement``: GPT-2's ``<|endoftext|>``, or another
-    tokenizer's BOS or EOS).
+    tokenizer's BOS or EOS). gigatoken's hands a piece holding a character the two engines'
+    Unicode tables class differently (:mod:`unicode_gaps`) to the reference.
 
     Worker processes forked after the main process built it share it copy-on-write.
     """
     import numpy as np
 
-    enc = get_encoding(encoding)
-    eot = np.array([separator(enc, placement)[1]], np.int32)
+    built = _built(backend, encoding, special, placement)
     if backend == "tiktoken":
+        return built
+    risky = _risky(encoding, special)
+    if risky is None:
+        return built
+    reference = _built("tiktoken", encoding, special, placement)
+    eot = _eot(get_encoding(encoding), placement)
+    single = np.zeros(1, bool)
+
+    def encode(texts: list[str], eots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if all(text.isascii() or risky.search(text) is None for text in texts):
+            return built(texts, eots)
+        parts = [
+            (built if text.isascii() or risky.search(text) is None else reference)([text], single)[
+                0
+            ]
+            for text in texts
+        ]
+        return _end_to_end(parts, eots, eot)
+
+    return encode
+
+
+def _risky(encoding: str, special: str) -> re.Pattern[str] | None:
+    """The characters gigatoken and the reference class differently for this tokenizer."""
+    from importlib.metadata import version
+
+    import numpy as np
+
+    from embedcli.bpe.fast_files import cache_dir
+    from embedcli.bpe.unicode_gaps import gaps, pattern
+
+    enc = get_encoding(encoding)
+    library = reference_name(enc)
+    identity = (
+        f"{enc.sha256}{encoding.partition('?')[2]}"
+        if isinstance(enc, ForeignEncoding)
+        else encoding
+    )
+    versions = f"{identity}|gigatoken {version('gigatoken')}|{library} {version(library)}"
+    key = hashlib.sha256(versions.encode()).hexdigest()[:32]
+    fast, reference = (_built(b, encoding, special, "between") for b in ("gigatoken", "tiktoken"))
+    single = np.zeros(1, bool)
+    return pattern(
+        gaps(key, lambda t: fast([t], single)[0], lambda t: reference([t], single)[0], cache_dir())
+    )
+
+
+def _eot(enc: tiktoken.Encoding, placement: str) -> np.ndarray:
+    """The separator's id as a one-element array (a tokenizer with neither BOS nor EOS runs
+    only with --eot none: nothing is placed)."""
+    import numpy as np
+
+    mark = ("", 0) if _unmarked(enc) else separator(enc, placement)
+    return np.array([mark[1]], np.int32)
+
+
+@functools.lru_cache(maxsize=8)
+def _built(backend: str, encoding: str, special: str, placement: str) -> Engine:
+    """The engine itself (:func:`engine_for` without the Unicode routing)."""
+    import numpy as np
+
+    enc = get_encoding(encoding)
+    eot = _eot(enc, placement)
+    if backend == "tiktoken":  # the reference: tiktoken, or a tokenizer file's own library
         kwargs = encode_kwargs(special)
         return lambda texts, eots: _end_to_end(
             [enc.encode_to_numpy(text, **kwargs).view(np.int32) for text in texts], eots, eot
+        )
+    if isinstance(enc, ForeignEncoding):
+        from embedcli.bpe.fast_files import load
+
+        fast = load(enc, special)
+        # One call per piece: gigatoken's per-call cost (a few us) is small beside a
+        # document's encoding, and its batch call would bring in awkward (0.4 s to import).
+        return lambda texts, eots: _end_to_end(
+            [fast.encode(text).view(np.int32) for text in texts], eots, eot
         )
     join_id = enc.n_vocab
     tokenizer = _gigatoken_tokenizer(enc, encoding, special, join_id)
@@ -207,6 +309,10 @@ def engine_for(backend: str, encoding: str, special: str, placement: str = "betw
         return ids[~is_join], lengths
 
     return encode
+
+
+def _unmarked(enc: tiktoken.Encoding) -> bool:
+    return isinstance(enc, ForeignEncoding) and enc.bos is None and enc.eos is None
 
 
 def _end_to_end(

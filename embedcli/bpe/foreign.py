@@ -165,6 +165,14 @@ def resolve_spec(spec: str, **choices: str | None) -> str:
     return f"{name}?{urlencode(sorted(given.items()))}"
 
 
+def decoding_name(spec: str) -> str:
+    """The encoding name of ``inspect --tokenizer SPEC``: a tiktoken encoding's own name
+    (``gpt2``, ``cl100k_base``), else a ``--tokenizer`` spec resolved as :func:`resolve_spec`."""
+    if "/" not in spec and not os.path.exists(os.path.expanduser(spec)):
+        return spec
+    return resolve_spec(spec)
+
+
 def _locate(spec: str) -> str:
     path = os.path.expanduser(spec)
     if os.path.isdir(path):
@@ -206,9 +214,19 @@ def _from_hf_cache(repo: str) -> str:
     )
 
 
-@functools.lru_cache(maxsize=8)
 def load_foreign(name: str) -> ForeignEncoding:
-    """The tokenizer an encoding name ``file:/abs/path[?choices]`` names, by the file's kind."""
+    """The tokenizer an encoding name ``file:/abs/path[?choices]`` names, by the file's kind;
+    loaded once while the file stays the same (its size and modification time)."""
+    path = name[len(PREFIX) :].partition("?")[0]
+    try:
+        seen = os.stat(path)
+    except OSError:
+        raise EncodingLoadError(f"{path}: no such tokenizer file") from None
+    return _load(name, seen.st_size, seen.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, size: int, mtime_ns: int) -> ForeignEncoding:
     from urllib.parse import parse_qsl
 
     path, _, query = name[len(PREFIX) :].partition("?")

@@ -15,6 +15,7 @@ the pieces are made, in the main process or in a worker reading a range (``range
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class TokenizeStats:
     replaced: int = 0  # lone surrogates (JSON "\\ud83d") encoded as U+FFFD, as tiktoken does
     backend: str = "tiktoken"  # the engine that encoded: tiktoken or gigatoken
     separator_text: str = EOT  # the document marker's literal text (--special, --split-on-eot)
+    special_texts: tuple[str, ...] = (EOT,)  # every special token's text (--special error)
     cuttable: bool = True  # documents may be cut at safe points (tiktoken-style patterns)
     tokenizer: dict[str, str] = field(default_factory=dict)  # another model's: file, kind...
     backend_note: str | None = None  # why it is not the one asked for
@@ -161,8 +163,8 @@ def pieces(
             if block.last and not carry and not split_on_eot:  # a whole document (jsonl, rows)
                 if chooser is not None:
                     k = stream_of(block.doc)
-                if special == "error" and stats.separator_text in block.text:
-                    _refuse_special(block.doc, block.text, block.line, stats.separator_text)
+                if special == "error":
+                    refuse_special(stats, block.doc, block.text, block.line)
                 for piece, first in _document(block.text, True, _split(stats, k), piece_chars):
                     yield piece, first, k
                 continue
@@ -172,8 +174,8 @@ def pieces(
                     k, part = stream_of(block.doc), 0
             target = _split(stats, k)
             carry += block.text
-            while split_on_eot and EOT in carry:  # the text before it is a whole document
-                head, carry = carry.split(EOT, 1)
+            while split_on_eot and stats.separator_text and stats.separator_text in carry:
+                head, carry = carry.split(stats.separator_text, 1)
                 target.special_found += 1
                 for piece, first in _document(head, starts_doc, target, piece_chars):
                     yield piece, first, k
@@ -182,9 +184,8 @@ def pieces(
                 k = stream_of(f"{block.doc}#{part}")
                 target = _split(stats, k)
             if block.last:
-                found = carry.count(stats.separator_text)
-                if found and special == "error":
-                    _refuse_special(block.doc, carry, carry_line, stats.separator_text)
+                if special == "error":
+                    refuse_special(stats, block.doc, carry, carry_line)
                 for piece, first in _document(carry, starts_doc, target, piece_chars):
                     yield piece, first, k
                 carry, starts_doc = "", True
@@ -194,10 +195,9 @@ def pieces(
                 for piece in pieces:
                     target.chars += len(piece)
                     piece = counted(piece, target)
-                    found = piece.count(stats.separator_text)
-                    if found and special == "error":
-                        _refuse_special(block.doc, piece, carry_line, stats.separator_text)
-                    target.special_found += found
+                    if special == "error":
+                        refuse_special(stats, block.doc, piece, carry_line)
+                    target.special_found += literal_count(piece, stats.separator_text)
                     carry_line += piece.count("\n")
                     yield piece, starts_doc, k
                     starts_doc = False
@@ -216,8 +216,8 @@ def text_pieces(
     """:func:`pieces` of documents given as strings (``tokenizer.encode``), named
     ``texts[i]`` in messages."""
     for i, text in enumerate(texts):
-        if special == "error" and stats.separator_text in text:
-            _refuse_special(f"texts[{i}]", text, 1, stats.separator_text)
+        if special == "error":
+            refuse_special(stats, f"texts[{i}]", text, 1)
         for piece, first in _document(text, True, stats, piece_chars):
             yield piece, first, 0
 
@@ -229,7 +229,7 @@ def _document(
     stats.documents += 1
     stats.chars += len(text)
     text = counted(text, stats)
-    stats.special_found += text.count(stats.separator_text)
+    stats.special_found += literal_count(text, stats.separator_text)
     if (
         len(text) < piece_chars or not stats.cuttable
     ):  # an empty document too: it still gets its separator
@@ -257,10 +257,8 @@ def _jsonl_pieces(
         if text is None:  # the file ended with blank lines
             continue
         k = int(chooser is not None and goes_to_val(doc_name(source, lineno, offset), *chooser))
-        if special == "error" and stats.separator_text in text:
-            _refuse_special(
-                doc_name(source, lineno, offset), text, lineno or 0, stats.separator_text
-            )
+        if special == "error" and _first_special(stats.special_texts, text):
+            refuse_special(stats, doc_name(source, lineno, offset), text, lineno or 0)
         for piece, first in _document(text, True, _split(stats, k), piece_chars):
             yield piece, first, k
 
@@ -286,7 +284,32 @@ def counted(text: str, stats: TokenizeStats) -> str:
         return fixed
 
 
-def _refuse_special(doc: str, text: str, first_line: int, mark: str = EOT) -> None:
+def literal_count(text: str, mark: str) -> int:
+    """How often the document marker ``mark`` occurs literally in ``text`` (none: no marker)."""
+    return text.count(mark) if mark else 0
+
+
+def _first_special(texts: tuple[str, ...], text: str) -> str | None:
+    """The first of the special tokens ``texts`` that ``text`` holds literally, or None."""
+    if not texts:
+        return None
+    if len(texts) == 1:  # GPT-2's one <|endoftext|>: a substring test
+        return texts[0] if texts[0] in text else None
+    found = _special_pattern(texts).search(text)
+    return found.group() if found else None
+
+
+@functools.lru_cache(maxsize=4)
+def _special_pattern(texts: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
+
+
+def refuse_special(stats: TokenizeStats, doc: str, text: str, first_line: int) -> None:
+    """``--special error``: raise :class:`InputError` naming the first literal special token
+    of the tokenizer's in ``text`` and where it is; nothing when there is none."""
+    mark = _first_special(stats.special_texts, text)
+    if mark is None:
+        return
     at = text.index(mark)
     where = doc if ":" in doc else f"{doc}:{first_line + text.count(chr(10), 0, at)}"
     raise InputError(

@@ -21,7 +21,7 @@ import numpy as np
 
 from embedcli.bpe.encodings import EOT
 from embedcli.bpe.engines import EngineKey, engine_for
-from embedcli.bpe.pieces import TokenizeStats, counted, pieces
+from embedcli.bpe.pieces import TokenizeStats, counted, literal_count, pieces
 from embedcli.documents import Source
 from embedcli.documents.jsonl import json_loads
 from embedcli.options import EotPlacement, SpecialPolicy
@@ -43,6 +43,7 @@ class ChunkSetup:
     placement: EotPlacement  # --eot
     separator_text: str = EOT  # the document marker's text: another tokenizer's BOS or EOS
     cuttable: bool = True  # documents may be cut (False for tokenizer.json, SentencePiece)
+    special_texts: tuple[str, ...] = (EOT,)  # every special token's text (--special error)
 
 
 def splittable(source: Source, workers: int, chunk_bytes: int = CHUNK_BYTES) -> bool:
@@ -115,6 +116,7 @@ def encode_chunk(engine: EngineKey, part: Source, setup: ChunkSetup) -> tuple:
 def _counts(setup: ChunkSetup) -> TokenizeStats:
     stats = TokenizeStats("", 0, 0, setup.policy)
     stats.separator_text, stats.cuttable = setup.separator_text, setup.cuttable
+    stats.special_texts = setup.special_texts
     return stats
 
 
@@ -148,7 +150,7 @@ def plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[s
     texts = [counted(text, stats) for text in texts]  # UTF-8 sizes; lone surrogates replaced
     stats.documents += len(texts)
     stats.chars += sum(map(len, texts))
-    stats.special_found += sum(text.count(setup.separator_text) for text in texts)
+    stats.special_found += sum(literal_count(text, setup.separator_text) for text in texts)
     stats.input_bytes += len(data)
     return texts
 

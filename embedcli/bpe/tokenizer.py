@@ -31,7 +31,7 @@ import numpy as np
 from embedcli import contract as c
 from embedcli.bpe.encodings import encode_kwargs, eot_id, get_encoding, separator
 from embedcli.bpe.engines import Choice, choose_backend
-from embedcli.bpe.foreign import REFERENCE, ForeignEncoding, is_foreign, tokenizer_fields
+from embedcli.bpe.foreign import REFERENCE, ForeignEncoding, tokenizer_fields
 from embedcli.bpe.pieces import (
     PIECE_CHARS,
     IdSink,
@@ -89,10 +89,9 @@ def tokenize(
     started = time.perf_counter()
     if special != "special" and split_on_eot:
         raise UsageError(
-            "--split-on-eot reads a literal <|endoftext|> as a boundary: it needs --special special"
+            "--split-on-eot reads a literal document marker as a boundary: it needs --special "
+            "special"
         )
-    if split_on_eot and is_foreign(encoding):
-        raise UsageError("--split-on-eot reads GPT-2's <|endoftext|>: not with --tokenizer")
     stats, chosen = _start(encoding, special, eot, backend)
     sources = list(sources)
     stats.sources = [s.name for s in sources]
@@ -104,7 +103,7 @@ def tokenize(
     chooser = None if val is None else (val[1], val[2])
     workers = max(1, workers or default_workers())
     setup = ChunkSetup(text_key, piece_chars, block_bytes, special, split_on_eot, chooser, eot,
-                       stats.separator_text, stats.cuttable)  # fmt: skip
+                       stats.separator_text, stats.cuttable, stats.special_texts)  # fmt: skip
     # gigatoken releases the GIL and encodes faster than a piece can be pickled to a process.
     threads = chosen.name == "gigatoken"
     key = (chosen.name, encoding, special, eot)
@@ -185,6 +184,7 @@ def _counts(encoding: str, special: SpecialPolicy, eot: EotPlacement) -> Tokeniz
     mark = separator(enc, eot) if eot != "none" or enc.eos or enc.bos else ("", -1)
     stats = TokenizeStats(encoding, enc.n_vocab, mark[1], special, eot)
     stats.separator_text, stats.cuttable = mark[0], enc.cuttable
+    stats.special_texts = tuple(t for t in enc.special_tokens if t)
     stats.tokenizer = tokenizer_fields(enc)
     return stats
 

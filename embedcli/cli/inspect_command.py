@@ -8,6 +8,7 @@ from rich.console import Console
 
 from embedcli.cli.errors import err_console, warn_unused
 from embedcli.cli.inspect_options import (
+    DecodeWithOpt,
     DiffOpt,
     IgnoreMetadataOpt,
     InspectPaths,
@@ -31,6 +32,7 @@ def inspect(
     as_json: JsonOpt = False,
     top: TopOpt = 10,
     neighbors: NeighborsOpt = None,
+    tokenizer: DecodeWithOpt = None,
     plot: PlotOpt = None,
     diff: DiffOpt = False,
     ignore_metadata: IgnoreMetadataOpt = False,
@@ -51,6 +53,8 @@ def inspect(
       embedcli inspect corpus.tokens.safetensors --top 20 --plot corpus.png
 
       embedcli inspect gpt2.safetensors --neighbors " king"
+
+      embedcli inspect llama.tokens.safetensors -n 1 --tokenizer ~/models/Llama-3.1-8B
     """
     from embedcli.cli.render import render_diff, render_report
     from embedcli.inspection.files import inspect_file
@@ -76,12 +80,18 @@ def inspect(
         return
     from embedcli.storage.pipes import spool
 
+    decode_with = None
+    if tokenizer is not None:
+        from embedcli.bpe.foreign import decoding_name
+
+        decode_with = decoding_name(tokenizer)
     reports = []
     for path in paths:
         with spool(path) as local:  # a pipe or stdin: read once into a temporary file
             report = inspect_file(
-                local, stats=stats, preview=preview, tensor=tensor, top=top, neighbors=neighbors
-            )
+                local, stats=stats, preview=preview, tensor=tensor, top=top,
+                neighbors=neighbors, tokenizer=decode_with,
+            )  # fmt: skip
         report.path = "<stdin>" if path == "-" else path
         reports.append(report)
     if plot is not None:

@@ -49,6 +49,18 @@ TopOpt = Annotated[
     typer.Option("--top", min=0, metavar="K", help="Token files: the K most frequent tokens."),
 ]
 
+DecodeWithOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokenizer",
+        metavar="SPEC",
+        help="Decode ids (previews, top tokens, --neighbors) with this tokenizer instead of the "
+        "one the file records: a tiktoken encoding name, or a --tokenizer SPEC as tokenize "
+        "takes (a tokenizer.json, a .model, a model directory, org/name).",
+        show_default=False,
+    ),
+]
+
 NeighborsOpt = Annotated[
     str | None,
     typer.Option(

@@ -255,8 +255,9 @@ SplitOnEot = Annotated[
     typer.Option(
         "--split-on-eot",
         rich_help_panel=MORE,
-        help="A literal <|endoftext|> in the text ends a document (TinyStories' separator): "
-        "it becomes the boundary, and documents and doc_offsets count it.",
+        help="A literal document marker in the text ends a document: <|endoftext|> "
+        "(TinyStories' separator), or --tokenizer's EOS (its BOS with --eot before). It becomes "
+        "the boundary, and documents and doc_offsets count it.",
     ),
 ]
 BackendOpt = Annotated[

@@ -144,6 +144,8 @@ def file_view(report: FileReport, *, title: str | None = None) -> Group:
     for name, text in report.previews.items():
         parts.append(Text(f"\n{printable(name)}", style="bold cyan"))
         parts.append(Text(text))
+    if report.decode_note:
+        parts.append(Text(f"note: {printable(report.decode_note)}", style="yellow"))
     for item in report.decoded:
         ids = item.ids
         shown: list[object] = [*ids] if len(ids) <= 32 else [*ids[:32], "..."]

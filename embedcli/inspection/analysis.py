@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from embedcli import contract as c
-from embedcli.bpe.encodings import decoder_for
+from embedcli.bpe.encodings import Decoding, decoding_for, get_encoding
 from embedcli.errors import FormatError, UsageError
 from embedcli.inspection.report import FileReport, TensorReport, iter_chunks
 from embedcli.storage.store import Header, TensorInfo, memmap_array
@@ -20,17 +20,27 @@ if TYPE_CHECKING:
 FLOATS = ("F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2")
 
 
-def add_pictures(report: FileReport, header: Header, infos: list[TensorInfo], *, top: int) -> None:
+def add_pictures(
+    report: FileReport,
+    header: Header,
+    infos: list[TensorInfo],
+    *,
+    top: int,
+    tokenizer: str | None = None,
+) -> None:
     meta = header.metadata or {}
     names = {i.name: i for i in infos}
     if report.kind == "tokens" and "ids" in names:
         doc = header.tensor("doc_offsets") if "doc_offsets" in names else None
+        decoding = decoding_for(meta, tokenizer=tokenizer)
         report.corpus = corpus_report(
             memmap_array(header, names["ids"]),
             None if doc is None else memmap_array(header, doc),
             meta,
             top,
+            decoding,
         )
+        report.decode_note = decoding.note
     if report.kind == "windows" and "inputs" in names:
         from embedcli.inspection.stats import window_stats
 
@@ -45,8 +55,13 @@ def add_pictures(report: FileReport, header: Header, infos: list[TensorInfo], *,
 
 
 def corpus_report(
-    ids: np.ndarray, doc_offsets: np.ndarray | None, meta: dict[str, str], top: int
+    ids: np.ndarray,
+    doc_offsets: np.ndarray | None,
+    meta: dict[str, str],
+    top: int,
+    decoding: Decoding,
 ) -> CorpusStats:
+    """Counts, lengths and the ``top`` tokens, their text by ``decoding``."""
     from embedcli.inspection.stats import corpus_stats
 
     return corpus_stats(
@@ -54,7 +69,7 @@ def corpus_report(
         doc_offsets,
         vocab_size=c.get_int(meta, c.VOCAB_SIZE),
         eot_id=c.get_int(meta, c.EOT_ID),
-        decode=decoder_for(meta),
+        decode=decoding.decode,
         top=top,
     )
 
@@ -77,11 +92,13 @@ def add_histograms(entry: TensorReport, header: Header, info: TensorInfo) -> Non
         entry.norms = RowNorms(low, float(values.mean()), high, histogram_of([values], low, high))
 
 
-def add_neighbors(report: FileReport, header: Header, text: str, k: int = 10) -> None:
-    """The ``k`` tokens nearest to ``text``'s token in the file's token table."""
+def add_neighbors(
+    report: FileReport, header: Header, text: str, k: int = 10, tokenizer: str | None = None
+) -> None:
+    """The ``k`` tokens nearest to ``text``'s token in the file's token table, ``text`` encoded
+    with ``tokenizer`` (an encoding name) or else the one the file records (GPT-2 if none)."""
     import numpy as np
 
-    from embedcli.bpe.encodings import get_encoding
     from embedcli.embedding.checkpoints import TOKEN_KEYS
     from embedcli.inspection.stats import Neighbor, Neighbors, nearest
 
@@ -92,7 +109,7 @@ def add_neighbors(report: FileReport, header: Header, text: str, k: int = 10) ->
             f"{header.path}: no token table for --neighbors (looked for {', '.join(TOKEN_KEYS)})"
         )
     info = names[key]
-    enc = get_encoding((header.metadata or {}).get(c.ENCODING, "gpt2"))
+    enc = get_encoding(tokenizer or (header.metadata or {}).get(c.ENCODING, "gpt2"))
     ids = enc.encode(text, allowed_special="all")
     if len(ids) != 1:
         pieces = ", ".join(repr(enc.decode([i])) for i in ids)

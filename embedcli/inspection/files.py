@@ -31,8 +31,10 @@ def inspect_file(
     tensor: str | None = None,
     top: int = 10,
     neighbors: str | None = None,
+    tokenizer: str | None = None,
 ) -> FileReport:
-    """Everything ``embedcli inspect`` shows about one file.
+    """Everything ``embedcli inspect`` shows about one file; ids decoded with ``tokenizer``
+    (an encoding name) when given, else with the tokenizer the file records.
 
     Example:
         >>> report = inspect_file("out.safetensors", stats=False)  # doctest: +SKIP
@@ -43,11 +45,15 @@ def inspect_file(
     if is_manifest(path):
         from embedcli.inspection.token_files import inspect_manifest
 
-        return inspect_manifest(path, stats=stats, preview=preview, tensor=tensor, top=top)
+        return inspect_manifest(
+            path, stats=stats, preview=preview, tensor=tensor, top=top, tokenizer=tokenizer
+        )
     if not is_safetensors(path):  # perhaps a trainer's token file (imports numpy: not before)
         from embedcli.inspection.token_files import inspect_token_file
 
-        report = inspect_token_file(path, stats=stats, preview=preview, tensor=tensor, top=top)
+        report = inspect_token_file(
+            path, stats=stats, preview=preview, tensor=tensor, top=top, tokenizer=tokenizer
+        )
         if report is not None:
             return report
     header = read_header(path)
@@ -61,13 +67,14 @@ def inspect_file(
                 entry.note = f"no stats: torch {_torch_version()} cannot hold {info.dtype}"
             elif info.numel:
                 entry.stats = tensor_stats(header, info)
-        add_pictures(report, header, infos, top=top)
+        add_pictures(report, header, infos, top=top, tokenizer=tokenizer)
     if neighbors is not None:
-        add_neighbors(report, header, neighbors)
+        add_neighbors(report, header, neighbors, tokenizer=tokenizer)
     if preview > 0:
         for info in infos:
             report.previews[info.name] = preview_text(header, info, preview)
-        report.decoded = decoded_windows(header, infos, preview)
+        report.decoded, note = decoded_windows(header, infos, preview, tokenizer)
+        report.decode_note = report.decode_note or note
     return report
 
 

@@ -18,7 +18,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from embedcli.bpe.encodings import decoder_for
+from embedcli.bpe.encodings import Decoding, decoding_for
 from embedcli.contract import ENCODING
 from embedcli.errors import FormatError
 from embedcli.storage.store import (
@@ -103,6 +103,7 @@ class FileReport:
     corpus: CorpusStats | None = None  # token files
     windows: WindowStats | None = None  # windows files
     neighbors: Neighbors | None = None  # --neighbors: the query and its nearest tokens
+    decode_note: str | None = None  # why ids are shown without their text
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -285,14 +286,18 @@ def header_report(header: Header, infos: list[TensorInfo] | None = None) -> File
     )
 
 
-def decoded_windows(header: Header, infos: list[TensorInfo], rows: int) -> list[Decoded]:
-    """For embedcli id tensors, the first window(s) (or ids) with their decoded text."""
+def decoded_windows(
+    header: Header, infos: list[TensorInfo], rows: int, tokenizer: str | None = None
+) -> tuple[list[Decoded], str | None]:
+    """For embedcli id tensors, the first window(s) (or ids) with their decoded text (with
+    ``tokenizer``, else the recorded one), or none and why not."""
     meta = header.metadata or {}
     if header.embedcli_kind not in ("tokens", "windows") or ENCODING not in meta:
-        return []
-    decode = decoder_for(meta, None)
+        return [], None
+    decoding: Decoding = decoding_for(meta, None, tokenizer)
+    decode = decoding.decode
     if decode is None:
-        return []
+        return [], decoding.note
     out: list[Decoded] = []
     for info in infos:
         if info.name not in ("ids", "inputs", "targets"):
@@ -301,7 +306,7 @@ def decoded_windows(header: Header, infos: list[TensorInfo], rows: int) -> list[
         sequences = [data.tolist()] if data.ndim == 1 else data.tolist()
         for i, ids in enumerate(sequences):
             out.append(Decoded(info.name, i, ids, decode(ids)))
-    return out
+    return out, None
 
 
 def dumps(obj: object) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from embedcli import contract as c
-from embedcli.bpe.encodings import decoder_for
+from embedcli.bpe.encodings import decoding_for
 from embedcli.formats.base import TokenSource
 from embedcli.inspection.report import (
     CHUNK_BYTES,
@@ -21,7 +21,13 @@ from embedcli.storage.store import NUMPY_TO_ST
 
 
 def inspect_token_file(
-    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None, top: int = 10
+    path: str,
+    *,
+    stats: bool = True,
+    preview: int = 0,
+    tensor: str | None = None,
+    top: int = 10,
+    tokenizer: str | None = None,
 ) -> FileReport | None:
     """The report of a trainer's token file, or None when no token format claims it."""
     from embedcli.formats import TRAINER_FORMATS
@@ -32,11 +38,20 @@ def inspect_token_file(
         return None
     source = fmt.read([path], DEFAULT_ENCODING)
     files = fmt.files([path])
-    return _report(path, source, files, [], stats=stats, preview=preview, tensor=tensor, top=top)
+    return _report(
+        path, source, files, [], stats=stats, preview=preview, tensor=tensor, top=top,
+        tokenizer=tokenizer,
+    )  # fmt: skip
 
 
 def inspect_manifest(
-    path: str, *, stats: bool = True, preview: int = 0, tensor: str | None = None, top: int = 10
+    path: str,
+    *,
+    stats: bool = True,
+    preview: int = 0,
+    tensor: str | None = None,
+    top: int = 10,
+    tokenizer: str | None = None,
 ) -> FileReport:
     """A ``tokenize --shard`` run seen whole through its manifest: every part with its
     documents and tokens, and the statistics over all of them (as ``batch`` reads them)."""
@@ -53,8 +68,9 @@ def inspect_manifest(
         ]
         files = [p.path for p in found.parts]
     report = _report(
-        path, source, files, parts, stats=stats, preview=preview, tensor=tensor, top=top
-    )
+        path, source, files, parts, stats=stats, preview=preview, tensor=tensor, top=top,
+        tokenizer=tokenizer,
+    )  # fmt: skip
     report.file_size += os.path.getsize(path)
     return report
 
@@ -69,6 +85,7 @@ def _report(
     preview: int,
     tensor: str | None,
     top: int,
+    tokenizer: str | None = None,
 ) -> FileReport:
     arrays = {"ids": source.ids}
     if source.doc_offsets is not None:
@@ -96,17 +113,16 @@ def _report(
         report.tensors.append(entry)
         if preview > 0:
             report.previews[name] = repr(array[: preview * 8].tolist())
+    decoding = decoding_for(source.metadata, tokenizer=tokenizer)
     if stats and "ids" in arrays:
         from embedcli.inspection.analysis import corpus_report
 
-        report.corpus = corpus_report(source.ids, source.doc_offsets, source.metadata, top)
-    if preview > 0 and "ids" in arrays:
-        report.decoded = _decoded(source.metadata, arrays["ids"][:64].tolist())
+        report.corpus = corpus_report(
+            source.ids, source.doc_offsets, source.metadata, top, decoding
+        )
+    if preview > 0 and "ids" in arrays and decoding.decode is not None:
+        ids = arrays["ids"][:64].tolist()
+        report.decoded = [Decoded("ids", 0, ids, decoding.decode(ids))]
+    if stats or preview > 0:
+        report.decode_note = decoding.note
     return report
-
-
-def _decoded(metadata: dict[str, str], ids: list[int]) -> list[Decoded]:
-    decode = decoder_for(metadata)
-    if decode is None:
-        return []
-    return [Decoded("ids", 0, ids, decode(ids))]

@@ -1,0 +1,150 @@
+"""Characters two engines classify differently, found by trying every one of them.
+
+A pre-tokenizer splits text by Unicode classes (``\\p{L}``, ``\\p{N}``, ``\\s``...), and a
+normalizer folds by Unicode tables; each engine carries the tables of the Unicode version it was
+built with. gigatoken 0.10 knows Unicode 17, tiktoken 0.12's regex an older one: a character
+assigned since (CJK Extension J, U+323B0...) is a letter to one and unassigned to the other, and
+``"\\U000323b0's"`` splits differently. No fixed probe list keeps up with that, so the self-check
+measures it: every code point of planes 0-3 and 14 (planes 4-13 hold no character in any Unicode
+version so far, 15-16 are private use) goes through both engines in probes that show its class,
+block by block, a block that differs bisected down to its characters. The ranges found are kept
+per engine pair and tokenizer in embedcli's cache directory, and any text holding one of them
+is encoded by the reference instead (exact; such text is rare).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+PLANES = ((0, 0x40000), (0xE0000, 0xF0000))
+BLOCK = 4096
+# More disagreeing characters than this: the engines differ on more than Unicode versions.
+MOST = 50_000
+
+Encode = Callable[[str], "np.ndarray"]
+
+
+class TooDifferent(Exception):
+    """The engines disagree on more characters than Unicode versions explain."""
+
+
+def _probe(c: str) -> str:
+    """Text in which a character's class (letter, number, mark, space, case) shows in the
+    ids: next to a contraction, inside a word and a number, doubled, after punctuation (a
+    shorter probe, ``a{c}1{c}``, missed CJK Extension J: the merges hid the split)."""
+    return f"{c}'s a{c}b 1{c}2 {c}{c} A{c}z .{c}\n"
+
+
+def _block_text(lo: int, hi: int) -> str:
+    return "".join(_probe(chr(c)) for c in range(lo, hi) if not 0xD800 <= c < 0xE000)
+
+
+_REFERENCE: list[Encode] = []  # the reference a forked scan worker inherits
+
+
+def _reference_ids(block: tuple[int, int]) -> np.ndarray:
+    return _REFERENCE[0](_block_text(*block))
+
+
+def _reference_blocks(
+    reference: Encode, blocks: list[tuple[int, int]], processes: int
+) -> Iterator[np.ndarray]:
+    """The reference's ids for each block, in order: in forked worker processes when there
+    are cores to spare (the reference libraries hold the GIL while they encode, and they are
+    the slow side: 0.26 s a block for tokenizers' BPE against gigatoken's 0.01 s)."""
+    import multiprocessing
+
+    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from (reference(_block_text(*b)) for b in blocks)
+        return
+    _REFERENCE[:] = [reference]
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            yield from pool.imap(_reference_ids, blocks)
+    finally:
+        _REFERENCE.clear()
+
+
+def find_gaps(fast: Encode, reference: Encode, processes: int = 1) -> list[tuple[int, int]]:
+    """The code point ranges ``[first, last]`` whose probes the two encoders encode
+    differently (the reference's side of the first pass in ``processes`` workers)."""
+    bad: list[int] = []
+
+    def same(lo: int, hi: int, want: np.ndarray | None = None) -> bool:
+        text = _block_text(lo, hi)
+        a, b = fast(text), reference(text) if want is None else want
+        return a.shape == b.shape and bool(np.array_equal(a, b))
+
+    def scan(lo: int, hi: int, want: np.ndarray | None = None) -> None:
+        if same(lo, hi, want):
+            return
+        if hi - lo == 1:
+            bad.append(lo)
+            return
+        mid = (lo + hi) // 2
+        scan(lo, mid)
+        scan(mid, hi)
+
+    blocks = [
+        (lo, min(lo + BLOCK, end)) for begin, end in PLANES for lo in range(begin, end, BLOCK)
+    ]
+    for block, want in zip(blocks, _reference_blocks(reference, blocks, processes), strict=True):
+        scan(*block, want)
+        if len(bad) > MOST:
+            raise TooDifferent(
+                f"its ids differ from the reference's on more than {MOST:,} characters"
+            )
+    ranges: list[list[int]] = []
+    for c in bad:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return [(a, b) for a, b in ranges]
+
+
+def gaps(key: str, fast: Encode, reference: Encode, cache: str) -> list[tuple[int, int]]:
+    """:func:`find_gaps`, kept in ``cache`` under ``key`` (the engines' versions and the
+    tokenizer): measured once per machine, in seconds (all cores)."""
+    path = os.path.join(cache, f"unicode-gaps-{key}.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [(int(a), int(b)) for a, b in json.load(f)]
+    except (OSError, ValueError, TypeError):
+        pass
+    found = find_gaps(fast, reference, processes=_cores())
+    try:  # atomically: a reader sees the whole file or none
+        os.makedirs(cache, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=cache, delete=False, suffix=".tmp"
+        ) as scratch:
+            json.dump(found, scratch)
+        os.replace(scratch.name, path)
+    except OSError:  # a read-only home: measured again next time
+        pass
+    return found
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pattern(ranges: list[tuple[int, int]]) -> re.Pattern[str] | None:
+    """A character class matching any of ``ranges`` (None: there are none).
+
+    Example:
+        >>> pattern([(0x323B0, 0x3347F)]).search("text \\U000323b0's") is not None
+        True
+    """
+    if not ranges:
+        return None
+    parts = "".join(
+        re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in ranges
+    )
+    return re.compile(f"[{parts}]")
