@@ -322,9 +322,23 @@ t = time.perf_counter()
 for i in picks:
     ds[i]
 access = time.perf_counter() - t
+batched = {}
+for size in (32, 256):
+    t = time.perf_counter()
+    for k in range(0, len(picks), size):
+        ds.__getitems__(picks[k : k + size])
+    batched[size] = len(picks) / (time.perf_counter() - t)
+from embedcli.data import create_dataloader
+loader = create_dataloader(sys.argv[1], 32, 256, 128, shuffle=True)
+t, seen = time.perf_counter(), 0
+for x, _ in loader:
+    seen += x.shape[0]
+    if seen >= 40000:
+        break
+looped = seen / (time.perf_counter() - t)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"open": opened, "per_s": len(picks) / access, "windows": len(ds), "peak": peak,
-                  "after_open": after_open}))
+                  "after_open": after_open, "batched": batched, "loader": looped}))
 """
 
 LOADER_BOOK = """
@@ -342,8 +356,18 @@ t = time.perf_counter()
 for i in picks:
     ds[i]
 access = time.perf_counter() - t
+import torch
+from torch.utils.data import DataLoader
+torch.manual_seed(0)
+t, seen = time.perf_counter(), 0
+for x, _ in DataLoader(ds, batch_size=32, shuffle=True, drop_last=True):
+    seen += x.shape[0]
+    if seen >= 40000:
+        break
+looped = seen / (time.perf_counter() - t)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"open": built, "per_s": len(picks) / access, "windows": len(ds), "peak": peak}))
+print(json.dumps({"open": built, "per_s": len(picks) / access, "windows": len(ds), "peak": peak,
+                  "loader": looped}))
 """
 
 BIG_TOKENS = """
@@ -382,9 +406,13 @@ def bench_loader(tmp: Path) -> None:
     ):
         row(
             name,
-            f"build/open {r['open']:6.2f} s  {r['per_s'] / 1000:6.1f}k windows/s  "
+            f"build/open {r['open']:6.2f} s  {r['per_s'] / 1000:6.1f}k windows/s one by one  "
             f"peak {r['peak']:5.0f} MiB",
         )
+    for size, per_s in ours["batched"].items():
+        row(f"TokenWindows.__getitems__, batches of {size}", f"{per_s / 1000:6.1f}k windows/s")
+    row("book: DataLoader(batch_size=32, shuffle=True)", f"{book['loader'] / 1000:6.1f}k windows/s")
+    row("embedcli: create_dataloader(32, shuffle=True)", f"{ours['loader'] / 1000:6.1f}k windows/s")
     row(
         f"TokenWindows on a 1 GB token file ({huge['windows']:,} windows)",
         f"open {huge['open'] * 1000:6.1f} ms  {huge['per_s'] / 1000:6.1f}k windows/s  "

@@ -17,11 +17,14 @@ torch is imported here and only here.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from numpy.lib.stride_tricks import sliding_window_view
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
@@ -58,6 +61,29 @@ class TokenStream:
                 sum(f.count for _, f in bad), int(self.bounds[k]) + first.position, first.id
             )
             raise FormatError(total.message(name, vocab, (len(self),)))
+
+    def read_rows(self, starts: np.ndarray, count: int) -> np.ndarray:
+        """``(len(starts), count)``: the ids from each start, in the file's own dtype, in one
+        vectorised gather from the memory map where the rows lie in one segment (a row that
+        crosses segments is read on its own)."""
+        if len(self.segments) == 1:  # the common case: one fancy index of a strided view
+            return self._rows(0, count)[starts]
+        out = np.empty((starts.size, count), dtype=np.result_type(*self.segments))
+        k = np.searchsorted(self.bounds, starts, side="right") - 1
+        inside = starts + count <= self.bounds[np.minimum(k + 1, len(self.segments))]
+        for seg in np.unique(k[inside]):
+            rows = np.flatnonzero(inside & (k == seg))
+            out[rows] = self._rows(seg, count)[starts[rows] - int(self.bounds[seg])]
+        for row in np.flatnonzero(~inside):
+            out[row] = self.read(int(starts[row]), count)
+        return out
+
+    def _rows(self, segment: int, count: int) -> np.ndarray:
+        """Segment ``segment`` seen as its rows of ``count`` ids (a strided view, kept)."""
+        views = self.__dict__.setdefault("_views", {})
+        if (segment, count) not in views:
+            views[segment, count] = sliding_window_view(self.segments[segment], count)
+        return views[segment, count]
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Ids ``[start, start + count)`` as int64, across segment boundaries."""
@@ -154,11 +180,62 @@ class TokenWindows(Dataset):
             return index * self.stride
         return self._inside.start(index)
 
+    def starts(self, indices: list[int] | np.ndarray) -> np.ndarray:
+        """:meth:`start` of each of ``indices``, vectorised."""
+        index = np.asarray(indices, dtype=np.int64)
+        if index.size and (int(index.min()) < 0 or int(index.max()) >= self._length):
+            bad = int(index[(index < 0) | (index >= self._length)][0])
+            raise IndexError(f"window {bad} of {self._length}")
+        if self._inside is None:
+            return index * self.stride
+        return self._inside.starts(index)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if "_stream" not in self.__dict__ or self._pid != os.getpid():
             self._open()  # in a DataLoader worker: its own memory maps
         ids = torch.from_numpy(self._stream.read(self.start(index), self.max_length + 1))
         return ids[:-1], ids[1:]
+
+    def __getitems__(self, indices: list[int]) -> WindowBatch:
+        """A whole batch of windows in one gather (torch's ``DataLoader`` calls this for a
+        batch when the dataset has it): a sequence of ``(inputs, targets)`` as
+        ``__getitem__`` gives them, made from the two stacked ``(B, max_length)`` tensors it
+        carries, so :class:`WindowLoader` hands those on without stacking again."""
+        if "_stream" not in self.__dict__ or self._pid != os.getpid():
+            self._open()
+        rows = self._stream.read_rows(self.starts(indices), self.max_length + 1)
+        # astype: each half converted to int64 and made contiguous in the same pass
+        inputs = torch.from_numpy(rows[:, :-1].astype(np.int64))
+        targets = torch.from_numpy(rows[:, 1:].astype(np.int64))
+        return WindowBatch(inputs, targets)
+
+
+class WindowBatch(Sequence[tuple[torch.Tensor, torch.Tensor]]):
+    """:meth:`TokenWindows.__getitems__`'s answer: the batch stacked (``inputs`` and
+    ``targets``, each ``(B, max_length)``), and a sequence of its samples for a ``collate_fn``
+    of one's own (``batch[i]`` is ``(inputs[i], targets[i])``, made when asked for)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[torch.Tensor, torch.Tensor]]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.inputs[i], self.targets[i]
+
+
+def collate_windows(data: Any) -> Any:
+    """``default_collate``, except for a :class:`WindowBatch`, which is stacked already."""
+    if isinstance(data, WindowBatch):
+        return data.inputs, data.targets
+    return default_collate(data)
 
 
 class WindowBatchSampler(Sampler[list[int]]):
@@ -311,7 +388,9 @@ def create_dataloader(
         epoch=epoch,
         equal_shares=equal_shares,
     )
-    return WindowLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
+    return WindowLoader(
+        dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_windows
+    )
 
 
 def create_dataloader_v1(

@@ -294,6 +294,11 @@ class DocumentWindows:
         d = int(np.searchsorted(self.first, index, side="right")) - 1
         return int(self.begin[d]) + (index - int(self.first[d])) * self.stride
 
+    def starts(self, indices: np.ndarray) -> np.ndarray:
+        """:meth:`start` of each of ``indices`` (in range), in one pass."""
+        d = np.searchsorted(self.first, indices, side="right") - 1
+        return self.begin[d] + (indices - self.first[d]) * self.stride
+
 
 def shuffle_order(seed: int | list[int], count: int) -> np.ndarray:
     """The order ``--shuffle --seed SEED`` puts ``count`` windows in (batch and the loader)."""

@@ -146,3 +146,28 @@ def test_window_starts_inside_documents_match_the_plan(lengths, max_length, stri
         doc_offsets=offsets,
     )
     assert [ds.start(i) for i in range(len(ds))] == plan.starts.tolist()
+    assert ds.starts(np.arange(len(ds))).tolist() == plan.starts.tolist()
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "manifest"])
+@pytest.mark.parametrize("cross_docs", [True, False])
+def test_a_batch_in_one_gather_equals_the_windows_one_by_one(files, kind, cross_docs):
+    """``__getitems__`` (torch's batched fetch) gives ``__getitem__``'s windows, also where a
+    window crosses from one shard of a manifest into the next; a user's own ``DataLoader``
+    with the default collate gets the same batches."""
+    ds = TokenWindows(str(files[kind]), 5, 2, cross_docs=cross_docs)
+    rng = np.random.default_rng(0)
+    for indices in ([0], list(range(len(ds))), rng.integers(0, len(ds), 64).tolist()):
+        batch = ds.__getitems__(indices)
+        assert batch.inputs.shape == (len(indices), 5) and batch.inputs.is_contiguous()
+        assert batch.targets.dtype == torch.int64 and batch.targets.is_contiguous()
+        assert len(batch) == len(indices) and len(batch[:2]) == min(2, len(indices))
+        for (x, y), i in zip(batch, indices, strict=True):
+            want_x, want_y = ds[i]
+            assert torch.equal(x, want_x) and torch.equal(y, want_y)
+    with pytest.raises(IndexError):
+        ds.__getitems__([0, len(ds)])
+    plain = torch.utils.data.DataLoader(ds, batch_size=8)
+    ours = create_dataloader(str(files[kind]), 8, 5, 2, cross_docs=cross_docs, drop_last=False)
+    for (a, b), (c, d) in zip(plain, ours, strict=True):
+        assert torch.equal(a, c) and torch.equal(b, d)
