@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
 CHUNK_IDS = 1 << 24  # ids checked at once: a few tens of MB of work memory
@@ -47,9 +49,12 @@ class OutOfVocab:
         )
 
 
-def out_of_vocab(ids: np.ndarray, vocab_size: int) -> OutOfVocab | None:
+def out_of_vocab(
+    ids: np.ndarray, vocab_size: int, done: Callable[[int], None] | None = None
+) -> OutOfVocab | None:
     """The ids of ``ids`` (any shape, memory-mapped or not) outside ``[0, vocab_size)``, read a
-    chunk at a time; None when every id is in range."""
+    chunk at a time; None when every id is in range. ``done(n)`` hears that the first ``n``
+    ids are checked (a caller hands a memory map's pages back behind the scan)."""
     import numpy as np
 
     flat = ids.reshape(-1)
@@ -65,4 +70,6 @@ def out_of_vocab(ids: np.ndarray, vocab_size: int) -> OutOfVocab | None:
                 k = int(np.argmax(bad))
                 first = (start + k, int(part[k]))
             count += found
+        if done is not None:
+            done(min(start + CHUNK_IDS, flat.size))
     return None if first is None else OutOfVocab(count, *first)

@@ -112,6 +112,7 @@ def test_shuffle_is_reproducible_and_a_permutation():
     c = plan_windows(1000, max_length=4, stride=3, batch_size=7, shuffle_seed=6)
     assert a.starts.tolist() == b.starts.tolist() != c.starts.tolist()
     every = plan_windows(1000, max_length=4, stride=3, batch_size=1, shuffle_seed=5)
+    assert every.starts.dtype == np.int32  # half the memory of int64 where the starts fit
     assert sorted(every.starts.tolist()) == list(range(0, 996, 3))
     # the first draws of numpy's PCG64 for seed 5: pinned so the order never drifts silently
     assert (
@@ -187,17 +188,24 @@ def test_coverage_without_sorting_equals_the_sorted_count(n, t, stride, shuffle,
     shuffle=st.booleans(),
     rows=st.integers(1, 40),
     dtype=st.sampled_from([np.int64, np.int32]),
+    high=st.sampled_from([50257, 128256, 65536]),
 )
-def test_written_windows_equal_gathered_ones(tmp_path_factory, n, t, stride, shuffle, rows, dtype):
+def test_written_windows_equal_gathered_ones(
+    tmp_path_factory, n, t, stride, shuffle, rows, dtype, high
+):
+    """Also for a shuffled plan, which gathers from ids narrowed to uint16 where they fit
+    (``random_access_ids``), and from the ids as they are where one does not (Llama 3's)."""
     import io
 
-    from embedcli.windows import write_windows
+    from embedcli.windows import random_access_ids, write_windows
 
-    ids = np.random.default_rng(n).integers(0, 50257, n).astype(np.int32)
+    ids = np.random.default_rng(n).integers(0, high, n).astype(np.int32)
     plan = plan_windows(n, max_length=t, stride=stride, shuffle_seed=1 if shuffle else None)
+    source = random_access_ids(ids, step=7) if shuffle else ids
+    assert source.dtype == (np.uint16 if shuffle and ids.max() < 65536 else np.int32)
     for shift in (0, 1):
         out = io.BytesIO()
-        write_windows(out, ids, plan, 0, plan.n_windows, dtype, shift, rows)
+        write_windows(out, source, plan, 0, plan.n_windows, dtype, shift, rows)
         want = gather(ids, np.asarray(plan.starts), t, shift=shift).astype(dtype)
         assert out.getvalue() == want.tobytes()
 
@@ -215,6 +223,12 @@ def test_released_pages_still_read_the_same(tmp_path):
     release_pages(mapped, 2_500_000)  # dropped from this process; the file is untouched
     release_pages(ids, 10)  # not a memory map: nothing happens
     assert np.array_equal(mapped, ids)
+    from embedcli.windows import random_access_ids
+
+    narrow = random_access_ids(memmap_array(header, header.tensor("ids")) % 60000, step=1 << 20)
+    assert narrow.dtype == np.uint16 and np.array_equal(narrow, ids % 60000)
+    big = random_access_ids(mapped, step=1 << 20)  # ids past 65535: kept as they are
+    assert big is mapped and np.array_equal(big, ids)
 
 
 @settings(max_examples=200, deadline=None)

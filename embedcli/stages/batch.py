@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -39,12 +40,15 @@ from embedcli.storage.outputs import (
     stale_temps,
     write_tensors,
 )
-from embedcli.storage.store import TensorSpec, header_if_file
+from embedcli.storage.store import TensorSpec, header_if_file, release_pages
 from embedcli.vocab import out_of_vocab
-from embedcli.windows import PlanFacts, WindowPlan, write_windows
+from embedcli.windows import PlanFacts, WindowPlan, random_access_ids, write_windows
 
 if TYPE_CHECKING:
     from embedcli.inspection.stats import Histogram
+
+
+SHUFFLED_CHUNK_BYTES = 8 << 20
 
 
 @dataclass
@@ -136,11 +140,16 @@ def run_batch(
     ) as job:
         src, plan = job.source, job.plan
         dtype = np.dtype(opts.dtype)
+        if plan.shuffle_seed is not None:  # random rows: big chunks gain nothing, cost memory
+            chunk_bytes = min(chunk_bytes, SHUFFLED_CHUNK_BYTES)
         rows = max(1, chunk_bytes // (plan.max_length * dtype.itemsize))
+
+        # A shuffled plan reads at random: from ids as small as they fit (windows.py)
+        ids = src.ids if plan.shuffle_seed is None else random_access_ids(src.ids)
 
         def write_rows(f: BinaryIO, a: int, b: int) -> None:
             for shift in (0, 1):  # all inputs rows, then all targets rows
-                write_windows(f, src.ids, plan, a, b, dtype, shift, rows)
+                write_windows(f, ids, plan, a, b, dtype, shift, rows)
 
         check_disk(output, sum(size or 0 for _, size in job.files))
         announce(notify, output, job.files)
@@ -177,7 +186,8 @@ def _vocab_notes(src: TokenSource, inputs: list[str]) -> list[str]:
     """A warning when ids lie outside the vocabulary: they are windowed as they are (a file
     of ids is data, whatever they index), but no embedding of the encoding can take them."""
     vocab = c.get_int(src.metadata, c.VOCAB_SIZE)
-    found = out_of_vocab(src.ids, vocab) if vocab else None
+    # the scan reads every id once: pages of a memory map are handed back behind it
+    found = out_of_vocab(src.ids, vocab, partial(release_pages, src.ids)) if vocab else None
     if found is None or vocab is None:
         return []
     name = inputs[0] if len(inputs) == 1 and inputs[0] != "-" else "the input"
