@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # everything (a few minutes on 2 cores)
     python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet, loader,
-                                        # backend, floor
+                                        # backend, tokenizers, floor, startup
 
 Every measured job runs in a fresh process (started from this small parent, which never imports
 torch), so wall times include interpreter start and imports for both sides, and peak memory is
@@ -452,6 +452,12 @@ def bench_floor(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_startup(tmp: Path) -> None:
+    from startup import bench_startup as run_section  # benchmarks/startup.py
+
+    run_section(tmp)
+
+
 def main(argv: list[str]) -> None:
     sections = {
         "tokenize": bench_tokenize,
@@ -463,6 +469,7 @@ def main(argv: list[str]) -> None:
         "backend": bench_backend,
         "tokenizers": bench_tokenizers,
         "floor": bench_floor,
+        "startup": bench_startup,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]

@@ -10,9 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 
-# Every test runs offline-safe: tiktoken's cache goes to a private directory.
+# Every test runs offline-safe: tiktoken's cache and embedcli's go to private directories.
 os.environ.setdefault(
     "TIKTOKEN_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "embedcli-test-tiktoken")
+)
+os.environ.setdefault(
+    "EMBEDCLI_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "embedcli-test-cache")
 )
 
 REFERENCE_TEXT = (

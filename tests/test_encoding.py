@@ -51,6 +51,7 @@ def _local_only(path, fail):
 
 def test_corrupt_cache_entry_is_replaced_from_bundle(tmp_path, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("EMBEDCLI_CACHE_DIR", str(tmp_path / "embedcli"))  # no parsed copy yet
     cached = tmp_path / hashlib.sha1(R50K_URL.encode()).hexdigest()
     cached.write_bytes(b"garbage")
     _named_encoding.cache_clear()

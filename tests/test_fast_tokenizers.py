@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedcli.bpe.engines import Choice, choose_backend, engine_for
+from embedcli.bpe.engines import SMALL_INPUT_BYTES, Choice, choose_backend, engine_for
 from embedcli.bpe.foreign import resolve_spec
 from embedcli.bpe.tokenizer import encode
 from embedcli.errors import UsageError
@@ -150,8 +150,10 @@ def test_a_gigatoken_panic_is_a_note_not_a_backtrace(tmp_path):
     path = MODELS / "llama3" / "tokenizer.model"
     if not path.is_file():
         pytest.skip(f"{path} is not there: `python benchmarks/models.py` fetches it (registry)")
-    out = tmp_path / "t.tokens.safetensors"
-    proc = invoke("tokenize", str(SAMPLE), "--tokenizer", str(path), "-o", str(out))
+    out, text = tmp_path / "t.tokens.safetensors", tmp_path / "big.txt"
+    story = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8")
+    text.write_text(story * (SMALL_INPUT_BYTES // len(story) + 1), encoding="utf-8")
+    proc = invoke("tokenize", str(text), "--tokenizer", str(path), "-o", str(out))  # auto tries it
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr.decode()
     assert "stack backtrace" not in err and "panicked at" not in err

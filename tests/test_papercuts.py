@@ -22,6 +22,8 @@ STORY = str(SAMPLE / "the-lighthouse.txt")
         (["batch", STORY, "--dtype", "int8"], "'int8' is not one of int64, int32"),
         (["batch", STORY, "-T", "0"], "must be at least 1"),
         (["batch", STORY, "-T", "abc"], "expects a whole number"),
+        (["tokenize", STORY, "--val-fraction", "2"], "must be from 0.0 to 1.0"),
+        (["tokenize", STORY, "--val-fraction", "half"], "'half' expects a number"),
         (["tokenize", STORY, "--to", "parquet"], "is not one of safetensors, nanogpt"),
     ],
 )

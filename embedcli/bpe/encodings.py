@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, TypedDict
 
+from embedcli.bpe.cache import cached_ranks
 from embedcli.bpe.foreign import ForeignEncoding, is_foreign, load_foreign
 from embedcli.errors import EmbedcliError, EncodingLoadError, UsageError
 from embedcli.options import DEFAULT_ENCODING, SPECIAL_POLICIES
@@ -101,7 +102,12 @@ def seed_tiktoken_cache() -> bool:
 
 
 def bundled_ranks() -> dict[bytes, int]:
-    """The GPT-2 mergeable ranks, loaded by tiktoken's loader with its hash check, offline."""
+    """The GPT-2 mergeable ranks, loaded by tiktoken's loader with its hash check, offline;
+    kept parsed in embedcli's cache after the first load (``bpe/cache.py``)."""
+    return cached_ranks(R50K_SHA256, _load_bundled_ranks)
+
+
+def _load_bundled_ranks() -> dict[bytes, int]:
     from tiktoken.load import load_tiktoken_bpe
 
     if seed_tiktoken_cache():

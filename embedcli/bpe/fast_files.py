@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from embedcli.bpe.cache import cache_dir
 from embedcli.bpe.foreign import LLAMA3_SHA256, ForeignEncoding
 
 # gigatoken's name for a known rank file's pre-tokenizer (its split regex): Llama 3's pattern
@@ -96,16 +97,6 @@ def _converted(enc: ForeignEncoding) -> str:
     except OSError:  # a read-only home: convert again next time
         pass
     return text
-
-
-def cache_dir() -> str:
-    """Where embedcli keeps what it can rebuild: ``$EMBEDCLI_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/embedcli`` (``~/.cache/embedcli``)."""
-    explicit = os.environ.get("EMBEDCLI_CACHE_DIR")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "embedcli")
 
 
 def _guarded(build: Callable[[], Any]) -> Any:

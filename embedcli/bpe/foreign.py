@@ -353,7 +353,10 @@ def _rank_file(name: str, path: str, digest: str, choices: dict[str, str]) -> Fo
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
-    ranks = load_tiktoken_bpe(path, expected_hash=digest)  # tiktoken's loader, hash-checked
+    from embedcli.bpe.cache import cached_ranks
+
+    # tiktoken's loader, hash-checked; kept parsed by the file's sha256 (bpe/cache.py)
+    ranks = cached_ranks(digest, lambda: load_tiktoken_bpe(path, expected_hash=digest))
     known = KNOWN_RANK_FILES.get(digest)
     if "pattern" in choices:
         family, pattern = os.path.basename(path), choices["pattern"]

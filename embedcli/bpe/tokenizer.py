@@ -92,8 +92,8 @@ def tokenize(
             "--split-on-eot reads a literal document marker as a boundary: it needs --special "
             "special"
         )
-    stats, chosen = _start(encoding, special, eot, backend)
     sources = list(sources)
+    stats, chosen = _start(encoding, special, eot, backend, _input_bytes(sources))
     stats.sources = [s.name for s in sources]
     streams = [Stream(sink, stats)]
     if val is not None:
@@ -146,7 +146,7 @@ def encode(
         [15496, 11, 995, 50256, 3886, 68]
     """
     docs = [texts] if isinstance(texts, str) else list(texts)
-    stats, chosen = _start(encoding, special, eot, backend)
+    stats, chosen = _start(encoding, special, eot, backend, sum(len(d) for d in docs))
     sink = MemorySink()
     workers = max(1, workers or default_workers())
     threads = chosen.name == "gigatoken"
@@ -158,20 +158,36 @@ def encode(
 
 
 def _start(
-    encoding: str, special: SpecialPolicy, eot: EotPlacement, backend: Backend
+    encoding: str,
+    special: SpecialPolicy,
+    eot: EotPlacement,
+    backend: Backend,
+    input_bytes: int | None = None,
 ) -> tuple[TokenizeStats, Choice]:
     """The checks every run makes before any worker starts, the encoding built (before a
-    fork, so workers share it), the engine chosen, and the counts to fill in."""
+    fork, so workers share it), the engine chosen (``input_bytes``: how much there is to
+    encode, when known), and the counts to fill in."""
     get_encoding(encoding)  # built here, before any worker is forked: they share it
     encode_kwargs(special)  # an unknown policy fails now, not in a worker
     if eot not in EOT_MODES:
         raise UsageError(f"unknown --eot {eot!r}; use one of {', '.join(EOT_MODES)}")
-    chosen = choose_backend(backend, encoding, special)
+    chosen = choose_backend(backend, encoding, special, input_bytes)
     stats = _counts(encoding, special, eot)
     stats.backend, stats.backend_note = chosen.name, chosen.note
     if stats.tokenizer and chosen.name == "tiktoken":  # the reference: the file's own library
         stats.backend = REFERENCE[stats.tokenizer[c.TOKENIZER_KIND]]
     return stats, chosen
+
+
+def _input_bytes(sources: list[Source]) -> int | None:
+    """How many bytes the sources hold on disk (a shard: its range), None when a pipe's is
+    not known."""
+    total = 0
+    for source in sources:
+        if source.path == "-" and not source.size:
+            return None
+        total += source.byte_range[1] - source.byte_range[0] if source.byte_range else source.size
+    return total
 
 
 def _counts(encoding: str, special: SpecialPolicy, eot: EotPlacement) -> TokenizeStats:

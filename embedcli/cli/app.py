@@ -450,6 +450,6 @@ def main() -> None:
     except CLICK_ERROR as exc:
         raise SystemExit(usage_error(exc)) from None
     except CLICK_ABORT:  # Ctrl-C before a command started
-        err_console.print("Interrupted.", highlight=False)
+        err_console().print("Interrupted.", highlight=False)
         raise SystemExit(130) from None
     raise SystemExit(code or 0)

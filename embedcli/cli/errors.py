@@ -12,13 +12,23 @@ import functools
 import os
 import re
 import sys
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from embedcli.errors import EmbedcliError
 
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@functools.cache
+def err_console() -> Console:
+    """rich's console on stderr, made at first use: a quiet run that succeeds never imports
+    rich (46 ms of a small command's start-up)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def debug_requested() -> bool:
@@ -36,9 +46,15 @@ CLICK_ABORT: type[BaseException] = getattr(
     sys.modules[CLICK_ERROR.__module__], "Abort", KeyboardInterrupt
 )
 
-# Typer's parameter messages carry pydantic's wording; these say the same in embedcli's.
+# Typer's parameter messages carry pydantic's wording (typer 0.29+) or click's (earlier);
+# these say the same in embedcli's.
 _REWORDED = [
     (re.compile(r"Value error, "), ""),
+    (re.compile(r"'([^']*)' is not a valid (?:int range|integer)"), r"'\1' expects a whole number"),
+    (re.compile(r"'([^']*)' is not a valid float(?: range)?"), r"'\1' expects a number"),
+    (re.compile(r"(\S+) is not in the range x>=(\S+)"), r"\1 must be at least \2"),
+    (re.compile(r"(\S+) is not in the range x<=(\S+)"), r"\1 must be at most \2"),
+    (re.compile(r"(\S+) is not in the range (\S+)<=x<=(\S+)"), r"\1 must be from \2 to \3"),
     (re.compile(r"Input should be a valid integer[^.]*"), "expects a whole number"),
     (re.compile(r"Input should be greater than or equal to (\S+)"), r"must be at least \1"),
     (re.compile(r"Input should be less than or equal to (\S+)"), r"must be at most \1"),
@@ -57,7 +73,7 @@ def usage_error(exc) -> int:
     ctx = getattr(exc, "ctx", None)
     if ctx is not None and getattr(exc, "exit_code", 1) == 2:
         message += f" (see '{ctx.command_path} --help')"
-    err_console.print(f"[bold red]Error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+    err_console().print(f"[bold red]Error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
     return getattr(exc, "exit_code", 2)
 
 
@@ -70,7 +86,7 @@ def on_sigterm(signum, frame):
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]Error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+    err_console().print(f"[bold red]Error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -104,13 +120,13 @@ def handle_errors(fn):
                 raise
             raise _fail(str(exc), exc.exit_code) from None
         except Terminated:
-            err_console.print("Terminated.", highlight=False)
+            err_console().print("Terminated.", highlight=False)
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
             from embedcli.storage.atomic import COMMITTED
 
             done = f" after writing {', '.join(COMMITTED)} (complete)" if COMMITTED else ""
-            err_console.print(f"Interrupted{done}.", highlight=False, soft_wrap=True)
+            err_console().print(f"Interrupted{done}.", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except BrokenPipeError:
             _quiet_stdout()
@@ -143,4 +159,4 @@ def warn_unused(ctx: typer.Context, quiet: bool, rules: list[tuple[str, bool, st
         source = ctx.get_parameter_source(name)
         given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
         if given and no_effect and not quiet:
-            err_console.print(f"[yellow]Warning:[/] {message}", highlight=False)
+            err_console().print(f"[yellow]Warning:[/] {message}", highlight=False)

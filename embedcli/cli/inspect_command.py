@@ -4,7 +4,6 @@ output's index), compare two (``--diff``), plot their data (``--plot``)."""
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
 from embedcli.cli.errors import err_console, warn_unused
 from embedcli.cli.inspect_options import (
@@ -56,6 +55,8 @@ def inspect(
 
       embedcli inspect llama.tokens.safetensors -n 1 --tokenizer ~/models/Llama-3.1-8B
     """
+    from rich.console import Console
+
     from embedcli.cli.render import render_diff, render_report
     from embedcli.inspection.files import inspect_file
     from embedcli.inspection.report import dumps
@@ -98,7 +99,9 @@ def inspect(
         from embedcli.inspection.plot import write_plot
 
         drawn = write_plot(reports, plot)
-        err_console.print(f"{plot}: {drawn} histogram{'s' if drawn != 1 else ''}", highlight=False)
+        err_console().print(
+            f"{plot}: {drawn} histogram{'s' if drawn != 1 else ''}", highlight=False
+        )
     if as_json:
         typer.echo(dumps({"files": [r.to_json() for r in reports]}))
         return

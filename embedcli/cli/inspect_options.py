@@ -6,10 +6,13 @@ from typing import Annotated
 
 import typer
 
+from embedcli.cli.options import path
+
 InspectPaths = Annotated[
     list[str],
     typer.Argument(
         metavar="PATHS",
+        parser=path,
         help="safetensors files, a split output's .index.json, a shard manifest, or a "
         "trainer's token file (nanoGPT .bin, llm.c shards, a Megatron prefix, .npy).",
         show_default=False,

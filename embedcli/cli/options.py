@@ -121,6 +121,12 @@ def _no_range() -> None:
     return None
 
 
+def path(value: str) -> str:
+    """An input as given: a path, a directory, or ``-``. Typer's help names an argument's type
+    after its parser (``<path>``; without one, typer 0.28 shows ``<str>``)."""
+    return value
+
+
 TOK, WIN, EMB, OUT = "Tokenizing", "Windowing", "Embedding", "Output"
 MORE = "More tokenizing"  # rarely needed: shown by --help-all
 
@@ -128,6 +134,7 @@ TextInputs = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="INPUTS",
+        parser=path,
         help="Text: .txt, .jsonl, .parquet, .arrow (.gz/.zst too) files, directories, or - for "
         "stdin (the default).",
         show_default=False,
@@ -137,6 +144,7 @@ Inputs = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="INPUTS",
+        parser=path,
         help="Token files (any --to format), a shard manifest, or text (as tokenize reads it); "
         "- for stdin (the default).",
         show_default=False,
@@ -146,6 +154,7 @@ EmbedInputs = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="INPUTS",
+        parser=path,
         help="Windows files, token files (any --to format), a shard manifest, or text; - for "
         "stdin (the default).",
         show_default=False,

@@ -10,17 +10,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from embedcli.cli.errors import err_console
 from embedcli.progress import ProgressFactory
 from embedcli.stages.results import PlanResult, StageResult
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def progress_enabled(quiet: bool) -> bool:
     # Under torchrun every process shares the terminal: only rank 0 draws.
-    return not quiet and err_console.is_terminal and os.environ.get("RANK", "0") == "0"
+    return not quiet and err_console().is_terminal and os.environ.get("RANK", "0") == "0"
 
 
 def progress_factory(quiet: bool) -> ProgressFactory:
@@ -41,7 +43,7 @@ def inputs_or_stdin(given: list[str] | None) -> list[str]:
     rather than wait in silence."""
     inputs = given or ["-"]
     if "-" in inputs and sys.stdin.isatty():
-        err_console.print(
+        err_console().print(
             "embedcli: reading text from the terminal; end it with Ctrl-D "
             "(or give files, or pipe text in)",
             highlight=False,
@@ -54,7 +56,7 @@ def announcer(quiet: bool) -> Callable[[str], None] | None:
     """Where a stage announces a large output before writing it."""
     if quiet or os.environ.get("RANK", "0") != "0":
         return None
-    return lambda message: err_console.print(f"[bold]embedcli:[/] {message}", highlight=False)
+    return lambda message: err_console().print(f"[bold]embedcli:[/] {message}", highlight=False)
 
 
 STARTED = time.perf_counter()  # this module is imported first: the command's own clock
@@ -64,7 +66,7 @@ def show_result(result: StageResult | PlanResult, quiet: bool) -> None:
     if isinstance(result, PlanResult):  # --dry-run, asked for: shown even with --quiet
         from embedcli.cli.render import render_plan
 
-        render_plan(err_console, result)
+        render_plan(err_console(), result)
         return
     if quiet or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
@@ -74,7 +76,7 @@ def show_result(result: StageResult | PlanResult, quiet: bool) -> None:
     # is ignored and the command ends as it succeeded (exit 0).
     saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        render_stage(err_console, result, whole_seconds=time.perf_counter() - STARTED)
+        render_stage(err_console(), result, whole_seconds=time.perf_counter() - STARTED)
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
@@ -82,9 +84,15 @@ def show_result(result: StageResult | PlanResult, quiet: bool) -> None:
 
 @contextlib.contextmanager
 def progress_bar(
-    console: Console, description: str, total: int | None, *, enabled: bool, unit: str = "bytes"
+    console: Callable[[], Console],
+    description: str,
+    total: int | None,
+    *,
+    enabled: bool,
+    unit: str = "bytes",
 ) -> Iterator[Callable[[int], None]]:
-    """A progress bar on ``console`` (stderr) when ``enabled``; yields ``advance(n)``."""
+    """A progress bar on ``console()`` (stderr) when ``enabled``; yields ``advance(n)``.
+    Without a bar nothing of rich is imported (start-up of a quiet command)."""
     if not enabled:
         yield lambda n: None
         return
@@ -107,7 +115,7 @@ def progress_bar(
     columns.append(TimeRemainingColumn())
     # No refresh thread (auto_refresh=False): a process running no extra thread can fork its
     # tokenizer workers safely. The bar is redrawn from advance(), at most 10 times a second.
-    with Progress(*columns, console=console, transient=True, auto_refresh=False) as progress:
+    with Progress(*columns, console=console(), transient=True, auto_refresh=False) as progress:
         task = progress.add_task(description, total=total or None)
         last = [0.0]
 

@@ -1,0 +1,98 @@
+"""What embedcli keeps between runs because it is slow to rebuild, never because it is needed.
+
+Everything here can be thrown away: a missing, truncated or altered entry is rebuilt from its
+verified source. Entries live in :func:`cache_dir`.
+
+Parsed rank tables: tiktoken's ``load_tiktoken_bpe`` decodes one base64 line per token on every
+start (50,256 lines for GPT-2, 0.15-0.25 s, the largest part of a small command's run). The first
+load of a table still goes through that loader and its sha256 check; the parsed table is then
+written here as one blob (the token bytes back to back, their lengths and ranks as native
+uint32), headed by the sha256 of that blob, and later starts read it back in a few milliseconds
+after checking that hash. tiktoken has no serialised form of a parsed table, hence this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import os
+import sys
+import tempfile
+from array import array
+from collections.abc import Callable
+
+# The layout: magic (with the byte order of the uint32 arrays), sha256 of the payload, payload.
+# Payload: token count (uint32), lengths (uint32 each), ranks (uint32 each), token bytes.
+_MAGIC = f"embedcli-ranks-1-{sys.byteorder}\n".encode()
+
+
+def cache_dir() -> str:
+    """Where embedcli keeps what it can rebuild: ``$EMBEDCLI_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/embedcli`` (``~/.cache/embedcli``)."""
+    explicit = os.environ.get("EMBEDCLI_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "embedcli")
+
+
+def cached_ranks(digest: str, load: Callable[[], dict[bytes, int]]) -> dict[bytes, int]:
+    """The rank table whose source file has sha256 ``digest``: from the cache when an intact
+    entry is there, else ``load()`` (which must check ``digest`` itself), then kept."""
+    path = os.path.join(cache_dir(), f"ranks-{digest}.bin")
+    ranks = _read(path)
+    if ranks is None:
+        ranks = load()
+        _write(path, ranks)
+    return ranks
+
+
+def _read(path: str) -> dict[bytes, int] | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    head = len(_MAGIC) + 32
+    payload = memoryview(data)[head:]
+    if (
+        data[: len(_MAGIC)] != _MAGIC
+        or hashlib.sha256(payload).digest() != data[len(_MAGIC) : head]
+    ):
+        return None
+    count = int.from_bytes(payload[:4], sys.byteorder)
+    lengths, ranks = array("I"), array("I")
+    lengths.frombytes(payload[4 : 4 + 4 * count])
+    ranks.frombytes(payload[4 + 4 * count : 4 + 8 * count])
+    blob = bytes(payload[4 + 8 * count :])
+    offsets = list(itertools.accumulate(lengths, initial=0))
+    tokens = [blob[a:b] for a, b in itertools.pairwise(offsets)]
+    return dict(zip(tokens, ranks, strict=True))
+
+
+def _write(path: str, ranks: dict[bytes, int]) -> None:
+    """Keep ``ranks`` at ``path`` (atomically); a read-only or full cache only costs speed."""
+    if not ranks or max(ranks.values()) >= 1 << 32:
+        return
+    tokens = list(ranks)
+    payload = b"".join(
+        [
+            len(tokens).to_bytes(4, sys.byteorder),
+            array("I", map(len, tokens)).tobytes(),
+            array("I", ranks.values()).tobytes(),
+            *tokens,
+        ]
+    )
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, scratch = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".ranks-", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+        os.replace(scratch, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
