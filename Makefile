@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH)" \
 		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,fast,hf]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,fast,hf,s3]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -42,7 +42,7 @@ demo: $(STAMP)
 # The default run skips nothing; tests marked slow are still fast enough for a 2-core CI box.
 # One worker process per core (pytest-xdist): about 3 minutes on 2 cores.
 test: $(STAMP) models
-	EMBEDCLI_MODELS=$(MODELS) $(BIN)/python -m pytest -q -n auto
+	EMBEDCLI_MODELS=$(MODELS) $(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # Real tokenizer files (Llama 3, Mistral v3) out of their packages' wheels, from the registry
 # only; without it the tests that need them skip.

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # everything (a few minutes on 2 cores)
     python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet, loader,
-                                        # backend, tokenizers, floor, startup
+                                        # backend, tokenizers, floor, startup, s3
 
 Every measured job runs in a fresh process (started from this small parent, which never imports
 torch), so wall times include interpreter start and imports for both sides, and peak memory is
@@ -458,6 +458,12 @@ def bench_startup(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_s3(tmp: Path) -> None:
+    from s3bench import bench_s3 as run_section  # benchmarks/s3bench.py
+
+    run_section(tmp)
+
+
 def main(argv: list[str]) -> None:
     sections = {
         "tokenize": bench_tokenize,
@@ -470,6 +476,7 @@ def main(argv: list[str]) -> None:
         "tokenizers": bench_tokenizers,
         "floor": bench_floor,
         "startup": bench_startup,
+        "s3": bench_s3,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]

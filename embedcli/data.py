@@ -107,8 +107,18 @@ def open_tokens(path: str | list[str], *, encoding: str | None = None) -> TokenS
     from embedcli.inputs.token_files import ResolvedTokenFiles
     from embedcli.options import TokenizeOptions
     from embedcli.progress import no_progress
+    from embedcli.storage.remote import is_url, public_url
 
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    for p in paths:
+        if is_url(
+            os.fspath(p)
+        ):  # a training loop reads at random: an object store per window is slow
+            url = public_url(os.fspath(p))
+            raise UsageError(
+                f"{url}: the loader memory-maps local files; copy it (and its shards) to local "
+                f"disk first, e.g. aws s3 cp --recursive {url.rsplit('/', 1)[0]}/ data/"
+            )
     request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
     with open_input([os.fspath(p) for p in paths], request) as found:
         if found.reader == "text":

@@ -25,6 +25,7 @@ from embedcli.bpe.pieces import TokenizeStats, counted, literal_count, pieces
 from embedcli.documents import Source
 from embedcli.documents.jsonl import json_loads
 from embedcli.options import EotPlacement, SpecialPolicy
+from embedcli.storage.remote import is_url
 
 CHUNK_BYTES = 4 << 20  # of jsonl per worker task
 COUNTS = ("documents", "chars", "text_bytes", "special_found", "replaced", "input_bytes")
@@ -54,6 +55,7 @@ def splittable(source: Source, workers: int, chunk_bytes: int = CHUNK_BYTES) -> 
         and source.format == "jsonl"
         and source.compression is None
         and source.path != "-"
+        and not is_url(source.path)  # workers are forks: fsspec's event loop does not survive one
         and source.byte_range is None
         and source.size >= 2 * chunk_bytes
     )

@@ -83,6 +83,7 @@ from embedcli.cli.options import (
     parse_size,
 )
 from embedcli.cli.session import announcer, inputs_or_stdin, progress_factory, show_result
+from embedcli.cli.storage_options import STORAGE, StorageOptions
 from embedcli.cli.tokenizer_options import TokenizerChoices, TokenizerOpt, tokenize_options
 from embedcli.storage.atomic import COMMITTED
 from embedcli.version import __version__
@@ -150,6 +151,7 @@ def tokenize(
     val_fraction: ValFraction = None,
     seed: SplitSeed = o.DEFAULT_SEED,
     no_clobber: NoClobber = False,
+    storage_options: StorageOptions = None,
     quiet: Quiet = False,
     dry_run: DryRun = False,
     verbose: Verbose = False,
@@ -248,6 +250,7 @@ def batch(
     include: Include = None,
     split_on_eot: SplitOnEot = False,
     no_clobber: NoClobber = False,
+    storage_options: StorageOptions = None,
     max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -346,6 +349,7 @@ def embed(
     include: Include = None,
     split_on_eot: SplitOnEot = False,
     no_clobber: NoClobber = False,
+    storage_options: StorageOptions = None,
     max_shard_size: MaxShardSize = None,
     quiet: Quiet = False,
     dry_run: DryRun = False,
@@ -433,7 +437,13 @@ def _warn_embed(ctx: typer.Context, quiet: bool, *, no_weights: bool, no_pos: bo
 
 
 # batch and embed tokenize only when given text: that panel waits for --help-all.
-ADVANCED_PANELS.update({"tokenize": (MORE,), "batch": (TOK, MORE), "embed": (MORE_EMB, TOK, MORE)})
+ADVANCED_PANELS.update(
+    {
+        "tokenize": (MORE, STORAGE),
+        "batch": (TOK, MORE, STORAGE),
+        "embed": (MORE_EMB, TOK, MORE, STORAGE),
+    }
+)
 
 
 # Registered here, not by its module, so that importing a module never changes the app.

@@ -3,7 +3,13 @@ output's index), compare two (``--diff``), plot their data (``--plot``)."""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from embedcli.cli.errors import err_console, warn_unused
 from embedcli.cli.inspect_options import (
@@ -20,6 +26,7 @@ from embedcli.cli.inspect_options import (
     TopOpt,
 )
 from embedcli.cli.options import Verbose
+from embedcli.cli.storage_options import StorageOptions
 
 
 def inspect(
@@ -35,6 +42,7 @@ def inspect(
     plot: PlotOpt = None,
     diff: DiffOpt = False,
     ignore_metadata: IgnoreMetadataOpt = False,
+    storage_options: StorageOptions = None,
     verbose: Verbose = False,
 ) -> None:
     """Show any safetensors file: tensors, dtypes, shapes, sizes, statistics, metadata.
@@ -57,7 +65,7 @@ def inspect(
     """
     from rich.console import Console
 
-    from embedcli.cli.render import render_diff, render_report
+    from embedcli.cli.render import render_report
     from embedcli.inspection.files import inspect_file
     from embedcli.inspection.report import dumps
 
@@ -68,18 +76,10 @@ def inspect(
     warn_unused(ctx, False, rules)
     console = Console(highlight=False)
     if diff:
-        from embedcli.inspection.diff import check_diff_request, diff_files
-
-        a, b = check_diff_request(paths, stats=stats, preview=preview)
-        difference = diff_files(a, b, tensor=tensor, ignore_metadata=ignore_metadata)
-        if as_json:
-            typer.echo(dumps({"diff": difference.to_json()}))
-        else:
-            render_diff(console, difference)
-        if not difference.identical:
-            raise typer.Exit(1)  # like diff and cmp: 0 same, 1 different, 2 trouble
+        _diff(console, paths, stats, preview, tensor, ignore_metadata, as_json)
         return
     from embedcli.storage.pipes import spool
+    from embedcli.storage.remote import is_url, public_url, relabeled
 
     decode_with = None
     if tokenizer is not None:
@@ -93,7 +93,9 @@ def inspect(
                 local, stats=stats, preview=preview, tensor=tensor, top=top,
                 neighbors=neighbors, tokenizer=decode_with,
             )  # fmt: skip
-        report.path = "<stdin>" if path == "-" else path
+        if is_url(path):  # its parts were fetched beside it: name them by their URLs
+            report = relabeled(report, os.path.dirname(local), public_url(path).rsplit("/", 1)[0])
+        report.path = "<stdin>" if path == "-" else public_url(path)
         reports.append(report)
     if plot is not None:
         from embedcli.inspection.plot import write_plot
@@ -109,3 +111,31 @@ def inspect(
         if i:
             console.print()
         render_report(console, report)
+
+
+def _diff(
+    console: Console,
+    paths: list[str],
+    stats: bool,
+    preview: int,
+    tensor: str | None,
+    ignore_metadata: bool,
+    as_json: bool,
+) -> None:
+    """``inspect --diff``: exit status 0 same, 1 different (as diff and cmp), 2 trouble."""
+    from embedcli.cli.render import render_diff
+    from embedcli.inspection.diff import check_diff_request, diff_files
+    from embedcli.inspection.report import dumps
+    from embedcli.storage.pipes import spool
+    from embedcli.storage.remote import public_url
+
+    a, b = check_diff_request(paths, stats=stats, preview=preview)
+    with spool(a) as local_a, spool(b) as local_b:  # URLs fetched; pipes read once
+        difference = diff_files(local_a, local_b, tensor=tensor, ignore_metadata=ignore_metadata)
+    difference.a, difference.b = public_url(a), public_url(b)
+    if as_json:
+        typer.echo(dumps({"diff": difference.to_json()}))
+    else:
+        render_diff(console, difference)
+    if not difference.identical:
+        raise typer.Exit(1)

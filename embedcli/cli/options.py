@@ -79,8 +79,10 @@ class Command(TyperCommand):
             for param in hidden:
                 param.hidden = False
         if advanced:
-            panels = ", ".join(advanced)
-            formatter.write(f" More options ({panels}): --help-all\n")
+            import textwrap
+
+            line = f"More options ({', '.join(advanced)}): --help-all"
+            formatter.write("".join(f" {part}\n" for part in textwrap.wrap(line, 79)))
 
 
 class Group(TyperGroup):
@@ -204,6 +206,7 @@ NoClobber = Annotated[
     bool,
     typer.Option("--no-clobber", rich_help_panel=OUT, help="Refuse to replace an existing output."),
 ]
+
 Quiet = Annotated[
     bool,
     typer.Option("--quiet", "-q", rich_help_panel=OUT, help="No summary or progress on stderr."),

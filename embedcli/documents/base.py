@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, TypeVar, cast
 
 from embedcli.errors import InputError
+from embedcli.storage.remote import is_url, open_object
 
 COMPRESSED_SUFFIXES = (".gz", ".zst")
 BLOCK_BYTES = 1 << 20
@@ -80,7 +81,9 @@ def open_binary(source: Source) -> tuple[BinaryIO, BinaryIO]:
             terminal = cast(BinaryIO, _TerminalReader(sys.stdin.buffer))
             return terminal, terminal
         return sys.stdin.buffer, sys.stdin.buffer
-    raw = open(source.path, "rb")  # noqa: SIM115 (the caller closes it)
+    # An object is streamed (ranged reads as it is consumed); the caller closes either.
+    opener = open_object if is_url(source.path) else lambda path: open(path, "rb")  # noqa: SIM115
+    raw = cast(BinaryIO, opener(source.path))
     if source.compression == "gz":
         import gzip
 

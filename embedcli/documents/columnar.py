@@ -16,6 +16,7 @@ from typing import Any
 
 from embedcli.documents.base import Block, DocumentFormat, Source
 from embedcli.errors import InputError
+from embedcli.storage.remote import is_url, open_object
 
 BATCH_ROWS = 1024  # rows per record batch read
 
@@ -78,6 +79,8 @@ def _parquet_file(source: Source) -> Any:  # pyarrow.parquet.ParquetFile
 
     _check_file(source)
     try:
+        if is_url(source.path):  # ranged reads: the footer, then only the text column's chunks
+            return pq.ParquetFile(open_object(source.path))
         return pq.ParquetFile(source.path)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from None
@@ -140,9 +143,9 @@ def _arrow_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[B
     pa = _pyarrow(source)
     _check_file(source)
     try:
-        with open(source.path, "rb") as f:
-            magic = f.read(6)
-        with pa.memory_map(source.path) as stream:
+        with _arrow_stream(pa, source.path) as stream:
+            magic = stream.read(6)
+            stream.seek(0)
             if magic == b"ARROW1":  # the IPC file format; datasets writes the stream format
                 reader = pa.ipc.open_file(stream)
                 batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -154,6 +157,11 @@ def _arrow_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[B
             yield from _rows(source, selected, 0, text_key, source.size)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{source.name}: not a readable Arrow IPC file ({exc})") from None
+
+
+def _arrow_stream(pa: Any, path: str) -> Any:
+    """A local file memory-mapped; an object streamed (the IPC stream is read front to back)."""
+    return pa.PythonFile(open_object(path), mode="r") if is_url(path) else pa.memory_map(path)
 
 
 PARQUET = DocumentFormat("parquet", (".parquet",), _parquet_blocks, _parquet_shard)

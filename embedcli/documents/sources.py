@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 
 from embedcli.documents.base import BLOCK_BYTES, Block, DocumentFormat, Source, split_suffix
 from embedcli.documents.columnar import ARROW, PARQUET
@@ -16,6 +17,7 @@ from embedcli.documents.jsonl import JSONL
 from embedcli.documents.text import TEXT
 from embedcli.errors import InputError, UsageError
 from embedcli.storage.pipes import is_stream
+from embedcli.storage.remote import is_url, list_objects, public_url
 
 DOCUMENT_FORMATS: dict[str, DocumentFormat] = {f.name: f for f in (TEXT, JSONL, PARQUET, ARROW)}
 FORMATS = ("auto", *DOCUMENT_FORMATS)  # --format's choices
@@ -26,11 +28,11 @@ def text_suffixes() -> tuple[str, ...]:
     return tuple(s for fmt in DOCUMENT_FORMATS.values() for s in fmt.suffixes)
 
 
-def _make_source(path: str, fmt: str) -> Source:
+def _make_source(path: str, fmt: str, size: int | None = None) -> Source:
     base, compression = split_suffix(path)
     if fmt == "auto":
         fmt = next((f.name for f in DOCUMENT_FORMATS.values() if base.endswith(f.suffixes)), "text")
-    return Source(path, fmt, compression, os.path.getsize(path))
+    return Source(path, fmt, compression, os.path.getsize(path) if size is None else size)
 
 
 def resolve_sources(
@@ -58,7 +60,9 @@ def resolve_sources(
         raise UsageError("standard input ('-') can be read only once")
     sources: list[Source] = []
     for path in paths:
-        if path == "-":
+        if is_url(path):
+            sources.extend(_url_sources(path, fmt, include, skipped))
+        elif path == "-":
             sources.append(Source("-", "text" if fmt == "auto" else fmt))
         elif os.path.isdir(path):
             found, left = _walk_files(path, include)
@@ -78,6 +82,30 @@ def resolve_sources(
         else:
             check_flag_words([path])
             raise InputError(f"{path}: no such file or directory")
+    return sources
+
+
+def _url_sources(
+    url: str, fmt: str, include: tuple[str, ...], skipped: list[str] | None
+) -> list[Source]:
+    """An object, a prefix read as a directory (``s3://bucket/dir/``), or a glob."""
+    from fnmatch import fnmatch
+
+    def wanted(inner: str, name: str) -> bool:
+        if include:
+            return any(fnmatch(inner, g) or fnmatch(name, g) for g in include)
+        return split_suffix(name)[0].endswith(text_suffixes())
+
+    found, left = list_objects(url, wanted)
+    if skipped is not None:
+        skipped.extend(left)
+    if not found:
+        raise InputError(f"{public_url(url)}: no objects to read here (--include GLOB chooses)")
+    sources = []
+    for path, size in found:
+        source = _make_source(path, fmt, size)
+        shown = public_url(path)
+        sources.append(replace(source, label=shown) if shown != path else source)
     return sources
 
 

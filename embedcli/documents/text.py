@@ -17,6 +17,7 @@ from embedcli.documents.base import (
     streamed,
 )
 from embedcli.errors import InputError
+from embedcli.storage.remote import is_url
 
 
 def _text_blocks(
@@ -52,7 +53,7 @@ def _utf8_message(source: Source, exc: UnicodeDecodeError, consumed: int, data: 
     held = len(exc.object) - len(data)
     offset = consumed - held + exc.start
     where = f"byte {offset}"
-    if source.path != "-" and source.compression is None:
+    if source.path != "-" and source.compression is None and not is_url(source.path):
         where += f" (line {_line_of(source.path, offset)})"
     return f"{source.name}: invalid UTF-8 at {where}: {exc.reason}"
 

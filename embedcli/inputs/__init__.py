@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from embedcli.documents.base import split_suffix
+from embedcli.documents.sources import text_suffixes
 from embedcli.formats import TRAINER_FORMATS
 from embedcli.inputs.base import Reader, Request, Resolved, TokenSource, WindowSource
 from embedcli.inputs.safetensors_file import SafetensorsReader
@@ -29,6 +31,7 @@ from embedcli.inputs.token_files import ManifestReader, TokenFilesReader
 from embedcli.inputs.trainer_files import TokenFormatReader
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.storage.pipes import spool
+from embedcli.storage.remote import fetched, is_url, public_url
 
 __all__ = [
     "READERS",
@@ -90,13 +93,33 @@ def load_input(
 def spooled(inputs: list[str]) -> Iterator[tuple[list[str], list[str]]]:
     """``(paths, shown)``: a single stdin or pipe input copied to a temporary file (readers
     sniff and reread it; safetensors' reader needs a seekable file), named ``<stdin>`` or by
-    its path in messages. Other inputs are passed through."""
+    its path in messages. A URL of a file that is memory-mapped (token files, safetensors,
+    manifests with their shards) is fetched to a temporary directory first; text URLs are
+    streamed by the text reader. Other inputs are passed through."""
+    if any(is_url(p) for p in inputs):
+        with contextlib.ExitStack() as stack:
+            paths = [
+                stack.enter_context(fetched(p)) if is_url(p) and not streamed_url(p) else p
+                for p in inputs
+            ]
+            yield paths, [public_url(p) for p in inputs]
+        return
     single = inputs[0] if len(inputs) == 1 else None
     if single is None:
         yield inputs, [_shown(p) for p in inputs]
         return
     with spool(single) as path:
         yield [path], [_shown(single)]
+
+
+def streamed_url(url: str) -> bool:
+    """Whether the text reader streams ``url``: a document file, a prefix or a glob."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    return (
+        url.endswith("/")
+        or any(c in name for c in "*?[")
+        or split_suffix(name)[0].endswith(text_suffixes())
+    )
 
 
 def _shown(path: str) -> str:

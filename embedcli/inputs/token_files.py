@@ -23,6 +23,7 @@ from embedcli.formats.safetensors import read_ids, token_header
 from embedcli.inputs.base import Request
 from embedcli.progress import ProgressFactory
 from embedcli.storage.manifest import is_manifest, order_shards, read_manifest
+from embedcli.storage.remote import origin
 from embedcli.storage.store import is_safetensors
 
 
@@ -141,7 +142,7 @@ class ResolvedTokenFiles:
                 c.TOKENS: str(int(tokens)),
                 c.SOURCES: c.to_str([s for m in metas for s in c.get_list(m, c.SOURCES)]),
                 c.SPECIAL_FOUND: str(sum(c.get_int(m, c.SPECIAL_FOUND) or 0 for m in metas)),
-                c.SHARDS: c.to_str([p.path for p in self.parts]),
+                c.SHARDS: c.to_str([origin(p.path) for p in self.parts]),
             }
         )
         return meta

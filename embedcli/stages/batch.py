@@ -29,6 +29,7 @@ from embedcli.stages.common import (
     first_window,
     make_plan,
     plan_result,
+    remote_output,
     split_note,
     windows_file,
 )
@@ -92,6 +93,7 @@ def _planned(
         yield _Job(found, src, plan, facts, specs, meta, files, notes)
 
 
+@remote_output
 def plan_batch(
     inputs: list[str],
     output: str,
@@ -114,6 +116,7 @@ def plan_batch(
         )
 
 
+@remote_output
 def run_batch(
     inputs: list[str],
     output: str,

@@ -3,8 +3,10 @@ plan, the announcement of a large output, and the first window shown in a summar
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from embedcli import contract as c
 from embedcli.errors import UsageError
@@ -13,7 +15,10 @@ from embedcli.options import (
     DEFAULT_BATCH_SIZE,
     WindowOptions,
 )
+from embedcli.progress import no_progress
 from embedcli.stages.results import FirstWindow, PlanResult
+from embedcli.storage.atomic import COMMITTED
+from embedcli.storage.remote import is_url, public_url, staged
 from embedcli.storage.store import TensorSpec
 from embedcli.units import human_bytes
 from embedcli.windows import (
@@ -26,6 +31,9 @@ from embedcli.windows import (
 )
 
 CHUNK_BYTES = 32 << 20  # default bytes of windows gathered (batch) or embedded (embed) at once
+
+
+R = TypeVar("R")
 
 
 def make_plan(source: TokenSource, opts: WindowOptions) -> WindowPlan:
@@ -108,3 +116,28 @@ def first_window(source: TokenSource, plan: WindowPlan) -> FirstWindow:
     ids = [int(i) for i in gather(source.ids, plan.starts[:1], plan.max_length)[0]]
     decode = decoder_for(source.metadata, None)
     return FirstWindow(ids, decode(ids) if decode is not None else "")
+
+
+def remote_output(stage: Callable[..., R]) -> Callable[..., R]:
+    """A stage's ``output`` may be a URL (``s3://bucket/out/train.bin``): the stage writes into
+    a local staging directory, every file it commits there is uploaded when it returns
+    (manifests and indexes last; see :func:`embedcli.storage.remote.staged`), and the result
+    names the URLs. Under torchrun the ranks write one shared file: a URL is refused there."""
+
+    @functools.wraps(stage)
+    def wrapper(inputs: list[str], output: str, *args: Any, **kwargs: Any) -> R:
+        if not is_url(output):
+            return stage(inputs, output, *args, **kwargs)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError(
+                f"{public_url(output)}: under torchrun the ranks write one local file; "
+                "write it locally and upload it once"
+            )
+        no_clobber, progress = kwargs.get("no_clobber", False), kwargs.get("progress")
+        with staged(
+            output, COMMITTED, no_clobber=no_clobber, progress=progress or no_progress
+        ) as where:
+            result = stage(inputs, where.local, *args, **kwargs)
+        return where.shown(result)
+
+    return wrapper

@@ -19,7 +19,14 @@ from embedcli.errors import UsageError
 from embedcli.inputs import Request, Resolved, TokenSource, WindowSource, open_input
 from embedcli.options import EmbedOptions, TokenizeOptions, WindowOptions
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.common import CHUNK_BYTES, announce, make_plan, plan_result, split_note
+from embedcli.stages.common import (
+    CHUNK_BYTES,
+    announce,
+    make_plan,
+    plan_result,
+    remote_output,
+    split_note,
+)
 from embedcli.stages.results import EmbedResult, PlanResult, Written
 from embedcli.storage.outputs import check_disk, check_output, oversized, planned_files, stale_temps
 from embedcli.storage.store import header_if_file
@@ -119,6 +126,7 @@ def _checkpoint_defaults(opts: EmbedOptions) -> tuple[EmbedOptions, list[str]]:
     return opts, notes
 
 
+@remote_output
 def plan_embed(
     inputs: list[str],
     output: str,
@@ -141,6 +149,7 @@ def plan_embed(
         )
 
 
+@remote_output
 def run_embed(
     inputs: list[str],
     output: str,

@@ -24,6 +24,7 @@ from embedcli.errors import OutputError, UsageError
 from embedcli.formats import TokenFormat, format_for
 from embedcli.options import DEFAULT_SEED, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
+from embedcli.stages.common import remote_output
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
 from embedcli.storage.manifest import manifest_path, shard_manifest
 from embedcli.storage.outputs import check_output, stale_temps, write_json
@@ -103,6 +104,7 @@ def _resolve(
     return _Job(fmt, opts, sources, read, skipped, output, whole, manifest, stale_temps(output))
 
 
+@remote_output
 def plan_tokenize(
     inputs: list[str],
     output: str,
@@ -134,6 +136,7 @@ def plan_tokenize(
     )
 
 
+@remote_output
 def run_tokenize(
     inputs: list[str],
     output: str,

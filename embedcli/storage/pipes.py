@@ -17,7 +17,14 @@ from embedcli.errors import InputError
 @contextlib.contextmanager
 def spool(path: str) -> Iterator[str]:
     """A seekable file for ``path``: stdin (``-``), a pipe or ``/dev/stdin`` is copied to a
-    temporary file first; anything else is itself (a missing path: its reader says so)."""
+    temporary file first; a URL is fetched (with the files it refers to); anything else is
+    itself (a missing path: its reader says so)."""
+    from embedcli.storage.remote import fetched, is_url
+
+    if is_url(path):
+        with fetched(path) as local:
+            yield local
+        return
     if path != "-" and not is_stream(path):
         yield path
         return
