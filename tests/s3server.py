@@ -142,3 +142,15 @@ def client(env: dict[str, str]):
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_DEFAULT_REGION"],
     )
+
+
+if __name__ == "__main__":  # for benchmarks: serve until stdin closes, the env as a JSON line
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="embedcli-s3-") as tmp:
+        try:
+            with seaweedfs(Path(tmp)) as server:
+                print(json.dumps(server.env), flush=True)
+                sys.stdin.read()
+        except Unavailable as exc:
+            print(json.dumps({"unavailable": str(exc)}), flush=True)
