@@ -9,7 +9,7 @@ Exactly the reference data loader, vectorised::
 
 A plan (:func:`plan_windows`) is just the array of window starts, in output order; the windows
 themselves are rows gathered from a strided view of the ids, chunk by chunk, so memory is the ids
-plus the output. No torch here: importing it costs more than the work.
+plus the output (:mod:`embedcli.window_rows`). No torch here: importing it costs more than the work.
 
 Not covered: shuffling the order the same way torch's ``RandomSampler`` does (``--shuffle`` uses
 numpy's PCG64, reproducible on every machine, but its own order).
@@ -18,7 +18,7 @@ numpy's PCG64, reproducible on every machine, but its own order).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -376,93 +376,3 @@ def gather(ids: np.ndarray, starts: np.ndarray, max_length: int, *, shift: int =
     """
     view = sliding_window_view(ids[shift:], max_length)
     return view[np.asarray(starts)]
-
-
-def gather_into(
-    out: np.ndarray,
-    ids: np.ndarray,
-    starts: np.ndarray | ArithmeticStarts,
-    i: int,
-    j: int,
-    max_length: int,
-    shift: int = 0,
-) -> np.ndarray:
-    """Windows ``i..j`` of a plan's ``starts`` (shifted by ``shift``: 1 for targets) into
-    ``out[: j - i]``, converted to ``out``'s dtype in the same pass.
-
-    An in-order plan's rows are a strided slice of the sliding view (no index array at all);
-    other plans index it.
-    """
-    if isinstance(starts, ArithmeticStarts):
-        step = starts.stride
-        rows = sliding_window_view(ids[shift:], max_length)[i * step : (j - 1) * step + 1 : step]
-    else:
-        rows = _row_items(ids[shift:], max_length)[np.asarray(starts[i:j])]
-        rows = rows.view(ids.dtype).reshape(j - i, max_length)
-    dest = out[: j - i]
-    np.copyto(dest, rows, casting="unsafe")  # ids are below the vocabulary size: no overflow
-    return dest
-
-
-def _row_items(ids: np.ndarray, max_length: int) -> np.ndarray:
-    """The windows of ``ids`` as one opaque item each (``max_length`` ids of bytes): fancy
-    indexing then copies a row with one ``memcpy``, where the ``(N, max_length)`` sliding view
-    loops over its ids one by one (1.6x slower on random rows of 4 ids)."""
-    if not ids.flags.c_contiguous:
-        ids = np.ascontiguousarray(ids)
-    item = np.dtype((np.void, max_length * ids.itemsize))
-    count = ids.size - max_length + 1
-    return np.ndarray((count,), item, buffer=ids, strides=(ids.itemsize,))
-
-
-def random_access_ids(ids: np.ndarray, step: int = 1 << 22) -> np.ndarray:
-    """The ids a shuffled plan gathers from: a ``uint16`` copy when every id fits in one
-    (GPT-2's vocabulary does), else ``ids`` as they are.
-
-    A shuffled plan reads windows at random, so every page of the ids stays in memory; two
-    bytes an id halve that memory (the copy's) and the cache footprint of the gather, and the
-    pages of a memory-mapped ``ids`` are handed back as they are copied. Ids outside
-    ``[0, 65535]`` (a file beyond its vocabulary, or a large one) keep their own dtype.
-    """
-    from embedcli.storage.store import release_pages
-
-    if ids.dtype.itemsize <= 2 or ids.size == 0:
-        return ids
-    small = np.empty(ids.size, np.uint16)
-    for a in range(0, ids.size, step):
-        part = ids[a : a + step]
-        if int(part.min()) < 0 or int(part.max()) > 0xFFFF:
-            return ids
-        small[a : a + step] = part
-        release_pages(ids, min(a + step, ids.size))
-    return small
-
-
-def write_windows(
-    f: BinaryIO,
-    ids: np.ndarray,
-    plan: WindowPlan,
-    a: int,
-    b: int,
-    dtype: np.dtype,
-    shift: int,
-    rows: int,
-) -> None:
-    """Windows ``a..b`` of ``plan`` (inputs, or targets with ``shift=1``) written to ``f`` in
-    chunks of ``rows`` windows.
-
-    Chunk k+1 is gathered while chunk k is written (:class:`~embedcli.atomic.WriteBehind`),
-    into two reused buffers, so memory stays flat; an in-order plan also hands the pages of a
-    memory-mapped ``ids`` it has passed back to the kernel (:func:`store.release_pages`).
-    """
-    from embedcli.storage.atomic import WriteBehind
-    from embedcli.storage.store import array_bytes, release_pages
-
-    t, in_order = plan.max_length, isinstance(plan.starts, ArithmeticStarts)
-    buffers = [np.empty((min(rows, b - a), t), dtype) for _ in range(2)]
-    with WriteBehind(f) as writer:
-        for k, i in enumerate(range(a, b, rows)):
-            chunk = gather_into(buffers[k % 2], ids, plan.starts, i, min(i + rows, b), t, shift)
-            writer.write(array_bytes(chunk))
-            if in_order and k:  # chunk k-1 is written: the ids before it are not needed again
-                release_pages(ids, (i - rows) * plan.stride + shift)

@@ -26,7 +26,7 @@ LAYERS = [
     {"inspection"},
     {"inputs"},
     {"formats"},
-    {"embedding", "windows"},
+    {"embedding", "windows", "window_rows"},
     {"bpe"},
     {"documents", "storage"},
     {"contract", "errors", "options", "progress", "units", "version", "vocab"},

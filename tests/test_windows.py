@@ -197,7 +197,7 @@ def test_written_windows_equal_gathered_ones(
     (``random_access_ids``), and from the ids as they are where one does not (Llama 3's)."""
     import io
 
-    from embedcli.windows import random_access_ids, write_windows
+    from embedcli.window_rows import random_access_ids, write_windows
 
     ids = np.random.default_rng(n).integers(0, high, n).astype(np.int32)
     plan = plan_windows(n, max_length=t, stride=stride, shuffle_seed=1 if shuffle else None)
@@ -208,6 +208,50 @@ def test_written_windows_equal_gathered_ones(
         write_windows(out, source, plan, 0, plan.n_windows, dtype, shift, rows)
         want = gather(ids, np.asarray(plan.starts), t, shift=shift).astype(dtype)
         assert out.getvalue() == want.tobytes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.integers(6, 300),
+    t=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    rows=st.integers(1, 40),
+    dtype=st.sampled_from([np.int64, np.int32]),
+    cross=st.booleans(),
+    cut=st.floats(0, 1),
+)
+def test_one_gather_for_both_tensors_writes_the_bytes_of_two_passes(
+    tmp_path_factory, n, t, stride, rows, dtype, cross, cut
+):
+    """A shuffled (or document-bound) plan gathers each row once for inputs and targets and
+    puts them at their two offsets of a regular file: the same bytes as the two passes, for
+    any range of windows (a shard's), after whatever the file holds already (a header)."""
+    import io
+
+    from embedcli.window_rows import random_access_ids, write_window_pairs, write_windows
+
+    ids = random_access_ids(np.random.default_rng(n).integers(0, 50257, n).astype(np.int32))
+    docs = np.unique(np.r_[0, np.random.default_rng(t).integers(0, n, 4), n])
+    try:
+        plan = plan_windows(
+            n, max_length=t, stride=stride, shuffle_seed=None if not cross else 1,
+            doc_offsets=None if cross else docs,
+        )  # fmt: skip
+    except InputError:  # no document holds a window
+        return
+    a = int(plan.n_windows * cut)
+    want = io.BytesIO()
+    want.write(b"header")
+    for shift in (0, 1):
+        write_windows(want, ids, plan, a, plan.n_windows, np.dtype(dtype), shift, rows)
+    path = tmp_path_factory.mktemp("pairs") / "out.bin"
+    with open(path, "wb") as f:
+        f.write(b"header")
+        assert write_window_pairs(f, ids, plan, a, plan.n_windows, np.dtype(dtype), rows)
+        assert f.tell() == len(want.getvalue())
+        f.write(b"!")  # what comes next goes after the targets
+    assert path.read_bytes() == want.getvalue() + b"!"
+    assert not write_window_pairs(io.BytesIO(), ids, plan, 0, plan.n_windows, np.dtype(dtype), 4)
 
 
 def test_released_pages_still_read_the_same(tmp_path):
@@ -223,7 +267,7 @@ def test_released_pages_still_read_the_same(tmp_path):
     release_pages(mapped, 2_500_000)  # dropped from this process; the file is untouched
     release_pages(ids, 10)  # not a memory map: nothing happens
     assert np.array_equal(mapped, ids)
-    from embedcli.windows import random_access_ids
+    from embedcli.window_rows import random_access_ids
 
     narrow = random_access_ids(memmap_array(header, header.tensor("ids")) % 60000, step=1 << 20)
     assert narrow.dtype == np.uint16 and np.array_equal(narrow, ids % 60000)

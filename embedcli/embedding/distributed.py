@@ -29,6 +29,7 @@ from embedcli.storage.atomic import (
     create_temp,
     discard,
     preallocate,
+    pwrite_all,
     validate_safetensors,
     write_errors,
 )
@@ -158,14 +159,6 @@ def write_shared(
     finally:
         if group.rank == 0 and not committed and temp:
             discard(temp)
-
-
-def pwrite_all(fd: int, data: Buffer, offset: int) -> None:
-    """``os.pwrite`` until every byte of ``data`` is at ``offset``."""
-    view = memoryview(data).cast("B")
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
 
 
 class PositionalWriter:

@@ -43,7 +43,8 @@ from embedcli.storage.outputs import (
 )
 from embedcli.storage.store import TensorSpec, header_if_file, release_pages
 from embedcli.vocab import out_of_vocab
-from embedcli.windows import PlanFacts, WindowPlan, random_access_ids, write_windows
+from embedcli.window_rows import random_access_ids, write_window_pairs, write_windows
+from embedcli.windows import ArithmeticStarts, PlanFacts, WindowPlan
 
 if TYPE_CHECKING:
     from embedcli.inspection.stats import Histogram
@@ -149,8 +150,12 @@ def run_batch(
 
         # A shuffled plan reads at random: from ids as small as they fit (windows.py)
         ids = src.ids if plan.shuffle_seed is None else random_access_ids(src.ids)
+        indexed = not isinstance(plan.starts, ArithmeticStarts)
 
         def write_rows(f: BinaryIO, a: int, b: int) -> None:
+            # random rows: each gathered once for both tensors where the file allows it
+            if indexed and write_window_pairs(f, ids, plan, a, b, dtype, rows):
+                return
             for shift in (0, 1):  # all inputs rows, then all targets rows
                 write_windows(f, ids, plan, a, b, dtype, shift, rows)
 

@@ -193,6 +193,14 @@ def validate_safetensors(temp: str, path: str) -> None:
         ) from None
 
 
+def pwrite_all(fd: int, data: Buffer, offset: int) -> None:
+    """``os.pwrite`` until every byte of ``data`` is at ``offset``."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
 class WriteBehind:
     """Writes to ``f`` on one writer thread, one chunk behind the caller.
 
@@ -212,6 +220,18 @@ class WriteBehind:
     def write(self, data: Buffer, ready: Any = None) -> None:
         self.wait()
         self.pending = self.pool.submit(self._write, data, ready)
+
+    def write_at(self, parts: list[tuple[Buffer, int]]) -> None:
+        """As :meth:`write`, each buffer of ``parts`` at its own offset of the file
+        (``pwrite``: the file's position does not move; ``f`` must have a ``fileno``)."""
+        self.wait()
+        fd = self.f.fileno()  # type: ignore[attr-defined]
+
+        def write() -> None:
+            for data, at in parts:
+                pwrite_all(fd, data, at)
+
+        self.pending = self.pool.submit(write)
 
     def wait(self) -> None:
         """Until every write queued so far is done (its error, if any, raised here)."""
