@@ -23,13 +23,13 @@ from typing import Any, overload
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
 from embedcli.options import DEFAULT_SEED
 from embedcli.vocab import OutOfVocab, out_of_vocab
+from embedcli.window_rows import row_items
 from embedcli.windows import DocumentWindows, count_windows, shuffle_order
 
 
@@ -43,6 +43,7 @@ class TokenStream:
 
     def __post_init__(self) -> None:
         self.bounds = np.cumsum([0, *(s.size for s in self.segments)])
+        self._views: dict[tuple[int, int], np.ndarray] = {}  # (segment, count): row_items
 
     def __len__(self) -> int:
         return int(self.bounds[-1])
@@ -66,24 +67,26 @@ class TokenStream:
         """``(len(starts), count)``: the ids from each start, in the file's own dtype, in one
         vectorised gather from the memory map where the rows lie in one segment (a row that
         crosses segments is read on its own)."""
-        if len(self.segments) == 1:  # the common case: one fancy index of a strided view
-            return self._rows(0, count)[starts]
+        if len(self.segments) == 1:  # the common case: one fancy index, one memcpy a row
+            return self._rows(0, count, starts)
         out = np.empty((starts.size, count), dtype=np.result_type(*self.segments))
         k = np.searchsorted(self.bounds, starts, side="right") - 1
         inside = starts + count <= self.bounds[np.minimum(k + 1, len(self.segments))]
         for seg in np.unique(k[inside]):
             rows = np.flatnonzero(inside & (k == seg))
-            out[rows] = self._rows(seg, count)[starts[rows] - int(self.bounds[seg])]
+            out[rows] = self._rows(seg, count, starts[rows] - int(self.bounds[seg]))
         for row in np.flatnonzero(~inside):
             out[row] = self.read(int(starts[row]), count)
         return out
 
-    def _rows(self, segment: int, count: int) -> np.ndarray:
-        """Segment ``segment`` seen as its rows of ``count`` ids (a strided view, kept)."""
-        views = self.__dict__.setdefault("_views", {})
-        if (segment, count) not in views:
-            views[segment, count] = sliding_window_view(self.segments[segment], count)
-        return views[segment, count]
+    def _rows(self, segment: int, count: int, starts: np.ndarray) -> np.ndarray:
+        """Rows of ``count`` ids of segment ``segment`` from ``starts``, gathered from its
+        windows as opaque items (:func:`~embedcli.window_rows.row_items`: the view is kept)."""
+        ids = self.segments[segment]
+        items = self._views.get((segment, count))
+        if items is None:
+            items = self._views[segment, count] = row_items(ids, count)
+        return items[starts].view(ids.dtype).reshape(starts.size, count)
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Ids ``[start, start + count)`` as int64, across segment boundaries."""
@@ -193,7 +196,11 @@ class TokenWindows(Dataset):
     def starts(self, indices: list[int] | np.ndarray) -> np.ndarray:
         """:meth:`start` of each of ``indices``, vectorised."""
         index = np.asarray(indices, dtype=np.int64)
-        if index.size and (int(index.min()) < 0 or int(index.max()) >= self._length):
+        if isinstance(indices, list):  # a sampler's batch: Python's min and max are faster
+            low, high = (min(indices), max(indices)) if indices else (0, 0)
+        else:
+            low, high = (int(index.min()), int(index.max())) if index.size else (0, 0)
+        if low < 0 or high >= self._length:
             bad = int(index[(index < 0) | (index >= self._length)][0])
             raise IndexError(f"window {bad} of {self._length}")
         if self._inside is None:

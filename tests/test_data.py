@@ -165,8 +165,10 @@ def test_a_batch_in_one_gather_equals_the_windows_one_by_one(files, kind, cross_
         for (x, y), i in zip(batch, indices, strict=True):
             want_x, want_y = ds[i]
             assert torch.equal(x, want_x) and torch.equal(y, want_y)
-    with pytest.raises(IndexError):
-        ds.__getitems__([0, len(ds)])
+    for bad in ([0, len(ds)], [-1, 0], np.array([len(ds)])):
+        with pytest.raises(IndexError):
+            ds.__getitems__(bad)
+    assert ds.__getitems__([]).inputs.shape == (0, 5)
     plain = torch.utils.data.DataLoader(ds, batch_size=8)
     ours = create_dataloader(str(files[kind]), 8, 5, 2, cross_docs=cross_docs, drop_last=False)
     for (a, b), (c, d) in zip(plain, ours, strict=True):
