@@ -252,6 +252,9 @@ def test_one_gather_for_both_tensors_writes_the_bytes_of_two_passes(
         f.write(b"!")  # what comes next goes after the targets
     assert path.read_bytes() == want.getvalue() + b"!"
     assert not write_window_pairs(io.BytesIO(), ids, plan, 0, plan.n_windows, np.dtype(dtype), 4)
+    with open(path, "ab") as appending:  # `-o - >> file`: pwrite would append, so two passes
+        assert not write_window_pairs(appending, ids, plan, 0, 1, np.dtype(dtype), 4)
+    assert path.read_bytes() == want.getvalue() + b"!"
 
 
 def test_released_pages_still_read_the_same(tmp_path):
