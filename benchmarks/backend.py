@@ -44,9 +44,10 @@ Path(sys.argv[1]).write_text(text, encoding="utf-8")
 with open(sys.argv[2], "w", encoding="utf-8") as f:
     for i, doc in enumerate(text.split("\\n\\n")):
         f.write(json.dumps({"text": doc, "id": i}) + "\\n")
-import pyarrow as pa, pyarrow.parquet as pq
 docs = text.split("\\n\\n")
-pq.write_table(pa.table({"text": docs, "id": list(range(len(docs)))}), sys.argv[4])
+if len(sys.argv) > 4:  # the same documents as Parquet, where asked (the backend section)
+    import pyarrow as pa, pyarrow.parquet as pq
+    pq.write_table(pa.table({"text": docs, "id": list(range(len(docs)))}), sys.argv[4])
 print(len(docs))
 """
 
