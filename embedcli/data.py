@@ -29,7 +29,7 @@ from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
 from embedcli.options import DEFAULT_SEED
 from embedcli.vocab import OutOfVocab, out_of_vocab
-from embedcli.window_rows import row_items
+from embedcli.window_rows import row_items, take_rows
 from embedcli.windows import DocumentWindows, count_windows, shuffle_order
 
 
@@ -86,7 +86,7 @@ class TokenStream:
         items = self._views.get((segment, count))
         if items is None:
             items = self._views[segment, count] = row_items(ids, count)
-        return items[starts].view(ids.dtype).reshape(starts.size, count)
+        return take_rows(items, starts, ids.dtype)
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Ids ``[start, start + count)`` as int64, across segment boundaries."""

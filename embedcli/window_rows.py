@@ -36,8 +36,7 @@ def gather_into(
         step = starts.stride
         rows = sliding_window_view(ids[shift:], max_length)[i * step : (j - 1) * step + 1 : step]
     else:
-        rows = row_items(ids[shift:], max_length)[np.asarray(starts[i:j])]
-        rows = rows.view(ids.dtype).reshape(j - i, max_length)
+        rows = take_rows(row_items(ids[shift:], max_length), starts[i:j], ids.dtype)
     dest = out[: j - i]
     np.copyto(dest, rows, casting="unsafe")  # ids are below the vocabulary size: no overflow
     return dest
@@ -47,13 +46,19 @@ def row_items(ids: np.ndarray, max_length: int) -> np.ndarray:
     """The windows of ``ids`` as one opaque item each (``max_length`` ids of bytes): fancy
     indexing then copies a row with one ``memcpy``, where the ``(N, max_length)`` sliding view
     loops over its ids one by one (1.6x slower on random rows of 4 ids, 1.3x on the loader's
-    batches of 32 rows of 257). ``rows.view(ids.dtype).reshape(-1, max_length)`` reads the
-    gathered items as ids."""
+    batches of 32 rows of 257). :func:`take_rows` gathers them as ids."""
     if not ids.flags.c_contiguous:
         ids = np.ascontiguousarray(ids)
     item = np.dtype((np.void, max_length * ids.itemsize))
     count = max(0, ids.size - max_length + 1)
     return np.ndarray((count,), item, buffer=ids, strides=(ids.itemsize,))
+
+
+def take_rows(items: np.ndarray, starts: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The windows of :func:`row_items` at ``starts``, as ``(len(starts), max_length)`` ids of
+    ``dtype`` (the dtype ``items`` was made from)."""
+    index = np.asarray(starts)
+    return items[index].view(dtype).reshape(index.size, items.dtype.itemsize // dtype.itemsize)
 
 
 def random_access_ids(ids: np.ndarray, step: int = 1 << 22) -> np.ndarray:
@@ -152,7 +157,7 @@ def write_window_pairs(
     with WriteBehind(f) as writer:
         for k, i in enumerate(range(a, b, rows)):
             j = min(i + rows, b)
-            both = items[np.asarray(plan.starts[i:j])].view(ids.dtype).reshape(j - i, t + 1)
+            both = take_rows(items, plan.starts[i:j], ids.dtype)
             inputs, targets = (buffer[: j - i] for buffer in buffers[k % 2])
             np.copyto(inputs, both[:, :-1], casting="unsafe")  # ids fit: as gather_into
             np.copyto(targets, both[:, 1:], casting="unsafe")
