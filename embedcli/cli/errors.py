@@ -104,6 +104,13 @@ def _quiet_stdout() -> None:
         os.dup2(devnull.fileno(), sys.stdout.fileno())
 
 
+# what each command can make smaller when it runs out of memory (its own options only)
+_MEMORY_SHRINK = {
+    "batch": "a smaller --num-batches or input",
+    "embed": "a smaller --dim, --num-batches or input",
+}
+
+
 def handle_errors(fn):
     """Turn exceptions into one line on stderr and the documented exit status."""
 
@@ -140,7 +147,8 @@ def handle_errors(fn):
             where = f"{exc.filename}: " if exc.filename else ""
             raise _fail(f"{where}{exc.strerror or exc}", 1) from None
         except MemoryError:
-            raise _fail("out of memory; try a smaller --dim, --num-batches or input", 1) from None
+            shrink = _MEMORY_SHRINK.get(fn.__name__, "a smaller input")
+            raise _fail(f"out of memory; try {shrink}", 1) from None
         except Exception as exc:
             if state["verbose"]:
                 raise

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 
 SHUFFLED_CHUNK_BYTES = 8 << 20
+# batch's own options that make its output smaller, named when the disk is too small
+BATCH_SHRINK = "--num-batches, a larger --stride, --dtype int32"
 
 
 @dataclass
@@ -159,7 +161,7 @@ def run_batch(
             for shift in (0, 1):  # all inputs rows, then all targets rows
                 write_windows(f, ids, plan, a, b, dtype, shift, rows)
 
-        check_disk(output, sum(size or 0 for _, size in job.files))
+        check_disk(output, sum(size or 0 for _, size in job.files), BATCH_SHRINK)
         announce(notify, output, job.files)
         paths = write_tensors(
             output,

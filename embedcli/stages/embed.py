@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from embedcli.embedding.distributed import Group
     from embedcli.stages.embed_plan import EmbedPlan, EmbedWrite
 
+# embed's own options that make its output smaller, named when the disk is too small
+EMBED_SHRINK = "--num-batches, --dim, --dtype float16"
+
 
 @dataclass
 class _Job:
@@ -176,7 +179,9 @@ def run_embed(
     with _planned(
         inputs, output, opts, window_opts, tokenize_opts, key, no_clobber, progress, chunk_bytes
     ) as job:
-        check_disk(output, job.plan.total_bytes)  # before the tables are allocated: refuse early
+        check_disk(
+            output, job.plan.total_bytes, EMBED_SHRINK
+        )  # before the tables are allocated: refuse early
         announce(notify, output, job.files)
         done = write_embed(
             job.plan,

@@ -89,8 +89,11 @@ def stale_temps(output: str) -> list[str]:
     return notes
 
 
-def check_disk(output: str, nbytes: int) -> None:
-    """Refuse early when the output's filesystem has less than ``nbytes`` free."""
+def check_disk(output: str, nbytes: int, shrink: str) -> None:
+    """Refuse early when the output's filesystem has less than ``nbytes`` free.
+
+    ``shrink`` names the calling stage's own options that make its output smaller.
+    """
     if output == "-" or (os.path.exists(output) and not os.path.isfile(output)):
         return
     directory = os.path.dirname(os.path.abspath(output))
@@ -99,7 +102,7 @@ def check_disk(output: str, nbytes: int) -> None:
         if nbytes > free:
             raise OutputError(
                 f"{output}: needs {human_bytes(nbytes)} but {directory} has {human_bytes(free)} free; "
-                "free space, write elsewhere, or shrink the job (--num-batches, --dim, --dtype)"
+                f"free space, write elsewhere, or shrink the job ({shrink})"
             )
 
 
