@@ -300,3 +300,36 @@ def test_a_fetched_copy_brings_its_sidecars_and_shards(tmp_path, memfs):
         fetched = sorted(p.name for p in type(tmp_path)(local).parent.iterdir())
     assert fetched == sorted(p.name for p in out.iterdir())
     shutil.rmtree(out)
+
+
+def test_an_interrupted_upload_names_the_url_never_a_staging_file(tmp_path, memfs, monkeypatch):
+    """Ctrl-C once the staging file is written (issue 36): the summary names the URL and says
+    that nothing reached it; with the first of two files up, that one is named complete."""
+
+    def interrupted(local, url, advance=lambda n: None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote, "upload", interrupted)
+    url = "memory://bkt/emb/k.safetensors"
+    proc = invoke("embed", str(SAMPLE / "the-lighthouse.txt"), "-T", "4", "-d", "4", "-o", url)
+    err = proc.stderr.decode()
+    assert proc.returncode == 130 and "embedcli-upload" not in err, err
+    assert f"Interrupted; nothing was uploaded to {url}." in err, err
+    assert memfs.find("/bkt") == []
+
+    monkeypatch.undo()
+    real_upload, calls = remote.upload, []
+
+    def second_interrupted(local, url, advance=lambda n: None):
+        calls.append(url)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_upload(local, url, advance)
+
+    monkeypatch.setattr(remote, "upload", second_interrupted)
+    out = "memory://bkt/out/c.bin"
+    proc = invoke("tokenize", str(SAMPLE), "--to", "megatron", "-o", out)
+    err = proc.stderr.decode()
+    assert proc.returncode == 130 and "embedcli-upload" not in err, err
+    assert f"Interrupted after writing {calls[0]} (complete); {out} was not uploaded whole." in err
+    assert calls == ["memory://bkt/out/c.idx", out]  # the index went up, the data did not

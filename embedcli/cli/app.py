@@ -85,7 +85,7 @@ from embedcli.cli.options import (
 from embedcli.cli.session import announcer, inputs_or_stdin, progress_factory, show_result
 from embedcli.cli.storage_options import STORAGE, StorageOptions
 from embedcli.cli.tokenizer_options import TokenizerChoices, TokenizerOpt, tokenize_options
-from embedcli.storage.atomic import COMMITTED
+from embedcli.storage.atomic import COMMITTED, UNFINISHED
 from embedcli.version import __version__
 
 app = typer.Typer(
@@ -455,6 +455,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     state["verbose"] = debug_requested()
     COMMITTED.clear()
+    UNFINISHED.clear()
     try:
         code = app(prog_name="embedcli", standalone_mode=False)
     except CLICK_ERROR as exc:

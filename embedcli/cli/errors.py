@@ -130,10 +130,11 @@ def handle_errors(fn):
             err_console().print("Terminated.", highlight=False)
             raise typer.Exit(143) from None
         except KeyboardInterrupt:
-            from embedcli.storage.atomic import COMMITTED
+            from embedcli.storage.atomic import COMMITTED, UNFINISHED
 
             done = f" after writing {', '.join(COMMITTED)} (complete)" if COMMITTED else ""
-            err_console().print(f"Interrupted{done}.", highlight=False, soft_wrap=True)
+            left = "".join(f"; {note}" for note in UNFINISHED)
+            err_console().print(f"Interrupted{done}{left}.", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except BrokenPipeError:
             _quiet_stdout()

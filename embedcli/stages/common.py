@@ -17,7 +17,7 @@ from embedcli.options import (
 )
 from embedcli.progress import no_progress
 from embedcli.stages.results import FirstWindow, PlanResult
-from embedcli.storage.atomic import COMMITTED
+from embedcli.storage.atomic import COMMITTED, UNFINISHED
 from embedcli.storage.remote import is_url, public_url, staged
 from embedcli.storage.store import TensorSpec
 from embedcli.units import human_bytes
@@ -135,7 +135,11 @@ def remote_output(stage: Callable[..., R]) -> Callable[..., R]:
             )
         no_clobber, progress = kwargs.get("no_clobber", False), kwargs.get("progress")
         with staged(
-            output, COMMITTED, no_clobber=no_clobber, progress=progress or no_progress
+            output,
+            COMMITTED,
+            no_clobber=no_clobber,
+            progress=progress or no_progress,
+            unfinished=UNFINISHED,
         ) as where:
             result = stage(inputs, where.local, *args, **kwargs)
         return where.shown(result)

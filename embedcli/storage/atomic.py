@@ -41,6 +41,9 @@ ASIDE_BYTES = 64 << 20
 # Every path this process committed, in order: a command interrupted after writing its output
 # can say that the output is complete (the CLI clears it when a command starts).
 COMMITTED: list[str] = []
+# What an interrupted command left unfinished that it must not call complete: a URL output
+# whose upload had not finished (its staging files are committed locally, never to the URL).
+UNFINISHED: list[str] = []
 
 
 def commit(temp: str, path: str) -> None:

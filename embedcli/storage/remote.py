@@ -332,13 +332,22 @@ def relabeled(value: R, directory: str, url: str) -> R:
 
 @contextlib.contextmanager
 def staged(
-    output: str, committed: list[str], *, no_clobber: bool, progress: ProgressFactory = no_progress
+    output: str,
+    committed: list[str],
+    *,
+    no_clobber: bool,
+    progress: ProgressFactory = no_progress,
+    unfinished: list[str] | None = None,
 ) -> Iterator[Staged]:
     """Where a stage writes ``output``. For a URL: a path in a fresh staging directory; once
     the stage returns, every file it committed there (``committed``: the storage layer's
     list, in commit order) is uploaded beside the URL, data files first and manifests and
     indexes last, then the directory is removed (on success or not). A local ``output`` is
-    written where it is."""
+    written where it is.
+
+    ``committed`` ends up naming what is complete: each uploaded URL, never a staging file.
+    An interrupt during the stage or the upload adds a note on the URL to ``unfinished``.
+    """
     if not is_url(output):
         yield Staged(output)
         return
@@ -347,13 +356,28 @@ def staged(
     parent = public_url(output).rstrip("/").rsplit("/", 1)[0]
     root = tempfile.mkdtemp(prefix="embedcli-upload-")
     mark = len(committed)
+    uploaded = 0
+    inside = root + os.sep
     try:
         yield Staged(os.path.join(root, path.rstrip("/").rsplit("/", 1)[-1]), root, parent)
-        written = [p for p in committed[mark:] if p.startswith(root + os.sep)]
+        written = [p for p in committed[mark:] if p.startswith(inside)]
         written.sort(key=lambda p: p.endswith(".json"))  # stable: data in commit order first
         for local in dict.fromkeys(written):
             inner = os.path.relpath(local, root).replace(os.sep, "/")
             with progress(f"uploading {inner}", os.path.getsize(local), "bytes") as advance:
                 upload(local, f"{output.rstrip('/').rsplit('/', 1)[0]}/{inner}", advance)
+            committed.append(f"{parent}/{inner}")  # complete once it is at the URL
+            uploaded += 1
+    except KeyboardInterrupt:
+        if unfinished is not None:
+            shown = public_url(output)
+            unfinished.append(
+                f"{shown} was not uploaded whole"
+                if uploaded
+                else f"nothing was uploaded to {shown}"
+            )
+        raise
     finally:
+        # the staging files vanish with their directory: never report one as written
+        committed[mark:] = [p for p in committed[mark:] if not p.startswith(inside)]
         shutil.rmtree(root, ignore_errors=True)
