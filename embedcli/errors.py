@@ -23,6 +23,10 @@ class InputError(EmbedcliError):
     """An input that is missing, unreadable, empty or malformed."""
 
 
+class NotTextError(InputError):
+    """Bytes where text was expected that are not UTF-8 (a token stream read as text, say)."""
+
+
 class FormatError(InputError):
     """A file that is not a valid safetensors file, or lacks what a stage needs."""
 

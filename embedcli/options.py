@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "TOKEN_INPUT_FORMATS",
     "BACKENDS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_DEVICE",
@@ -73,6 +74,11 @@ DEFAULT_DEVICE = "cpu"
 DEVICES = ("cpu", "cuda", "cuda:N", "mps", "auto")  # for help text; cuda:N takes any index
 
 
+# Token file formats batch's and embed's ``--format`` can name: those one stream holds (a
+# Megatron dataset is two files), so a pipe can be read as one (nanoGPT's raw ids have no magic).
+TOKEN_INPUT_FORMATS = ("nanogpt", "llmc", "npy")
+
+
 @dataclass(kw_only=True)
 class TokenizeOptions:
     """How text becomes ids (``tokenize``, and ``batch``/``embed`` given text)."""
@@ -81,7 +87,9 @@ class TokenizeOptions:
     special: SpecialPolicy | None = None  # None: the output format's own (text for trainers')
     backend: Backend = "auto"  # auto: gigatoken when installed and checked, else tiktoken
     text_key: str = DEFAULT_TEXT_KEY
-    format: str = "auto"  # a document format's name (documents.FORMATS)
+    # a document format's name (documents.FORMATS); for batch and embed also a token file
+    # format the input is read as (inputs.TOKEN_INPUT_FORMATS: nanogpt, llmc, npy)
+    format: str = "auto"
     workers: int | None = None  # encoding processes (threads where forking is unsafe)
     eot: EotPlacement | None = None  # between, after, before, none; None: the output format's own
     include: tuple[str, ...] = ()  # globs choosing the files a directory gives

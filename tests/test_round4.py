@@ -27,3 +27,66 @@ def test_a_full_disk_names_the_stages_own_options(tmp_path, monkeypatch, command
     err = proc.stderr.decode()
     assert proc.returncode != 0 and "has 100 B free" in err and not out.exists(), err
     assert all(name in err for name in names) and never not in err, err
+
+
+def _windows(path):
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def test_a_nanogpt_stream_reads_back_from_stdin(tmp_path):
+    """`tokenize -o - --to nanogpt | batch - --format nanogpt`: the windows of the .bin file.
+    Unnamed, the raw ids are refused as text with the option to give."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    stream = invoke("tokenize", str(STORY), "--to", "nanogpt", "-o", "-", "-q", check=True).stdout
+    (tmp_path / "n.bin").write_bytes(stream)
+    invoke("batch", str(tmp_path / "n.bin"), "-T", "16", "-o", str(tmp_path / "f.st"), check=True)
+    tokenize = subprocess.Popen(
+        [sys.executable, "-m", "embedcli", "tokenize", str(STORY), "--to", "nanogpt", "-o", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    piped = tmp_path / "p.st"
+    batch = subprocess.run(
+        [sys.executable, "-m", "embedcli", "batch", "-", "--format", "nanogpt", "-T", "16"]
+        + ["-o", str(piped), "-q"],
+        stdin=tokenize.stdout,
+        capture_output=True,
+    )
+    tokenize.stdout.close()
+    assert tokenize.wait() == 0 and batch.returncode == 0, batch.stderr.decode()
+    want, got = _windows(tmp_path / "f.st"), _windows(piped)
+    assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
+
+    unnamed = invoke("batch", "-", "-T", "16", "-o", str(tmp_path / "u.st"), input=stream)
+    err = unnamed.stderr.decode()
+    assert unnamed.returncode == 1 and "<stdin>: invalid UTF-8" in err, err
+    assert "--format nanogpt" in err and not (tmp_path / "u.st").exists()
+    odd = invoke("batch", "-", "--format", "nanogpt", "-o", str(tmp_path / "o.st"), input=b"abc")
+    assert "<stdin>: 3 bytes is not a whole number of uint16 ids" in odd.stderr.decode()
+
+
+@pytest.mark.parametrize(("to", "name"), [("llmc", "t_000000.bin"), ("npy", "t.npy")])
+def test_llmc_and_npy_on_stdin_are_known_by_their_magic(tmp_path, to, name):
+    import numpy as np
+
+    suffix = ".npy" if to == "npy" else ".bin"
+    invoke("tokenize", str(STORY), "--to", to, "-o", str(tmp_path / f"t{suffix}"), check=True)
+    data = (tmp_path / name).read_bytes()
+    for how, extra in (("sniffed", []), ("named", ["--format", to])):
+        out = tmp_path / f"{how}.st"
+        args = ("embed", "-", *extra, "-T", "8", "-d", "4", "-o", str(out), "-q")
+        invoke(*args, input=data, check=True)
+        invoke("embed", str(tmp_path / name), "-T", "8", "-d", "4", "-o", str(tmp_path / "f.st"))
+        want, got = _windows(tmp_path / "f.st"), _windows(out)
+        assert all(np.array_equal(want[k], got[k]) for k in want), how
+
+
+def test_tokenize_reads_documents_only():
+    proc = invoke("tokenize", "-", "--format", "nanogpt", input=b"hi")
+    assert proc.returncode == 2 and "'nanogpt' is not one of auto, text" in proc.stderr.decode()

@@ -252,6 +252,20 @@ FormatOpt = Annotated[
         help=f"Read inputs as {listed(FORMATS)}: auto goes by suffix (stdin is text).",
     ),
 ]
+# batch and embed also read a token stream as one of the trainers' formats (stdin: nanoGPT's
+# raw ids have no magic number; llm.c, npy and safetensors are sniffed)
+INPUT_FORMATS = (*FORMATS, *o.TOKEN_INPUT_FORMATS)
+InputFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        callback=choice(INPUT_FORMATS),
+        rich_help_panel=MORE,
+        help=f"Read inputs as {listed(INPUT_FORMATS)}: auto goes by suffix, stdin by magic "
+        "number (llm.c, npy, safetensors), else text.",
+    ),
+]
 Include = Annotated[
     list[str] | None,
     typer.Option(

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from embedcli.documents.base import Block, CountingReader, DocumentFormat, Source, streamed
-from embedcli.errors import InputError
+from embedcli.errors import InputError, NotTextError
 
 
 def _jsonl_blocks(
@@ -82,7 +82,7 @@ def _strict_loads(line: bytes, where: str) -> object:
     try:
         return json.loads(line)
     except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: invalid UTF-8 at column {exc.start + 1}") from None
+        raise NotTextError(f"{where}: invalid UTF-8 at column {exc.start + 1}") from None
     except json.JSONDecodeError as exc:
         # json's messages may end with "at" ("Unterminated string starting at"): one "at".
         what = exc.msg.removesuffix(" at")

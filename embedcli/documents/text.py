@@ -16,7 +16,7 @@ from embedcli.documents.base import (
     Source,
     streamed,
 )
-from embedcli.errors import InputError
+from embedcli.errors import NotTextError
 from embedcli.storage.remote import is_url
 
 
@@ -34,7 +34,7 @@ def _text_blocks(
         try:
             text = decoder.decode(data, final=final)
         except UnicodeDecodeError as exc:
-            raise InputError(_utf8_message(source, exc, consumed, data)) from None
+            raise NotTextError(_utf8_message(source, exc, consumed, data)) from None
         consumed += len(data)
         block = Block(text, source.name, line, advanced, last=False)
         line += text.count("\n")

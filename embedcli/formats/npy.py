@@ -57,6 +57,9 @@ def write(
 def load(path: str, encoding: str) -> TokenSource:
     import numpy as np
 
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise FormatError(f"{path}: not a .npy file (it does not start with NumPy's magic)")
     try:
         ids = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:

@@ -28,13 +28,15 @@ from embedcli.inputs.safetensors_file import SafetensorsReader
 from embedcli.inputs.split_file import SplitReader, WindowPartsReader
 from embedcli.inputs.text_input import TextReader
 from embedcli.inputs.token_files import ManifestReader, TokenFilesReader
-from embedcli.inputs.trainer_files import TokenFormatReader
+from embedcli.inputs.trainer_files import TokenFormatReader, sniffed
+from embedcli.options import TOKEN_INPUT_FORMATS
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.storage.pipes import spool
 from embedcli.storage.remote import fetched, is_url, public_url
 
 __all__ = [
     "READERS",
+    "TOKEN_INPUT_FORMATS",
     "Reader",
     "Request",
     "Resolved",
@@ -60,6 +62,10 @@ READERS: list[Reader] = [
 ]
 
 
+# The readers of the token formats ``--format`` can name for batch and embed.
+_BY_NAME = {f.name: TokenFormatReader(f) for f in TRAINER_FORMATS if f.name in TOKEN_INPUT_FORMATS}
+
+
 def register(reader: Reader, *, before: str | None = "text") -> None:
     """Add a reader, asked before the reader named ``before`` (the text catch-all by default)."""
     names = [r.name for r in READERS]
@@ -68,10 +74,16 @@ def register(reader: Reader, *, before: str | None = "text") -> None:
 
 @contextlib.contextmanager
 def open_input(inputs: list[str], request: Request | None = None) -> Iterator[Resolved]:
-    """Resolve ``inputs`` (``[]`` is stdin) with the first reader that claims them."""
+    """Resolve ``inputs`` (``[]`` is stdin) with the first reader that claims them, or with
+    the token format ``request.tokenize.format`` names. A spooled pipe has no name to go by:
+    its magic number says llm.c or npy (safetensors' readers sniff for themselves)."""
     request = request or Request()
-    with spooled(inputs or ["-"]) as (paths, shown):
-        reader = next(r for r in READERS if r.claims(paths))
+    inputs = inputs or ["-"]
+    with spooled(inputs) as (paths, shown):
+        forced = _BY_NAME.get(request.tokenize.format)
+        if forced is None and len(paths) == 1 and paths != inputs and not is_url(inputs[0]):
+            forced = _BY_NAME.get(sniffed(paths[0]) or "")
+        reader = forced or next(r for r in READERS if r.claims(paths))
         yield reader.resolve(paths, request, shown)
 
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 
 from embedcli.documents import Source, check_flag_words, resolve_sources
-from embedcli.errors import UsageError
+from embedcli.errors import NotTextError, UsageError
 from embedcli.inputs.base import Request, TokenSource
 from embedcli.progress import ProgressFactory
 from embedcli.storage.store import is_safetensors
@@ -48,7 +48,14 @@ class ResolvedText:
         from embedcli.bpe.tokenizer import tokenize_with
 
         sink = MemorySink()
-        with progress("tokenize", self.size, "bytes") as advance:
-            stats = tokenize_with(self.request.tokenize, self.sources, sink, on_progress=advance)
+        try:
+            with progress("tokenize", self.size, "bytes") as advance:
+                stats = tokenize_with(
+                    self.request.tokenize, self.sources, sink, on_progress=advance
+                )
+        except NotTextError as exc:  # a token stream read as text: say how to read it
+            raise NotTextError(
+                f"{exc}; if it holds token ids, name their format: --format nanogpt, llmc or npy"
+            ) from None
         stats.skipped = self.skipped
         return TokenSource(sink.array(), stats.doc_offsets, stats.metadata(), stats)
