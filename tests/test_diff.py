@@ -71,3 +71,40 @@ def test_bundled_ranks_load_without_a_usable_cache_and_leave_the_environment(tmp
     ranks = encoding.bundled_ranks()
     assert dict(os.environ) == before
     assert len(ranks) == 50256 and ranks[b"!"] == 0 and ranks[b" the"] == 262
+
+
+def test_a_manifest_and_trainer_files_diff_as_inspect_reads_them(tmp_path):
+    """Issue 36: --diff takes what inspect takes. A manifest's parts equal the one run they
+    were sharded from, token stream by token stream; a npy file's uint16 ids equal the int32
+    ids of a token file by value; a nanoGPT file (eot after) differs from both."""
+    from embedcli import TokenizeOptions, run_tokenize
+
+    corpus = [str(SAMPLE)]
+    whole = tmp_path / "whole.tokens.safetensors"
+    run_tokenize(corpus, str(whole))
+    for i in range(3):
+        run_tokenize(corpus, str(tmp_path / "sh.tokens.safetensors"), shard=(i, 3))
+    manifest = tmp_path / "sh.tokens.manifest.json"
+    parts = diff_files(str(manifest), str(whole))
+    assert {d.name for d in parts.compared} == {"ids", "doc_offsets"}
+    assert parts.tensors_identical and parts.metadata_changed == ["shards"]
+    assert diff_files(str(manifest), str(whole), ignore_metadata=True).identical
+
+    npy = tmp_path / "c.npy"
+    run_tokenize(corpus, str(npy), TokenizeOptions())
+    by_value = diff_files(str(npy), str(whole), ignore_metadata=True)
+    (ids,) = by_value.compared
+    assert ids.name == "ids" and ids.equal and (ids.a.dtype, ids.b.dtype) == ("U16", "I32")
+    assert "compared by value" in (ids.note or "") and by_value.only_in_b == ["doc_offsets"]
+
+    nanogpt = tmp_path / "c.bin"
+    run_tokenize(corpus, str(nanogpt), to="nanogpt")
+    result = CliRunner().invoke(app, ["inspect", "--diff", str(nanogpt), str(manifest)])
+    assert (
+        result.exit_code == 1 and "changed" in result.stdout and "looks like" not in result.stdout
+    )
+
+
+def test_a_diff_never_tokenizes_text(tmp_path):
+    result = CliRunner().invoke(app, ["inspect", "--diff", STORY, STORY])
+    assert result.exit_code == 1 and "not a safetensors file: it looks like text" in result.output

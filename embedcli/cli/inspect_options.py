@@ -94,6 +94,7 @@ DiffOpt = Annotated[
     bool,
     typer.Option(
         "--diff",
-        help="Compare two files (or split outputs' .index.json): A B; with --tensor, only it.",
+        help="Compare two files (safetensors, .index.json, manifests, token files): A B; "
+        "with --tensor, only it.",
     ),
 ]

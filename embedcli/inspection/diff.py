@@ -1,9 +1,14 @@
-"""What differs between two safetensors files (or split outputs, through their ``.index.json``):
-tensors present on one side only, dtype or shape changes, the largest difference between values,
-and metadata keys that differ.
+"""What differs between two files ``inspect`` reads: safetensors files, split outputs (through
+their ``.index.json``), shard manifests and the trainers' token files (nanoGPT, llm.c, Megatron,
+npy). Tensors present on one side only, dtype or shape changes, the largest difference between
+values, and metadata keys that differ.
 
-Values are read in chunks with ``pread`` (see ``inspection.py``) and compared element-aligned, so
-a split output compares equal to the single file it was written instead of.
+Values are read in chunks (``pread`` for safetensors, memory maps for token files) and compared
+element-aligned, so a split output compares equal to the single file it was written instead of,
+and a manifest's parts to the one run they were sharded from. A token file is its whole token
+stream, ``ids`` (and ``doc_offsets`` where the format marks documents), as ``inspect`` shows it;
+ids in different integer dtypes (a nanoGPT ``uint16`` file, an int32 token file) are compared by
+value.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import asdict, dataclass
 from embedcli.errors import FormatError, UsageError
 from embedcli.inspection.report import CHUNK_BYTES, can_read, iter_chunks
 from embedcli.storage.split import is_index, read_index
-from embedcli.storage.store import Header, TensorInfo, read_header
+from embedcli.storage.store import NUMPY_TO_ST, Header, TensorInfo, is_safetensors, read_header
 
 Pieces = list[tuple[Header, TensorInfo]]
 
@@ -67,8 +72,38 @@ class DiffReport:
 
 
 @dataclass
+class _Tensor:
+    """One side's tensor: its layout and where its elements are, safetensors ``pieces`` (one
+    per file it is split over) or in-memory / memory-mapped ``segments`` of a token stream."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    pieces: Pieces | None = None
+    segments: list | None = None
+
+    @property
+    def itemsize(self) -> int:
+        if self.segments is not None:
+            return max((s.dtype.itemsize for s in self.segments), default=1)
+        assert self.pieces is not None
+        info = self.pieces[0][1]
+        return max(1, info.nbytes // max(info.numel, 1))
+
+    def chunks(self, chunk_bytes: int) -> Iterator:
+        if self.segments is not None:
+            for segment in self.segments:
+                step = max(1, chunk_bytes // max(segment.dtype.itemsize, 1))
+                for i in range(0, segment.size, step):
+                    yield segment[i : i + step]
+            return
+        assert self.pieces is not None
+        for header, info in self.pieces:
+            yield from iter_chunks(header, info, chunk_bytes)
+
+
+@dataclass
 class _Side:
-    tensors: dict[str, tuple[str, tuple[int, ...], Pieces]]  # name -> dtype, shape, pieces
+    tensors: dict[str, _Tensor]
     metadata: dict[str, str]
 
 
@@ -76,11 +111,42 @@ def _open(path: str) -> _Side:
     if is_index(path):
         doc, tensors, _ = read_index(path)
         meta = {k: str(v) for k, v in (doc.get("metadata") or {}).items() if k != "total_size"}
-        return _Side({t.name: (t.dtype, t.shape, t.pieces) for t in tensors}, meta)
-    header = read_header(path)
+        return _Side({t.name: _Tensor(t.dtype, t.shape, t.pieces) for t in tensors}, meta)
+    if not is_safetensors(path):
+        side = _token_stream(path)
+        if side is not None:
+            return side
+    header = read_header(path)  # not safetensors: its reader says what it looks like
     return _Side(
-        {t.name: (t.dtype, t.shape, [(header, t)]) for t in header.tensors}, header.metadata or {}
+        {t.name: _Tensor(t.dtype, tuple(t.shape), [(header, t)]) for t in header.tensors},
+        header.metadata or {},
     )
+
+
+def _token_stream(path: str) -> _Side | None:
+    """A manifest or a trainer's token file as ``ids`` (and ``doc_offsets``), the way ``batch``
+    reads it; None for anything else (text is never tokenized here)."""
+    from embedcli.inputs import TokenSource, open_input
+    from embedcli.inputs.token_files import ResolvedTokenFiles
+    from embedcli.progress import no_progress
+
+    with open_input([path]) as found:
+        if found.reader == "text":
+            return None
+        if isinstance(found, ResolvedTokenFiles):  # a manifest: its parts' ids, not copied
+            segments, offsets, meta = found.join()
+        else:
+            source = found.load(no_progress)
+            if not isinstance(source, TokenSource):
+                return None  # windows: safetensors files, read as such
+            segments, offsets, meta = [source.ids], source.doc_offsets, source.metadata
+    total = sum(int(s.size) for s in segments)
+    dtype = segments[0].dtype.name if segments else "int32"
+    tensors = {"ids": _Tensor(NUMPY_TO_ST.get(dtype, dtype), (total,), segments=segments)}
+    if offsets is not None:
+        kind = NUMPY_TO_ST.get(offsets.dtype.name, offsets.dtype.name)
+        tensors["doc_offsets"] = _Tensor(kind, (int(offsets.size),), segments=[offsets])
+    return _Side(tensors, dict(meta))
 
 
 def diff_files(
@@ -103,20 +169,30 @@ def diff_files(
     changed: list[TensorDiff] = []
     compared: list[TensorDiff] = []
     for name in sorted(sa.tensors.keys() & sb.tensors.keys()):
-        (dtype_a, shape_a, pieces_a), (dtype_b, shape_b, pieces_b) = (
-            sa.tensors[name],
-            sb.tensors[name],
+        ta, tb = sa.tensors[name], sb.tensors[name]
+        da, db = Layout(ta.dtype, list(ta.shape)), Layout(tb.dtype, list(tb.shape))
+        # a token stream's integer dtype is its format's storage choice: compare the values
+        by_value = (
+            (ta.segments is not None or tb.segments is not None)
+            and da.shape == db.shape
+            and _integer(ta.dtype)
+            and _integer(tb.dtype)
         )
-        da, db = Layout(dtype_a, list(shape_a)), Layout(dtype_b, list(shape_b))
-        if da != db:
+        if da != db and not by_value:
             changed.append(TensorDiff(name, da, db))
             continue
         entry = TensorDiff(name, da, db)
-        if not can_read(dtype_a) or dtype_a == "C64":
-            entry.equal = _raw_equal(pieces_a, pieces_b, chunk_bytes)
-            entry.note = f"{dtype_a}: compared bytes only"
+        if not can_read(ta.dtype) or ta.dtype == "C64":
+            assert ta.pieces is not None and tb.pieces is not None  # token streams are integers
+            entry.equal = _raw_equal(ta.pieces, tb.pieces, chunk_bytes)
+            entry.note = f"{ta.dtype}: compared bytes only"
         else:
-            entry.max_abs_diff, entry.equal = _compare(pieces_a, pieces_b, chunk_bytes)
+            entry.max_abs_diff, entry.equal = _compare(ta, tb, chunk_bytes)
+            if da.dtype != db.dtype:
+                entry.note = (
+                    f"{da.dtype} and {db.dtype} compared by value: "
+                    f"max |a-b| = {entry.max_abs_diff:g}"
+                )
         compared.append(entry)
     ma, mb = sa.metadata, sb.metadata
     return DiffReport(
@@ -132,12 +208,17 @@ def diff_files(
     )
 
 
-def _compare(a: Pieces, b: Pieces, chunk_bytes: int) -> tuple[float, bool]:
+def _integer(dtype: str) -> bool:
+    return dtype[:1] in "IU" and dtype[1:].isdigit()
+
+
+def _compare(a: _Tensor, b: _Tensor, chunk_bytes: int) -> tuple[float, bool]:
     """(max |a - b| with NaN == NaN, all equal) over two element-aligned streams."""
     import numpy as np
 
     worst, equal = 0.0, True
-    for ca, cb in zip(_aligned(a, chunk_bytes), _aligned(b, chunk_bytes), strict=True):
+    size = max(1, chunk_bytes // max(a.itemsize, b.itemsize))  # the same count on both sides
+    for ca, cb in zip(_aligned(a, chunk_bytes, size), _aligned(b, chunk_bytes, size), strict=True):
         if ca.dtype.kind in "iub":
             delta = np.abs(ca.astype(np.int64) - cb.astype(np.int64))
         else:
@@ -150,24 +231,21 @@ def _compare(a: Pieces, b: Pieces, chunk_bytes: int) -> tuple[float, bool]:
     return worst, equal
 
 
-def _aligned(pieces: Pieces, chunk_bytes: int) -> Iterator:
-    """The elements of a tensor stored in ``pieces``, in chunks of a fixed element count
-    (the same on both sides of a diff, however each side is split into files)."""
+def _aligned(tensor: _Tensor, chunk_bytes: int, size: int) -> Iterator:
+    """The elements of a tensor, in chunks of ``size`` elements (the same on both sides of a
+    diff, however each side is split into files or segments)."""
     import numpy as np
 
-    itemsize = max(1, pieces[0][1].nbytes // max(pieces[0][1].numel, 1))
-    size = max(1, chunk_bytes // itemsize)
     held: list = []
     count = 0
-    for header, info in pieces:
-        for chunk in iter_chunks(header, info, chunk_bytes):
-            held.append(chunk)
-            count += chunk.size
-            while count >= size:
-                joined = np.concatenate(held) if len(held) > 1 else held[0]
-                yield joined[:size]
-                rest = joined[size:]
-                held, count = ([rest] if rest.size else []), rest.size
+    for chunk in tensor.chunks(chunk_bytes):
+        held.append(chunk)
+        count += chunk.size
+        while count >= size:
+            joined = np.concatenate(held) if len(held) > 1 else held[0]
+            yield joined[:size]
+            rest = joined[size:]
+            held, count = ([rest] if rest.size else []), rest.size
     if held:
         yield np.concatenate(held)
 
