@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import shutil
 
 import pytest
@@ -90,3 +91,49 @@ def test_llmc_and_npy_on_stdin_are_known_by_their_magic(tmp_path, to, name):
 def test_tokenize_reads_documents_only():
     proc = invoke("tokenize", "-", "--format", "nanogpt", input=b"hi")
     assert proc.returncode == 2 and "'nanogpt' is not one of auto, text" in proc.stderr.decode()
+
+
+def test_a_pipeline_prints_one_line_per_piped_stage_and_the_last_in_full(tmp_path):
+    """`tokenize -o - | batch - -o - | embed -`: a stage writing to a pipe says one line; the
+    stage at the end, writing a file, prints its whole summary."""
+    import subprocess
+    import sys
+
+    def stage(*args, stdin=None):
+        return subprocess.Popen(
+            [sys.executable, "-m", "embedcli", *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    tokenize = stage("tokenize", str(SAMPLE), "-o", "-")
+    batch = stage("batch", "-", "-T", "16", "-o", "-", stdin=tokenize.stdout)
+    out = tmp_path / "e.safetensors"
+    embed = stage("embed", "-", "-d", "8", "-o", str(out), stdin=batch.stdout)
+    tokenize.stdout.close()
+    batch.stdout.close()
+    errs = [p.communicate()[1].decode() for p in (embed, batch, tokenize)]
+    assert [p.returncode for p in (embed, batch, tokenize)] == [0, 0, 0], errs
+    embed_err, batch_err, tokenize_err = errs
+    assert re.fullmatch(
+        r"embedcli tokenize: \d+ documents, [\d,]+ tokens -> <stdout> \([\d.]+ s\)\n", tokenize_err
+    ), tokenize_err
+    assert re.fullmatch(
+        r"embedcli batch: [\d,]+ ids, \d+ windows \(\d+, 16\) int64 -> <stdout> \([\d.]+ s\)\n",
+        batch_err,
+    ), batch_err
+    assert "╭─ embedcli embed" in embed_err and out.exists()
+
+
+def test_stdout_to_a_file_keeps_the_whole_summary(tmp_path):
+    import subprocess
+    import sys
+
+    with open(tmp_path / "t.safetensors", "wb") as f:
+        proc = subprocess.run(
+            [sys.executable, "-m", "embedcli", "tokenize", str(STORY), "-o", "-"],
+            stdout=f,
+            stderr=subprocess.PIPE,
+        )
+    assert proc.returncode == 0 and "╭─ embedcli tokenize" in proc.stderr.decode()

@@ -430,6 +430,31 @@ def render_plan(console: Console, plan: PlanResult) -> None:
         console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)
 
 
+def summary_line(result: StageResult, whole_seconds: float) -> str:
+    """A stage's summary in one line, for a stage whose output goes down a pipe to the next
+    (``tokenize -o - | batch - -o - | embed -``): the last stage shows the whole summary.
+
+    Example: ``embedcli tokenize: 3 documents, 854 tokens -> <stdout> (0.41 s)``
+    """
+    if isinstance(result, TokenizeResult):
+        what = f"{plural(result.stats.documents, 'document')}, {result.stats.tokens:,} tokens"
+        if result.format != "safetensors":
+            what += f" ({result.format})"
+    elif isinstance(result, BatchResult):
+        ids = result.tokenized.tokens if result.tokenized else result.input_ids
+        plan = result.plan
+        what = (
+            f"{ids:,} ids, {plural(plan.windows, 'window')} ({plan.windows}, {plan.max_length}) "
+            f"{result.dtype}"
+        )
+    else:
+        n, t, dim = result.shape
+        what = f"embeddings ({n}, {t}, {dim}) {result.dtype} on {result.device}"
+    return (
+        f"embedcli {result.stage}: {what} -> {written_text(result.written)} ({whole_seconds:.2f} s)"
+    )
+
+
 def render_stage(
     console: Console, result: StageResult, *, whole_seconds: float | None = None
 ) -> None:
@@ -456,5 +481,9 @@ def render_stage(
             Group(*parts), title=f"embedcli {result.stage}", title_align="left", border_style="blue"
         )
     )
-    for note in result.notes:  # outside the panel, unwrapped: commands in them can be copied
+    render_notes(console, result.notes)
+
+
+def render_notes(console: Console, notes: list[str]) -> None:
+    for note in notes:  # outside the panel, unwrapped: commands in them can be copied
         console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)

@@ -5,6 +5,7 @@ word that stdin is being read, the announcement of a large output, and the summa
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -70,16 +71,31 @@ def show_result(result: StageResult | PlanResult, quiet: bool) -> None:
         return
     if quiet or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
-    from embedcli.cli.render import render_stage
+    from embedcli.cli.render import render_notes, render_stage, summary_line
 
     # The output is complete: a Ctrl-C or SIGTERM now would only cut the summary short, so it
     # is ignored and the command ends as it succeeded (exit 0).
     saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        render_stage(err_console(), result, whole_seconds=time.perf_counter() - STARTED)
+        seconds = time.perf_counter() - STARTED
+        if result.output == "-" and stdout_is_pipe():  # the next stage sums up: one line here
+            err_console().print(summary_line(result, seconds), highlight=False, soft_wrap=True)
+            render_notes(err_console(), result.notes)
+        else:
+            render_stage(err_console(), result, whole_seconds=seconds)
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def stdout_is_pipe() -> bool:
+    """Whether stdout is a pipe or FIFO (to another process), not a terminal or a file."""
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
 
 
 @contextlib.contextmanager
