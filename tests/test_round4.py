@@ -137,3 +137,44 @@ def test_stdout_to_a_file_keeps_the_whole_summary(tmp_path):
             stderr=subprocess.PIPE,
         )
     assert proc.returncode == 0 and "╭─ embedcli tokenize" in proc.stderr.decode()
+
+
+@pytest.mark.parametrize("limit", [100_000, 100])
+def test_stdin_and_a_file_take_the_same_engine_and_give_the_same_ids(tmp_path, monkeypatch, limit):
+    """A small input read from a pipe is measured by reading it ahead (issue 36): the engine,
+    the ids and the metadata but the source's name are those of the same bytes in a file.
+    With the read-ahead limit below the input's size, the bytes read ahead and the rest of
+    the pipe join up exactly."""
+    from safetensors import safe_open
+
+    from embedcli.bpe import engines, tokenizer
+
+    monkeypatch.setattr(tokenizer, "SMALL_INPUT_BYTES", limit)
+    monkeypatch.setattr(engines, "SMALL_INPUT_BYTES", limit)
+    text = STORY.read_bytes()
+    assert 100 < len(text) < 100_000
+    from_file, from_pipe = tmp_path / "f.safetensors", tmp_path / "p.safetensors"
+    invoke("tokenize", str(STORY), "-o", str(from_file), "-q", check=True)
+    invoke("tokenize", "-", "-o", str(from_pipe), "-q", input=text, check=True)
+    with safe_open(str(from_file), "np") as a, safe_open(str(from_pipe), "np") as b:
+        ma, mb = a.metadata(), b.metadata()
+        assert (a.get_tensor("ids") == b.get_tensor("ids")).all()
+    assert {k for k in ma if ma[k] != mb.get(k)} == {"sources"}, (ma, mb)
+
+
+def test_the_engine_alone_is_reported_but_not_a_difference(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    ids = {"ids": np.arange(10, dtype=np.int32)}
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_file(ids, str(a), {"embedcli": "tokens", "tokenizer_backend": "tiktoken"})
+    save_file(ids, str(b), {"embedcli": "tokens", "tokenizer_backend": "gigatoken"})
+    same = invoke("inspect", "--diff", str(a), str(b))
+    out = same.stdout.decode()
+    assert same.returncode == 0 and "tokenizer_backend tiktoken -> gigatoken" in out, out
+    assert "--strict counts it" in out and out.rstrip().endswith("identical")
+    strict = invoke("inspect", "--diff", str(a), str(b), "--strict")
+    assert (
+        strict.returncode == 1 and "metadata differs: tokenizer_backend" in strict.stdout.decode()
+    )

@@ -30,7 +30,7 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.bpe.encodings import encode_kwargs, eot_id, get_encoding, separator
-from embedcli.bpe.engines import Choice, choose_backend
+from embedcli.bpe.engines import SMALL_INPUT_BYTES, Choice, choose_backend
 from embedcli.bpe.foreign import REFERENCE, ForeignEncoding, tokenizer_fields
 from embedcli.bpe.pieces import (
     PIECE_CHARS,
@@ -43,6 +43,7 @@ from embedcli.bpe.pieces import (
 from embedcli.bpe.pool import OrderedEncoder, Stream
 from embedcli.bpe.ranges import CHUNK_BYTES, ChunkSetup, line_ranges, splittable
 from embedcli.documents import BLOCK_BYTES, Source
+from embedcli.documents.base import stdin_size
 from embedcli.errors import InputError, UsageError
 from embedcli.options import DEFAULT_ENCODING, EOT_MODES, Backend, EotPlacement, SpecialPolicy
 
@@ -93,7 +94,8 @@ def tokenize(
             "special"
         )
     sources = list(sources)
-    stats, chosen = _start(encoding, special, eot, backend, _input_bytes(sources))
+    known = _input_bytes(sources, read_ahead=backend == "auto")
+    stats, chosen = _start(encoding, special, eot, backend, known)
     stats.sources = [s.name for s in sources]
     streams = [Stream(sink, stats)]
     if val is not None:
@@ -179,13 +181,19 @@ def _start(
     return stats, chosen
 
 
-def _input_bytes(sources: list[Source]) -> int | None:
+def _input_bytes(sources: list[Source], *, read_ahead: bool = False) -> int | None:
     """How many bytes the sources hold on disk (a shard: its range), None when a pipe's is
-    not known."""
+    not known. With ``read_ahead``, a pipe that ends within :data:`SMALL_INPUT_BYTES` is
+    measured by reading it ahead (kept for its reader): a small input takes the same engine
+    whether it arrives as a file or on stdin."""
     total = 0
     for source in sources:
         if source.path == "-" and not source.size:
-            return None
+            size = stdin_size(SMALL_INPUT_BYTES) if read_ahead else None
+            if size is None:
+                return None
+            total += size
+            continue
         total += source.byte_range[1] - source.byte_range[0] if source.byte_range else source.size
     return total
 

@@ -22,6 +22,7 @@ from embedcli.cli.inspect_options import (
     PlotOpt,
     PreviewOpt,
     StatsOpt,
+    StrictOpt,
     TensorOpt,
     TopOpt,
 )
@@ -42,6 +43,7 @@ def inspect(
     plot: PlotOpt = None,
     diff: DiffOpt = False,
     ignore_metadata: IgnoreMetadataOpt = False,
+    strict: StrictOpt = False,
     storage_options: StorageOptions = None,
     verbose: Verbose = False,
 ) -> None:
@@ -72,11 +74,12 @@ def inspect(
     rules = [
         ("top", not stats, "--top has no effect with --no-stats"),
         ("ignore_metadata", not diff, "--ignore-metadata applies to --diff only"),
+        ("strict", not diff, "--strict applies to --diff only"),
     ]
     warn_unused(ctx, False, rules)
     console = Console(highlight=False)
     if diff:
-        _diff(console, paths, stats, preview, tensor, ignore_metadata, as_json)
+        _diff(console, paths, stats, preview, tensor, ignore_metadata, strict, as_json)
         return
     from embedcli.storage.pipes import spool
     from embedcli.storage.remote import is_url, public_url, relabeled
@@ -120,10 +123,11 @@ def _diff(
     preview: int,
     tensor: str | None,
     ignore_metadata: bool,
+    strict: bool,
     as_json: bool,
 ) -> None:
     """``inspect --diff``: exit status 0 same, 1 different (as diff and cmp), 2 trouble."""
-    from embedcli.cli.render import render_diff
+    from embedcli.cli.diff_view import render_diff
     from embedcli.inspection.diff import check_diff_request, diff_files
     from embedcli.inspection.report import dumps
     from embedcli.storage.pipes import spool
@@ -131,7 +135,9 @@ def _diff(
 
     a, b = check_diff_request(paths, stats=stats, preview=preview)
     with spool(a) as local_a, spool(b) as local_b:  # URLs fetched; pipes read once
-        difference = diff_files(local_a, local_b, tensor=tensor, ignore_metadata=ignore_metadata)
+        difference = diff_files(
+            local_a, local_b, tensor=tensor, ignore_metadata=ignore_metadata, strict=strict
+        )
     difference.a, difference.b = public_url(a), public_url(b)
     if as_json:
         typer.echo(dumps({"diff": difference.to_json()}))

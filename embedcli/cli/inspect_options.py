@@ -83,6 +83,14 @@ PlotOpt = Annotated[
     ),
 ]
 
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="With --diff: count a different tokenizer engine (tokenizer_backend) as a "
+        "difference too; by default it is reported only (both engines are exact).",
+    ),
+]
 IgnoreMetadataOpt = Annotated[
     bool,
     typer.Option(

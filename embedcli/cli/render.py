@@ -30,12 +30,11 @@ from embedcli.units import bytes_rate, human_bytes, plural, rate
 
 if TYPE_CHECKING:
     from embedcli.bpe.pieces import TokenizeStats
-    from embedcli.inspection.diff import DiffReport
     from embedcli.inspection.report import FileReport, Stats
     from embedcli.windows import PlanFacts
 
 
-def _num(value: float | int | None) -> str:
+def number_text(value: float | int | None) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -45,7 +44,7 @@ def _num(value: float | int | None) -> str:
     return f"{value:.4g}"
 
 
-def _shape(shape: list[int] | tuple[int, ...]) -> str:
+def shape_text(shape: list[int] | tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
@@ -60,7 +59,7 @@ def tensor_table(report: FileReport) -> Table:
         table.add_row(
             Text(printable(t.name), style="cyan"),
             t.dtype,
-            _shape(t.shape),
+            shape_text(t.shape),
             f"{t.numel:,}",
             human_bytes(t.nbytes),
         )
@@ -86,11 +85,11 @@ def _stats_cells(stats: Stats | None, note: str | None) -> list[str | Text]:
     if stats is None:
         return [Text(note or "(empty)", style="dim"), "", "", "", ""]
     cells: list[str | Text] = [
-        _num(stats.min),
-        _num(stats.max),
-        _num(stats.mean),
-        _num(stats.std),
-        _num(stats.distinct),
+        number_text(stats.min),
+        number_text(stats.max),
+        number_text(stats.mean),
+        number_text(stats.std),
+        number_text(stats.distinct),
     ]
     if stats.nan or stats.inf:
         cells[2] = Text(f"{cells[2]} ({stats.nan} nan, {stats.inf} inf)", style="yellow")
@@ -185,43 +184,6 @@ def data_pictures(report: FileReport) -> list:
 
 def render_report(console: Console, report: FileReport) -> None:
     console.print(file_view(report))
-
-
-def render_diff(console: Console, diff: DiffReport) -> None:
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("tensor")
-    table.add_column("status")
-    table.add_column("detail")
-    for name in diff.only_in_a:
-        table.add_row(Text(printable(name)), Text("only in A", style="red"), "")
-    for name in diff.only_in_b:
-        table.add_row(Text(printable(name)), Text("only in B", style="green"), "")
-    for d in diff.changed:
-        detail = f"{d.a.dtype} {_shape(d.a.shape)} -> {d.b.dtype} {_shape(d.b.shape)}"
-        table.add_row(Text(printable(d.name)), Text("changed", style="yellow"), detail)
-    for d in diff.compared:
-        status = Text("equal", style="green") if d.equal else Text("differs", style="yellow")
-        detail = d.note or f"max |a-b| = {_num(d.max_abs_diff)}"
-        table.add_row(Text(printable(d.name)), status, detail)
-    console.print(
-        Text.assemble(("A ", "bold"), printable(diff.a), "\n", ("B ", "bold"), printable(diff.b))
-    )
-    console.print(table)
-    if diff.metadata_changed:
-        console.print(
-            Text(
-                "metadata differs: " + ", ".join(map(printable, diff.metadata_changed)),
-                style="yellow",
-            )
-        )
-    if diff.identical:
-        verdict = "identical"
-    elif diff.tensors_identical:
-        verdict = "tensors identical; metadata differs (--ignore-metadata compares tensors only)"
-    else:
-        verdict = "tensors differ" + ("; metadata differs too" if diff.metadata_changed else "")
-    style = "bold green" if diff.identical else "bold yellow"
-    console.print(Text(verdict, style=style))
 
 
 # --------------------------------------------------------------------------- stage summaries
@@ -416,7 +378,7 @@ def render_plan(console: Console, plan: PlanResult) -> None:
     for key, value in plan_facts_text(plan).items():
         facts.add_row(Text(printable(key)), Text(printable(value)))
     for name, dtype, shape in plan.tensors:
-        facts.add_row(Text(printable(name)), f"{dtype} {_shape(shape)}")
+        facts.add_row(Text(printable(name)), f"{dtype} {shape_text(shape)}")
     for path, size in plan.outputs:
         facts.add_row(
             "would write",

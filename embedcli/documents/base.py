@@ -74,12 +74,56 @@ def split_suffix(path: str) -> tuple[str, str | None]:
     return path, None
 
 
+# stdin's first bytes when they were read ahead (:func:`stdin_size`), and the stream they
+# came from: its reader gets them first. One process reads one stdin.
+_READ_AHEAD: list[tuple[BinaryIO, bytes]] = []
+
+
+def stdin_size(limit: int) -> int | None:
+    """The size of stdin when it ends within ``limit`` bytes, else None (a terminal, or more).
+
+    A file's size is known before it is read; a pipe's is not. To treat both alike (the
+    tokenizer engine chosen for a small input, issue 36), up to ``limit + 1`` bytes of a pipe
+    are read ahead here and kept: :func:`open_binary` hands them out before the rest."""
+    stream = sys.stdin.buffer
+    if stream.isatty():
+        return None
+    if not _READ_AHEAD or _READ_AHEAD[0][0] is not stream:
+        try:
+            data = stream.read(limit + 1)
+        except OSError:
+            return None  # the reader reports it
+        _READ_AHEAD[:] = [(stream, data)]
+    held = _READ_AHEAD[0][1]
+    return len(held) if len(held) <= limit else None
+
+
+class _ReadAhead:
+    """stdin with the bytes :func:`stdin_size` read ahead put back in front."""
+
+    def __init__(self, held: bytes, stream: BinaryIO) -> None:
+        self.held, self.stream = held, stream
+
+    def read(self, n: int) -> bytes:
+        if self.held:
+            data, self.held = self.held[:n], self.held[n:]
+            return data
+        return self.stream.read(n)
+
+    def close(self) -> None:
+        pass  # stdin stays open
+
+
 def open_binary(source: Source) -> tuple[BinaryIO, BinaryIO]:
     """(decompressed stream, underlying file): the file's position measures progress."""
     if source.path == "-":
         if sys.stdin.isatty():  # one Ctrl-D ends the text, as for cat
             terminal = cast(BinaryIO, _TerminalReader(sys.stdin.buffer))
             return terminal, terminal
+        if _READ_AHEAD and _READ_AHEAD[0][0] is sys.stdin.buffer:
+            stream, held = _READ_AHEAD.pop()
+            reader = cast(BinaryIO, _ReadAhead(held, stream))
+            return reader, reader
         return sys.stdin.buffer, sys.stdin.buffer
     # An object is streamed (ranged reads as it is consumed); the caller closes either.
     opener = open_object if is_url(source.path) else lambda path: open(path, "rb")  # noqa: SIM115

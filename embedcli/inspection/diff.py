@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
 from embedcli.inspection.report import CHUNK_BYTES, can_read, iter_chunks
 from embedcli.storage.split import is_index, read_index
 from embedcli.storage.store import NUMPY_TO_ST, Header, TensorInfo, is_safetensors, read_header
 
 Pieces = list[tuple[Header, TensorInfo]]
+
+# Metadata that says how a run was made, not what it made: both tokenizer engines are exact, so
+# the same input through either gives the same ids. A diff reports these; --strict counts them.
+RUN_KEYS = frozenset({c.TOKENIZER_BACKEND})
 
 
 @dataclass
@@ -52,6 +57,9 @@ class DiffReport:
     changed: list[TensorDiff]  # dtype or shape differs
     compared: list[TensorDiff]  # same dtype and shape: values compared
     metadata_changed: list[str]  # keys whose value differs or exists on one side only
+    # keys saying only how the run was made (RUN_KEYS) that differ: reported, not a difference
+    # (key -> [value in A, value in B]; None where a side lacks it)
+    run_changed: dict[str, list[str | None]] = field(default_factory=dict)
 
     @property
     def tensors_identical(self) -> bool:
@@ -155,11 +163,14 @@ def diff_files(
     *,
     tensor: str | None = None,
     ignore_metadata: bool = False,
+    strict: bool = False,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> DiffReport:
     """Tensors only in one file, dtype/shape changes, max |a - b| for matching tensors (only
     ``tensor`` when given), and the metadata keys that differ (none with ``ignore_metadata``:
-    the same data reached two ways, merged shards and one whole run, differs in lineage)."""
+    the same data reached two ways, merged shards and one whole run, differs in lineage).
+    Keys of :data:`RUN_KEYS` (the tokenizer engine) are ``run_changed``, not a difference,
+    unless ``strict``."""
     sa, sb = _open(path_a), _open(path_b)
     if tensor is not None:
         if tensor not in sa.tensors and tensor not in sb.tensors:
@@ -195,6 +206,8 @@ def diff_files(
                 )
         compared.append(entry)
     ma, mb = sa.metadata, sb.metadata
+    differing = [] if ignore_metadata else sorted(k for k in ma | mb if ma.get(k) != mb.get(k))
+    run = [] if strict else [k for k in differing if k in RUN_KEYS]
     return DiffReport(
         path_a,
         path_b,
@@ -202,9 +215,8 @@ def diff_files(
         only_in_b=sorted(sb.tensors.keys() - sa.tensors.keys()),
         changed=changed,
         compared=compared,
-        metadata_changed=[]
-        if ignore_metadata
-        else sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k)),
+        metadata_changed=[k for k in differing if k not in run],
+        run_changed={k: [ma.get(k), mb.get(k)] for k in run},
     )
 
 
