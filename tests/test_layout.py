@@ -29,7 +29,7 @@ LAYERS = [
     {"embedding", "windows", "window_rows"},
     {"bpe"},
     {"documents", "storage"},
-    {"contract", "errors", "options", "progress", "units", "version", "vocab"},
+    {"contract", "errors", "options", "processes", "progress", "units", "version", "vocab"},
 ]
 
 

@@ -9,11 +9,9 @@ document offsets and counts. At most ``2 * workers`` tasks are in flight.
 
 from __future__ import annotations
 
-import signal
-import sys
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,6 +21,7 @@ from embedcli.bpe.engines import EngineKey, engine_for
 from embedcli.bpe.pieces import IdSink, TokenizeStats
 from embedcli.bpe.ranges import ChunkSetup, add_counts, encode_chunk, eots_before
 from embedcli.documents import Source
+from embedcli.processes import make_pool
 
 T = TypeVar("T")
 
@@ -168,35 +167,3 @@ def encode_task(
 
 def _call(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
-
-
-def make_pool(workers: int, threads: bool = False) -> Executor:
-    """Worker processes where a fork is safe (and ``threads`` is not asked for), else threads.
-
-    tiktoken's Rust core releases the GIL, yet threads gain much less over one call than
-    forked processes do (``benchmarks/run.py tokenize`` measures both). A
-    fork is safe while this process runs no other thread (a forked child would inherit locks
-    held by them): then processes, sharing the already-built encoding copy-on-write.
-    """
-    import multiprocessing
-    import threading
-
-    distributed = sys.modules.get("torch.distributed")
-    if (
-        not threads
-        and "fork" in multiprocessing.get_all_start_methods()
-        and threading.active_count() == 1
-        and not (
-            distributed is not None and distributed.is_available() and distributed.is_initialized()
-        )
-    ):
-        return ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init
-        )
-    return ThreadPoolExecutor(workers, thread_name_prefix="encode")
-
-
-def _worker_init() -> None:
-    # Ctrl-C and SIGTERM are the parent's to handle: it stops the pool and cleans up.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)

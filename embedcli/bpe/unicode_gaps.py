@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from embedcli.processes import ordered_map
+
 PLANES = ((0, 0x40000), (0xE0000, 0xF0000))
 BLOCK = 4096
 # More disagreeing characters than this: the engines differ on more than Unicode versions.
@@ -57,16 +59,11 @@ def _reference_blocks(
 ) -> Iterator[np.ndarray]:
     """The reference's ids for each block, in order: in forked worker processes when there
     are cores to spare (the reference libraries hold the GIL while they encode, and they are
-    the slow side: 0.26 s a block for tokenizers' BPE against gigatoken's 0.01 s)."""
-    import multiprocessing
-
-    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from (reference(_block_text(*b)) for b in blocks)
-        return
+    the slow side: 0.26 s a block for tokenizers' BPE against gigatoken's 0.01 s). The workers
+    come from :func:`embedcli.processes.ordered_map`, with a worker's signals."""
     _REFERENCE[:] = [reference]
     try:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            yield from pool.imap(_reference_ids, blocks)
+        yield from ordered_map(_reference_ids, blocks, processes)
     finally:
         _REFERENCE.clear()
 
