@@ -1,22 +1,72 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 
-# Every test runs offline-safe: tiktoken's cache and embedcli's go to private directories.
-os.environ.setdefault(
-    "TIKTOKEN_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "embedcli-test-tiktoken")
-)
-os.environ.setdefault(
-    "EMBEDCLI_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "embedcli-test-cache")
-)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Caches in a directory of this run's own, removed at its end, so no run sees what an
+    earlier one cached (CI starts from nothing; so does every run here). Made once, by the
+    controller: xdist's workers inherit its environment. Tests that need an empty or disabled
+    cache set their own with monkeypatch."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    run_dir = tempfile.mkdtemp(prefix="embedcli-test-")
+    config.stash[_RUN_DIR] = run_dir
+    # Every test runs offline-safe: tiktoken's cache and embedcli's go to private directories.
+    os.environ["TIKTOKEN_CACHE_DIR"] = os.path.join(run_dir, "tiktoken")
+    os.environ["EMBEDCLI_CACHE_DIR"] = os.path.join(run_dir, "embedcli")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run_dir = config.stash.get(_RUN_DIR, None)
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+_RUN_DIR = pytest.StashKey[str]()
+
+# Under CI=true, hypothesis draws the same examples on every run (and keeps no database): a
+# failure there is a failure of the code, never of the draw. Locally it explores as usual.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
+
+
+# Threads that live for the whole process by design: s3fs/fsspec run one event loop thread
+# per process for every filesystem (fsspec.asyn's "fsspecIO"), started by the first S3 test,
+# and aiobotocore's asyncio.to_thread calls on that loop start its default executor's threads
+# ("asyncio_N"), which live as long as the loop. Nothing in embedcli uses asyncio.
+def _process_thread(name: str) -> bool:
+    return name == "fsspecIO" or name.startswith("asyncio_")
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_outlives_its_test():
+    """A thread a test (or the code under it) started must be finished when the test ends."""
+    before = set(threading.enumerate())
+    yield
+    leaked = []
+    for thread in set(threading.enumerate()) - before:
+        if _process_thread(thread.name):
+            continue
+        thread.join(timeout=30)  # one finishing its last step; the bound only ends a real leak
+        if thread.is_alive():
+            leaked.append(thread.name)
+    if leaked:
+        pytest.fail(f"threads outlived the test: {', '.join(sorted(leaked))}", pytrace=False)
+
 
 REFERENCE_TEXT = (
     "I HAD always thought Jack Gisburn rather a cheap genius--though a good fellow enough--so it "

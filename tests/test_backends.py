@@ -175,14 +175,11 @@ def test_unknown_encodings_and_backends():
         choose_backend("rust", "gpt2", "special")
 
 
-def test_the_self_check_is_quick_and_covers_the_policies():
-    import time
-
+def test_the_self_check_covers_the_policies():
+    # its cost (about 5 ms) is measured in make bench, not raced here
     for policy in POLICIES:
         fast, reference = _engines(policy)
-        started = time.perf_counter()
         assert self_check(fast, reference) is None
-        assert time.perf_counter() - started < 0.5  # about 5 ms here; generous for CI
     assert any(EOT in p for p in PROBES) and any("\x00" in p for p in PROBES)
 
 

@@ -145,19 +145,25 @@ def test_every_metadata_key_is_in_the_contract(tmp_path):
         assert meta[contract.VERSION] and meta[contract.KIND] in contract.KINDS
 
 
-def _wait_gone(directory, pattern: str, seconds: float = 10.0) -> list:
-    import time
+def _spawned(monkeypatch) -> list[int]:
+    """The pids of the detached ``rm`` processes the commit spawns, to wait for: the test waits
+    for them to exit, never for a time."""
+    pids: list[int] = []
+    real = os.posix_spawnp
 
-    deadline = time.monotonic() + seconds
-    while (left := sorted(directory.glob(pattern))) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    def spawn(*args, **kwargs):
+        pids.append(real(*args, **kwargs))
+        return pids[-1]
+
+    monkeypatch.setattr(os, "posix_spawnp", spawn)
+    return pids
 
 
 def test_replacing_a_large_file_frees_it_after_the_rename(tmp_path, monkeypatch):
     from embedcli.storage import atomic
 
     monkeypatch.setattr(atomic, "ASIDE_BYTES", 1)  # every file counts as large here
+    spawned = _spawned(monkeypatch)
     path = tmp_path / "out.bin"
     path.write_bytes(b"old" * 1000)
     with open(path, "rb") as reader:  # a reader of the old file keeps reading the old file
@@ -165,7 +171,9 @@ def test_replacing_a_large_file_frees_it_after_the_rename(tmp_path, monkeypatch)
             f.write(b"new")
         assert reader.read() == b"old" * 1000
     assert path.read_bytes() == b"new"
-    assert _wait_gone(tmp_path, ".out.bin.*") == []  # the detached rm removed the second name
+    assert len(spawned) == 1
+    assert os.waitpid(spawned[0], 0)[1] == 0  # the detached rm ran to its end...
+    assert sorted(tmp_path.glob(".out.bin.*")) == []  # ...and removed the second name
 
 
 def test_replacing_without_hard_links_still_commits(tmp_path, monkeypatch):

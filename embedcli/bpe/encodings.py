@@ -94,7 +94,7 @@ def seed_tiktoken_cache() -> bool:
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with atomic_file(path) as f:
+        with atomic_file(path, output=False) as f:  # a cache: not what the command wrote
             f.write(bundled_bytes())
     except (OSError, OutputError):
         return False

@@ -46,9 +46,10 @@ COMMITTED: list[str] = []
 UNFINISHED: list[str] = []
 
 
-def commit(temp: str, path: str) -> None:
+def commit(temp: str, path: str, *, output: bool = True) -> None:
     """Give a finished temporary file the permissions a new file gets, and rename it over
-    ``path`` (atomic on one filesystem).
+    ``path`` (atomic on one filesystem). ``output=False`` for a file that is not the command's
+    output (a cache): it is not listed in :data:`COMMITTED`.
 
     Renaming over a large file frees its blocks inside the rename, which takes a noticeable
     time on filesystems mounted with ``discard`` (the README's measurements). So a large old
@@ -66,7 +67,8 @@ def commit(temp: str, path: str) -> None:
         if aside is not None:
             discard(aside)
         raise
-    COMMITTED.append(path)
+    if output:
+        COMMITTED.append(path)
     if aside is not None:
         _remove_detached(aside)
 
@@ -153,9 +155,10 @@ def discard(temp: str) -> None:
 
 @contextlib.contextmanager
 def atomic_file(
-    path: str, *, validate: Callable[[str, str], None] | None = None
+    path: str, *, validate: Callable[[str, str], None] | None = None, output: bool = True
 ) -> Iterator[BinaryIO]:
     """Write ``path`` through a temporary file; ``validate(temp, path)`` runs before the rename.
+    ``output=False``: a cache, not the command's output (see :func:`commit`).
 
     On any error or interrupt the temporary file is removed and ``path`` is left as it was.
     """
@@ -166,7 +169,7 @@ def atomic_file(
             f.flush()
         if validate is not None:
             validate(temp, path)
-        commit(temp, path)
+        commit(temp, path, output=output)
     except BaseException:
         discard(temp)
         raise
