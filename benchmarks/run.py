@@ -487,6 +487,18 @@ def bench_s3(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_kill9(tmp: Path) -> None:
+    from kill_campaign import bench_kill9 as run_section  # benchmarks/kill_campaign.py
+
+    run_section(tmp)
+
+
+def bench_first_runs(tmp: Path) -> None:
+    from first_runs import bench_first_runs as run_section  # benchmarks/first_runs.py
+
+    run_section(tmp)
+
+
 def main(argv: list[str]) -> None:
     sections = {
         "tokenize": bench_tokenize,
@@ -500,6 +512,8 @@ def main(argv: list[str]) -> None:
         "floor": bench_floor,
         "startup": bench_startup,
         "s3": bench_s3,
+        "kill9": bench_kill9,
+        "firstruns": bench_first_runs,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from embedcli import contract as c
 from embedcli.errors import FormatError, InputError, UsageError
 from embedcli.options import EotPlacement, SpecialPolicy
-from embedcli.storage.atomic import atomic_file
-from embedcli.storage.outputs import check_output, write_json
+from embedcli.storage.manifest import is_sidecar
+from embedcli.storage.output_set import OutputSet, check_complete
+from embedcli.storage.outputs import check_output
 
 if TYPE_CHECKING:
     import numpy as np
@@ -128,45 +129,95 @@ def copy_ids(
 
 
 @contextlib.contextmanager
-def atomic_files(paths: list[str], *, inputs: list[str], no_clobber: bool) -> Iterator[list]:
-    """Open every path of one output atomically; all are renamed into place together."""
-    for path in paths:
+def written_set(
+    paths: list[str],
+    output: str,
+    fmt: str,
+    metadata: dict[str, str],
+    inputs: list[str],
+    no_clobber: bool,
+) -> Iterator[list[BinaryIO]]:
+    """The data files of one token output and its sidecar, as one
+    :class:`~embedcli.storage.output_set.OutputSet`: the files open for writing, in order,
+    committed on leaving the block (the sidecar last)."""
+    for path in [*paths, sidecar_path(output)]:  # refused before the work, enforced at commit
         check_output(path, inputs=inputs, no_clobber=no_clobber)
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(atomic_file(p)) for p in paths]
+    with OutputSet(no_clobber=no_clobber) as out:
+        yield [out.add(p) for p in paths]
+        out.pointer(sidecar_path(output), sidecar_document(fmt, paths, metadata))
 
 
 def sidecar_path(output: str) -> str:
     return output + ".json"
 
 
-def write_sidecar(output: str, fmt: str, files: list[str], metadata: dict[str, str]) -> str:
-    """Lineage for formats with no metadata slot: ``OUTPUT.json`` beside the files."""
-    path = sidecar_path(output)
-    write_json(
-        path,
-        {
-            "embedcli_tokens": 1,
-            "format": fmt,
-            "files": [os.path.basename(f) for f in files],
-            "metadata": dict(sorted(metadata.items())),
-        },
-    )
-    return path
+def sidecar_subject(path: str) -> str:
+    """A token file's sidecar stands for the output it describes: ``fw.bin.json`` ->
+    ``fw.bin`` (an llm.c set, a nanoGPT file), ``c.json`` -> ``c`` (a Megatron prefix); any
+    other path as it is."""
+    return path[: -len(".json")] if is_sidecar(path) else path
 
 
-def read_sidecar(output: str) -> dict[str, str] | None:
-    """The lineage of a token file embedcli wrote, or None (a file from elsewhere)."""
+def sidecar_document(fmt: str, files: list[str], metadata: dict[str, str]) -> dict[str, Any]:
+    """Lineage for formats with no metadata slot: ``OUTPUT.json`` beside the files, naming
+    them (the set's pointer: see :mod:`embedcli.storage.output_set`)."""
+    return {
+        "embedcli_tokens": 1,
+        "format": fmt,
+        "files": [os.path.basename(f) for f in files],
+        "metadata": dict(sorted(metadata.items())),
+    }
+
+
+def _sidecar(output: str) -> dict[str, Any] | None:
+    """The sidecar document beside ``output``, or None; refused when unreadable or left by
+    an interrupted commit."""
     path = sidecar_path(output)
     if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
-        meta = doc["metadata"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         raise FormatError(f"{path}: not a readable embedcli sidecar") from None
-    return {str(k): str(v) for k, v in meta.items()}
+    check_complete(path, doc)
+    if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+        raise FormatError(f"{path}: not a readable embedcli sidecar")
+    return doc
+
+
+def has_sidecar(output: str, fmt: str) -> bool:
+    """Whether ``output`` has a sidecar of format ``fmt`` (cheap: no validation beyond it)."""
+    try:
+        doc = _sidecar(output)
+    except FormatError:
+        return False
+    return doc is not None and doc.get("format") == fmt
+
+
+def read_sidecar(output: str) -> dict[str, str] | None:
+    """The lineage of a token file embedcli wrote, or None (a file from elsewhere)."""
+    doc = _sidecar(output)
+    if doc is None:
+        return None
+    return {str(k): str(v) for k, v in doc["metadata"].items()}
+
+
+def sidecar_files(output: str) -> list[str] | None:
+    """The files the sidecar of ``output`` lists, beside it, each checked present (None: no
+    sidecar, or one that lists none)."""
+    doc = _sidecar(output)
+    names = doc.get("files") if doc is not None else None
+    if not isinstance(names, list) or not names:
+        return None
+    directory = os.path.dirname(output)
+    paths = [os.path.join(directory, str(n)) for n in names]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise InputError(
+                f"{path}: listed in {sidecar_path(output)} but missing; the output is not whole"
+            )
+    return paths
 
 
 def foreign_metadata(fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str, str]:

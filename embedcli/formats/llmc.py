@@ -4,7 +4,9 @@ GPT-2-sized vocabularies use magic 20240520, version 1 and uint16 ids; larger on
 header (magic 20240801, version 7) and uint32 ids, as llm.c's ``dev/data`` scripts write them.
 ``-o NAME.bin`` writes ``NAME_000000.bin``, ``NAME_000001.bin``, ... of at most
 ``--shard-tokens`` ids each, cutting documents across files as ``fineweb.py`` does
-(``<|endoftext|>`` before every document: ``--eot before``).
+(``<|endoftext|>`` before every document: ``--eot before``), and the sidecar ``NAME.bin.json``
+listing them, as one :class:`~embedcli.storage.output_set.OutputSet`: a rerun leaves no shard
+of the old set. ``NAME.bin`` (or the sidecar) reads the set back.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import (
     TokenFormat,
     TokenSource,
-    atomic_files,
     copy_ids,
+    has_sidecar,
     lineage,
     memmap,
+    sidecar_document,
+    sidecar_files,
+    sidecar_path,
     vocab_of,
-    write_sidecar,
 )
+from embedcli.storage.output_set import OutputSet
+from embedcli.storage.outputs import check_output
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,11 +77,17 @@ def write(
     version = _version(vocab_of(metadata))
     ranges = [(a, min(a + per_file, count)) for a in range(0, count, per_file)] or [(0, 0)]
     paths = shard_paths(output, len(ranges))
-    with atomic_files(paths, inputs=inputs, no_clobber=no_clobber) as files:
-        for f, (a, b) in zip(files, ranges, strict=True):
+    for path in [*paths, sidecar_path(output)]:  # refused before the work, enforced at commit
+        check_output(path, inputs=inputs, no_clobber=no_clobber)
+    with OutputSet(no_clobber=no_clobber) as out:
+        # A rerun that writes fewer shards removes the old run's others: llm.c globs them.
+        out.replaces(_numbered(output))
+        for path, (a, b) in zip(paths, ranges, strict=True):
+            f = out.add(path)
             f.write(header(version, b - a))
             copy_ids(ids_file, a, b - a, version[2], f)
-    return [*paths, write_sidecar(output, NAME, paths, metadata)]
+        out.pointer(sidecar_path(output), sidecar_document(NAME, paths, metadata))
+    return out.paths
 
 
 def read_header(path: str) -> tuple[tuple[int, int, str], int]:
@@ -110,15 +122,41 @@ def has_magic(path: str) -> bool:
 
 
 def expand(path: str) -> list[str]:
-    """A logical ``NAME.bin`` (what a manifest lists) as its numbered files, in order."""
-    stem = path[: -len(".bin")] if path.endswith(".bin") else path
+    """A logical ``NAME.bin`` (what ``-o`` and a manifest name), or its sidecar
+    ``NAME.bin.json``, as its numbered files in order: those the sidecar lists when embedcli
+    wrote the set (each checked present; a set whose commit was interrupted refused), else
+    every ``NAME_DDDDDD.bin`` there is (a set from llm.c's own scripts)."""
+    logical = logical_name(path)
+    listed = sidecar_files(logical)
+    return listed if listed is not None else _numbered(logical)
+
+
+def _numbered(logical: str) -> list[str]:
+    stem = logical[: -len(".bin")] if logical.endswith(".bin") else logical
     return sorted(glob.glob(glob.escape(stem) + "_" + "[0-9]" * 6 + ".bin"))
 
 
+def logical_name(path: str) -> str:
+    """``NAME.bin.json`` (the sidecar) -> ``NAME.bin``; other names as they are."""
+    return path[: -len(".json")] if path.endswith(".bin.json") else path
+
+
+def _is_set(path: str) -> bool:
+    """``NAME.bin`` or ``NAME.bin.json`` naming a set of llm.c shards that embedcli wrote."""
+    logical = logical_name(path)
+    return logical.endswith(".bin") and not os.path.isfile(logical) and has_sidecar(logical, NAME)
+
+
 def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSource:
-    """The ids of llm.c files in order (documents are not marked in the format)."""
+    """The ids of llm.c files in order (documents are not marked in the format); a set's
+    logical name (``NAME.bin``, or its sidecar) stands for its shards."""
     import numpy as np
 
+    if len(paths) == 1 and _is_set(paths[0]):
+        logical = logical_name(paths[0])
+        paths = expand(logical)
+        if not paths:
+            raise FormatError(f"{logical}: its sidecar lists no shards")
     parts, version = [], GPT2
     for path in paths:
         version, tokens = read_header(path)
@@ -148,7 +186,17 @@ def _version(vocab: int) -> tuple:
 
 
 def claims(inputs: list[str]) -> bool:
+    if len(inputs) == 1 and _is_set(inputs[0]):
+        return True
     return all(p.endswith(".bin") and os.path.isfile(p) and has_magic(p) for p in inputs)
+
+
+def files(inputs: list[str]) -> list[str]:
+    """Every file the inputs stand for: a set's shards and its sidecar."""
+    if len(inputs) == 1 and _is_set(inputs[0]):
+        logical = logical_name(inputs[0])
+        return [*expand(logical), sidecar_path(logical)]
+    return list(inputs)
 
 
 LLMC = TokenFormat(
@@ -163,4 +211,5 @@ LLMC = TokenFormat(
     exists=lambda path: bool(expand(path)),
     claims=claims,
     read=load,
+    files=files,
 )

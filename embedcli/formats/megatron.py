@@ -19,12 +19,13 @@ from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import (
     TokenFormat,
     TokenSource,
-    atomic_files,
     copy_ids,
     lineage,
     memmap,
+    read_sidecar,
+    sidecar_path,
     vocab_of,
-    write_sidecar,
+    written_set,
 )
 
 if TYPE_CHECKING:
@@ -88,10 +89,11 @@ def write(
         ]
     )
     paths = [prefix + ".bin", prefix + ".idx"]
-    with atomic_files(paths, inputs=inputs, no_clobber=no_clobber) as (data, idx):
+    # .bin renamed before .idx (Megatron opens the index first), the sidecar last
+    with written_set(paths, prefix, NAME, metadata, inputs, no_clobber) as (data, idx):
         copy_ids(ids_file, 0, count, dtype, data)
         idx.write(index)
-    return [*paths, write_sidecar(prefix, NAME, paths, metadata)]
+    return [*paths, sidecar_path(prefix)]
 
 
 def read_index(prefix: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
@@ -119,6 +121,7 @@ def read_index(prefix: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarra
 def load(prefix: str, encoding: str) -> TokenSource:
     import numpy as np
 
+    read_sidecar(prefix)  # first: a set whose commit was killed is refused as such
     dtype, lengths, pointers, docs = read_index(prefix)
     total = int(lengths.sum(dtype=np.int64))
     path = prefix + ".bin"

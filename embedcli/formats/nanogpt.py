@@ -17,12 +17,12 @@ from embedcli.errors import FormatError
 from embedcli.formats.base import (
     TokenFormat,
     TokenSource,
-    atomic_files,
     copy_ids,
     lineage,
     memmap,
     require_uint16,
-    write_sidecar,
+    sidecar_path,
+    written_set,
 )
 from embedcli.formats.llmc import has_magic
 from embedcli.formats.megatron import prefix_of
@@ -54,17 +54,16 @@ def write(
         copy_ids(ids_file, 0, count, np.dtype("<u2"), sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return [output]
-    with atomic_files([output], inputs=inputs, no_clobber=no_clobber) as (f,):
+    with written_set([output], output, NAME, metadata, inputs, no_clobber) as (f,):
         copy_ids(ids_file, 0, count, np.dtype(np.uint16), f)
-    return [output, write_sidecar(output, NAME, [output], metadata)]
+    return [output, sidecar_path(output)]
 
 
 def load(path: str, encoding: str) -> TokenSource:
-
+    meta = lineage(path, NAME, encoding, {c.IDS_DTYPE: "uint16"})  # first: refuses a killed set
     size = os.path.getsize(path)
     if size % 2:
         raise FormatError(f"{path}: {size:,} bytes is not a whole number of uint16 ids")
-    meta = lineage(path, NAME, encoding, {c.IDS_DTYPE: "uint16"})
     return TokenSource(memmap(path, "<u2", 0, size // 2), None, meta)
 
 

@@ -10,11 +10,12 @@ from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import (
     TokenFormat,
     TokenSource,
-    atomic_files,
     copy_ids,
     lineage,
+    read_sidecar,
+    sidecar_path,
     vocab_of,
-    write_sidecar,
+    written_set,
 )
 
 if TYPE_CHECKING:
@@ -48,15 +49,16 @@ def write(
         raise UsageError("--to npy writes a file: name it with -o NAME.npy")
     dtype = ids_dtype(vocab_of(metadata))
     header = {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": (count,)}
-    with atomic_files([output], inputs=inputs, no_clobber=no_clobber) as (f,):
+    with written_set([output], output, NAME, metadata, inputs, no_clobber) as (f,):
         npformat.write_array_header_2_0(f, header)
         copy_ids(ids_file, 0, count, dtype, f)
-    return [output, write_sidecar(output, NAME, [output], metadata)]
+    return [output, sidecar_path(output)]
 
 
 def load(path: str, encoding: str) -> TokenSource:
     import numpy as np
 
+    read_sidecar(path)  # first: a set whose commit was killed is refused as such
     with open(path, "rb") as f:
         if f.read(6) != b"\x93NUMPY":
             raise FormatError(f"{path}: not a .npy file (it does not start with NumPy's magic)")

@@ -70,7 +70,7 @@ def commit(temp: str, path: str, *, output: bool = True) -> None:
     if output:
         COMMITTED.append(path)
     if aside is not None:
-        _remove_detached(aside)
+        remove_detached(aside)
 
 
 def _link_aside(path: str) -> str | None:
@@ -90,7 +90,7 @@ def _link_aside(path: str) -> str | None:
     return aside
 
 
-def _remove_detached(path: str) -> None:
+def remove_detached(path: str) -> None:
     """Unlink ``path`` in a process of its own that outlives this one (inline without rm)."""
     spawn = getattr(os, "posix_spawnp", None)
     if spawn is None:

@@ -50,7 +50,30 @@ def shard_manifest(
 
 
 def is_manifest(path: str) -> bool:
-    return path.endswith(".json") and not path.endswith(".index.json") and os.path.isfile(path)
+    return (
+        path.endswith(".json")
+        and not path.endswith(".index.json")
+        and os.path.isfile(path)
+        and not is_sidecar(path)
+    )
+
+
+# How a token file's sidecar begins (formats.base.sidecar_document's first key, or the
+# incomplete pointer an interrupted commit leaves: see output_set).
+_SIDECAR_STARTS = (b'{\n  "embedcli_tokens"', b'{\n  "embedcli_incomplete_commit"')
+
+
+def is_sidecar(path: str) -> bool:
+    """Whether ``path`` is the lineage sidecar of a token file (``OUTPUT.json``), which
+    stands for the files it describes: read from its first bytes."""
+    if not path.endswith(".json") or path.endswith(".index.json"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(48)
+    except OSError:
+        return False
+    return head.startswith(_SIDECAR_STARTS)
 
 
 def read_manifest(path: str) -> tuple[list[str], str]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from embedcli.errors import OutputError, UsageError
 from embedcli.storage.atomic import atomic_file, preallocate, validate_safetensors, write_errors
+from embedcli.storage.output_set import OutputSet
 from embedcli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -218,8 +219,10 @@ def write_tensors(
     output that fits in ``max_shard_size`` is one plain file; otherwise files of at most that
     size, ``NAME-00001-of-0000K.safetensors``, each with its row range in its metadata, and
     ``NAME.safetensors.index.json`` (see :mod:`embedcli.split`); a whole tensor larger than the
-    limit gets a file of its own. All files are renamed into place together at the end, then
-    the index is written. Returns the paths written, the index last.
+    limit gets a file of its own. The files are one
+    :class:`~embedcli.storage.output_set.OutputSet`, the index its pointer: an earlier split of
+    the same name loses the parts this one does not have. Returns the paths written, the index
+    last.
     """
     from embedcli.storage.split import MAX_FILES, index_document, index_path
 
@@ -227,11 +230,22 @@ def write_tensors(
     n = rows[0].shape[0] if rows_count is None else rows_count
     header, parts, total = _layout(output, rows, whole, meta, max_shard_size)
     if header is not None:
-        with open_output(output, inputs=read, no_clobber=no_clobber, size=total) as out:
-            out.file.write(header)
-            write_rows(out.file, 0, n)
+        stale = old_split(output) if output != "-" else []
+        if not stale:
+            with open_output(output, inputs=read, no_clobber=no_clobber, size=total) as out:
+                out.file.write(header)
+                write_rows(out.file, 0, n)
+                for spec in whole:
+                    write_whole(out.file, spec)
+            return [output]
+        check_output(output, inputs=read, no_clobber=no_clobber)
+        with OutputSet(no_clobber=no_clobber) as files:  # the old split's parts go with it
+            files.replaces(stale)
+            f = files.add(output, validate=validate_safetensors, size=total)
+            f.write(header)
+            write_rows(f, 0, n)
             for spec in whole:
-                write_whole(out.file, spec)
+                write_whole(f, spec)
         return [output]
     if output == "-":
         raise UsageError("--max-shard-size writes several files: name them with -o PATH")
@@ -241,22 +255,38 @@ def write_tensors(
             f"--max-shard-size {human_bytes(max_shard_size)} would write {len(parts):,} files; "
             f"use at least {least} (about {MAX_FILES:,} files) or more"
         )
-    with contextlib.ExitStack() as stack:  # every file stays a temp file until all are done
+    index = index_path(output)
+    for path in [*(shard.path for shard, _ in parts), index]:  # refused before the work
+        check_output(path, inputs=read, no_clobber=no_clobber)
+    with OutputSet(no_clobber=no_clobber) as files:  # every part a temp file until all are done
+        # an older split's other parts, and a single file of the same name, are replaced
+        files.replaces([*old_split(output), output])
         for shard, part_header in parts:
             size = len(part_header) + sum(spec.nbytes for spec in shard.specs)
-            out = stack.enter_context(
-                open_output(shard.path, inputs=read, no_clobber=no_clobber, size=size)
-            )
-            out.file.write(part_header)
+            f = files.add(shard.path, validate=validate_safetensors, size=size)
+            f.write(part_header)
             if shard.has_rows:
-                write_rows(out.file, shard.start, shard.stop)
+                write_rows(f, shard.start, shard.stop)
             else:
                 for spec in shard.specs:
-                    write_whole(out.file, spec)
+                    write_whole(f, spec)
+        files.pointer(index, index_document(output, [shard for shard, _ in parts], rows, meta))
+    return files.paths
+
+
+def old_split(output: str) -> list[str]:
+    """The parts and index of a split output already at ``output``'s name (an earlier run's)."""
+    import glob
+
+    from embedcli.storage.split import index_path, split_names
+
+    pattern = split_names(glob.escape(output), 1)[0].replace("00001-of-00001", _NUMBERED)
+    found = sorted(glob.glob(pattern))
     index = index_path(output)
-    shards = [shard for shard, _ in parts]
-    write_json(index, index_document(output, shards, rows, meta))
-    return [s.path for s in shards] + [index]
+    return [*found, index] if os.path.isfile(index) else found
+
+
+_NUMBERED = "[0-9]" * 5 + "-of-" + "[0-9]" * 5
 
 
 def _layout(

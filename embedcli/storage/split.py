@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from embedcli.contract import part_fields
 from embedcli.errors import FormatError, InputError
+from embedcli.storage.output_set import check_complete
 from embedcli.storage.store import (
     Header,
     TensorInfo,
@@ -157,6 +158,7 @@ def read_index(path: str) -> tuple[dict, list[IndexedTensor], list[Header]]:
         raise InputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{path}: not a readable index ({exc})") from None
+    check_complete(path, doc)
     if not isinstance(doc, dict) or not isinstance(doc.get("weight_map", {}), dict):
         raise FormatError(f'{path}: an index needs a "weight_map" object')
     base = os.path.dirname(path)

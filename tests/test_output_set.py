@@ -1,0 +1,256 @@
+"""One transaction for every multi-file output (issue 44): a rerun leaves no part of the old
+set, a failure at any step leaves the old set as it was, a set whose commit was killed is
+refused by every reader, --no-clobber holds for racing jobs, and a set reads back by the name
+given to -o."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from embedcli.storage import output_set
+from embedcli.storage.output_set import INCOMPLETE, OutputSet
+
+from conftest import SAMPLE, invoke
+
+STORY = str(SAMPLE / "the-lighthouse.txt")
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    err = proc.stderr.decode()
+    assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _names(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _snapshot(directory) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_a_set_commits_its_data_then_its_pointer(tmp_path):
+    with OutputSet() as out:
+        out.add(str(tmp_path / "a_000000.bin")).write(b"one")
+        out.add(str(tmp_path / "a_000001.bin")).write(b"two")
+        out.pointer(str(tmp_path / "a.bin.json"), {"files": ["a_000000.bin", "a_000001.bin"]})
+        assert _names(tmp_path) == sorted(_names(tmp_path))  # only temporary files so far
+        assert all(name.endswith(".tmp") for name in _names(tmp_path))
+    assert _names(tmp_path) == ["a.bin.json", "a_000000.bin", "a_000001.bin"]
+    assert out.paths[-1] == str(tmp_path / "a.bin.json")
+
+
+def test_a_rewrite_removes_what_the_new_set_does_not_have(tmp_path):
+    old = [tmp_path / f"a_{i:06d}.bin" for i in range(4)]
+    for p in old:
+        p.write_bytes(b"old")
+    with OutputSet() as out:
+        out.replaces([str(p) for p in old])
+        out.add(str(old[0])).write(b"new")
+    assert _names(tmp_path) == ["a_000000.bin"]
+    assert old[0].read_bytes() == b"new"
+
+
+def test_an_error_inside_the_block_leaves_nothing(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"old")
+    with pytest.raises(RuntimeError), OutputSet() as out:
+        out.add(str(tmp_path / "a.bin")).write(b"new")
+        raise RuntimeError("stage failed")
+    assert _snapshot(tmp_path) == {"a.bin": b"old"}
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_a_failed_rename_is_undone(tmp_path, monkeypatch, failing):
+    """The commit's ``failing``-th rename fails (a full disk, an I/O error): every file the
+    commit had replaced or removed is back, no new name is left, no temporary file."""
+    for i in range(3):
+        (tmp_path / f"a_{i:06d}.bin").write_bytes(f"old {i}".encode())
+    (tmp_path / "a.bin.json").write_text('{"files": 3}')
+    before = _snapshot(tmp_path)
+    real, calls = output_set.commit, []
+
+    def commit(temp, path, **kwargs):
+        calls.append(path)
+        if len(calls) == failing:
+            raise OSError(5, "Input/output error")
+        real(temp, path, **kwargs)
+
+    monkeypatch.setattr(output_set, "commit", commit)
+    with pytest.raises(OSError), OutputSet() as out:
+        out.replaces([str(tmp_path / f"a_{i:06d}.bin") for i in range(3)])
+        out.add(str(tmp_path / "a_000000.bin")).write(b"new 0")
+        out.add(str(tmp_path / "a_000001.bin")).write(b"new 1")
+        out.pointer(str(tmp_path / "a.bin.json"), {"files": 2})
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_interrupt_during_the_renames_waits_for_the_commit(tmp_path, monkeypatch):
+    """SIGINT arriving between two renames is handled after the last one: the set is whole,
+    then the interrupt is raised."""
+    import signal
+
+    real, calls = output_set.commit, []
+
+    def commit(temp, path, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+        real(temp, path, **kwargs)
+
+    monkeypatch.setattr(output_set, "commit", commit)
+    with pytest.raises(KeyboardInterrupt), OutputSet() as out:
+        out.add(str(tmp_path / "a_000000.bin")).write(b"0")
+        out.add(str(tmp_path / "a_000001.bin")).write(b"1")
+        out.pointer(str(tmp_path / "a.bin.json"), {"files": 2})
+    assert _names(tmp_path) == ["a.bin.json", "a_000000.bin", "a_000001.bin"]
+    assert json.loads((tmp_path / "a.bin.json").read_text()) == {"files": 2}
+
+
+def test_no_clobber_refuses_at_commit_and_leaves_the_winner(tmp_path):
+    (tmp_path / "a_000001.bin").write_bytes(b"other job")
+    from embedcli.errors import OutputError
+
+    with pytest.raises(OutputError, match="already exists"), OutputSet(no_clobber=True) as out:
+        out.add(str(tmp_path / "a_000000.bin")).write(b"mine")
+        out.add(str(tmp_path / "a_000001.bin")).write(b"mine")
+    assert _snapshot(tmp_path) == {"a_000001.bin": b"other job"}
+
+
+# ----------------------------------------------------------------- llm.c through the CLI
+
+
+def _llmc(tmp_path, text_path, out, *extra):
+    return invoke("tokenize", str(text_path), "--to", "llmc", "-o", str(out), "-q", *extra)
+
+
+def test_a_smaller_llmc_rerun_leaves_no_old_shard(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text(SAMPLE.joinpath("the-lighthouse.txt").read_text(encoding="utf-8") * 3)
+    out = tmp_path / "out" / "fw.bin"
+    out.parent.mkdir()
+    assert _llmc(tmp_path, big, out, "--shard-tokens", "200").returncode == 0
+    assert len(list(out.parent.glob("fw_*.bin"))) > 3
+    small = tmp_path / "small.txt"
+    small.write_text("A small corpus.\n")
+    assert _llmc(tmp_path, small, out, "--shard-tokens", "200").returncode == 0
+    assert _names(out.parent) == ["fw.bin.json", "fw_000000.bin"]
+    assert json.loads((out.parent / "fw.bin.json").read_text())["files"] == ["fw_000000.bin"]
+
+
+def test_an_llmc_set_reads_back_by_its_name_and_its_sidecar(tmp_path):
+    from embedcli.data import open_tokens
+
+    out = tmp_path / "fw.bin"
+    assert _llmc(tmp_path, STORY, out, "--shard-tokens", "500").returncode == 0
+    shards = sorted(str(p) for p in tmp_path.glob("fw_*.bin"))
+    whole = np.concatenate(open_tokens(shards).segments)
+    for name in (str(out), str(out) + ".json"):
+        stream = open_tokens(name)
+        assert np.array_equal(np.concatenate(stream.segments), whole)
+        proc = invoke("inspect", name)
+        assert proc.returncode == 0, proc.stderr
+        proc = invoke("batch", name, "-T", "4", "-o", str(tmp_path / "w.safetensors"), "-q")
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_a_set_whose_commit_was_killed_is_refused_by_every_reader(tmp_path):
+    out = tmp_path / "fw.bin"
+    assert _llmc(tmp_path, STORY, out, "--shard-tokens", "500").returncode == 0
+    sidecar = tmp_path / "fw.bin.json"
+    sidecar.write_text(json.dumps({INCOMPLETE: ["fw_000000.bin", "fw.bin.json"]}))
+    for args in (["inspect", str(out)], ["batch", str(out), "-T", "4", "-o", "-"]):
+        proc = invoke(*args)
+        assert proc.returncode == 1
+        line = one_error_line(proc)
+        assert "fw.bin.json" in line and "killed while committing" in line
+
+
+def test_a_missing_shard_is_refused(tmp_path):
+    out = tmp_path / "fw.bin"
+    assert _llmc(tmp_path, STORY, out, "--shard-tokens", "500").returncode == 0
+    (tmp_path / "fw_000001.bin").unlink()
+    proc = invoke("inspect", str(out))
+    assert proc.returncode == 1
+    assert "fw_000001.bin: listed in" in one_error_line(proc)
+
+
+@pytest.mark.parametrize("to", ["llmc", "megatron", "nanogpt", "npy"])
+def test_a_failure_before_the_last_rename_keeps_the_old_set(tmp_path, to):
+    """Through a real process: the first write commits; the second, of another corpus, fails
+    at its last rename (the sidecar's); every file is as the first run left it."""
+    out = tmp_path / ("c.npy" if to == "npy" else "c.bin")
+    args = ["tokenize", STORY, "--to", to, "-o", str(out), "-q", "--shard-tokens", "500"]
+    if to != "llmc":
+        args = args[:-2]
+    assert invoke(*args).returncode == 0
+    before = _snapshot(tmp_path)
+    program = _FAIL_LAST_RENAME.format(args=[*args[:1], str(SAMPLE), *args[2:]])
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert b"injected" in proc.stderr
+    assert _snapshot(tmp_path) == before
+
+
+_FAIL_LAST_RENAME = """
+import sys
+import embedcli.storage.output_set as output_set
+from embedcli.cli.app import main
+
+real = output_set.commit
+
+def commit(temp, path, **kwargs):
+    if path.endswith(".json"):
+        raise OSError(28, "No space left on device (injected)")
+    real(temp, path, **kwargs)
+
+output_set.commit = commit
+sys.argv = ["embedcli", *{args!r}]
+main()
+"""
+
+
+# ----------------------------------------------------------------- split outputs
+
+
+def _batch_split(tokens, out, size):
+    args = ["batch", str(tokens), "-T", "4", "--stride", "1", "-o", str(out), "-q"]
+    return invoke(*args, *(["--max-shard-size", size] if size else []))
+
+
+@pytest.fixture
+def story_tokens(tmp_path):
+    path = tmp_path / "story.tokens.safetensors"
+    assert invoke("tokenize", STORY, "-o", str(path), "-q").returncode == 0
+    return path
+
+
+def test_a_smaller_split_rerun_leaves_no_old_part(tmp_path, story_tokens):
+    out_dir = tmp_path / "w"
+    out_dir.mkdir()
+    out = out_dir / "w.safetensors"
+    assert _batch_split(story_tokens, out, "8KB").returncode == 0
+    assert len(list(out_dir.glob("w-*-of-*.safetensors"))) > 4
+    assert _batch_split(story_tokens, out, "24KB").returncode == 0
+    index = json.loads((out_dir / "w.safetensors.index.json").read_text())
+    listed = sorted(f["file"] for f in index["embedcli"]["files"])
+    assert _names(out_dir) == sorted([*listed, "w.safetensors.index.json"])
+    assert invoke("inspect", str(out_dir / "w.safetensors.index.json")).returncode == 0
+    # one file this time: the split's parts and index go
+    assert _batch_split(story_tokens, out, None).returncode == 0
+    assert _names(out_dir) == ["w.safetensors"]
+
+
+def test_a_split_whose_commit_was_killed_is_refused(tmp_path, story_tokens):
+    out = tmp_path / "w.safetensors"
+    assert _batch_split(story_tokens, out, "20KB").returncode == 0
+    index = tmp_path / "w.safetensors.index.json"
+    index.write_text(json.dumps({INCOMPLETE: ["w-00001-of-00009.safetensors"]}, indent=2))
+    for args in (["inspect", str(index)], ["embed", str(index), "-d", "4", "-o", "-"]):
+        proc = invoke(*args)
+        assert proc.returncode == 1
+        assert "killed while committing" in one_error_line(proc)
