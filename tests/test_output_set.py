@@ -254,3 +254,179 @@ def test_a_split_whose_commit_was_killed_is_refused(tmp_path, story_tokens):
         proc = invoke(*args)
         assert proc.returncode == 1
         assert "killed while committing" in one_error_line(proc)
+
+
+# ----------------------------------------------------------------- the validation split's key
+
+
+def test_the_validation_split_does_not_depend_on_how_the_path_is_spelled(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [json.dumps({"text": f"document number {i} of the corpus"}) for i in range(400)]
+    (data / "x.jsonl").write_text("\n".join(lines) + "\n")
+    from safetensors.numpy import load_file
+
+    chosen = []
+    for k, spelled in enumerate(["data/x.jsonl", "./data/x.jsonl", str(data / "x.jsonl")]):
+        out = tmp_path / f"o{k}.tokens.safetensors"
+        proc = invoke(
+            "tokenize", spelled, "--val-fraction", "0.2", "-o", str(out), "-q", cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        val = load_file(str(tmp_path / f"o{k}.val.tokens.safetensors"))
+        chosen.append((val["ids"].tolist(), val["doc_offsets"].tolist()))
+    assert chosen[0] == chosen[1] == chosen[2]
+    assert 40 < len(chosen[0][1]) - 1 < 120  # about a fifth of 400 documents
+    # a directory input keys its files by their path inside it, however it is spelled
+    dirs = []
+    for k, spelled in enumerate(["data", "./data/", str(data)]):
+        out = tmp_path / f"d{k}.tokens.safetensors"
+        proc = invoke(
+            "tokenize", spelled, "--val-fraction", "0.2", "-o", str(out), "-q", cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        dirs.append(load_file(str(tmp_path / f"d{k}.val.tokens.safetensors"))["ids"].tolist())
+    assert dirs[0] == dirs[1] == dirs[2]
+
+
+# ----------------------------------------------------------------- --no-clobber, two jobs
+
+# embedcli whose commit, once everything is written, says "ready" and waits for a byte on
+# stdin: the test lets two such jobs commit the same output at the same moment.
+_AT_COMMIT = """
+import sys
+import embedcli.storage.output_set as output_set
+from embedcli.cli.app import main
+
+real = output_set.OutputSet.commit
+
+def commit(self):
+    print("ready", flush=True)
+    sys.stdin.buffer.read(1)
+    return real(self)
+
+output_set.OutputSet.commit = commit
+sys.argv = ["embedcli", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("rounds", range(3))
+def test_no_clobber_holds_for_two_racing_jobs(tmp_path, rounds):
+    small = tmp_path / "small.txt"
+    small.write_text("Another corpus, much shorter than the story.\n")
+    out = tmp_path / "fw.bin"
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _AT_COMMIT,
+                "tokenize",
+                str(text),
+                "--to",
+                "llmc",
+                "--shard-tokens",
+                "300",
+                "-o",
+                str(out),
+                "--no-clobber",
+                "-q",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for text in (STORY, small)
+    ]
+    for job in jobs:  # both have passed the early check and written everything
+        assert job.stdout is not None and job.stdout.readline() == b"ready\n"
+    for job in jobs:
+        assert job.stdin is not None
+        job.stdin.write(b"go")
+        job.stdin.flush()
+    results = [(job.wait(timeout=120), job.stderr.read().decode()) for job in jobs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, err in results if code == 1)
+    assert "already exists (--no-clobber)" in loser
+    winner = (STORY, str(small))[[code for code, _ in results].index(0)]
+    (tmp_path / "ref").mkdir()
+    reference_run = invoke(
+        "tokenize", winner, "--to", "llmc", "--shard-tokens", "300",
+        "-o", str(tmp_path / "ref" / "fw.bin"), "-q",
+    )  # fmt: skip
+    assert reference_run.returncode == 0
+    written = {p.name: p.read_bytes() for p in tmp_path.glob("fw*")}
+    reference = {p.name: p.read_bytes() for p in (tmp_path / "ref").glob("fw*")}
+    assert written.keys() == reference.keys()
+    shards = {k: v for k, v in written.items() if k.endswith(".bin")}
+    assert shards == {k: v for k, v in reference.items() if k.endswith(".bin")}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+# ----------------------------------------------------------------- a train/validation pair
+
+
+@pytest.mark.parametrize(
+    ("to", "name", "val_files"),
+    [
+        (None, "c.tokens.safetensors", ["c.val.tokens.safetensors"]),
+        ("nanogpt", "train.bin", ["val.bin", "val.bin.json"]),
+        ("llmc", "c.bin", ["c.val.bin.json", "c.val_000000.bin"]),
+        ("megatron", "c", ["c_val.bin", "c_val.idx", "c_val.json"]),
+    ],
+)
+def test_a_rerun_without_val_fraction_removes_the_old_validation_split(
+    tmp_path, to, name, val_files
+):
+    out = tmp_path / name
+    fmt = ["--to", to] if to else []
+    proc = invoke("tokenize", str(SAMPLE), *fmt, "-o", str(out), "--val-fraction", "0.5", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert set(val_files) <= set(_names(tmp_path))
+    assert invoke("tokenize", str(SAMPLE), *fmt, "-o", str(out), "-q").returncode == 0
+    assert not set(val_files) & set(_names(tmp_path))
+
+
+def test_a_validation_file_of_another_run_is_left_alone(tmp_path):
+    """nanoGPT's layout: train.bin and val.bin tokenized separately. Rewriting train.bin does
+    not touch a val.bin that is not the validation split of a --val-fraction run."""
+    val = tmp_path / "val.bin"
+    assert invoke("tokenize", STORY, "--to", "nanogpt", "-o", str(val), "-q").returncode == 0
+    before = _snapshot(tmp_path)
+    train = tmp_path / "train.bin"
+    assert (
+        invoke("tokenize", str(SAMPLE), "--to", "nanogpt", "-o", str(train), "-q").returncode == 0
+    )
+    assert {k: v for k, v in _snapshot(tmp_path).items() if k.startswith("val")} == before
+
+
+def test_a_failed_pair_keeps_the_old_pair(tmp_path):
+    out = tmp_path / "c.tokens.safetensors"
+    args = ["tokenize", STORY, "-o", str(out), "--val-fraction", "0.5", "-q"]
+    assert invoke(*args).returncode == 0
+    before = _snapshot(tmp_path)
+    program = _FAIL_SECOND_RENAME.format(args=[args[0], str(SAMPLE), *args[2:]])
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=300)
+    assert proc.returncode == 1 and b"injected" in proc.stderr, proc.stderr
+    assert _snapshot(tmp_path) == before
+
+
+_FAIL_SECOND_RENAME = """
+import sys
+import embedcli.storage.output_set as output_set
+from embedcli.cli.app import main
+
+real, calls = output_set.commit, []
+
+def commit(temp, path, **kwargs):
+    calls.append(path)
+    if len(calls) == 2:
+        raise OSError(5, "Input/output error (injected)")
+    real(temp, path, **kwargs)
+
+output_set.commit = commit
+sys.argv = ["embedcli", *{args!r}]
+main()
+"""

@@ -249,7 +249,8 @@ def test_val_fraction_splits_documents_deterministically(tmp_path, enc):
     result = run_tokenize(
         [str(path)], str(out), opts, to="nanogpt", val_fraction=0.25, split_seed=7
     )
-    val_docs = [d for i, d in enumerate(docs) if goes_to_val(f"{path}:{i + 1}", 0.25, 7)]
+    # the key: the file's name (it was named itself), not the path as spelled (issue 44)
+    val_docs = [d for i, d in enumerate(docs) if goes_to_val(f"{path.name}:{i + 1}", 0.25, 7)]
     train_docs = [d for d in docs if d not in val_docs]
     assert 0 < len(val_docs) < len(docs) and result.val_output == str(tmp_path / "val.bin")
     for name, chosen in (("train.bin", train_docs), ("val.bin", val_docs)):

@@ -146,10 +146,11 @@ def pieces(
     safe points. With ``split_on_eot`` a literal ``<|endoftext|>`` ends a document
     (TinyStories' separator); ``chooser=(fraction, seed)`` sends documents to validation."""
 
-    def stream_of(doc: str) -> int:
-        return int(chooser is not None and goes_to_val(doc, *chooser))
-
     for source in sources:
+
+        def stream_of(doc: str, source: Source = source) -> int:
+            return int(chooser is not None and goes_to_val(source.split_key(doc), *chooser))
+
         if source.format == "jsonl" and not split_on_eot:
             yield from _jsonl_pieces(
                 source, text_key, piece_chars, block_bytes, special, stats, on_progress, chooser
@@ -256,7 +257,10 @@ def _jsonl_pieces(
         stats.input_bytes += nbytes
         if text is None:  # the file ended with blank lines
             continue
-        k = int(chooser is not None and goes_to_val(doc_name(source, lineno, offset), *chooser))
+        k = int(
+            chooser is not None
+            and goes_to_val(source.split_key(doc_name(source, lineno, offset)), *chooser)
+        )
         if special == "error" and _first_special(stats.special_texts, text):
             refuse_special(stats, doc_name(source, lineno, offset), text, lineno or 0)
         for piece, first in _document(text, True, _split(stats, k), piece_chars):

@@ -34,10 +34,22 @@ class Source:
     row_groups: tuple[int, ...] | None = None  # for --shard: only these Parquet row groups
     label: str | None = None  # the name shown, when not the path (a spooled pipe)
     first_line: int | None = None  # line number at byte_range's start, when known
+    # The file's identity for --val-fraction's choice: its path inside the directory it was
+    # found in, or its file name when named itself (data/x.jsonl, ./data/x.jsonl and
+    # /abs/data/x.jsonl are one file). None: the name.
+    key: str | None = None
 
     @property
     def name(self) -> str:
         return self.label or ("<stdin>" if self.path == "-" else self.path)
+
+    def split_key(self, doc: str) -> str:
+        """A document's name (``a.jsonl:12``, as messages show it) with the file's
+        :attr:`key` in place of its path: what the validation split hashes."""
+        name = self.name
+        if self.key is None or not doc.startswith(name):
+            return doc
+        return self.key + doc[len(name) :]
 
 
 @dataclass

@@ -74,11 +74,11 @@ def resolve_sources(
                     f"{path}: no text files in this directory (looked for {', '.join(wanted)}"
                     f"{'' if include else ', optionally .gz/.zst'}; --include GLOB chooses)"
                 )
-            sources.extend(_make_source(p, fmt) for p in found)
+            sources.extend(replace(_make_source(p, fmt), key=_inside(p, path)) for p in found)
         elif os.path.exists(path):
             if not os.path.isfile(path) and not is_stream(path):
                 raise InputError(f"{path}: not a regular file")
-            sources.append(_make_source(path, fmt))
+            sources.append(replace(_make_source(path, fmt), key=os.path.basename(path)))
         else:
             check_flag_words([path])
             raise InputError(f"{path}: no such file or directory")
@@ -103,10 +103,24 @@ def _url_sources(
         raise InputError(f"{public_url(url)}: no objects to read here (--include GLOB chooses)")
     sources = []
     for path, size in found:
-        source = _make_source(path, fmt, size)
+        source = replace(_make_source(path, fmt, size), key=_object_key(path, url))
         shown = public_url(path)
         sources.append(replace(source, label=shown) if shown != path else source)
     return sources
+
+
+def _inside(path: str, directory: str) -> str:
+    """``path`` relative to the directory it was found in, with ``/`` (the same key on every
+    system and however the directory was spelled)."""
+    return os.path.relpath(path, directory).replace(os.sep, "/")
+
+
+def _object_key(path: str, url: str) -> str:
+    """An object's key below the prefix it was listed from (its name when named itself)."""
+    prefix = url.rstrip("/")
+    if path.rstrip("/") == prefix or not path.startswith(prefix + "/"):
+        return path.rsplit("/", 1)[-1]
+    return path[len(prefix) + 1 :]
 
 
 def check_flag_words(paths: list[str]) -> None:

@@ -22,7 +22,7 @@ from embedcli import contract as c
 from embedcli.errors import FormatError, InputError, UsageError
 from embedcli.options import EotPlacement, SpecialPolicy
 from embedcli.storage.manifest import is_sidecar
-from embedcli.storage.output_set import OutputSet, check_complete
+from embedcli.storage.output_set import OutputSet, check_complete, joined
 from embedcli.storage.outputs import check_output
 
 if TYPE_CHECKING:
@@ -48,7 +48,9 @@ class TokenSource:
 class TokenWriter(Protocol):
     """Writes a token file: ``count`` int32 ids waiting in ``ids_file`` (from its start),
     ``doc_offsets`` and the metadata. Returns the paths written. ``settings`` are the
-    format's own options (``shard_tokens`` for llm.c); a writer ignores the others."""
+    format's own options (``shard_tokens`` for llm.c); a writer ignores the others. With
+    ``files`` (an :class:`~embedcli.storage.output_set.OutputSet`) its files join that set,
+    which the caller commits (a train/validation pair is one output)."""
 
     def __call__(
         self,
@@ -136,13 +138,14 @@ def written_set(
     metadata: dict[str, str],
     inputs: list[str],
     no_clobber: bool,
+    files: OutputSet | None = None,
 ) -> Iterator[list[BinaryIO]]:
     """The data files of one token output and its sidecar, as one
-    :class:`~embedcli.storage.output_set.OutputSet`: the files open for writing, in order,
-    committed on leaving the block (the sidecar last)."""
+    :class:`~embedcli.storage.output_set.OutputSet` (or added to ``files``): the files open
+    for writing, in order, committed on leaving the block (the sidecar last)."""
     for path in [*paths, sidecar_path(output)]:  # refused before the work, enforced at commit
         check_output(path, inputs=inputs, no_clobber=no_clobber)
-    with OutputSet(no_clobber=no_clobber) as out:
+    with joined(files, no_clobber=no_clobber) as out:
         yield [out.add(p) for p in paths]
         out.pointer(sidecar_path(output), sidecar_document(fmt, paths, metadata))
 

@@ -29,7 +29,7 @@ from embedcli.formats.base import (
     sidecar_path,
     vocab_of,
 )
-from embedcli.storage.output_set import OutputSet
+from embedcli.storage.output_set import joined
 from embedcli.storage.outputs import check_output
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def write(
     paths = shard_paths(output, len(ranges))
     for path in [*paths, sidecar_path(output)]:  # refused before the work, enforced at commit
         check_output(path, inputs=inputs, no_clobber=no_clobber)
-    with OutputSet(no_clobber=no_clobber) as out:
+    with joined(settings.get("files"), no_clobber=no_clobber) as out:
         # A rerun that writes fewer shards removes the old run's others: llm.c globs them.
         out.replaces(_numbered(output))
         for path, (a, b) in zip(paths, ranges, strict=True):
@@ -87,7 +87,7 @@ def write(
             f.write(header(version, b - a))
             copy_ids(ids_file, a, b - a, version[2], f)
         out.pointer(sidecar_path(output), sidecar_document(NAME, paths, metadata))
-    return out.paths
+    return [*paths, sidecar_path(output)]
 
 
 def read_header(path: str) -> tuple[tuple[int, int, str], int]:

@@ -90,7 +90,10 @@ def write(
     )
     paths = [prefix + ".bin", prefix + ".idx"]
     # .bin renamed before .idx (Megatron opens the index first), the sidecar last
-    with written_set(paths, prefix, NAME, metadata, inputs, no_clobber) as (data, idx):
+    with written_set(paths, prefix, NAME, metadata, inputs, no_clobber, settings.get("files")) as (
+        data,
+        idx,
+    ):
         copy_ids(ids_file, 0, count, dtype, data)
         idx.write(index)
     return [*paths, sidecar_path(prefix)]

@@ -54,7 +54,9 @@ def write(
         copy_ids(ids_file, 0, count, np.dtype("<u2"), sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return [output]
-    with written_set([output], output, NAME, metadata, inputs, no_clobber) as (f,):
+    with written_set(
+        [output], output, NAME, metadata, inputs, no_clobber, settings.get("files")
+    ) as (f,):
         copy_ids(ids_file, 0, count, np.dtype(np.uint16), f)
     return [output, sidecar_path(output)]
 

@@ -49,7 +49,9 @@ def write(
         raise UsageError("--to npy writes a file: name it with -o NAME.npy")
     dtype = ids_dtype(vocab_of(metadata))
     header = {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": (count,)}
-    with written_set([output], output, NAME, metadata, inputs, no_clobber) as (f,):
+    with written_set(
+        [output], output, NAME, metadata, inputs, no_clobber, settings.get("files")
+    ) as (f,):
         npformat.write_array_header_2_0(f, header)
         copy_ids(ids_file, 0, count, dtype, f)
     return [output, sidecar_path(output)]

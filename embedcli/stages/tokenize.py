@@ -20,13 +20,16 @@ from embedcli import contract as c
 from embedcli.bpe.pieces import TokenizeStats
 from embedcli.bpe.tokenizer import tokenize_with
 from embedcli.documents import Source, resolve_sources, shard_sources
-from embedcli.errors import OutputError, UsageError
+from embedcli.errors import EmbedcliError, OutputError, UsageError
 from embedcli.formats import TokenFormat, format_for
+from embedcli.formats.base import read_sidecar, sidecar_files, sidecar_path
+from embedcli.formats.safetensors import token_header
 from embedcli.options import DEFAULT_SEED, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.common import remote_output
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
 from embedcli.storage.manifest import manifest_path, shard_manifest
+from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output, stale_temps, write_json
 from embedcli.storage.store import header_if_file, write_array
 
@@ -183,6 +186,9 @@ def run_tokenize(
         if val_output is not None and stats.val is not None:
             splits.append((val_output, stats.val, "val"))
         paths: list[str] = []
+        files = stack.enter_context(OutputSet(no_clobber=no_clobber))  # train and val: one
+        if val_output is None and output != "-":  # an older run's validation split goes too
+            files.replaces(stale_val(val_name(output, fmt.suffixes), fmt))
         for (path, part, name), sink in zip(splits, sinks, strict=True):
             assert part.doc_offsets is not None  # set by every tokenize run
             meta = part.metadata() | extra
@@ -198,7 +204,9 @@ def run_tokenize(
                 inputs=read,
                 no_clobber=no_clobber,
                 shard_tokens=shard_tokens,
+                files=files,
             )
+        files.commit()
     header = header_if_file(output) if fmt.name == "safetensors" else None
     result = TokenizeResult(
         output, Written.of(paths, main=0), stats, header, format=fmt.name, notes=notes
@@ -209,6 +217,26 @@ def run_tokenize(
         write_json(result.manifest, manifest)
         result.shard, result.shard_files = shard, (len(sources), len(read))
     return result
+
+
+def stale_val(path: str, fmt: TokenFormat) -> list[str]:
+    """The files of a validation split an earlier ``--val-fraction`` run wrote at ``path``
+    (its lineage says so), which a run without one replaces: a training script would read
+    them as this corpus's validation set. Anything else of that name is left alone."""
+    if fmt.name == "safetensors":
+        try:
+            header = token_header(path).metadata or {}
+        except EmbedcliError:
+            return []
+        return [path] if header.get(c.SPLIT) == "val" else []
+    try:
+        lineage = read_sidecar(path)
+        listed = sidecar_files(path) if lineage is not None else None
+    except EmbedcliError:
+        return []
+    if lineage is None or lineage.get(c.SPLIT) != "val":
+        return []
+    return [*(listed or []), sidecar_path(path)]
 
 
 def val_name(output: str, suffixes: tuple[str, ...]) -> str:

@@ -16,13 +16,13 @@ what a reader sees):
    fails if the name exists: of two racing jobs exactly one wins, and the loser removes what it
    linked and leaves the other's files alone. There is nothing to replace, and the commit ends
    with step 6;
-3. the pointer (the sidecar or index through which embedcli reads the set), when the set has
-   one, replaced by an *incomplete* pointer: from here until step 6 a reader that opens the set
+3. the pointers (the sidecars or index through which embedcli reads the set), when the set
+   has any, replaced by *incomplete* pointers: from here until step 6 a reader that opens the set
    refuses it in one line (:func:`check_complete`) instead of reading a mix of two runs;
 4. the files this set replaces and does not write again removed (``replaces``: an older run's
    shards, parts, validation file);
 5. the data files renamed into place, in the order they were added;
-6. the pointer renamed into place last.
+6. the pointers renamed into place last.
 
 Until step 6 every file the commit replaces or removes keeps a second name (a hard link), so
 an error at any step (a full disk, a failed rename) is undone: the previous output is back
@@ -87,11 +87,10 @@ class OutputSet:
     def __init__(self, *, no_clobber: bool = False) -> None:
         self.no_clobber = no_clobber
         self.members: list[_Member] = []
-        self.pointer_path: str | None = None
-        self.pointer_doc: dict[str, Any] | None = None
+        self.pointers: dict[str, dict[str, Any]] = {}  # path -> JSON document
         self.stale: list[str] = []
         self.done = False
-        self._extra: _Member | None = None  # the pointer's temp file, once written
+        self._extra: list[_Member] = []  # the pointers' temp files, once written
 
     def add(
         self,
@@ -116,8 +115,9 @@ class OutputSet:
         return f
 
     def pointer(self, path: str, doc: dict[str, Any]) -> None:
-        """The JSON document through which readers find the set, written last."""
-        self.pointer_path, self.pointer_doc = path, doc
+        """A JSON document through which readers find (part of) the set, written last (a
+        train/validation pair has one per side)."""
+        self.pointers[path] = doc
 
     def replaces(self, paths: list[str]) -> None:
         """Files of an older output that this one stands in for: removed at commit unless the
@@ -126,15 +126,13 @@ class OutputSet:
 
     @property
     def paths(self) -> list[str]:
-        """Every final path, the pointer last."""
-        data = [m.path for m in self.members]
-        return [*data, self.pointer_path] if self.pointer_path else data
+        """Every final path, the pointers last."""
+        return [*(m.path for m in self.members), *self.pointers]
 
     def commit(self) -> list[str]:
         """Steps 1-6; returns :attr:`paths`."""
         members = list(self.members)
-        if self.pointer_path is not None:
-            members.append(self._pointer_member(self.pointer_path))
+        members += [self._pointer_member(path, doc) for path, doc in self.pointers.items()]
         for m in members:  # 1
             with write_errors(m.path):
                 m.file.flush()
@@ -147,21 +145,21 @@ class OutputSet:
             keep = {os.path.abspath(m.path) for m in members}
             stale = [p for p in dict.fromkeys(self.stale) if os.path.abspath(p) not in keep]
             with _signals_deferred():
-                _replace_all(members, stale, self.pointer_path)
+                _replace_all(members, stale, list(self.pointers))
         self.done = True
         return self.paths
 
-    def _pointer_member(self, path: str) -> _Member:
+    def _pointer_member(self, path: str, doc: dict[str, Any]) -> _Member:
         fd, temp = create_temp(path)
-        self._extra = _Member(path, temp, os.fdopen(fd, "wb"), None)  # discarded with the rest
+        member = _Member(path, temp, os.fdopen(fd, "wb"), None)
+        self._extra.append(member)  # discarded with the rest
         with write_errors(path):
-            text = json.dumps(self.pointer_doc, indent=2, ensure_ascii=False) + "\n"
-            self._extra.file.write(text.encode())
-        return self._extra
+            member.file.write((json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode())
+        return member
 
     def discard(self) -> None:
         """Remove every temporary file; the previous output stays as it was."""
-        for m in [*self.members, *([self._extra] if self._extra else [])]:
+        for m in [*self.members, *self._extra]:
             m.file.close()
             discard(m.temp)
 
@@ -179,6 +177,17 @@ class OutputSet:
         except BaseException:
             self.discard()
             raise
+
+
+@contextlib.contextmanager
+def joined(files: OutputSet | None, *, no_clobber: bool) -> Iterator[OutputSet]:
+    """``files`` when the caller commits several outputs as one (a train/validation pair),
+    else a new set, committed on leaving the block."""
+    if files is not None:
+        yield files
+        return
+    with OutputSet(no_clobber=no_clobber) as out:
+        yield out
 
 
 def _claim_all(members: list[_Member]) -> None:
@@ -225,14 +234,14 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _replace_all(members: list[_Member], stale: list[str], pointer: str | None) -> None:
+def _replace_all(members: list[_Member], stale: list[str], pointers: list[str]) -> None:
     """Steps 3-6, undone on an error: every name the commit changes keeps its old file under
     a second name (a hard link) until the last rename, and gets it back if a step fails."""
     mark = len(COMMITTED)
     kept = {path: aside for path in [*(m.path for m in members), *stale] if (aside := _keep(path))}
     done: list[str] = []
     try:
-        if pointer is not None:  # 3
+        for pointer in pointers:  # 3
             _write_incomplete(pointer, [m.path for m in members])
         for old in stale:  # 4
             _remove(old)
@@ -240,7 +249,7 @@ def _replace_all(members: list[_Member], stale: list[str], pointer: str | None) 
             commit(m.temp, m.path)
             done.append(m.path)
     except BaseException:
-        for path in {*done, *([pointer] if pointer else [])} - set(kept):
+        for path in {*done, *pointers} - set(kept):
             discard(path)  # new names: gone again
         for path, aside in kept.items():
             with contextlib.suppress(OSError):
