@@ -241,7 +241,10 @@ def test_an_unknown_rank_file_takes_its_pattern_and_special_tokens(tmp_path):
     ranks.write_bytes(bundled_bytes())
     specials = tmp_path / "specials.json"
     specials.write_text('{"<|endoftext|>": 50256}', encoding="utf-8")
-    with pytest.raises(EncodingLoadError, match="--pattern REGEX and --special-tokens FILE"):
+    with pytest.raises(
+        EncodingLoadError,
+        match="--tokenizer-option pattern=REGEX and --tokenizer-option special_tokens=FILE",
+    ):
         encode("x", encoding=resolve_spec(str(ranks)))
     spec = resolve_spec(str(ranks), pattern=r50k_pat_str, special_tokens=str(specials))
     assert encode(TEXTS, encoding=spec).tolist() == encode(TEXTS, encoding="gpt2").tolist()
@@ -329,3 +332,38 @@ def test_special_error_and_split_on_eot_use_the_tokenizers_own_tokens(trained, t
     want = [*sp.encode("one lamp"), eos, *sp.encode("two lamps"), eos, *sp.encode("three")]
     assert result.stats.documents == 3
     assert load_file(str(out))["ids"].tolist() == want
+
+
+@pytest.mark.parametrize(
+    ("pattern", "specials", "message"),
+    [
+        ("(?P<x", {"<|endoftext|>": 50256}, "not a valid pattern"),
+        ("@pat.txt", {"<|endoftext|>": 50256}, "does not give text back"),
+        (r"\w+", {"<|endoftext|>": 50256}, "does not give text back"),  # drops spaces
+        (None, {"<|endoftext|>": 5}, "which is the rank of b'&'"),
+        (None, {"<|endoftext|>": 248_076}, "outside the vocabulary"),
+        (None, {"<|endoftext|>": 50256, "<|pad|>": 50256}, "have the same id 50256"),
+    ],
+)
+def test_a_rank_file_that_would_give_wrong_ids_is_refused(tmp_path, pattern, specials, message):
+    """issue 32: a wrong pattern= dropped text and exited 0; an invalid one was an internal
+    error; a special token's id could be a rank's or far past the table. Each is one line,
+    exit 2, nothing written."""
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    from embedcli.bpe.encodings import bundled_bytes
+
+    ranks = tmp_path / "ranks.tiktoken"
+    ranks.write_bytes(bundled_bytes())
+    table = tmp_path / "specials.json"
+    table.write_text(json.dumps(specials), encoding="utf-8")
+    out = tmp_path / "t.tokens.safetensors"
+    proc = invoke(
+        "tokenize", str(SAMPLE), "--tokenizer", str(ranks), "-o", str(out),
+        "--tokenizer-option", f"pattern={pattern or r50k_pat_str}",
+        "--tokenizer-option", f"special_tokens={table}",
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.startswith("Error: ") and err.count("\n") == 1 and message in err, err
+    assert not out.exists()

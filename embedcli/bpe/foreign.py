@@ -243,10 +243,10 @@ def _load(name: str, size: int, mtime_ns: int) -> ForeignEncoding:
     else:
         enc = _sentencepiece(name, path, digest)
     for key in ("bos", "eos"):
-        if key in choices:  # --bos-token / --eos-token: a special token, by its text
+        if key in choices:  # --tokenizer-option bos=/eos=: a special token, by its text
             text = choices[key]
             if text not in enc.special_tokens:
-                raise UsageError(f"--{key}-token {text}: not a special token of {path}")
+                raise UsageError(f"--tokenizer-option {key}={text}: not a special token of {path}")
             setattr(enc, key, (text, enc.special_tokens[text]))
     return enc
 
@@ -349,7 +349,9 @@ def _sentencepiece(name: str, path: str, digest: str) -> ForeignEncoding:
 
 def _rank_file(name: str, path: str, digest: str, choices: dict[str, str]) -> ForeignEncoding:
     """A tiktoken-format rank file; its pattern and special tokens from the family's own code
-    (recognised by the file's sha256), or from ``--pattern`` and ``--special-tokens``."""
+    (recognised by the file's sha256), or from ``--tokenizer-option pattern=`` and
+    ``special_tokens=``; checked before any text is encoded (:func:`_check_specials`, the
+    pattern compiles, :func:`_check_round_trip`)."""
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
@@ -368,11 +370,18 @@ def _rank_file(name: str, path: str, digest: str, choices: dict[str, str]) -> Fo
         raise EncodingLoadError(
             f"{path}: a rank file embedcli does not know (sha256 {digest[:12]}...): its "
             "pre-tokenizer pattern and special tokens are not in the file; give them with "
-            "--pattern REGEX and --special-tokens FILE"
+            "--tokenizer-option pattern=REGEX and --tokenizer-option special_tokens=FILE"
         )
-    enc = tiktoken.Encoding(
-        name=family, pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials
-    )
+    _check_specials(path, ranks, specials)
+    try:
+        enc = tiktoken.Encoding(
+            name=family, pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials
+        )
+    except ValueError as exc:  # the regex engine's own words, with the position
+        raise UsageError(
+            f"{path}: --tokenizer-option pattern={_short(pattern)}: not a valid pattern ({exc})"
+        ) from None
+    _check_round_trip(path, pattern, enc)
     bos = next(((t, specials[t]) for t in _BOS_NAMES if t in specials), None)
     eos = next(((t, specials[t]) for t in _EOS_NAMES if t in specials), None)
     return ForeignEncoding(
@@ -385,8 +394,67 @@ def _rank_file(name: str, path: str, digest: str, choices: dict[str, str]) -> Fo
     )  # fmt: skip
 
 
+# Text that every tokenizer must give back as it was: each script, whitespace runs, digits,
+# emoji with joiners, combining marks, control characters (a rank file has no normalizer).
+ROUND_TRIP = (
+    "Hello world, it's 2026!",
+    "  two leading spaces, tabs\tand newlines\n\n\r\nend  ",
+    "digits 1234567890 and 3.14159",
+    "CJK 漢字 かな カナ 한국어",
+    "emoji 👩\u200d👩\u200d👧 ✨🎉 flags 🇺🇳",
+    "combining e\u0301 a\u0308 \u0928\u093f",
+    "Привет мир. Γειά σου. مرحبا. שלום.",
+    "NUL \x00 and DEL \x7f",
+)
+
+
+def _check_specials(path: str, ranks: dict[bytes, int], specials: dict[str, int]) -> None:
+    """Special tokens whose ids are their own: distinct, no rank's id, and inside the
+    vocabulary (the ranks, then the special tokens)."""
+    by_id = {rank: token for token, rank in ranks.items()}
+    top = max(by_id, default=-1) + 1 + len(specials)
+    seen: dict[int, str] = {}
+    for text, i in specials.items():
+        if i in seen:
+            raise UsageError(
+                f"{path}: special tokens {seen[i]!r} and {text!r} have the same id {i}"
+            )
+        seen[i] = text
+        if i in by_id:
+            raise UsageError(
+                f"{path}: special token {text!r} has id {i}, which is the rank of "
+                f"{by_id[i]!r}: the two could not be told apart"
+            )
+        if not 0 <= i < top:
+            raise UsageError(
+                f"{path}: special token {text!r} has id {i:,}, outside the vocabulary "
+                f"({len(ranks):,} ranks and {len(specials)} special tokens: ids 0-{top - 1:,})"
+            )
+
+
+def _check_round_trip(path: str, pattern: str, enc: Any) -> None:
+    """Refuse a pattern (or rank table) that drops or changes text: every probe, and each
+    special token's literal text as text, decodes to itself."""
+    for text in (*ROUND_TRIP, *enc.special_tokens_set):
+        try:
+            back = enc.decode(enc.encode(text, allowed_special=set(), disallowed_special=()))
+        except BaseException as exc:  # a panic in the Rust core is a BaseException
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            back = f"<an error: {type(exc).__name__}>"
+        if back != text:
+            raise UsageError(
+                f"{path}: --tokenizer-option pattern={_short(pattern)} does not give text back: "
+                f"{_short(text)!r} encodes and decodes to {_short(back)!r}"
+            )
+
+
+def _short(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def _special_tokens(path: str | None) -> dict[str, int]:
-    """``--special-tokens FILE``: a JSON object of ``{text: id}``."""
+    """``--tokenizer-option special_tokens=FILE``: a JSON object of ``{text: id}``."""
     if path is None:
         return {}
     try:
@@ -396,4 +464,6 @@ def _special_tokens(path: str | None) -> dict[str, int]:
             raise TypeError
         return {str(k): int(v) for k, v in doc.items()}
     except (OSError, ValueError, TypeError):
-        raise UsageError(f"--special-tokens {path}: not a JSON object of text -> id") from None
+        raise UsageError(
+            f"--tokenizer-option special_tokens={path}: not a JSON object of text -> id"
+        ) from None
