@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +46,8 @@ from embedcli.options import BACKENDS, Backend, SpecialPolicy
 if TYPE_CHECKING:
     import numpy as np
     import tiktoken
+
+    from embedcli.bpe.unicode_gaps import GapCheck
 
 EXTRA = "pip install 'embedcli[fast]'"
 
@@ -223,35 +224,34 @@ def engine_for(backend: str, encoding: str, special: str, placement: str = "betw
     built = _built(backend, encoding, special, placement)
     if backend == "tiktoken":
         return built
-    risky = _risky(encoding, special)
-    if risky is None:
+    gaps = _risky(encoding, special)
+    if gaps is None:
         return built
     reference = _built("tiktoken", encoding, special, placement)
     eot = _eot(get_encoding(encoding), placement)
     single = np.zeros(1, bool)
 
     def encode(texts: list[str], eots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if all(text.isascii() or risky.search(text) is None for text in texts):
+        risky = [gaps.holds(text) for text in texts]
+        if not any(risky):
             return built(texts, eots)
         parts = [
-            (built if text.isascii() or risky.search(text) is None else reference)([text], single)[
-                0
-            ]
-            for text in texts
+            (reference if bad else built)([text], single)[0]
+            for text, bad in zip(texts, risky, strict=True)
         ]
         return _end_to_end(parts, eots, eot)
 
     return encode
 
 
-def _risky(encoding: str, special: str) -> re.Pattern[str] | None:
+def _risky(encoding: str, special: str) -> GapCheck | None:
     """The characters gigatoken and the reference class differently for this tokenizer."""
     from importlib.metadata import version
 
     import numpy as np
 
     from embedcli.bpe.cache import cache_dir
-    from embedcli.bpe.unicode_gaps import gaps, pattern
+    from embedcli.bpe.unicode_gaps import check, gaps
 
     enc = get_encoding(encoding)
     library = reference_name(enc)
@@ -264,7 +264,7 @@ def _risky(encoding: str, special: str) -> re.Pattern[str] | None:
     key = hashlib.sha256(versions.encode()).hexdigest()[:32]
     fast, reference = (_built(b, encoding, special, "between") for b in ("gigatoken", "tiktoken"))
     single = np.zeros(1, bool)
-    return pattern(
+    return check(
         gaps(key, lambda t: fast([t], single)[0], lambda t: reference([t], single)[0], cache_dir())
     )
 
