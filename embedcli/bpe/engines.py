@@ -291,9 +291,7 @@ def _built(backend: str, encoding: str, special: str, placement: str) -> Engine:
             [enc.encode_to_numpy(text, **kwargs).view(np.int32) for text in texts], eots, eot
         )
     if isinstance(enc, ForeignEncoding):
-        from embedcli.bpe.fast_files import load
-
-        fast = load(enc, special)
+        fast = _fast_file(encoding, special)
         # One call per piece: gigatoken's per-call cost (a few us) is small beside a
         # document's encoding, and its batch call would bring in awkward (0.4 s to import).
         return lambda texts, eots: _end_to_end(
@@ -320,6 +318,18 @@ def _built(backend: str, encoding: str, special: str, placement: str) -> Engine:
         return ids[~is_join], lengths
 
     return encode
+
+
+@functools.lru_cache(maxsize=4)
+def _fast_file(encoding: str, special: str) -> Any:
+    """gigatoken's tokenizer of a tokenizer file, loaded once per process whatever the
+    separator's placement (the self-check's and the run's engines share it: a 128k-vocabulary
+    ``tokenizer.json`` was parsed twice)."""
+    from embedcli.bpe.fast_files import load
+
+    enc = get_encoding(encoding)
+    assert isinstance(enc, ForeignEncoding)  # only tokenizer files come here
+    return load(enc, special)
 
 
 def _unmarked(enc: tiktoken.Encoding) -> bool:
