@@ -26,6 +26,8 @@ from typing import Any
 
 from embedcli.bpe.cache import cache_dir
 from embedcli.bpe.foreign import LLAMA3_SHA256, ForeignEncoding
+from embedcli.errors import OutputError
+from embedcli.storage.atomic import atomic_file
 
 # gigatoken's name for a known rank file's pre-tokenizer (its split regex): Llama 3's pattern
 # is cl100k's ("gpt4").
@@ -87,14 +89,11 @@ def _converted(enc: ForeignEncoding) -> str:
         data = model.read()
     text = _guarded(lambda: sentencepiece_to_tokenizer_json(data))
     text = text if isinstance(text, str) else text.decode("utf-8")
-    try:  # atomically: a reader sees the whole file or none
+    try:  # atomically (a reader sees the whole file or none; no temporary file left on error)
         os.makedirs(os.path.dirname(cached), exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=os.path.dirname(cached), delete=False, suffix=".tmp"
-        ) as scratch:
-            scratch.write(text)
-        os.replace(scratch.name, cached)
-    except OSError:  # a read-only home: convert again next time
+        with atomic_file(cached, output=False) as f:  # a cache: not what the command wrote
+            f.write(text.encode("utf-8"))
+    except (OSError, OutputError):  # a read-only home: convert again next time
         pass
     return text
 

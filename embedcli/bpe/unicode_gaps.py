@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from embedcli.errors import OutputError
 from embedcli.processes import ordered_map
+from embedcli.storage.atomic import atomic_file
 
 PLANES = ((0, 0x40000), (0xE0000, 0xF0000))
 BLOCK = 4096
@@ -116,14 +117,11 @@ def gaps(key: str, fast: Encode, reference: Encode, cache: str) -> list[tuple[in
     except (OSError, ValueError, TypeError):
         pass
     found = find_gaps(fast, reference, processes=_cores())
-    try:  # atomically: a reader sees the whole file or none
+    try:  # atomically (a reader sees the whole file or none; no temporary file left on error)
         os.makedirs(cache, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=cache, delete=False, suffix=".tmp"
-        ) as scratch:
-            json.dump(found, scratch)
-        os.replace(scratch.name, path)
-    except OSError:  # a read-only home: measured again next time
+        with atomic_file(path, output=False) as f:  # a cache: not what the command wrote
+            f.write(json.dumps(found).encode())
+    except (OSError, OutputError):  # a read-only home: measured again next time
         pass
     return found
 
