@@ -430,3 +430,22 @@ output_set.commit = commit
 sys.argv = ["embedcli", *{args!r}]
 main()
 """
+
+
+def test_a_split_output_reads_back_by_the_name_given_to_o(tmp_path, story_tokens):
+    out = tmp_path / "w.safetensors"
+    assert _batch_split(story_tokens, out, "20KB").returncode == 0
+    assert not out.exists()  # the parts and the index, never that file
+    proc = invoke("inspect", str(out))
+    assert proc.returncode == 0, proc.stderr
+    proc = invoke("embed", str(out), "-d", "4", "-o", str(tmp_path / "e.safetensors"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    proc = invoke(
+        "embed", str(out) + ".index.json", "-d", "4", "-o", str(tmp_path / "f.safetensors"), "-q"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "e.safetensors").read_bytes() != b""
+    from safetensors.numpy import load_file
+
+    a, b = load_file(str(tmp_path / "e.safetensors")), load_file(str(tmp_path / "f.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

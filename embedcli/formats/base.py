@@ -154,6 +154,19 @@ def sidecar_path(output: str) -> str:
     return output + ".json"
 
 
+def named_output(path: str) -> str:
+    """An output as ``-o`` named it, the way its readers take it: a sidecar stands for the
+    token output it describes (:func:`sidecar_subject`), and a split output's name
+    (``-o w.safetensors`` wrote ``w-0000K-of-0000N.safetensors`` and the index, never that
+    file) for its index."""
+    from embedcli.storage.split import index_path
+
+    path = sidecar_subject(path)
+    if path != "-" and not os.path.exists(path) and os.path.isfile(index_path(path)):
+        return index_path(path)
+    return path
+
+
 def sidecar_subject(path: str) -> str:
     """A token file's sidecar stands for the output it describes: ``fw.bin.json`` ->
     ``fw.bin`` (an llm.c set, a nanoGPT file), ``c.json`` -> ``c`` (a Megatron prefix); any

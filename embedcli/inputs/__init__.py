@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from embedcli.documents.base import split_suffix
 from embedcli.documents.sources import text_suffixes
 from embedcli.formats import TRAINER_FORMATS
-from embedcli.formats.base import sidecar_subject
+from embedcli.formats.base import named_output
 from embedcli.inputs.base import Reader, Request, Resolved, TokenSource, WindowSource
 from embedcli.inputs.safetensors_file import SafetensorsReader
 from embedcli.inputs.split_file import SplitReader, WindowPartsReader
@@ -79,7 +79,7 @@ def open_input(inputs: list[str], request: Request | None = None) -> Iterator[Re
     the token format ``request.tokenize.format`` names. A spooled pipe has no name to go by:
     its magic number says llm.c or npy (safetensors' readers sniff for themselves)."""
     request = request or Request()
-    inputs = [sidecar_subject(p) for p in inputs] or ["-"]
+    inputs = [named_output(p) for p in inputs] or ["-"]
     with spooled(inputs) as (paths, shown):
         forced = _BY_NAME.get(request.tokenize.format)
         if forced is None and len(paths) == 1 and paths != inputs and not is_url(inputs[0]):

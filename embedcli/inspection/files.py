@@ -7,7 +7,7 @@ import math
 
 from embedcli.contract import kind_of
 from embedcli.errors import FormatError
-from embedcli.formats.base import sidecar_subject
+from embedcli.formats.base import named_output
 from embedcli.inspection.analysis import add_neighbors, add_pictures
 from embedcli.inspection.report import (
     FileReport,
@@ -41,7 +41,7 @@ def inspect_file(
         >>> report = inspect_file("out.safetensors", stats=False)  # doctest: +SKIP
         >>> [(t.name, t.shape) for t in report.tensors]
     """
-    path = sidecar_subject(path)
+    path = named_output(path)
     if is_index(path):
         return inspect_index(path, stats=stats, preview=preview, tensor=tensor)
     if is_manifest(path):
