@@ -6,6 +6,7 @@ is (execnet's thread), so these tests run the code under test in a fresh interpr
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -174,3 +175,35 @@ def test_a_signal_during_the_gap_scan_ends_the_run_and_its_workers(tmp_path, sig
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
     assert not any((tmp_path / "cache").glob("unicode-gaps-*"))  # measured again next time
+
+
+@pytest.mark.skipif(not GIGATOKEN, reason="gigatoken (the fast extra) is not installed")
+def test_a_first_run_shows_the_unicode_check_before_the_run_starts(tmp_path, monkeypatch):
+    """issue 32: a first run sat silent (its bar at 0% or 100%) while the once-per-machine
+    check of the fast engine's Unicode tables ran; now the check has its own progress line,
+    block by block, before the run's own."""
+    from embedcli import run_tokenize
+    from embedcli.bpe import engines, unicode_gaps
+    from embedcli.options import TokenizeOptions
+
+    monkeypatch.setenv("EMBEDCLI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(unicode_gaps, "PLANES", ((0, 2048),))  # 8 blocks: the same path, fast
+    monkeypatch.setattr(unicode_gaps, "BLOCK", 256)
+    shown: list[tuple[str, int | None, str, int]] = []
+
+    @contextlib.contextmanager
+    def recording(description, total, unit="bytes"):
+        done = [0]
+        yield lambda n: done.__setitem__(0, done[0] + n)
+        shown.append((description, total, unit, done[0]))
+
+    for cached in (engines.engine_for, engines._built):
+        cached.cache_clear()
+    try:
+        opts = TokenizeOptions(backend="gigatoken")
+        run_tokenize([STORY], str(tmp_path / "t.safetensors"), opts, progress=recording)
+    finally:
+        for cached in (engines.engine_for, engines._built):  # no partial table outlives this
+            cached.cache_clear()
+    assert shown[0] == (unicode_gaps.SCANNING, 8, "blocks", 8)
+    assert shown[1][0] == "tokenize"

@@ -45,7 +45,14 @@ from embedcli.bpe.ranges import CHUNK_BYTES, ChunkSetup, line_ranges, splittable
 from embedcli.documents import BLOCK_BYTES, Source
 from embedcli.documents.base import stdin_size
 from embedcli.errors import InputError, UsageError
-from embedcli.options import DEFAULT_ENCODING, EOT_MODES, Backend, EotPlacement, SpecialPolicy
+from embedcli.options import (
+    DEFAULT_ENCODING,
+    EOT_MODES,
+    Backend,
+    EotPlacement,
+    SpecialPolicy,
+)
+from embedcli.progress import ProgressFactory
 
 if TYPE_CHECKING:
     from embedcli.options import TokenizeOptions
@@ -252,3 +259,19 @@ def tokenize_with(
         on_progress=on_progress,
         allow_empty=allow_empty,
     )
+
+
+def choose_engine_first(
+    opts: TokenizeOptions, sources: list[Source], progress: ProgressFactory
+) -> None:
+    """Choose the engine before the run starts, so that a first run's one-off check of the
+    fast engine's Unicode tables (seconds to a minute, once per machine and tokenizer) shows
+    its own progress (``progress``) instead of holding the run's bar at 0%. The run then finds
+    the choice made. A pipe of unknown size is left to the run (its size decides the engine)."""
+    from embedcli.bpe.unicode_gaps import reported
+
+    known = _input_bytes(sources)
+    if known is None or opts.backend == "tiktoken":
+        return
+    with reported(progress):
+        choose_backend(opts.backend, opts.encoding, opts.special or "special", known)

@@ -14,6 +14,7 @@ is encoded by the reference instead (exact; such text is rare).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import numpy as np
 
 from embedcli.errors import OutputError
 from embedcli.processes import ordered_map
+from embedcli.progress import ProgressFactory, no_progress
 from embedcli.storage.atomic import atomic_file
 
 PLANES = ((0, 0x40000), (0xE0000, 0xF0000))
@@ -69,9 +71,15 @@ def _reference_blocks(
         _REFERENCE.clear()
 
 
-def find_gaps(fast: Encode, reference: Encode, processes: int = 1) -> list[tuple[int, int]]:
+def find_gaps(
+    fast: Encode,
+    reference: Encode,
+    processes: int = 1,
+    advance: Callable[[int], None] = lambda n: None,
+) -> list[tuple[int, int]]:
     """The code point ranges ``[first, last]`` whose probes the two encoders encode
-    differently (the reference's side of the first pass in ``processes`` workers)."""
+    differently (the reference's side of the first pass in ``processes`` workers;
+    ``advance(1)`` after each block of :data:`BLOCK` code points)."""
     bad: list[int] = []
 
     def same(lo: int, hi: int, want: np.ndarray | None = None) -> bool:
@@ -89,11 +97,10 @@ def find_gaps(fast: Encode, reference: Encode, processes: int = 1) -> list[tuple
         scan(lo, mid)
         scan(mid, hi)
 
-    blocks = [
-        (lo, min(lo + BLOCK, end)) for begin, end in PLANES for lo in range(begin, end, BLOCK)
-    ]
+    blocks = _blocks()
     for block, want in zip(blocks, _reference_blocks(reference, blocks, processes), strict=True):
         scan(*block, want)
+        advance(1)
         if len(bad) > MOST:
             raise TooDifferent(
                 f"its ids differ from the reference's on more than {MOST:,} characters"
@@ -107,6 +114,26 @@ def find_gaps(fast: Encode, reference: Encode, processes: int = 1) -> list[tuple
     return [(a, b) for a, b in ranges]
 
 
+def _blocks() -> list[tuple[int, int]]:
+    return [(lo, min(lo + BLOCK, end)) for begin, end in PLANES for lo in range(begin, end, BLOCK)]
+
+
+# What the progress line says while the scan runs (a first run on a machine sat silent for
+# 30-40 s with a large tokenizer.json: issue 32).
+SCANNING = "first run: checking the fast engine's Unicode tables"
+_PROGRESS: list[ProgressFactory] = []  # who draws the scan's progress, while one is set
+
+
+@contextlib.contextmanager
+def reported(progress: ProgressFactory) -> Iterator[None]:
+    """A scan that runs inside the block reports its blocks through ``progress``."""
+    _PROGRESS.append(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.pop()
+
+
 def gaps(key: str, fast: Encode, reference: Encode, cache: str) -> list[tuple[int, int]]:
     """:func:`find_gaps`, kept in ``cache`` under ``key`` (the engines' versions and the
     tokenizer): measured once per machine, in seconds (all cores)."""
@@ -116,7 +143,9 @@ def gaps(key: str, fast: Encode, reference: Encode, cache: str) -> list[tuple[in
             return [(int(a), int(b)) for a, b in json.load(f)]
     except (OSError, ValueError, TypeError):
         pass
-    found = find_gaps(fast, reference, processes=_cores())
+    factory = _PROGRESS[-1] if _PROGRESS else no_progress
+    with factory(SCANNING, len(_blocks()), "blocks") as advance:
+        found = find_gaps(fast, reference, processes=_cores(), advance=advance)
     try:  # atomically (a reader sees the whole file or none; no temporary file left on error)
         os.makedirs(cache, exist_ok=True)
         with atomic_file(path, output=False) as f:  # a cache: not what the command wrote

@@ -33,7 +33,8 @@ def progress_factory(quiet: bool) -> ProgressFactory:
     def factory(
         description: str, total: int | None, unit: str = "bytes"
     ) -> contextlib.AbstractContextManager[Callable[[int], None]]:
-        worth = (total or 0) > (1 << 20 if unit == "bytes" else 20000)
+        # blocks: the Unicode-gap check of a first run, 80 blocks of seconds each in all
+        worth = unit == "blocks" or (total or 0) > (1 << 20 if unit == "bytes" else 20000)
         return progress_bar(err_console, description, total, enabled=enabled and worth, unit=unit)
 
     return factory
