@@ -23,13 +23,13 @@ PY = sys.executable
 DEADLINE_S = 300  # a hang, not a slow run: a first run takes seconds
 
 
-def first_runs(tmp: Path, runs: int, tokenizer: list[str]) -> tuple[int, int, float]:
+def first_runs(tmp: Path, runs: int, tokenizer: list[str], label: str) -> tuple[int, int, float]:
     """(completed, hung, slowest seconds) of ``runs`` first runs."""
     story = ROOT / "sample_data" / "the-lighthouse.txt"
     completed = hung = 0
     slowest = 0.0
     for k in range(runs):
-        cache = tmp / f"cache-{k}"
+        cache = tmp / f"cache-{label}-{k}"  # a new machine's: nothing cached
         env = {**os.environ, "EMBEDCLI_CACHE_DIR": str(cache)}
         command = [
             PY,
@@ -62,7 +62,7 @@ def bench_first_runs(tmp: Path, runs: int = 50) -> None:
     docs = (ROOT / "sample_data" / "the-lighthouse.txt").read_text(encoding="utf-8").split("\n\n")
     trained = _train(tmp / "bpe", docs * 20, nfkc=False)
     for name, tokenizer in (("GPT-2", []), ("tokenizer.json", ["--tokenizer", str(trained)])):
-        done, hung, slowest = first_runs(tmp, runs, tokenizer)
+        done, hung, slowest = first_runs(tmp, runs, tokenizer, name.replace(".", "-"))
         row(f"first runs, {name}", f"{done}/{runs} completed, {hung} hung, slowest {slowest:.2f} s")
 
 
