@@ -449,3 +449,16 @@ def test_a_split_output_reads_back_by_the_name_given_to_o(tmp_path, story_tokens
 
     a, b = load_file(str(tmp_path / "e.safetensors")), load_file(str(tmp_path / "f.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_an_input_is_never_removed_as_an_older_part_of_the_output(tmp_path, story_tokens):
+    """embed w.safetensors -o w.safetensors, where w.safetensors is a split: the new file
+    would replace the split it reads. Refused before any work, the split untouched."""
+    out = tmp_path / "w.safetensors"
+    assert _batch_split(story_tokens, out, "20KB").returncode == 0
+    before = _snapshot(tmp_path)
+    for size in ([], ["--max-shard-size", "40KB"]):
+        proc = invoke("embed", str(out), "-d", "4", "-o", str(out), "-q", *size)
+        assert proc.returncode == 1
+        assert "is also an input" in one_error_line(proc)
+        assert _snapshot(tmp_path) == before

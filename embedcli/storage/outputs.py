@@ -231,6 +231,8 @@ def write_tensors(
     header, parts, total = _layout(output, rows, whole, meta, max_shard_size)
     if header is not None:
         stale = old_split(output) if output != "-" else []
+        for path in stale:  # an input is never destroyed, even one this output replaces
+            check_output(path, inputs=read)
         if not stale:
             with open_output(output, inputs=read, no_clobber=no_clobber, size=total) as out:
                 out.file.write(header)
@@ -258,6 +260,9 @@ def write_tensors(
     index = index_path(output)
     for path in [*(shard.path for shard, _ in parts), index]:  # refused before the work
         check_output(path, inputs=read, no_clobber=no_clobber)
+    for path in [*old_split(output), output]:  # an input is never destroyed, even replaced
+        if os.path.exists(path):
+            check_output(path, inputs=read)
     with OutputSet(no_clobber=no_clobber) as files:  # every part a temp file until all are done
         # an older split's other parts, and a single file of the same name, are replaced
         files.replaces([*old_split(output), output])
