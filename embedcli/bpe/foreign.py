@@ -267,16 +267,24 @@ def _huggingface(name: str, path: str, digest: str) -> ForeignEncoding:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the worker pool is the parallelism
     try:
         parsing = Tokenizer.from_file(path)
-        plain = Tokenizer.from_file(path)
     except Exception as exc:  # the library's own words, whatever it raises
         raise EncodingLoadError(f"{path}: not a readable tokenizer.json ({exc})") from None
-    plain.encode_special_tokens = True  # a literal special token in the text is text
+
+    @functools.cache
+    def plain() -> Any:
+        """The same tokenizer reading a literal special token as text: loaded when a run
+        first asks for that policy (in the main process, by the self-check, before workers
+        fork), never for the other (a 128k-vocabulary file takes 0.25 s to load)."""
+        loaded = Tokenizer.from_file(path)
+        loaded.encode_special_tokens = True
+        return loaded
+
     specials = {t.content: i for i, t in parsing.get_added_tokens_decoder().items() if t.special}
     bos, eos = _markers(os.path.dirname(path), specials)
     return ForeignEncoding(
         name, "tokenizer.json", path, digest, parsing.get_vocab_size(with_added_tokens=True),
         specials, bos, eos, cuttable=False,
-        _encode=lambda text, special: (parsing if special else plain).encode(
+        _encode=lambda text, special: (parsing if special else plain()).encode(
             text, add_special_tokens=False
         ).ids,
         _decode=lambda ids: parsing.decode(ids, skip_special_tokens=False),
