@@ -367,3 +367,18 @@ def test_a_rank_file_that_would_give_wrong_ids_is_refused(tmp_path, pattern, spe
     assert proc.returncode == 2, err
     assert err.startswith("Error: ") and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("stage", ["tokenize", "batch", "embed"])
+def test_encoding_and_tokenizer_together_are_a_usage_error(trained, tmp_path, stage):
+    """issue 32: --encoding gpt2 (the default, spelled out) with --tokenizer X said nothing
+    of which one was used; naming both is refused, whichever encoding is named."""
+    out = str(tmp_path / "o.safetensors")
+    for encoding in ("gpt2", "r50k_base"):
+        proc = invoke(stage, str(SAMPLE), "--encoding", encoding, "--tokenizer", str(trained[0]),
+                      "-o", out, "-q")  # fmt: skip
+        assert proc.returncode == 2
+        assert b"give --tokenizer or --encoding, not both" in proc.stderr
+    assert (
+        invoke(stage, str(SAMPLE), "--tokenizer", str(trained[0]), "-o", out, "-q").returncode == 0
+    )

@@ -50,6 +50,17 @@ def _choices(given: list[str]) -> dict[str, str | None]:
     return out
 
 
+def _given(name: str) -> bool:
+    """Whether the command line named option ``name`` (not only its default), asked of
+    click's context wherever this Typer keeps click (vendored, or click)."""
+    import importlib
+
+    core = importlib.import_module(typer.Context.__mro__[1].__module__)  # click.core
+    package = core.__name__.rpartition(".")[0]  # click, or typer._click
+    ctx = importlib.import_module(f"{package}.globals").get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) is core.ParameterSource.COMMANDLINE
+
+
 def tokenize_options(
     *,
     encoding: str,
@@ -69,7 +80,7 @@ def tokenize_options(
     if tokenizer is not None:
         from embedcli.bpe.foreign import resolve_spec
 
-        if encoding != o.DEFAULT_ENCODING:
+        if encoding != o.DEFAULT_ENCODING or _given("encoding"):  # --encoding gpt2 too
             raise typer.BadParameter("give --tokenizer or --encoding, not both")
         encoding = resolve_spec(tokenizer, **_choices(tokenizer_options or []))
     elif tokenizer_options:
