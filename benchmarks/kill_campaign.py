@@ -90,6 +90,11 @@ def _read(fmt: str, out: Path) -> np.ndarray:
     return np.concatenate([np.asarray(s, dtype=np.int64) for s in stream.segments])
 
 
+def _command(args: list[str], source: Path, out: Path) -> list[str]:
+    """The stage ``args`` on ``source`` to ``out``, its renames slowed."""
+    return [PY, "-c", SLOW_RENAMES, args[0], str(source), *args[1:], "-o", str(out), "-q"]
+
+
 def campaign(tmp: Path, kills: int, seed: int = 1) -> dict[str, dict[str, int]]:
     from embedcli.errors import EmbedcliError
 
@@ -102,37 +107,19 @@ def campaign(tmp: Path, kills: int, seed: int = 1) -> dict[str, dict[str, int]]:
         out = work / name
         inputs = _inputs(tmp, fmt, corpora)
         expected = []
+
         for source in inputs:  # each corpus written whole once, and read back
-            command = [
-                PY,
-                "-c",
-                SLOW_RENAMES,
-                args[0],
-                str(source),
-                *args[1:],
-                "-o",
-                str(out),
-                "-q",
-            ]
             started = time.perf_counter()
-            subprocess.run(command, check=True)
+            subprocess.run(_command(args, source, out), check=True)
             length = time.perf_counter() - started
             expected.append(_read(fmt, out))
         counts = {"killed": 0, "whole A": 0, "whole B": 0, "refused": 0, "mixed accepted": 0}
         for k in range(kills):
-            source = inputs[k % 2]
-            command = [
-                PY,
-                "-c",
-                SLOW_RENAMES,
-                args[0],
-                str(source),
-                *args[1:],
-                "-o",
-                str(out),
-                "-q",
-            ]
-            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                _command(args, inputs[k % 2], out),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(rng.uniform(0.5, 1.05) * length)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)

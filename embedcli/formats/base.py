@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -139,13 +139,17 @@ def written_set(
     inputs: list[str],
     no_clobber: bool,
     files: OutputSet | None = None,
+    *,
+    replaces: Sequence[str] = (),
 ) -> Iterator[list[BinaryIO]]:
     """The data files of one token output and its sidecar, as one
     :class:`~embedcli.storage.output_set.OutputSet` (or added to ``files``): the files open
-    for writing, in order, committed on leaving the block (the sidecar last)."""
+    for writing, in order, committed on leaving the block (the sidecar last); ``replaces``,
+    an older output's files this one stands in for (removed unless written again)."""
     for path in [*paths, sidecar_path(output)]:  # refused before the work, enforced at commit
         check_output(path, inputs=inputs, no_clobber=no_clobber)
     with joined(files, no_clobber=no_clobber) as out:
+        out.replaces(list(replaces))
         yield [out.add(p) for p in paths]
         out.pointer(sidecar_path(output), sidecar_document(fmt, paths, metadata))
 

@@ -24,13 +24,11 @@ from embedcli.formats.base import (
     has_sidecar,
     lineage,
     memmap,
-    sidecar_document,
     sidecar_files,
     sidecar_path,
     vocab_of,
+    written_set,
 )
-from embedcli.storage.output_set import joined
-from embedcli.storage.outputs import check_output
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,16 +75,14 @@ def write(
     version = _version(vocab_of(metadata))
     ranges = [(a, min(a + per_file, count)) for a in range(0, count, per_file)] or [(0, 0)]
     paths = shard_paths(output, len(ranges))
-    for path in [*paths, sidecar_path(output)]:  # refused before the work, enforced at commit
-        check_output(path, inputs=inputs, no_clobber=no_clobber)
-    with joined(settings.get("files"), no_clobber=no_clobber) as out:
-        # A rerun that writes fewer shards removes the old run's others: llm.c globs them.
-        out.replaces(_numbered(output))
-        for path, (a, b) in zip(paths, ranges, strict=True):
-            f = out.add(path)
+    # A rerun that writes fewer shards removes the old run's others: llm.c globs them.
+    with written_set(
+        paths, output, NAME, metadata, inputs, no_clobber, settings.get("files"),
+        replaces=_numbered(output),
+    ) as files:  # fmt: skip
+        for f, (a, b) in zip(files, ranges, strict=True):
             f.write(header(version, b - a))
             copy_ids(ids_file, a, b - a, version[2], f)
-        out.pointer(sidecar_path(output), sidecar_document(NAME, paths, metadata))
     return [*paths, sidecar_path(output)]
 
 

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from embedcli.errors import FormatError, InputError
 from embedcli.formats.base import TokenFormat, TokenSource, check_ids
 from embedcli.options import DEFAULT_TOKEN_KEY
-from embedcli.storage.atomic import validate_safetensors
-from embedcli.storage.outputs import check_output, open_output
+from embedcli.storage.outputs import safetensors_output
 from embedcli.storage.store import (
     INTEGER_DTYPES,
     Header,
@@ -45,18 +44,11 @@ def write(
         TensorSpec("doc_offsets", "I64", tuple(doc_offsets.shape)),
         TensorSpec("ids", "I32", (count,)),
     ]
-    files = settings.get("files")
-    if files is None or output == "-":
-        with open_output(output, inputs=inputs, no_clobber=no_clobber) as out:
-            out.file.write(build_header(specs, metadata))
-            write_array(out.file, doc_offsets)
-            copy_stream(ids_file, out.file, count * 4)
-        return [output]
-    check_output(output, inputs=inputs, no_clobber=no_clobber)
-    f = files.add(output, validate=validate_safetensors)  # one side of a pair
-    f.write(build_header(specs, metadata))
-    write_array(f, doc_offsets)
-    copy_stream(ids_file, f, count * 4)
+    files = None if output == "-" else settings.get("files")  # a pair: committed together
+    with safetensors_output(output, inputs=inputs, no_clobber=no_clobber, files=files) as f:
+        f.write(build_header(specs, metadata))
+        write_array(f, doc_offsets)
+        copy_stream(ids_file, f, count * 4)
     return [output]
 
 

@@ -57,9 +57,7 @@ def commit(temp: str, path: str, *, output: bool = True) -> None:
     detached ``rm`` frees the blocks while the next command runs. ``path`` names the old file or
     the new one at every moment, as before.
     """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
+    os.chmod(temp, new_file_mode())
     aside = _link_aside(path)
     try:
         os.replace(temp, path)
@@ -73,6 +71,26 @@ def commit(temp: str, path: str, *, output: bool = True) -> None:
         remove_detached(aside)
 
 
+def new_file_mode() -> int:
+    """The permissions a new file gets here (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def second_name(path: str) -> str | None:
+    """A hard link ``.NAME.XXXXXXXX.replaced.tmp`` beside the file at ``path``, which keeps
+    the file (and its blocks) once ``path`` is renamed over or removed; None when there is no
+    file or no hard links here (some network and FUSE filesystems)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    aside = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.replaced.tmp")
+    try:
+        os.link(path, aside)
+    except OSError:
+        return None
+    return aside
+
+
 def _link_aside(path: str) -> str | None:
     """A second name for a large regular file at ``path``, or None (small, absent, linked)."""
     try:
@@ -81,13 +99,7 @@ def _link_aside(path: str) -> str | None:
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_size < ASIDE_BYTES or st.st_nlink != 1:
         return None
-    directory, name = os.path.split(os.path.abspath(path))
-    aside = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.replaced.tmp")
-    try:
-        os.link(path, aside)
-    except OSError:  # no hard links here (some network and FUSE filesystems): rename as before
-        return None
-    return aside
+    return second_name(path)  # None: rename as before
 
 
 def remove_detached(path: str) -> None:

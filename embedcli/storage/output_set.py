@@ -48,6 +48,7 @@ from embedcli.errors import InputError, OutputError
 from embedcli.storage import atomic
 from embedcli.storage.atomic import (
     COMMITTED,
+    atomic_file,
     commit,
     create_temp,
     discard,
@@ -211,7 +212,7 @@ def _claim(m: _Member) -> None:
     """Link ``m``'s temp file to its final name, which must not exist (``link(2)`` fails
     atomically if it does); where hard links are missing, an exclusive create claims the name
     and the rename then fills it."""
-    os.chmod(m.temp, _new_file_mode())
+    os.chmod(m.temp, atomic.new_file_mode())
     try:
         os.link(m.temp, m.path)
         return
@@ -226,12 +227,6 @@ def _claim(m: _Member) -> None:
     except OSError as exc:
         raise OutputError(f"{m.path}: cannot write: {exc.strerror}") from None
     os.replace(m.temp, m.path)
-
-
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _replace_all(members: list[_Member], stale: list[str], pointers: list[str]) -> None:
@@ -264,15 +259,7 @@ def _replace_all(members: list[_Member], stale: list[str], pointers: list[str]) 
 def _keep(path: str) -> str | None:
     """A second name for the file at ``path`` (None: no file, or no hard links here, in
     which case a failed commit cannot restore it)."""
-    if not os.path.isfile(path):
-        return None
-    directory, name = os.path.split(os.path.abspath(path))
-    aside = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.replaced.tmp")
-    try:
-        os.link(path, aside)
-    except OSError:
-        return None
-    return aside
+    return atomic.second_name(path) if os.path.isfile(path) else None
 
 
 def _forget(aside: str) -> None:
@@ -316,14 +303,8 @@ def _signals_deferred() -> Iterator[None]:
 
 def _write_incomplete(path: str, files: list[str]) -> None:
     doc = {INCOMPLETE: [os.path.basename(f) for f in files]}
-    fd, temp = create_temp(path)
-    try:
-        with write_errors(path), os.fdopen(fd, "wb") as f:
-            f.write((json.dumps(doc, indent=2) + "\n").encode())
-        os.replace(temp, path)
-    except BaseException:
-        discard(temp)
-        raise
+    with atomic_file(path, output=False) as f:  # not the command's output: a marker
+        f.write((json.dumps(doc, indent=2) + "\n").encode())
 
 
 def _remove(path: str) -> None:

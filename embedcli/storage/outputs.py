@@ -17,13 +17,13 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from embedcli.errors import OutputError, UsageError
 from embedcli.storage.atomic import atomic_file, preallocate, validate_safetensors, write_errors
-from embedcli.storage.output_set import OutputSet
+from embedcli.storage.output_set import OutputSet, joined
 from embedcli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -188,6 +188,30 @@ def open_output(
         yield Output(path, f)
 
 
+@contextlib.contextmanager
+def safetensors_output(
+    path: str,
+    *,
+    inputs: Iterable[str] = (),
+    no_clobber: bool = False,
+    size: int | None = None,
+    files: OutputSet | None = None,
+    replaces: Sequence[str] = (),
+) -> Iterator[BinaryIO]:
+    """One safetensors file, checked with safetensors' reader and committed atomically: on
+    its own (:func:`open_output`), as a member of ``files`` (committed by its owner: one side
+    of a train/validation pair), or, when it stands in for older files (``replaces``: a split
+    of the same name), as a set of its own that removes them."""
+    if files is None and not replaces:
+        with open_output(path, inputs=inputs, no_clobber=no_clobber, size=size) as out:
+            yield out.file
+        return
+    check_output(path, inputs=list(inputs), no_clobber=no_clobber)
+    with joined(files, no_clobber=no_clobber) as out:
+        out.replaces(list(replaces))
+        yield out.add(path, validate=validate_safetensors, size=size)
+
+
 def write_json(path: str, doc: dict[str, Any]) -> None:
     """Write ``doc`` as JSON, atomically (shards may race to write a manifest: same bytes)."""
     with atomic_file(path) as f:
@@ -233,17 +257,10 @@ def write_tensors(
         stale = old_split(output) if output != "-" else []
         for path in stale:  # an input is never destroyed, even one this output replaces
             check_output(path, inputs=read)
-        if not stale:
-            with open_output(output, inputs=read, no_clobber=no_clobber, size=total) as out:
-                out.file.write(header)
-                write_rows(out.file, 0, n)
-                for spec in whole:
-                    write_whole(out.file, spec)
-            return [output]
-        check_output(output, inputs=read, no_clobber=no_clobber)
-        with OutputSet(no_clobber=no_clobber) as files:  # the old split's parts go with it
-            files.replaces(stale)
-            f = files.add(output, validate=validate_safetensors, size=total)
+        # the old split's parts go with it
+        with safetensors_output(
+            output, inputs=read, no_clobber=no_clobber, size=total, replaces=stale
+        ) as f:
             f.write(header)
             write_rows(f, 0, n)
             for spec in whole:
@@ -260,12 +277,12 @@ def write_tensors(
     index = index_path(output)
     for path in [*(shard.path for shard, _ in parts), index]:  # refused before the work
         check_output(path, inputs=read, no_clobber=no_clobber)
-    for path in [*old_split(output), output]:  # an input is never destroyed, even replaced
-        if os.path.exists(path):
-            check_output(path, inputs=read)
+    # an older split's other parts, and a single file of the same name, are replaced
+    older = [p for p in [*old_split(output), output] if os.path.exists(p)]
+    for path in older:  # an input is never destroyed, even one this output replaces
+        check_output(path, inputs=read)
     with OutputSet(no_clobber=no_clobber) as files:  # every part a temp file until all are done
-        # an older split's other parts, and a single file of the same name, are replaced
-        files.replaces([*old_split(output), output])
+        files.replaces(older)
         for shard, part_header in parts:
             size = len(part_header) + sum(spec.nbytes for spec in shard.specs)
             f = files.add(shard.path, validate=validate_safetensors, size=size)
