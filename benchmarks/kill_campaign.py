@@ -3,7 +3,7 @@ at random moments, then read back (issue 44). Goal: 0 sets that a reader accepts
 the old and the new output.
 
 For every multi-file format (llm.c shards and sidecar, Megatron's pair and sidecar, nanoGPT's
-and npy's file and sidecar, a split windows file and its index) the output is written from
+and npy's file and sidecar, a split windows file and its index, a train/validation pair) the output is written from
 corpus A, then rewritten from corpus B (or A again, alternating) by a real embedcli process
 that is killed after a random delay, drawn around the run's own length so that many kills land
 during the commit; to widen that window as a slow (network) filesystem would, the killed runs
@@ -36,7 +36,12 @@ FORMATS = [
     ("nanogpt", "c.bin", ["tokenize", "--to", "nanogpt"]),
     ("npy", "c.npy", ["tokenize", "--to", "npy"]),
     ("split", "w.safetensors", ["batch", "-T", "8", "--stride", "1", "--max-shard-size", "40KB"]),
+    # train/validation pairs, read as both sides: embedcli's own files, llm.c's sets
+    ("pair", "c.tokens.safetensors", ["tokenize", "--val-fraction", "0.3"]),
+    ("llmc pair", "train.bin", ["tokenize", "--to", "llmc", "--val-fraction", "0.3"]),
 ]
+# What a reader says when it refuses a set cut in two by a kill -9.
+REFUSALS = ("killed while committing", "written by another run")
 
 
 # embedcli with each rename of a commit taking 20 ms longer.
@@ -85,9 +90,15 @@ def _read(fmt: str, out: Path) -> np.ndarray:
 
         return load_index(index_path(str(out)))["inputs"].reshape(-1)
     from embedcli.data import open_tokens
+    from embedcli.formats import TOKEN_FORMATS
+    from embedcli.stages.tokenize import val_name
 
-    stream = open_tokens(str(out))
-    return np.concatenate([np.asarray(s, dtype=np.int64) for s in stream.segments])
+    sides = [out]
+    if "pair" in fmt:  # both sides, as a training script reads them
+        suffixes = TOKEN_FORMATS["llmc" if fmt == "llmc pair" else "safetensors"].suffixes
+        sides.append(Path(val_name(str(out), suffixes)))
+    ids = [np.asarray(s, dtype=np.int64) for side in sides for s in open_tokens(str(side)).segments]
+    return np.concatenate(ids)
 
 
 def _command(args: list[str], source: Path, out: Path) -> list[str]:
@@ -129,7 +140,7 @@ def campaign(tmp: Path, kills: int, seed: int = 1) -> dict[str, dict[str, int]]:
                 got = _read(fmt, out)
             except EmbedcliError as exc:
                 counts["refused"] += 1
-                assert "killed while committing" in str(exc), exc
+                assert any(words in str(exc) for words in REFUSALS), exc
                 continue
             if np.array_equal(got, expected[0]):
                 counts["whole A"] += 1

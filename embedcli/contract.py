@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 
 from embedcli.version import __version__
@@ -51,6 +52,11 @@ SHARD_KEYS = (SHARD_INDEX, SHARD_COUNT, SHARD_SET)
 SPLIT = "split"
 VAL_FRACTION = "val_fraction"
 SPLIT_SEED = "split_seed"
+# ... and which file is the other side (its base name), and what both sides agree on: a
+# digest of the pair written together, so that a reader can tell a pair of one run from the
+# sides of two (a kill -9 between the two renames of a rewrite: see formats.safetensors).
+SPLIT_PARTNER = "split_partner"
+SPLIT_PAIR = "split_pair"
 # Token files joined into one stream must agree on these.
 JOIN_KEYS = (ENCODING, VOCAB_SIZE, EOT_ID, SPECIAL, EOT_PLACEMENT)
 
@@ -110,6 +116,8 @@ LABELS: dict[str, str] = {
     SPLIT: "split",
     VAL_FRACTION: "validation fraction",
     SPLIT_SEED: "split seed",
+    SPLIT_PARTNER: "other split",
+    SPLIT_PAIR: "split pair digest",
     MAX_LENGTH: "max length",
     STRIDE: "stride",
     BATCH_SIZE: "batch size",
@@ -165,9 +173,16 @@ def shard_fields(index: int, count: int, shard_set: str) -> dict[str, str]:
     return {SHARD_INDEX: str(index), SHARD_COUNT: str(count), SHARD_SET: shard_set}
 
 
-def split_fields(name: str, fraction: float, seed: int) -> dict[str, str]:
-    """The keys of one side of a ``--val-fraction`` split."""
-    return {SPLIT: name, VAL_FRACTION: str(fraction), SPLIT_SEED: str(seed)}
+def split_fields(name: str, fraction: float, seed: int, partner: str, pair: str) -> dict[str, str]:
+    """The keys of one side of a ``--val-fraction`` split: ``partner`` is the other side's
+    path, ``pair`` the digest both sides carry."""
+    return {
+        SPLIT: name,
+        VAL_FRACTION: str(fraction),
+        SPLIT_SEED: str(seed),
+        SPLIT_PARTNER: os.path.basename(partner),
+        SPLIT_PAIR: pair,
+    }
 
 
 def part_fields(index: int, count: int, rows: tuple[int, int] | None) -> dict[str, str]:

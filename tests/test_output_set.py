@@ -432,6 +432,51 @@ main()
 """
 
 
+_DIE_AT_SECOND_RENAME = _FAIL_SECOND_RENAME.replace(
+    'raise OSError(5, "Input/output error (injected)")', "os._exit(137)  # as a kill -9 would"
+).replace("import sys", "import os, sys")
+
+
+def test_a_pair_cut_in_two_by_a_kill_is_refused_by_every_reader(tmp_path):
+    """A kill -9 between the pair's two renames: a new training file beside the old
+    validation file. Every reader of either side refuses it in one line; a rerun mends it."""
+    out = tmp_path / "c.tokens.safetensors"
+    val = tmp_path / "c.val.tokens.safetensors"
+    args = ["tokenize", STORY, "-o", str(out), "--val-fraction", "0.5", "-q"]
+    assert invoke(*args).returncode == 0
+    program = _DIE_AT_SECOND_RENAME.format(args=[args[0], str(SAMPLE), *args[2:]])
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr
+    for side in (out, val):
+        for command in (
+            ["inspect", str(side)],
+            ["batch", str(side), "-T", "4", "-o", "-"],
+            ["embed", str(side), "-d", "4", "-T", "4", "-o", "-"],
+        ):
+            proc = invoke(*command)
+            assert proc.returncode == 1, command
+            line = one_error_line(proc)
+            assert "written by another run" in line and "run the tokenize command again" in line
+    from embedcli.data import open_tokens
+    from embedcli.errors import FormatError
+
+    with pytest.raises(FormatError, match="written by another run"):
+        open_tokens(str(val))
+    assert invoke(*[args[0], str(SAMPLE), *args[2:]]).returncode == 0  # run again: whole
+    assert invoke("inspect", str(val)).returncode == 0
+
+
+def test_a_pair_whose_other_side_was_moved_away_is_read(tmp_path):
+    out = tmp_path / "c.tokens.safetensors"
+    args = ["tokenize", str(SAMPLE), "-o", str(out), "--val-fraction", "0.5", "-q"]
+    assert invoke(*args).returncode == 0
+    (tmp_path / "c.val.tokens.safetensors").rename(tmp_path / "held-out.tokens.safetensors")
+    assert (
+        invoke("batch", str(out), "-T", "4", "-o", str(tmp_path / "w.safetensors")).returncode == 0
+    )
+    assert invoke("inspect", str(tmp_path / "held-out.tokens.safetensors")).returncode == 0
+
+
 def test_a_split_output_reads_back_by_the_name_given_to_o(tmp_path, story_tokens):
     out = tmp_path / "w.safetensors"
     assert _batch_split(story_tokens, out, "20KB").returncode == 0
@@ -462,3 +507,47 @@ def test_an_input_is_never_removed_as_an_older_part_of_the_output(tmp_path, stor
         assert proc.returncode == 1
         assert "is also an input" in one_error_line(proc)
         assert _snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------- shard manifests
+
+
+def _sharded(tmp_path, count, *, inputs=(str(SAMPLE),)):
+    out = tmp_path / "s" / "c.tokens.safetensors"
+    out.parent.mkdir(exist_ok=True)
+    for i in range(count):
+        proc = invoke("tokenize", *inputs, "-o", str(out), "--shard", f"{i}/{count}", "-q")
+        assert proc.returncode == 0, proc.stderr
+    return out.parent / "c.tokens.manifest.json"
+
+
+def test_a_sharded_rerun_with_fewer_shards_leaves_no_old_shard(tmp_path):
+    manifest = _sharded(tmp_path, 3)
+    assert len(list(manifest.parent.glob("c-*-of-00003.tokens.safetensors"))) == 3
+    _sharded(tmp_path, 2)
+    listed = json.loads(manifest.read_text())["shards"]
+    assert _names(manifest.parent) == sorted([*listed, manifest.name])
+    assert invoke("batch", str(manifest), "-T", "4", "-o", "-").returncode == 0
+
+
+def test_a_manifest_listing_a_shard_of_another_run_is_refused(tmp_path):
+    """An older run's shard under a name the new manifest lists (the new run's shard job
+    never ran, or was killed): refused, not read as part of this run."""
+    manifest = _sharded(tmp_path, 2)
+    old = {p.name: p.read_bytes() for p in manifest.parent.glob("c-*.safetensors")}
+    _sharded(tmp_path, 2, inputs=(STORY,))  # another input: another shard_set
+    first = manifest.parent / "c-00001-of-00002.tokens.safetensors"
+    first.write_bytes(old[first.name])
+    for command in (["batch", str(manifest), "-T", "4", "-o", "-"], ["inspect", str(manifest)]):
+        proc = invoke(*command)
+        assert proc.returncode == 1, command
+        assert "lists shards of another run" in one_error_line(proc)
+
+
+def test_a_manifest_whose_commit_was_killed_is_refused(tmp_path):
+    manifest = _sharded(tmp_path, 2)
+    manifest.write_text(json.dumps({INCOMPLETE: ["c-00001-of-00002.tokens.safetensors"]}, indent=2))
+    for command in (["batch", str(manifest), "-T", "4", "-o", "-"], ["inspect", str(manifest)]):
+        proc = invoke(*command)
+        assert proc.returncode == 1, command
+        assert "killed while committing" in one_error_line(proc)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from embedcli.errors import FormatError, InputError
+from embedcli import contract as c
+from embedcli.errors import EmbedcliError, FormatError, InputError
 from embedcli.formats.base import TokenFormat, TokenSource, check_ids
 from embedcli.options import DEFAULT_TOKEN_KEY
 from embedcli.storage.outputs import safetensors_output
@@ -63,7 +64,31 @@ def token_header(path: str, key: str = DEFAULT_TOKEN_KEY, *, where: str = "") ->
     info = header.tensor(key)
     if info.dtype not in INTEGER_DTYPES or len(info.shape) != 1:
         raise FormatError(f"{path}: {key!r} must be 1-D integer ids, got {info.dtype} {info.shape}")
+    check_pair(path, header.metadata or {})
     return header
+
+
+def check_pair(path: str, meta: dict[str, str]) -> None:
+    """Refuse one side of a train/validation pair whose other side is there but was written
+    by another run. A rewrite renames the training file first, then the validation file (one
+    :class:`~embedcli.storage.output_set.OutputSet`); a ``kill -9`` between the two leaves a
+    new training file beside the old validation file, which this tells apart by the digest
+    both sides of one run carry (``split_pair``). A side whose partner is gone is read: it is
+    whole, and a user may have moved the other away."""
+    partner_name = meta.get(c.SPLIT_PARTNER)
+    if meta.get(c.SPLIT) not in ("train", "val") or not partner_name:
+        return
+    partner = os.path.join(os.path.dirname(path), partner_name)
+    try:
+        other = read_header(partner).metadata or {}
+    except (OSError, EmbedcliError):
+        return  # no partner (or not a token file any more): nothing to pair with
+    if other.get(c.SPLIT_PAIR) != meta.get(c.SPLIT_PAIR):
+        raise FormatError(
+            f"{path}: its {'validation' if meta[c.SPLIT] == 'train' else 'training'} split "
+            f"{partner} was written by another run (a rewrite was cut short): "
+            "run the tokenize command again"
+        )
 
 
 def read_ids(header: Header, key: str = DEFAULT_TOKEN_KEY) -> TokenSource:

@@ -26,6 +26,10 @@ class SafetensorsReader:
 
     def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedFile:
         header = read_header(inputs[0])
+        if kind_of(header.metadata or {}) == "tokens":  # one side of a pair cut in two: refused
+            from embedcli.formats.safetensors import check_pair
+
+            check_pair(inputs[0], header.metadata or {})
         header.path = shown[0]
         return ResolvedFile(self.name, [inputs[0]], 0, inputs[0], header, request)
 

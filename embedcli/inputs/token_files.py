@@ -22,7 +22,7 @@ from embedcli.formats.base import TokenSource
 from embedcli.formats.safetensors import read_ids, token_header
 from embedcli.inputs.base import Request
 from embedcli.progress import ProgressFactory
-from embedcli.storage.manifest import is_manifest, order_shards, read_manifest
+from embedcli.storage.manifest import check_listed, is_manifest, order_shards, read_manifest
 from embedcli.storage.remote import origin
 from embedcli.storage.store import is_safetensors
 
@@ -54,12 +54,14 @@ class ManifestReader:
         return len(inputs) == 1 and is_manifest(inputs[0])
 
     def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedTokenFiles:
-        files, fmt = read_manifest(inputs[0])
+        manifest = read_manifest(inputs[0])
+        files, fmt = manifest.files, manifest.format
         where = f" (listed in {inputs[0]})"
         if fmt == "safetensors":
             parts = [_safetensors_part(p, request.key, where=where) for p in files]
         else:
             parts = [_foreign_part(p, fmt, request.tokenize.encoding, where) for p in files]
+        check_listed(inputs[0], manifest.shard_set, [p.metadata for p in parts])
         return ResolvedTokenFiles(self.name, [inputs[0], *files], 0, _ordered(parts))
 
 

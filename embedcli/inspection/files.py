@@ -59,6 +59,10 @@ def inspect_file(
         if report is not None:
             return report
     header = read_header(path)
+    if header.embedcli_kind == "tokens":  # one side of a pair cut in two is refused here too
+        from embedcli.formats.safetensors import check_pair
+
+        check_pair(path, header.metadata or {})
     infos = [header.tensor(tensor)] if tensor else header.tensors
     report = header_report(header, infos)
     if stats:

@@ -8,6 +8,7 @@ and the manifest; ``--val-fraction`` sends a fraction of the documents to a seco
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -23,15 +24,14 @@ from embedcli.documents import Source, resolve_sources, shard_sources
 from embedcli.errors import EmbedcliError, OutputError, UsageError
 from embedcli.formats import TokenFormat, format_for
 from embedcli.formats.base import read_sidecar, sidecar_files, sidecar_path
-from embedcli.formats.safetensors import token_header
 from embedcli.options import DEFAULT_SEED, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.common import remote_output
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
-from embedcli.storage.manifest import manifest_path, shard_manifest
+from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
 from embedcli.storage.output_set import OutputSet
-from embedcli.storage.outputs import check_output, stale_temps, write_json
-from embedcli.storage.store import header_if_file, write_array
+from embedcli.storage.outputs import check_output, stale_temps
+from embedcli.storage.store import header_if_file, read_header, write_array
 
 
 class _SpillSink:
@@ -190,11 +190,13 @@ def run_tokenize(
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))  # train and val: one
         if val_output is None and output != "-":  # an older run's validation split goes too
             files.replaces(stale_val(val_name(output, fmt.suffixes), fmt))
+        pair = _pair_digest(splits, sinks) if val_output is not None else ""
         for (path, part, name), sink in zip(splits, sinks, strict=True):
             assert part.doc_offsets is not None  # set by every tokenize run
             meta = part.metadata() | extra
-            if val is not None:
-                meta |= c.split_fields(name, val_fraction, split_seed)
+            if val_output is not None:
+                partner = val_output if name == "train" else output
+                meta |= c.split_fields(name, val_fraction, split_seed, partner, pair)
             sink.f.flush()
             paths += fmt.write(
                 path,
@@ -207,6 +209,10 @@ def run_tokenize(
                 shard_tokens=shard_tokens,
                 files=files,
             )
+        if manifest is not None:  # the pointer every shard of the run writes, last
+            where = manifest_path(job.whole)
+            files.replaces(older_shards(where, manifest, inputs=read))
+            files.pointer(where, manifest)
         files.commit()
     header = header_if_file(output) if fmt.name == "safetensors" else None
     result = TokenizeResult(
@@ -215,9 +221,31 @@ def run_tokenize(
     result.val_output = val_output
     if manifest is not None:
         result.manifest = manifest_path(job.whole)
-        write_json(result.manifest, manifest)
         result.shard, result.shard_files = shard, (len(sources), len(read))
     return result
+
+
+def _pair_digest(splits: list[tuple[str, TokenizeStats, str]], sinks: list[_SpillSink]) -> str:
+    """What both sides of one train/validation pair carry (``split_pair``): a digest of the
+    validation ids, both sides' document offsets and the lineage, so that two runs that differ
+    give two digests. The training ids are left out: hashing them would cost a pass over the
+    corpus, and a training side that differs in its ids alone would need the same documents cut
+    at the same places into the same validation ids."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for _, part, _ in splits:
+        assert part.doc_offsets is not None
+        digest.update(part.doc_offsets.tobytes())
+        meta = part.metadata()
+        digest.update(json.dumps(meta, sort_keys=True).encode())
+    val = sinks[1].f
+    val.flush()
+    fd, offset = val.fileno(), 0
+    while block := os.pread(fd, 1 << 22, offset):
+        digest.update(block)
+        offset += len(block)
+    return digest.hexdigest()[:16]
 
 
 def stale_val(path: str, fmt: TokenFormat) -> list[str]:
@@ -226,7 +254,7 @@ def stale_val(path: str, fmt: TokenFormat) -> list[str]:
     them as this corpus's validation set. Anything else of that name is left alone."""
     if fmt.name == "safetensors":
         try:
-            header = token_header(path).metadata or {}
+            header = read_header(path).metadata or {}
         except EmbedcliError:
             return []
         return [path] if header.get(c.SPLIT) == "val" else []

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from embedcli.contract import SHARD_COUNT, SHARD_INDEX, SHARD_SET, get_int
-from embedcli.errors import FormatError
+from embedcli.errors import EmbedcliError, FormatError
+from embedcli.storage.output_set import check_complete
 from embedcli.storage.split import split_names
 
 TOKEN_SUFFIXES = (".tokens.safetensors", ".safetensors")
@@ -73,23 +75,65 @@ def is_sidecar(path: str) -> bool:
             head = f.read(48)
     except OSError:
         return False
+    if path.endswith(".manifest.json") and head.startswith(_SIDECAR_STARTS[1]):
+        return False  # a shard manifest whose commit was cut short: still a manifest
     return head.startswith(_SIDECAR_STARTS)
 
 
-def read_manifest(path: str) -> tuple[list[str], str]:
-    """The token files a manifest lists, in order, as paths relative to the manifest, and
-    their format (``safetensors`` in manifests of embedcli 0.1, which name none)."""
+@dataclass
+class Manifest:
+    """What a manifest says: its shard files (paths relative to the manifest), their format
+    (``safetensors`` in manifests of embedcli 0.1, which name none) and the run's
+    fingerprint (None in hand-written manifests), which every listed shard must carry."""
+
+    files: list[str]
+    format: str
+    shard_set: str | None
+
+
+def read_manifest(path: str) -> Manifest:
+    """The manifest at ``path``, checked; one whose commit was cut short is refused."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{path}: not a readable embedcli manifest ({exc})") from None
+    check_complete(path, doc)
     shards = doc.get("shards") if isinstance(doc, dict) else None
     if not isinstance(shards, list) or not all(isinstance(s, str) for s in shards) or not shards:
         raise FormatError(f'{path}: a manifest needs a non-empty "shards" list of paths')
     base = os.path.dirname(path)
     files = [s if os.path.isabs(s) else os.path.join(base, s) for s in shards]
-    return files, str(doc.get("format", "safetensors"))
+    shard_set = doc.get("shard_set")
+    return Manifest(files, str(doc.get("format", "safetensors")), shard_set if shard_set else None)
+
+
+def older_shards(path: str, manifest: dict[str, Any], *, inputs: list[str]) -> list[str]:
+    """The shard files an older run's manifest at ``path`` lists and ``manifest`` (this run's)
+    does not: a rerun with fewer shards replaces them (see :class:`OutputSet`). Each shard job
+    of the new run names the same files; whichever commits first removes them. Inputs are
+    never among them, nor anything when the old manifest cannot be read."""
+    try:
+        old = read_manifest(path)
+    except EmbedcliError:
+        return []
+    base = os.path.dirname(path)
+    new = {os.path.abspath(os.path.join(base, s)) for s in manifest["shards"]}
+    keep = new | {os.path.abspath(p) for p in inputs}
+    return [f for f in old.files if os.path.abspath(f) not in keep]
+
+
+def check_listed(path: str, shard_set: str | None, metas: list[dict[str, str]]) -> None:
+    """Refuse shards that are not of the run the manifest at ``path`` describes (an older
+    run's file under a listed name)."""
+    if shard_set is None:
+        return
+    for meta in metas:
+        if SHARD_SET in meta and meta[SHARD_SET] != shard_set:
+            raise FormatError(
+                f"{path}: lists shards of another run (shard_set {meta[SHARD_SET]}, "
+                f"the manifest's {shard_set}); run the sharded tokenize again"
+            )
 
 
 def _shard_name(present: str, meta: dict[str, str], index: int, count: int) -> str:
