@@ -92,3 +92,18 @@ def test_stdout_is_refused_under_torchrun(tmp_path):
     proc = torchrun("embed", str(SAMPLE), "-o", "-", "-T", "4", "-d", "4")
     assert proc.returncode != 0
     assert b"torchrun embed writes a regular file" in proc.stderr
+
+
+def test_a_torchrun_embed_replaces_an_older_split_output_whole(tmp_path):
+    """The ranks' file is one member of rank 0's OutputSet: the parts and index of an older
+    split output of the same name go at the commit, as a one-process run's would."""
+    out = tmp_path / "e.safetensors"
+    args = ["embed", str(SAMPLE), "-o", str(out), "-T", "4", "-d", "8", "-q"]
+    assert run_embedcli(*args, "--max-shard-size", "200KB").returncode == 0
+    assert len(list(tmp_path.iterdir())) > 2  # parts and their index
+    proc = torchrun(*args)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["e.safetensors"]
+    proc = torchrun(*args, "--no-clobber")
+    assert proc.returncode != 0 and b"already exists (--no-clobber)" in proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["e.safetensors"]

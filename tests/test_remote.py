@@ -334,3 +334,54 @@ def test_an_interrupted_upload_names_the_url_never_a_staging_file(tmp_path, memf
     assert f"Interrupted after writing {calls[0]} (complete); {out} was not uploaded whole." in err
     # the data went up, the index did not (Megatron opens the index first: it goes after)
     assert calls == [out, "memory://bkt/out/c.idx"]
+
+
+def test_a_smaller_rerun_to_a_url_leaves_no_old_part(memfs, corpus):
+    """llm.c shards and a split output's parts: the old set's extra objects go, the data
+    before the pointer; what is left reads back whole."""
+    url = "memory://bkt/out/c.bin"
+    invoke("tokenize", str(corpus), "--to", "llmc", "--shard-tokens", "300", "-o", url, check=True)
+    assert len(memfs.find("/bkt/out")) > 4
+    invoke("tokenize", str(SAMPLE / "the-lighthouse.txt"), "--to", "llmc", "-o", url, check=True)
+    assert sorted(p.rsplit("/", 1)[-1] for p in memfs.find("/bkt/out")) == [
+        "c.bin.json",
+        "c_000000.bin",
+    ]
+    assert invoke("inspect", url, "--no-stats").returncode == 0
+    tokens = "memory://bkt/t.tokens.safetensors"
+    invoke("tokenize", str(corpus), "-o", tokens, check=True)
+    split = "memory://bkt/w/w.safetensors"
+    batch = ["batch", tokens, "-T", "4", "--stride", "1", "-o", split, "-q"]
+    invoke(*batch, "--max-shard-size", "8KB", check=True)
+    many = memfs.find("/bkt/w")
+    invoke(*batch, "--max-shard-size", "64KB", check=True)
+    index = json.loads(memfs.cat_file("/bkt/w/w.safetensors.index.json"))
+    listed = sorted(f["file"] for f in index["embedcli"]["files"])
+    names = sorted(p.rsplit("/", 1)[-1] for p in memfs.find("/bkt/w"))
+    assert len(many) > len(names) and names == sorted([*listed, "w.safetensors.index.json"])
+
+
+def test_an_upload_cut_short_leaves_a_set_readers_refuse(memfs, monkeypatch):
+    """An error after the first new shard went up: the old sidecar was already replaced by an
+    incomplete one, so a reader refuses the mix in one line instead of reading it."""
+    url = "memory://bkt/out/c.bin"
+    story = str(SAMPLE / "the-lighthouse.txt")
+    invoke("tokenize", story, "--to", "llmc", "--shard-tokens", "500", "-o", url, check=True)
+    calls = []
+    real_upload = remote.upload
+
+    def failing(local, target, advance=lambda n: None):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OutputError(f"{target}: connection reset (injected)")
+        real_upload(local, target, advance)
+
+    monkeypatch.setattr(remote, "upload", failing)
+    with pytest.raises(OutputError, match="injected"):
+        run_tokenize([str(SAMPLE)], url, to="llmc", shard_tokens=300)
+    monkeypatch.setattr(remote, "upload", real_upload)
+    proc = invoke("inspect", url)
+    assert proc.returncode == 1
+    assert "killed while committing" in proc.stderr.decode()
+    invoke("tokenize", story, "--to", "llmc", "--shard-tokens", "500", "-o", url, check=True)
+    assert invoke("inspect", url, "--no-stats").returncode == 0

@@ -13,12 +13,10 @@ after checking that hash. tiktoken has no serialised form of a parsed table, hen
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import os
 import sys
-import tempfile
 from array import array
 from collections.abc import Callable
 
@@ -84,15 +82,12 @@ def _write(path: str, ranks: dict[bytes, int]) -> None:
             *tokens,
         ]
     )
+    from embedcli.errors import OutputError
+    from embedcli.storage.atomic import atomic_file
+
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, scratch = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".ranks-", suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path, output=False) as f:  # a cache: not what the command wrote
             f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-        os.replace(scratch, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(scratch)
+    except (OSError, OutputError):
+        return

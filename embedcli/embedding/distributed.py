@@ -24,15 +24,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from embedcli.errors import EmbedcliError, OutputError, UsageError
-from embedcli.storage.atomic import (
-    commit,
-    create_temp,
-    discard,
-    preallocate,
-    pwrite_all,
-    validate_safetensors,
-    write_errors,
-)
+from embedcli.storage.atomic import pwrite_all, validate_safetensors, write_errors
+from embedcli.storage.output_set import OutputSet
 
 if TYPE_CHECKING:
     import torch
@@ -112,25 +105,36 @@ def write_shared(
     write_rows: Callable[[int], None],  # this rank's windows, at their offset
     write_tables: Callable[[int, int], None],  # (fd, offset): rank 0 only
     tables_offset: int,
+    *,
+    no_clobber: bool = False,
 ) -> None:
-    """Every rank writes its part of one file; rank 0 commits it only if all succeeded."""
+    """Every rank writes its part of one file; rank 0 commits it only if all succeeded. The
+    file is the one member of rank 0's :class:`~embedcli.storage.output_set.OutputSet` (the
+    same commit as every other output: it replaces an older split output of the same name,
+    and ``--no-clobber`` holds at the commit); the other ranks write into its temporary file
+    by name."""
     import stat
+
+    from embedcli.storage.outputs import old_split
 
     if output == "-" or (os.path.exists(output) and not stat.S_ISREG(os.stat(output).st_mode)):
         raise UsageError("a torchrun embed writes a regular file: name it with -o PATH")
-    temp, problem = None, None
+    files, temp, problem = None, None, None
     if group.rank == 0:
         try:
-            fd, temp = create_temp(output)
-            with write_errors(output), os.fdopen(fd, "wb") as f:
-                preallocate(f, total_bytes)  # the ranks write into reserved blocks
+            files = OutputSet(no_clobber=no_clobber)
+            files.replaces(old_split(output))
+            f = files.add(output, validate=validate_safetensors, size=total_bytes)
+            with write_errors(output):
                 f.write(header)
-                f.truncate(total_bytes)
+                f.truncate(total_bytes)  # the ranks write into reserved blocks
+                f.flush()
+            temp = files.temp_of(output)
         except OutputError as exc:
             problem = str(exc)
-            if temp is not None:
-                discard(temp)
-                temp = None
+            if files is not None:
+                files.discard()
+                files = None
     temp, problem = group.broadcast((temp, problem))
     if problem or temp is None:
         raise OutputError(problem or f"{output}: rank 0 made no temporary file")
@@ -152,13 +156,12 @@ def write_shared(
             if error is not None:
                 raise error
             raise OutputError(f"{output}: another rank failed; nothing written")
-        if group.rank == 0:
-            validate_safetensors(temp, output)
-            commit(temp, output)
+        if files is not None:
+            files.commit()
         committed = True
     finally:
-        if group.rank == 0 and not committed and temp:
-            discard(temp)
+        if files is not None and not committed:
+            files.discard()
 
 
 class PositionalWriter:

@@ -236,7 +236,9 @@ def write_embed(
                 rows_count=plan.n,
             )  # fmt: skip
         else:
-            paths = _write_distributed(plan, output, group, lo, hi, write_rows, write_table)
+            paths = _write_distributed(
+                plan, output, group, (lo, hi), write_rows, write_table, no_clobber=no_clobber
+            )
     seconds = time.perf_counter() - started
     processes = (group.world, group.device.type, group.rank) if group is not None else None
     values = _first_chunk_histogram(plan, embedder) if hi > lo else None
@@ -263,16 +265,17 @@ def _write_distributed(
     plan: EmbedPlan,
     output: str,
     group: Group,
-    lo: int,
-    hi: int,
+    rows: tuple[int, int],
     write_rows: Callable[[Writable, int, int], None],
     write_table: Callable[[Writable, TensorSpec], None],
+    *,
+    no_clobber: bool,
 ) -> list[str]:
     from embedcli.embedding.distributed import PositionalWriter, write_shared
 
     if plan.opts.max_shard_size:
         raise UsageError("--max-shard-size and torchrun cannot be combined yet: one file")
-    start = len(plan.header)
+    start, (lo, hi) = len(plan.header), rows
     write_shared(
         group,
         output,
@@ -281,6 +284,7 @@ def _write_distributed(
         write_rows=lambda fd: write_rows(PositionalWriter(fd, start + lo * plan.row_bytes), lo, hi),
         write_tables=lambda fd, offset: _write_all(PositionalWriter(fd, offset), plan, write_table),
         tables_offset=start + plan.n * plan.row_bytes,
+        no_clobber=no_clobber,
     )
     group.close()
     return [output]

@@ -5,6 +5,13 @@ A temporary file in the destination's directory (:func:`create_temp`), then :fun
 half-written file, and an interrupted run leaves the previous output untouched. Large files get
 their blocks reserved before they are written (:func:`preallocate`), and a large file that is
 replaced is freed after the rename, by a detached process (:func:`commit`).
+
+Two ways to write, and no others: :func:`atomic_file` for one file that stands alone (a
+single-file output, a plot, a manifest-free cache entry: ``output=False``), and
+:class:`~embedcli.storage.output_set.OutputSet`, built on these primitives, for an output of
+several files or one that replaces an older output's files (llm.c shards, split parts, a
+train/validation pair, a shard and its manifest, torchrun's shared file). Uploads to object
+storage commit the same way (:func:`embedcli.storage.remote.staged`).
 """
 
 from __future__ import annotations

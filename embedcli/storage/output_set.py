@@ -115,6 +115,11 @@ class OutputSet:
                 preallocate(f, size)
         return f
 
+    def temp_of(self, path: str) -> str:
+        """Where the member ``path`` is being written (other processes write into it by
+        name: torchrun's ranks)."""
+        return next(m.temp for m in self.members if m.path == path)
+
     def pointer(self, path: str, doc: dict[str, Any]) -> None:
         """A JSON document through which readers find (part of) the set, written last (a
         train/validation pair has one per side)."""

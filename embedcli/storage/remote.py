@@ -201,14 +201,22 @@ def _beside(name: str) -> list[str]:
 
 def _listed(local: str) -> list[str]:
     """Names a JSON file lists: a manifest's shards, a sidecar's or an index's files."""
-    import json
-
     if not local.endswith(".json"):
         return []
     try:
-        with open(local, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError):
+        with open(local, "rb") as f:
+            return _names_in(f.read())
+    except OSError:
+        return []
+
+
+def _names_in(data: bytes) -> list[str]:
+    """Names a pointer's JSON lists (:func:`_listed`); none when it is not one."""
+    import json
+
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
         return []  # its reader says what is wrong with it
     if not isinstance(doc, dict):
         return []
@@ -330,6 +338,44 @@ def relabeled(value: R, directory: str, url: str) -> R:
     return value
 
 
+def _replaced_remotely(prefix: str, pointers: list[str], new: set[str]) -> list[str]:
+    """The commit of an output at a URL, as :class:`~embedcli.storage.output_set.OutputSet`
+    commits a local one: each pointer (sidecar, index, manifest) already at the URL is first
+    replaced by an *incomplete* one, so that a reader refuses the set while its data files go
+    up. Returned: the files the old pointers list and the new set neither writes nor lists
+    (``new``), to be removed after the data files and before the pointers go up. An object
+    store renames nothing, so an upload cut short leaves the incomplete pointer: a set that
+    readers refuse, never a silent mix."""
+    import json
+
+    from embedcli.storage.output_set import INCOMPLETE
+
+    stale: list[str] = []
+    for inner in pointers:
+        fs, path = filesystem(f"{prefix}/{inner}")
+        with storage_errors(f"{prefix}/{inner}", writing=True):
+            try:
+                old = fs.cat_file(path)
+            except FileNotFoundError:
+                continue  # nothing to replace: no reader finds the new files before it
+            directory = inner.rsplit("/", 1)[0] + "/" if "/" in inner else ""
+            stale += [f"{directory}{n}" for n in _names_in(old) if f"{directory}{n}" not in new]
+            marker = {INCOMPLETE: sorted(new)}
+            with fs.transaction:
+                fs.pipe_file(path, (json.dumps(marker, indent=2) + "\n").encode())
+    return list(dict.fromkeys(stale))
+
+
+def _remove_objects(prefix: str, names: list[str]) -> None:
+    for inner in names:
+        fs, path = filesystem(f"{prefix}/{inner}")
+        with (
+            storage_errors(f"{prefix}/{inner}", writing=True),
+            contextlib.suppress(FileNotFoundError),
+        ):
+            fs.rm_file(path)
+
+
 @contextlib.contextmanager
 def staged(
     output: str,
@@ -362,10 +408,21 @@ def staged(
         yield Staged(os.path.join(root, path.rstrip("/").rsplit("/", 1)[-1]), root, parent)
         written = [p for p in committed[mark:] if p.startswith(inside)]
         written.sort(key=lambda p: p.endswith(".json"))  # stable: data in commit order first
-        for local in dict.fromkeys(written):
-            inner = os.path.relpath(local, root).replace(os.sep, "/")
+        prefix = output.rstrip("/").rsplit("/", 1)[0]
+        files = [os.path.relpath(p, root).replace(os.sep, "/") for p in dict.fromkeys(written)]
+        data = [f for f in files if not f.endswith(".json")]
+        pointers = [f for f in files if f.endswith(".json")]
+        kept = set(files)  # and what the new pointers list (a manifest: every shard's file)
+        for inner in pointers:
+            directory = inner.rsplit("/", 1)[0] + "/" if "/" in inner else ""
+            kept |= {directory + n for n in _listed(os.path.join(root, inner))}
+        stale = _replaced_remotely(prefix, pointers, kept)
+        for inner in data + pointers:
+            if inner == (pointers[0] if pointers else None):
+                _remove_objects(prefix, stale)  # the old set's other files, before its pointers
+            local = os.path.join(root, inner)
             with progress(f"uploading {inner}", os.path.getsize(local), "bytes") as advance:
-                upload(local, f"{output.rstrip('/').rsplit('/', 1)[0]}/{inner}", advance)
+                upload(local, f"{prefix}/{inner}", advance)
             committed.append(f"{parent}/{inner}")  # complete once it is at the URL
             uploaded += 1
     except KeyboardInterrupt:
