@@ -44,7 +44,7 @@ demo: $(STAMP)
 test: $(STAMP) models
 	EMBEDCLI_MODELS=$(MODELS) $(BIN)/python -m pytest -q -n auto --dist loadgroup
 
-# Real tokenizer files (Llama 3, Mistral v3) out of their packages' wheels, from the registry
+# Real tokenizer files (Llama 3 and 4, Qwen, Mistral v3) out of their packages' wheels, from the registry
 # only; without it the tests that need them skip.
 models: $(STAMP)
 	@$(BIN)/python benchmarks/models.py $(MODELS)

@@ -2,11 +2,13 @@
 
     python benchmarks/models.py [DIR]     # default .cache/models
 
-Llama 3's tiktoken-format ``tokenizer.model`` ships inside the ``llama-models`` wheel, Mistral's
-SentencePiece models inside ``mistral-common``'s. ``pip download --no-deps`` fetches the wheels
+Llama 3's and Llama 4's tiktoken-format ``tokenizer.model`` ship inside the ``llama-models``
+wheel, Qwen's ``qwen.tiktoken`` inside ``dashscope``'s, Mistral's SentencePiece models inside
+``mistral-common``'s. ``pip download --no-deps`` fetches the wheels
 (no other network), and the files are copied out of them once:
 
-    DIR/llama3/tokenizer.model        DIR/mistral-v3/tokenizer.model
+    DIR/llama3/tokenizer.model        DIR/llama4/tokenizer.model
+    DIR/qwen/tokenizer.model          DIR/mistral-v3/tokenizer.model
 
 Without the registry, nothing is fetched and the tests that need them skip, saying why.
 """
@@ -21,7 +23,12 @@ import tempfile
 import zipfile
 
 WHEELS = {
-    "llama-models==0.3.0": {"llama3/tokenizer.model": "llama_models/llama3/tokenizer.model"},
+    "llama-models==0.3.0": {
+        "llama3/tokenizer.model": "llama_models/llama3/tokenizer.model",
+        "llama4/tokenizer.model": "llama_models/llama4/tokenizer.model",
+    },
+    # Qwen's rank file, which its reference code NFC-normalizes text for
+    "dashscope==2.0.2": {"qwen/tokenizer.model": "dashscope/resources/qwen.tiktoken"},
     "mistral-common==1.13.1": {
         "mistral-v3/tokenizer.model": "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3"
     },

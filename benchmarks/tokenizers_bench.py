@@ -46,7 +46,7 @@ def _reference(kind: str, path: Path):
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
-    from embedcli.bpe.foreign import LLAMA3_PATTERN, LLAMA3_SPECIALS  # Meta's reference code
+    from embedcli.bpe.rank_files import LLAMA3_PATTERN, LLAMA3_SPECIALS  # Meta's reference code
 
     ranks = load_tiktoken_bpe(str(path))
     specials = {t: len(ranks) + i for i, t in enumerate(LLAMA3_SPECIALS)}

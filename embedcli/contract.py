@@ -37,6 +37,7 @@ TOKENIZER_BACKEND = "tokenizer_backend"  # the engine that encoded: tiktoken or 
 TOKENIZER_KIND = "tokenizer"  # tokenizer.json, sentencepiece or tiktoken (a rank file)
 TOKENIZER_FILE = "tokenizer_file"
 TOKENIZER_SHA256 = "tokenizer_sha256"
+TOKENIZER_NORMALIZER = "tokenizer_normalizer"  # a rank file's unicodedata form (NFC...)
 BOS_ID = "bos_id"
 EOS_ID = "eos_id"
 DOCUMENTS = "documents"
@@ -108,6 +109,7 @@ LABELS: dict[str, str] = {
     TOKENIZER_KIND: "tokenizer",
     TOKENIZER_FILE: "tokenizer file",
     TOKENIZER_SHA256: "tokenizer sha256",
+    TOKENIZER_NORMALIZER: "tokenizer normalizer",
     BOS_ID: "BOS id",
     EOS_ID: "EOS id",
     DOCUMENTS: "documents",

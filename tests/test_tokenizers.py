@@ -190,7 +190,7 @@ def test_llama3_rank_file_equals_meta_reference(tmp_path):
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
-    from embedcli.bpe.foreign import LLAMA3_PATTERN, LLAMA3_SPECIALS
+    from embedcli.bpe.rank_files import LLAMA3_PATTERN, LLAMA3_SPECIALS
 
     ranks = load_tiktoken_bpe(str(path))
     specials = {t: len(ranks) + i for i, t in enumerate(LLAMA3_SPECIALS)}
@@ -382,3 +382,138 @@ def test_encoding_and_tokenizer_together_are_a_usage_error(trained, tmp_path, st
     assert (
         invoke(stage, str(SAMPLE), "--tokenizer", str(trained[0]), "-o", out, "-q").returncode == 0
     )
+
+
+# ------------------------------------------------------------ rank files that normalize text
+
+# Text that normalization changes: combining sequences (and their order), compatibility
+# characters, Hangul jamo, ligatures, full-width forms, the Angstrom sign.
+NORMALIZED = (
+    "cafe\u0301 nai\u0308ve A\u030a \u212b \u1100\u1161\u11a8 \ufb01ne \uff21\uff22 x\u0323\u0307 "
+    "\u2460 \u00bd \u1e9b\u0323 \u0958 \u30ac \u304b\u3099 "
+)
+ALL_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
+
+
+@pytest.fixture(scope="module")
+def gpt2_ranks(tmp_path_factory):
+    """GPT-2's ranks as a rank file: not a family embedcli knows by its sha256."""
+    from embedcli.bpe.encodings import bundled_bytes
+
+    path = tmp_path_factory.mktemp("ranks") / "ranks.tiktoken"
+    path.write_bytes(bundled_bytes())
+    return path
+
+
+def gpt2():
+    from embedcli.bpe.encodings import get_encoding
+
+    return get_encoding("gpt2")  # the bundled ranks: nothing downloaded
+
+
+def _gpt2_pattern():
+    return gpt2()._pat_str
+
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+def test_a_rank_file_normalizes_as_its_option_says_across_piece_cuts(tmp_path, gpt2_ranks, form):
+    """--tokenizer-option normalizer=FORM: every piece normalized as the whole text would be,
+    with documents cut into pieces of 300 characters (cuts fall before spaces and newlines,
+    which no form composes with), through two workers."""
+    import unicodedata
+
+    spec = resolve_spec(str(gpt2_ranks), pattern=_gpt2_pattern(), normalizer=form)
+    text = (NORMALIZED * 40 + "\n") * 3
+    path = tmp_path / "doc.txt"
+    path.write_text(text, encoding="utf-8")
+    from embedcli.bpe.pieces import MemorySink
+    from embedcli.bpe.tokenizer import tokenize
+    from embedcli.documents import resolve_sources
+
+    sink = MemorySink()
+    sources = resolve_sources([str(path)])
+    tokenize(sources, sink, encoding=spec, workers=2, piece_chars=300, eot="none")
+    expected = gpt2().encode_ordinary(unicodedata.normalize(form, text))
+    assert sink.array().tolist() == expected
+    assert expected != gpt2().encode_ordinary(text)  # it did change
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.text(
+        alphabet=st.sampled_from(list(NORMALIZED) + list("ab \n\u0300\u0301\u0327\u3099\u1161")),
+        max_size=80,
+    ),
+    st.sampled_from(ALL_FORMS),
+)
+def test_every_normalizer_is_unicodedata_s(gpt2_ranks, text, form):
+    import unicodedata
+
+    spec = resolve_spec(str(gpt2_ranks), pattern=_gpt2_pattern(), normalizer=form)
+    expected = gpt2().encode_ordinary(unicodedata.normalize(form, text))
+    assert encode(text, encoding=spec, eot="none").tolist() == expected
+
+
+def test_a_normalizer_is_refused_where_the_file_has_its_own(tmp_path, trained, gpt2_ranks):
+    with pytest.raises(UsageError, match="normalizes text as its own normalizer says"):
+        encode("x", encoding=resolve_spec(str(trained[0]), normalizer="NFC"))
+    with pytest.raises(UsageError, match="normalizer=NFX: use one of NFC, NFKC, NFD, NFKD, none"):
+        encode("x", encoding=resolve_spec(str(gpt2_ranks), pattern=".+", normalizer="NFX"))
+    proc = invoke(
+        "tokenize", str(SAMPLE), "--tokenizer", str(gpt2_ranks), "--tokenizer-option",
+        f"pattern={_gpt2_pattern()}", "--tokenizer-option", "normalizer=NFKC", "--eot", "none",
+        "-o", str(tmp_path / "t.tokens.safetensors"),
+    )  # fmt: skip
+    assert proc.returncode == 0  # the option is accepted on the command line
+
+
+def test_qwen_rank_file_equals_its_reference_code_with_nfc(tmp_path):
+    """Qwen's qwen.tiktoken, known by its sha256: the pattern, the fixed special ids and the
+    NFC normalization of dashscope's qwen_tokenizer.py, rebuilt here on tiktoken."""
+    path = _real("qwen")
+    import unicodedata
+
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    from embedcli.bpe.rank_files import QWEN_PATTERN, QWEN_SPECIALS
+
+    ref = tiktoken.Encoding(
+        "qwen",
+        pat_str=QWEN_PATTERN,
+        mergeable_ranks=load_tiktoken_bpe(str(path)),
+        special_tokens=QWEN_SPECIALS,
+    )
+    texts = [*TEXTS[:3], NORMALIZED * 3]
+    got = encode(texts, encoding=resolve_spec(str(path)), special="text", workers=2).tolist()
+    eos = QWEN_SPECIALS["<|endoftext|>"]  # no BOS: <|endoftext|> between documents
+    want = [eos]
+    for t in texts:
+        want += [*ref.encode_ordinary(unicodedata.normalize("NFC", t)), eos]
+    assert got == want[1:-1]
+    assert ref.encode_ordinary(NORMALIZED) != ref.encode_ordinary(
+        unicodedata.normalize("NFC", NORMALIZED)
+    )  # without the normalizer the ids would differ
+    out = tmp_path / "q.tokens.safetensors"
+    assert invoke("tokenize", str(SAMPLE), "--tokenizer", str(path), "-o", str(out)).returncode == 0
+    from embedcli.storage.store import read_header
+
+    assert read_header(str(out)).metadata["tokenizer_normalizer"] == "NFC"
+
+
+def test_llama4_rank_file_equals_meta_reference():
+    path = _real("llama4")
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    from embedcli.bpe.rank_files import LLAMA4_PATTERN, LLAMA4_SPECIALS
+
+    ranks = load_tiktoken_bpe(str(path))
+    specials = {t: len(ranks) + i for i, t in enumerate(LLAMA4_SPECIALS)}
+    ref = tiktoken.Encoding(
+        "llama4", pat_str=LLAMA4_PATTERN, mergeable_ranks=ranks, special_tokens=specials
+    )
+    got = encode(TEXTS, encoding=resolve_spec(str(path)), special="text", eot="before").tolist()
+    bos = specials["<|begin_of_text|>"]
+    assert bos == 200000 and specials["<|eot|>"] == 200008  # Meta's ids
+    assert got == [i for t in TEXTS for i in [bos, *ref.encode_ordinary(t)]]

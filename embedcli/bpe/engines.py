@@ -291,11 +291,12 @@ def _built(backend: str, encoding: str, special: str, placement: str) -> Engine:
             [enc.encode_to_numpy(text, **kwargs).view(np.int32) for text in texts], eots, eot
         )
     if isinstance(enc, ForeignEncoding):
-        fast = _fast_file(encoding, special)
+        fast, normalize = _fast_file(encoding, special), enc.normalize
         # One call per piece: gigatoken's per-call cost (a few us) is small beside a
         # document's encoding, and its batch call would bring in awkward (0.4 s to import).
+        # A rank file's family normalization is the reference's too (ForeignEncoding).
         return lambda texts, eots: _end_to_end(
-            [fast.encode(text).view(np.int32) for text in texts], eots, eot
+            [fast.encode(normalize(text)).view(np.int32) for text in texts], eots, eot
         )
     join_id = enc.n_vocab
     tokenizer = _gigatoken_tokenizer(enc, encoding, special, join_id)

@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from embedcli.bpe.cache import cache_dir
-from embedcli.bpe.foreign import LLAMA3_SHA256, ForeignEncoding
+from embedcli.bpe.foreign import ForeignEncoding
+from embedcli.bpe.rank_files import LLAMA3_SHA256
 from embedcli.errors import OutputError
 from embedcli.storage.atomic import atomic_file
 

@@ -1,7 +1,7 @@
 """Other models' tokenizers, each exact against its own library: a Hugging Face
 ``tokenizer.json`` (``tokenizers``), a SentencePiece ``.model`` (``sentencepiece``), and a
 tiktoken-format rank file such as Llama 3's ``tokenizer.model`` (tiktoken, with the family's
-pattern and special tokens).
+pattern and special tokens: :mod:`embedcli.bpe.rank_files`).
 
 A :class:`ForeignEncoding` answers the few questions the pipeline asks of a tiktoken
 ``Encoding`` (``encode_to_numpy``, ``decode``, ``n_vocab``...), so the engines, the worker pool
@@ -39,32 +39,9 @@ REFERENCE = {
 PREFIX = "file:"  # an encoding name that is a tokenizer file: file:/abs/path
 EXTRA = "pip install -e '.[hf]'"
 
-# Llama 3's tokenizer.model (the rank file Meta ships, also inside llama-models): its pattern
-# and special tokens are in Meta's reference code (llama_models/llama3/tokenizer.py).
-LLAMA3_SHA256 = "82e9d31979e92ab929cd544440f129d9ecd797b69e327f80f17e1c50d5551b55"
-LLAMA3_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-LLAMA3_SPECIALS = [
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|step_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-    "<|image|>",
-] + [f"<|reserved_special_token_{2 + i}|>" for i in range(256 - 12)]
-KNOWN_RANK_FILES = {LLAMA3_SHA256: ("llama3", LLAMA3_PATTERN, LLAMA3_SPECIALS)}
-
 # Names a tokenizer's document markers usually have, when its config names none.
-_BOS_NAMES = ("<|begin_of_text|>", "<s>", "<bos>", "[CLS]")
-_EOS_NAMES = ("<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "[SEP]")
+BOS_NAMES = ("<|begin_of_text|>", "<s>", "<bos>", "[CLS]")
+EOS_NAMES = ("<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "[SEP]")
 
 
 @dataclass
@@ -80,6 +57,7 @@ class ForeignEncoding:
     bos: tuple[str, int] | None
     eos: tuple[str, int] | None
     cuttable: bool  # documents may be cut at safe points (a tiktoken-style pattern)
+    normalizer: str = field(default="none", init=False)  # a rank file's (NORMALIZERS)
     _encode: Callable[[str, bool], Any] = field(repr=False)  # (text, parse specials) -> ids
     _decode: Callable[[list[int]], str] = field(repr=False)
     _token_bytes: Callable[[int], bytes] = field(repr=False)
@@ -103,6 +81,15 @@ class ForeignEncoding:
 
     def decode_single_token_bytes(self, token: int) -> bytes:
         return self._token_bytes(int(token))
+
+    def normalize(self, text: str) -> str:
+        """``text`` as a rank file's family encodes it (``unicodedata.normalize``); as it is
+        for every other tokenizer (its library normalizes inside the encode)."""
+        if self.normalizer == "none":
+            return text
+        import unicodedata
+
+        return unicodedata.normalize(self.normalizer, text)  # type: ignore[arg-type]
 
     def encode_single_token(self, text: str) -> int:
         if text in self.special_tokens:
@@ -136,6 +123,8 @@ def tokenizer_fields(enc: ForeignEncoding) -> dict[str, str]:
         fields[c.BOS_ID] = str(enc.bos[1])
     if enc.eos is not None:
         fields[c.EOS_ID] = str(enc.eos[1])
+    if enc.normalizer != "none":
+        fields[c.TOKENIZER_NORMALIZER] = enc.normalizer
     return fields
 
 
@@ -242,6 +231,11 @@ def _load(name: str, size: int, mtime_ns: int) -> ForeignEncoding:
         enc = _rank_file(name, path, digest, choices)
     else:
         enc = _sentencepiece(name, path, digest)
+    if "normalizer" in choices and enc.kind != "tiktoken":
+        raise UsageError(
+            f"--tokenizer-option normalizer={choices['normalizer']}: {path} is a {enc.kind} "
+            "file, which normalizes text as its own normalizer says; the option is for rank files"
+        )
     for key in ("bos", "eos"):
         if key in choices:  # --tokenizer-option bos=/eos=: a special token, by its text
             text = choices[key]
@@ -319,7 +313,7 @@ def _markers(directory: str, specials: dict[str, int]) -> tuple[Any, Any]:
         text = named.get(key) or next((n for n in usual if n in specials), None)
         return (text, specials[text]) if text in specials else None
 
-    return pick("bos_token", _BOS_NAMES), pick("eos_token", _EOS_NAMES)
+    return pick("bos_token", BOS_NAMES), pick("eos_token", EOS_NAMES)
 
 
 def _sentencepiece(name: str, path: str, digest: str) -> ForeignEncoding:
@@ -356,122 +350,25 @@ def _sentencepiece(name: str, path: str, digest: str) -> ForeignEncoding:
 
 
 def _rank_file(name: str, path: str, digest: str, choices: dict[str, str]) -> ForeignEncoding:
-    """A tiktoken-format rank file; its pattern and special tokens from the family's own code
-    (recognised by the file's sha256), or from ``--tokenizer-option pattern=`` and
-    ``special_tokens=``; checked before any text is encoded (:func:`_check_specials`, the
-    pattern compiles, :func:`_check_round_trip`)."""
-    import tiktoken
-    from tiktoken.load import load_tiktoken_bpe
+    """A tiktoken-format rank file (:mod:`embedcli.bpe.rank_files`), its round trip checked on
+    the encoding as the pipeline will call it (normalizer included)."""
+    from embedcli.bpe.rank_files import check_round_trip, load_rank_file, normalize_function
 
-    from embedcli.bpe.cache import cached_ranks
-
-    # tiktoken's loader, hash-checked; kept parsed by the file's sha256 (bpe/cache.py)
-    ranks = cached_ranks(digest, lambda: load_tiktoken_bpe(path, expected_hash=digest))
-    known = KNOWN_RANK_FILES.get(digest)
-    if "pattern" in choices:
-        family, pattern = os.path.basename(path), choices["pattern"]
-        specials = _special_tokens(choices.get("special_tokens"))
-    elif known is not None:
-        family, pattern, special_names = known
-        specials = {text: len(ranks) + i for i, text in enumerate(special_names)}
-    else:
-        raise EncodingLoadError(
-            f"{path}: a rank file embedcli does not know (sha256 {digest[:12]}...): its "
-            "pre-tokenizer pattern and special tokens are not in the file; give them with "
-            "--tokenizer-option pattern=REGEX and --tokenizer-option special_tokens=FILE"
-        )
-    _check_specials(path, ranks, specials)
-    try:
-        enc = tiktoken.Encoding(
-            name=family, pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials
-        )
-    except ValueError as exc:  # the regex engine's own words, with the position
-        raise UsageError(
-            f"{path}: --tokenizer-option pattern={_short(pattern)}: not a valid pattern ({exc})"
-        ) from None
-    _check_round_trip(path, pattern, enc)
-    bos = next(((t, specials[t]) for t in _BOS_NAMES if t in specials), None)
-    eos = next(((t, specials[t]) for t in _EOS_NAMES if t in specials), None)
-    return ForeignEncoding(
+    ranks = load_rank_file(path, digest, choices)
+    enc, specials = ranks.encoding, ranks.specials
+    bos = next(((t, specials[t]) for t in BOS_NAMES if t in specials), None)
+    eos = next(((t, specials[t]) for t in EOS_NAMES if t in specials), None)
+    # Each piece is normalized on its own: pieces are cut only before a space or newline
+    # (bpe/pieces.py), which no normalization form composes with what precedes it.
+    normalize = normalize_function(ranks.normalizer)
+    foreign = ForeignEncoding(
         name, "tiktoken", path, digest, enc.n_vocab, specials, bos, eos, cuttable=True,
         _encode=lambda text, special: enc.encode_to_numpy(
-            text, allowed_special="all" if special else set(), disallowed_special=()
+            normalize(text), allowed_special="all" if special else set(), disallowed_special=()
         ),
         _decode=enc.decode,
         _token_bytes=enc.decode_single_token_bytes,
     )  # fmt: skip
-
-
-# Text that every tokenizer must give back as it was: each script, whitespace runs, digits,
-# emoji with joiners, combining marks, control characters (a rank file has no normalizer).
-ROUND_TRIP = (
-    "Hello world, it's 2026!",
-    "  two leading spaces, tabs\tand newlines\n\n\r\nend  ",
-    "digits 1234567890 and 3.14159",
-    "CJK 漢字 かな カナ 한국어",
-    "emoji 👩\u200d👩\u200d👧 ✨🎉 flags 🇺🇳",
-    "combining e\u0301 a\u0308 \u0928\u093f",
-    "Привет мир. Γειά σου. مرحبا. שלום.",
-    "NUL \x00 and DEL \x7f",
-)
-
-
-def _check_specials(path: str, ranks: dict[bytes, int], specials: dict[str, int]) -> None:
-    """Special tokens whose ids are their own: distinct, no rank's id, and inside the
-    vocabulary (the ranks, then the special tokens)."""
-    by_id = {rank: token for token, rank in ranks.items()}
-    top = max(by_id, default=-1) + 1 + len(specials)
-    seen: dict[int, str] = {}
-    for text, i in specials.items():
-        if i in seen:
-            raise UsageError(
-                f"{path}: special tokens {seen[i]!r} and {text!r} have the same id {i}"
-            )
-        seen[i] = text
-        if i in by_id:
-            raise UsageError(
-                f"{path}: special token {text!r} has id {i}, which is the rank of "
-                f"{by_id[i]!r}: the two could not be told apart"
-            )
-        if not 0 <= i < top:
-            raise UsageError(
-                f"{path}: special token {text!r} has id {i:,}, outside the vocabulary "
-                f"({len(ranks):,} ranks and {len(specials)} special tokens: ids 0-{top - 1:,})"
-            )
-
-
-def _check_round_trip(path: str, pattern: str, enc: Any) -> None:
-    """Refuse a pattern (or rank table) that drops or changes text: every probe, and each
-    special token's literal text as text, decodes to itself."""
-    for text in (*ROUND_TRIP, *enc.special_tokens_set):
-        try:
-            back = enc.decode(enc.encode(text, allowed_special=set(), disallowed_special=()))
-        except BaseException as exc:  # a panic in the Rust core is a BaseException
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            back = f"<an error: {type(exc).__name__}>"
-        if back != text:
-            raise UsageError(
-                f"{path}: --tokenizer-option pattern={_short(pattern)} does not give text back: "
-                f"{_short(text)!r} encodes and decodes to {_short(back)!r}"
-            )
-
-
-def _short(text: str, most: int = 40) -> str:
-    return text if len(text) <= most else text[: most - 3] + "..."
-
-
-def _special_tokens(path: str | None) -> dict[str, int]:
-    """``--tokenizer-option special_tokens=FILE``: a JSON object of ``{text: id}``."""
-    if path is None:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        if not isinstance(doc, dict):
-            raise TypeError
-        return {str(k): int(v) for k, v in doc.items()}
-    except (OSError, ValueError, TypeError):
-        raise UsageError(
-            f"--tokenizer-option special_tokens={path}: not a JSON object of text -> id"
-        ) from None
+    foreign.normalizer = ranks.normalizer
+    check_round_trip(path, ranks.pattern, foreign)
+    return foreign

@@ -29,8 +29,9 @@ TokenizerChoices = Annotated[
         metavar="KEY=VALUE",
         rich_help_panel=MORE,
         help="For --tokenizer: bos=TEXT or eos=TEXT (the document markers, by name), and for a "
-        "rank file embedcli does not know, pattern=REGEX and special_tokens=FILE (JSON text -> "
-        "id). Repeatable.",
+        "rank file embedcli does not know, pattern=REGEX, special_tokens=FILE (JSON text -> "
+        "id) and normalizer=NFC|NFKC|NFD|NFKD|none (what its model does to text first). "
+        "Repeatable.",
         show_default=False,
     ),
 ]
@@ -38,7 +39,7 @@ TokenizerChoices = Annotated[
 
 def _choices(given: list[str]) -> dict[str, str | None]:
     """``--tokenizer-option KEY=VALUE`` as keyword arguments, checked."""
-    keys = ("bos", "eos", "pattern", "special_tokens")
+    keys = ("bos", "eos", "pattern", "special_tokens", "normalizer")
     out: dict[str, str | None] = {}
     for item in given:
         key, sep, value = item.partition("=")

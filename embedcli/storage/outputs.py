@@ -12,7 +12,6 @@ Token files are written by their formats (``embedcli/formats/``). Tensor outputs
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import stat
@@ -210,12 +209,6 @@ def safetensors_output(
     with joined(files, no_clobber=no_clobber) as out:
         out.replaces(list(replaces))
         yield out.add(path, validate=validate_safetensors, size=size)
-
-
-def write_json(path: str, doc: dict[str, Any]) -> None:
-    """Write ``doc`` as JSON, atomically (shards may race to write a manifest: same bytes)."""
-    with atomic_file(path) as f:
-        f.write((json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 # --------------------------------------------------------------------------- tensor outputs
