@@ -27,6 +27,9 @@ KINDS = ("tokens", "windows", "embeddings")
 
 # --------------------------------------------------------------------------- tokens
 ENCODING = "encoding"
+# Set on a trainer's token file that records no tokenizer (no sidecar, a header that names
+# none): why ``encoding`` is only --encoding's default, which nothing decodes with.
+ENCODING_ASSUMED = "encoding_assumed"
 VOCAB_SIZE = "vocab_size"
 EOT_ID = "eot_id"
 EOT_PLACEMENT = "eot"  # between (absent in files before 0.2: between), after, before, none
@@ -105,6 +108,7 @@ LABELS: dict[str, str] = {
     EOT_PLACEMENT: "<|endoftext|> placed",
     SPECIAL: "special-token policy",
     SPECIAL_FOUND: "literal <|endoftext|> found",
+    ENCODING_ASSUMED: "encoding not recorded",
     TOKENIZER_BACKEND: "tokenizer backend",
     TOKENIZER_KIND: "tokenizer",
     TOKENIZER_FILE: "tokenizer file",

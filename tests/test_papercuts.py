@@ -414,7 +414,9 @@ def test_trainer_formats_take_their_prepare_scripts_defaults(tmp_path, enc):
 def test_ids_outside_the_vocabulary(tmp_path):
     bad = tmp_path / "bad.bin"
     np.array([15496, 53983, 11, 50256, 464, 60000, 13] * 10, dtype=np.uint16).tofile(bad)
-    shown = invoke("inspect", str(bad), "--preview", "1", "--json")
+    guessed = json.loads(invoke("inspect", str(bad), "--preview", "1", "--json").stdout)
+    assert "nothing says which tokenizer" in json.dumps(guessed)  # no sidecar: not decoded
+    shown = invoke("inspect", str(bad), "--preview", "1", "--json", "--tokenizer", "gpt2")
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)["files"][0]
     assert doc["corpus"]["out_of_vocab"] == 20 and "<invalid id 53983>" in doc["decoded"][0]["text"]

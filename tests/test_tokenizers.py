@@ -517,3 +517,36 @@ def test_llama4_rank_file_equals_meta_reference():
     bos = specials["<|begin_of_text|>"]
     assert bos == 200000 and specials["<|eot|>"] == 200008  # Meta's ids
     assert got == [i for t in TEXTS for i in [bos, *ref.encode_ordinary(t)]]
+
+
+# ------------------------------------------------------------ no guessing without a sidecar
+
+
+def test_a_token_file_without_its_sidecar_is_never_decoded_by_a_guess(tmp_path):
+    """An llm.c version-7 file (uint32 ids) without its .json is not GPT-2's: inspect shows
+    ids and one note, with no GPT-2 vocabulary; --tokenizer decodes it. A nanoGPT file
+    without its sidecar is shown as ids too; llm.c's version-1 header names GPT-2 itself."""
+    path = _real("llama3")
+    out = tmp_path / "l.bin"
+    args = ["tokenize", str(SAMPLE), "--tokenizer", str(path), "--to", "llmc", "-o", str(out)]
+    assert invoke(*args, "-q").returncode == 0
+    (tmp_path / "l.bin.json").unlink()
+    shard = str(tmp_path / "l_000000.bin")
+    report = json.loads(invoke("inspect", shard, "--json", "--preview", "1").stdout)
+    text = json.dumps(report)
+    assert "version-7 header" in text and "give --tokenizer to decode them" in text
+    assert "gpt2" not in text and "50257" not in text and "invalid id" not in text
+    decoded = invoke("inspect", shard, "--tokenizer", str(path), "--preview", "1")
+    assert b"<|begin_of_text|>A tokenizer turns text" in decoded.stdout + decoded.stderr
+    proc = invoke("embed", shard, "-d", "4", "-T", "4", "-o", str(tmp_path / "e.safetensors"))
+    assert proc.returncode != 0 and b"--vocab-size" in proc.stderr  # no GPT-2 table either
+
+    for to, name, decodes in (("nanogpt", "train.bin", False), ("llmc", "g.bin", True)):
+        out = tmp_path / name
+        assert invoke("tokenize", str(SAMPLE), "--to", to, "-o", str(out), "-q").returncode == 0
+        (tmp_path / f"{name}.json").unlink()
+        read = str(out if to == "nanogpt" else tmp_path / "g_000000.bin")
+        proc = invoke("inspect", read, "--preview", "1")
+        shown = (proc.stdout + proc.stderr).decode()
+        assert ("A tokenizer turns text" in shown) is decodes, shown
+        assert ("ids shown without text" in shown) is not decodes

@@ -223,6 +223,8 @@ def decoding_for(
     if name is None:
         return Decoding(None)
     why = "ids shown without text: {}; give --tokenizer to decode them"
+    if meta.get("encoding_assumed"):  # contract.ENCODING_ASSUMED: never decoded by a guess
+        return Decoding(None, why.format(meta["encoding_assumed"]))
     try:
         enc = get_encoding(name)
     except EmbedcliError as exc:  # gone, unreadable, or (a tokenizer file) unloadable here

@@ -255,7 +255,32 @@ def foreign_metadata(fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str
     if isinstance(enc, ForeignEncoding):
         meta.update(tokenizer_fields(enc))
     meta.update({k: c.to_str(v) for k, v in extra.items()})
+    why = _not_recorded(fmt, encoding, meta)
+    if why:
+        meta[c.ENCODING_ASSUMED] = why
+    if meta.get("llmc_version") == "7" and why:  # GPT-2's vocabulary is surely not theirs
+        for key in (c.ENCODING, c.VOCAB_SIZE, c.EOT_ID):
+            meta.pop(key, None)
     return meta
+
+
+def _not_recorded(fmt: str, encoding: str, meta: dict[str, str]) -> str:
+    """Why the ids of a file with no sidecar are not known to be ``encoding``'s: the default
+    encoding is a guess unless the file's own header names GPT-2 (llm.c's version 1). Empty
+    when the file (or a non-default ``--encoding``) says whose ids they are."""
+    from embedcli.options import DEFAULT_ENCODING
+
+    if encoding != DEFAULT_ENCODING:
+        return ""  # named on the command line: the user's word
+    version = meta.get("llmc_version")
+    if fmt == "llmc" and version == "1":
+        return ""  # llm.c's GPT-2 header (magic 20240520, version 1, uint16 ids)
+    if fmt == "llmc" and version == "7":
+        return (
+            "no sidecar, and an llm.c version-7 header: uint32 ids, Llama 3's by llm.c's "
+            "convention, not GPT-2's"
+        )
+    return f"no sidecar: nothing says which tokenizer made these {fmt} ids"
 
 
 def lineage(path: str, fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str, str]:
