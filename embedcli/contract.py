@@ -213,6 +213,38 @@ def kind_of(meta: Mapping[str, str] | None) -> str | None:
     return (meta or {}).get(KIND)
 
 
+def separator_label(meta: Mapping[str, str]) -> str:
+    """What the document marker is called in summaries: ``<|endoftext|>`` for tiktoken's
+    encodings, else the tokenizer's token by its role (``BOS (id 1)``, ``EOS (id 2)``), as
+    the keys ``EOT_ID``, ``BOS_ID`` and ``EOS_ID`` say.
+
+    Example:
+        >>> separator_label({TOKENIZER_KIND: "sentencepiece", EOT_ID: "1", BOS_ID: "1"})
+        'BOS (id 1)'
+    """
+    if TOKENIZER_KIND not in meta:
+        return "<|endoftext|>"
+    eot = meta.get(EOT_ID)
+    role = "BOS" if eot == meta.get(BOS_ID) else "EOS" if eot == meta.get(EOS_ID) else "marker"
+    return f"{role} (id {eot})" if eot is not None else "document marker"
+
+
+# The lineage labels that name the document marker: GPT-2's text, or the role.
+_MARKER_LABELS = {
+    EOT_ID: "marker id ({})",
+    EOT_PLACEMENT: "{} placed",
+    SPECIAL_FOUND: "literal {} found",
+}
+
+
+def label(key: str, meta: Mapping[str, str]) -> str:
+    """The label of ``key`` in ``meta``'s lineage table (:data:`LABELS`, the marker by role)."""
+    if key in _MARKER_LABELS and TOKENIZER_KIND in meta:
+        role = separator_label(meta).split(" (")[0]
+        return _MARKER_LABELS[key].format(role)
+    return LABELS.get(key, key)
+
+
 def get_int(meta: Mapping[str, str], key: str) -> int | None:
     """An integer value, or ``None`` when absent or not an integer (foreign files)."""
     value = meta.get(key)

@@ -550,3 +550,15 @@ def test_a_token_file_without_its_sidecar_is_never_decoded_by_a_guess(tmp_path):
         shown = (proc.stdout + proc.stderr).decode()
         assert ("A tokenizer turns text" in shown) is decodes, shown
         assert ("ids shown without text" in shown) is not decodes
+
+
+def test_inspect_names_another_tokenizers_marker_by_its_role(tmp_path, trained):
+    out = tmp_path / "sp.tokens.safetensors"
+    args = ["tokenize", str(SAMPLE), "--tokenizer", str(trained[1]), "--eot", "before"]
+    assert invoke(*args, "-o", str(out), "-q").returncode == 0
+    shown = invoke("inspect", str(out)).stdout.decode()
+    assert "<|endoftext|>" not in shown
+    assert "marker id (BOS)" in shown and "BOS placed" in shown and "BOS (id " in shown
+    gpt2 = tmp_path / "g.tokens.safetensors"
+    assert invoke("tokenize", str(SAMPLE), "-o", str(gpt2), "-q").returncode == 0
+    assert "<|endoftext|> id" in invoke("inspect", str(gpt2)).stdout.decode()

@@ -115,7 +115,7 @@ def corpus_view(corpus: CorpusStats) -> Group:
         f"{corpus.distinct_ids:,}" + (f" ({share:.1%} of the vocabulary)" if share else ""),
     )
     if corpus.eot_count is not None:
-        facts.add_row("<|endoftext|>", f"{corpus.eot_count:,}")
+        facts.add_row(corpus.eot_label, f"{corpus.eot_count:,}")
     if corpus.out_of_vocab:
         facts.add_row(
             Text("out of vocabulary", "bold red"),

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from embedcli.cli.pictures import printable
 from embedcli.contract import LABELS as LINEAGE
+from embedcli.contract import label as lineage_label
 from embedcli.stages.results import (
     BatchResult,
     EmbedResult,
@@ -108,7 +109,7 @@ def metadata_table(metadata: dict[str, str] | None, embedcli: bool) -> Table | N
     else:
         keys = sorted(keys)
     for key in keys:
-        label = LINEAGE.get(key, key) if embedcli else key
+        label = lineage_label(key, metadata) if embedcli else key
         value = metadata[key]
         if len(value) > 300:
             value = value[:300] + f"... ({len(value):,} characters)"

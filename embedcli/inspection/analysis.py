@@ -64,7 +64,7 @@ def corpus_report(
     """Counts, lengths and the ``top`` tokens, their text by ``decoding``."""
     from embedcli.inspection.stats import corpus_stats
 
-    return corpus_stats(
+    corpus = corpus_stats(
         ids,
         doc_offsets,
         vocab_size=c.get_int(meta, c.VOCAB_SIZE),
@@ -72,6 +72,8 @@ def corpus_report(
         decode=decoding.decode,
         top=top,
     )
+    corpus.eot_label = c.separator_label(meta)
+    return corpus
 
 
 def add_histograms(entry: TensorReport, header: Header, info: TensorInfo) -> None:

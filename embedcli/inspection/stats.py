@@ -99,6 +99,7 @@ class CorpusStats:
     out_of_vocab: int  # ids the vocabulary does not have (another tokenizer's, or corrupt)
     doc_length: DocLengths | None
     top_tokens: list[TopToken] = field(default_factory=list)
+    eot_label: str = "<|endoftext|>"  # the document marker, by role (contract.separator_label)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
