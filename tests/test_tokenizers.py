@@ -562,3 +562,20 @@ def test_inspect_names_another_tokenizers_marker_by_its_role(tmp_path, trained):
     gpt2 = tmp_path / "g.tokens.safetensors"
     assert invoke("tokenize", str(SAMPLE), "-o", str(gpt2), "-q").returncode == 0
     assert "<|endoftext|> id" in invoke("inspect", str(gpt2)).stdout.decode()
+
+
+def test_summaries_name_a_tokenizer_file_readably(tmp_path, gpt2_ranks):
+    """Not the URL-encoded name (which stays in the metadata, to decode the file later)."""
+    out = tmp_path / "r.tokens.safetensors"
+    options = [f"pattern={_gpt2_pattern()}", "normalizer=NFC"]
+    args = ["tokenize", str(SAMPLE), "--tokenizer", str(gpt2_ranks), "--eot", "none"]
+    for option in options:
+        args += ["--tokenizer-option", option]
+    proc = invoke(*args, "-o", str(out))
+    readable = "ranks.tiktoken (pattern given, normalizer NFC)"
+    assert proc.returncode == 0 and readable in proc.stderr.decode()
+    assert readable in invoke("inspect", str(out)).stdout.decode()
+    from embedcli.storage.store import read_header
+
+    recorded = read_header(str(out)).metadata["encoding"]
+    assert recorded.startswith("file:") and "pattern=" in recorded

@@ -154,6 +154,34 @@ def resolve_spec(spec: str, **choices: str | None) -> str:
     return f"{name}?{urlencode(sorted(given.items()))}"
 
 
+def describe(name: str) -> str:
+    """An encoding name as a person reads it: a tiktoken encoding's own name, or a tokenizer
+    file's name with what the command line added (the full name, URL-encoded, stays in the
+    metadata, so a file can be decoded later).
+
+    Example:
+        >>> describe("file:/m/ranks.tiktoken?normalizer=NFC&pattern=%5Cs%2B")
+        'ranks.tiktoken (pattern given, normalizer NFC)'
+    """
+    if not is_foreign(name):
+        return name
+    from urllib.parse import parse_qsl
+
+    path, _, query = name[len(PREFIX) :].partition("?")
+    shown: list[str] = []
+    for key, value in sorted(parse_qsl(query)):
+        if key == "pattern":
+            shown.insert(0, "pattern given")
+        elif key == "special_tokens":
+            shown.append(f"special tokens from {os.path.basename(value)}")
+        else:
+            shown.append(f"{key} {value}")
+    base = os.path.basename(path)
+    if base in ("tokenizer.json", "tokenizer.model"):  # say which model's
+        base = os.path.join(os.path.basename(os.path.dirname(path)), base)
+    return f"{base} ({', '.join(shown)})" if shown else base
+
+
 def decoding_name(spec: str) -> str:
     """The encoding name of ``inspect --tokenizer SPEC``: a tiktoken encoding's own name
     (``gpt2``, ``cl100k_base``), else a ``--tokenizer`` spec resolved as :func:`resolve_spec`."""

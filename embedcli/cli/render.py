@@ -15,7 +15,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from embedcli.bpe.foreign import describe as describe_encoding
 from embedcli.cli.pictures import printable
+from embedcli.contract import ENCODING
 from embedcli.contract import LABELS as LINEAGE
 from embedcli.contract import label as lineage_label
 from embedcli.stages.results import (
@@ -111,6 +113,8 @@ def metadata_table(metadata: dict[str, str] | None, embedcli: bool) -> Table | N
     for key in keys:
         label = lineage_label(key, metadata) if embedcli else key
         value = metadata[key]
+        if embedcli and key == ENCODING:  # a tokenizer file's name, readable
+            value = describe_encoding(value)
         if len(value) > 300:
             value = value[:300] + f"... ({len(value):,} characters)"
         table.add_row(Text(printable(label)), Text(printable(value)))
@@ -234,7 +238,7 @@ def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
         "tokens": f"{stats.tokens:,}",
         "input": _input_text(stats),
         "tokens/byte": f"{stats.tokens / max(stats.text_bytes or stats.input_bytes, 1):.3f}",
-        "encoding": f"{stats.encoding} (vocab {stats.vocab_size:,}, {mark} {stats.eot_id})",
+        "encoding": f"{describe_encoding(stats.encoding)} (vocab {stats.vocab_size:,}, {mark} {stats.eot_id})",
         f"literal {mark}": f"{stats.special_found:,} ({stats.special})",
         f"{mark} placed": stats.eot,
         "backend": stats.backend + (f" ({stats.backend_note})" if stats.backend_note else ""),
