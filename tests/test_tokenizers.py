@@ -579,3 +579,25 @@ def test_summaries_name_a_tokenizer_file_readably(tmp_path, gpt2_ranks):
 
     recorded = read_header(str(out)).metadata["encoding"]
     assert recorded.startswith("file:") and "pattern=" in recorded
+
+
+def test_a_rank_file_that_drops_the_corpus_s_own_text_is_refused(tmp_path, gpt2_ranks):
+    """A pattern that gives every probe back but drops math symbols (no probe holds one):
+    the corpus's first text is checked too, before anything is written."""
+    corpus = tmp_path / "maths.txt"
+    corpus.write_text("Sums: 2 + 2 = 4, and 3 < 5.\n" * 50, encoding="utf-8")
+    out = tmp_path / "m.tokens.safetensors"
+    pattern = r"\p{L}+|\p{N}+|\s+|[^\s\p{L}\p{N}\p{Sm}]+"
+    args = ["tokenize", str(corpus), "--tokenizer", str(gpt2_ranks), "--eot", "none"]
+    proc = invoke(*args, "--tokenizer-option", f"pattern={pattern}", "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.decode().strip().splitlines()
+    line = lines[-1]
+    assert (
+        len(lines) == 1
+        and "does not give this corpus's text back" in line
+        and "'Sums: 2 + 2 = 4" in line
+    )
+    assert not out.exists()
+    fine = invoke(*args, "--tokenizer-option", f"pattern={_gpt2_pattern()}", "-o", str(out))
+    assert fine.returncode == 0 and out.exists()

@@ -250,3 +250,48 @@ def _special_tokens(path: str | None) -> dict[str, int]:
         raise UsageError(
             f"--tokenizer-option special_tokens={path}: not a JSON object of text -> id"
         ) from None
+
+
+# How much of the corpus's first text a rank file must give back before a run starts.
+SAMPLE_CHARS = 1 << 18
+
+
+def check_corpus_sample(enc: Any, sources: list[Any], text_key: str) -> None:
+    """Refuse a rank file's tokenizer that does not give the corpus's own first text back
+    (up to :data:`SAMPLE_CHARS` characters of local files, normalized as its family does):
+    the probes of :func:`check_round_trip` cannot hold every script and symbol a corpus has.
+    stdin and URLs are not read twice; their documents are checked by the probes alone."""
+    from embedcli.documents.sources import iter_blocks
+    from embedcli.storage.remote import is_url
+
+    seen = 0
+    for source in sources:
+        if source.path == "-" or is_url(source.path):
+            continue
+        for block in iter_blocks(source, text_key=text_key, block_bytes=1 << 16):
+            text = _encodable(block.text[: SAMPLE_CHARS - seen])
+            back, want = enc.decode(enc.encode(text)), enc.normalize(text)
+            if back != want:
+                at = next(
+                    (i for i, (a, b) in enumerate(zip(back, want, strict=False)) if a != b), None
+                )
+                at = min(len(back), len(want)) if at is None else at
+                lost = want[max(at - 10, 0) : at + 20]
+                got = back[max(at - 10, 0) : at + 20]
+                raise UsageError(
+                    f"{source.name}: {enc.path} does not give this corpus's text back: "
+                    f"{_short(lost)!r} encodes and decodes to {_short(got)!r} (check "
+                    "--tokenizer-option pattern= and normalizer=)"
+                )
+            seen += len(text)
+            if seen >= SAMPLE_CHARS:
+                return
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (a JSON escape) as U+FFFD, as the pipeline encodes it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
