@@ -40,7 +40,7 @@ demo: $(STAMP)
 	$(BIN)/embedcli inspect $(OUT)/corpus.embeddings.safetensors --preview 2
 
 # The default run skips nothing; tests marked slow are still fast enough for a 2-core CI box.
-# One worker process per core (pytest-xdist): 2.5-3.5 minutes on 2 cores (3.7-5.2 with a fresh clone's set-up), measured 2026-12-06.
+# One worker process per core (pytest-xdist): 2.5-3.5 minutes on 2 cores (3.7-5.3 with a fresh clone's set-up), measured 2026-12-06.
 test: $(STAMP) models
 	EMBEDCLI_MODELS=$(MODELS) $(BIN)/python -m pytest -q -n auto --dist loadgroup
 
