@@ -71,11 +71,17 @@ def test_signal_mid_embed_leaves_nothing_behind(tmp_path, sig, code, word):
         [sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line == b"writing\n", proc.communicate(timeout=60)
-    assert [p.suffix for p in tmp_path.iterdir() if p.name != out.name] == [".tmp"]
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:  # a failed check never leaves the paused child behind
+        line = proc.stdout.readline()
+        assert line == b"writing\n", line
+        others = sorted(p.name for p in tmp_path.iterdir() if p.name != out.name)
+        assert [name.rsplit(".", 1)[-1] for name in others] == ["tmp"], others
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == code, err
     assert err.decode().strip() == word
     assert out.read_bytes() == b"previous"
