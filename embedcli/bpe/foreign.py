@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,8 +88,6 @@ class ForeignEncoding:
         for every other tokenizer (its library normalizes inside the encode)."""
         if self.normalizer == "none":
             return text
-        import unicodedata
-
         return unicodedata.normalize(self.normalizer, text)  # type: ignore[arg-type]
 
     def encode_single_token(self, text: str) -> int:
@@ -380,7 +379,7 @@ def _sentencepiece(name: str, path: str, digest: str) -> ForeignEncoding:
 def _rank_file(name: str, path: str, digest: str, choices: dict[str, str]) -> ForeignEncoding:
     """A tiktoken-format rank file (:mod:`embedcli.bpe.rank_files`), its round trip checked on
     the encoding as the pipeline will call it (normalizer included)."""
-    from embedcli.bpe.rank_files import check_round_trip, load_rank_file, normalize_function
+    from embedcli.bpe.rank_files import check_round_trip, load_rank_file
 
     ranks = load_rank_file(path, digest, choices)
     enc, specials = ranks.encoding, ranks.specials
@@ -388,11 +387,12 @@ def _rank_file(name: str, path: str, digest: str, choices: dict[str, str]) -> Fo
     eos = next(((t, specials[t]) for t in EOS_NAMES if t in specials), None)
     # Each piece is normalized on its own: pieces are cut only before a space or newline
     # (bpe/pieces.py), which no normalization form composes with what precedes it.
-    normalize = normalize_function(ranks.normalizer)
     foreign = ForeignEncoding(
         name, "tiktoken", path, digest, enc.n_vocab, specials, bos, eos, cuttable=True,
         _encode=lambda text, special: enc.encode_to_numpy(
-            normalize(text), allowed_special="all" if special else set(), disallowed_special=()
+            foreign.normalize(text),
+            allowed_special="all" if special else set(),
+            disallowed_special=(),
         ),
         _decode=enc.decode,
         _token_bytes=enc.decode_single_token_bytes,

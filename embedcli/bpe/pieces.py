@@ -26,6 +26,7 @@ import numpy as np
 from embedcli import contract as c
 from embedcli.bpe.encodings import EOT
 from embedcli.documents import Source, iter_blocks
+from embedcli.documents.base import without_lone_surrogates
 from embedcli.documents.jsonl import doc_name, jsonl_records
 from embedcli.errors import InputError
 from embedcli.options import EotPlacement, SpecialPolicy
@@ -282,7 +283,7 @@ def counted(text: str, stats: TokenizeStats) -> str:
         stats.text_bytes += len(text.encode("utf-8"))
         return text
     except UnicodeEncodeError:
-        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        fixed = without_lone_surrogates(text)
         stats.replaced += fixed.count("\ufffd") - text.count("\ufffd")
         stats.text_bytes += len(fixed.encode("utf-8"))
         return fixed

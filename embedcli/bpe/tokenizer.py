@@ -261,21 +261,26 @@ def tokenize_with(
     )
 
 
+def check_first_text(opts: TokenizeOptions, sources: list[Source]) -> None:
+    """Before a run: a rank file's tokenizer must give the corpus's own first text back
+    (:func:`~embedcli.bpe.rank_files.check_corpus_sample`); other tokenizers are their
+    libraries' own definition of their ids."""
+    enc = get_encoding(opts.encoding)
+    if isinstance(enc, ForeignEncoding) and enc.kind == "tiktoken":
+        from embedcli.bpe.rank_files import check_corpus_sample
+
+        check_corpus_sample(enc, sources, opts.text_key)
+
+
 def choose_engine_first(
     opts: TokenizeOptions, sources: list[Source], progress: ProgressFactory
 ) -> None:
     """Choose the engine before the run starts, so that a first run's one-off check of the
     fast engine's Unicode tables (seconds to a minute, once per machine and tokenizer) shows
     its own progress (``progress``) instead of holding the run's bar at 0%. The run then finds
-    the choice made. A rank file's tokenizer first gives the corpus's first text back
-    (:func:`~embedcli.bpe.rank_files.check_corpus_sample`). A pipe of unknown size is left to the run (its size decides the engine)."""
+    the choice made. A pipe of unknown size is left to the run (its size decides the engine)."""
     from embedcli.bpe.unicode_gaps import reported
 
-    enc = get_encoding(opts.encoding)
-    if isinstance(enc, ForeignEncoding) and enc.kind == "tiktoken":  # a rank file: its text back
-        from embedcli.bpe.rank_files import check_corpus_sample
-
-        check_corpus_sample(enc, sources, opts.text_key)
     known = _input_bytes(sources)
     if known is None or opts.backend == "tiktoken":
         return

@@ -213,3 +213,8 @@ def streamed(
                 raw.close()
 
     return blocks
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD (tiktoken's own UTF-16 round trip)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

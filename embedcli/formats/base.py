@@ -240,54 +240,59 @@ def sidecar_files(output: str) -> list[str] | None:
     return paths
 
 
-def foreign_metadata(fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str, str]:
-    """Metadata for a token file embedcli did not write: whose ids they are (``--encoding``)."""
+@dataclass(frozen=True)
+class HeaderSays:
+    """What a trainer's file header says of whose ids it holds (for a file with no
+    sidecar): ``names_default``, that they are the default encoding's (llm.c's version 1
+    header is GPT-2's); ``rules_out``, why they cannot be (llm.c's version 7: uint32 ids)."""
+
+    names_default: bool = False
+    rules_out: str = ""
+
+
+def foreign_metadata(
+    fmt: str, encoding: str, extra: dict[str, Any], header: HeaderSays = HeaderSays()
+) -> dict[str, str]:
+    """Metadata for a token file embedcli did not write: whose ids they are (``--encoding``).
+    The default encoding is only a guess unless ``header`` names it: the metadata then says
+    why (``encoding_assumed``), which keeps anything from decoding with it; where the header
+    rules it out, the file gets no encoding, vocabulary or separator at all."""
     from embedcli.bpe.encodings import get_encoding, separator
     from embedcli.bpe.foreign import ForeignEncoding, tokenizer_fields
+    from embedcli.options import DEFAULT_ENCODING
 
-    enc = get_encoding(encoding)
-    meta = {
-        c.ENCODING: encoding,
-        c.VOCAB_SIZE: str(enc.n_vocab),
-        c.EOT_ID: str(separator(enc)[1]),
-        c.FORMAT: fmt,
-    }
-    if isinstance(enc, ForeignEncoding):
-        meta.update(tokenizer_fields(enc))
+    meta: dict[str, str] = {c.FORMAT: fmt}
+    assumed = encoding == DEFAULT_ENCODING and not header.names_default
+    if not (assumed and header.rules_out):
+        enc = get_encoding(encoding)
+        meta |= {
+            c.ENCODING: encoding,
+            c.VOCAB_SIZE: str(enc.n_vocab),
+            c.EOT_ID: str(separator(enc)[1]),
+        }
+        if isinstance(enc, ForeignEncoding):
+            meta.update(tokenizer_fields(enc))
     meta.update({k: c.to_str(v) for k, v in extra.items()})
-    why = _not_recorded(fmt, encoding, meta)
-    if why:
-        meta[c.ENCODING_ASSUMED] = why
-    if meta.get("llmc_version") == "7" and why:  # GPT-2's vocabulary is surely not theirs
-        for key in (c.ENCODING, c.VOCAB_SIZE, c.EOT_ID):
-            meta.pop(key, None)
+    if assumed:
+        meta[c.ENCODING_ASSUMED] = (
+            f"no sidecar, and {header.rules_out}"
+            if header.rules_out
+            else f"no sidecar: nothing says which tokenizer made these {fmt} ids"
+        )
     return meta
 
 
-def _not_recorded(fmt: str, encoding: str, meta: dict[str, str]) -> str:
-    """Why the ids of a file with no sidecar are not known to be ``encoding``'s: the default
-    encoding is a guess unless the file's own header names GPT-2 (llm.c's version 1). Empty
-    when the file (or a non-default ``--encoding``) says whose ids they are."""
-    from embedcli.options import DEFAULT_ENCODING
-
-    if encoding != DEFAULT_ENCODING:
-        return ""  # named on the command line: the user's word
-    version = meta.get("llmc_version")
-    if fmt == "llmc" and version == "1":
-        return ""  # llm.c's GPT-2 header (magic 20240520, version 1, uint16 ids)
-    if fmt == "llmc" and version == "7":
-        return (
-            "no sidecar, and an llm.c version-7 header: uint32 ids, Llama 3's by llm.c's "
-            "convention, not GPT-2's"
-        )
-    return f"no sidecar: nothing says which tokenizer made these {fmt} ids"
-
-
-def lineage(path: str, fmt: str, encoding: str, extra: dict[str, Any]) -> dict[str, str]:
+def lineage(
+    path: str,
+    fmt: str,
+    encoding: str,
+    extra: dict[str, Any],
+    header: HeaderSays = HeaderSays(),
+) -> dict[str, str]:
     """The sidecar's metadata when there is one, else :func:`foreign_metadata`."""
     meta = read_sidecar(path)
     if meta is None:
-        return foreign_metadata(fmt, encoding, extra)
+        return foreign_metadata(fmt, encoding, extra, header)
     meta.update({c.FORMAT: fmt, **{k: c.to_str(v) for k, v in extra.items()}})
     return meta
 

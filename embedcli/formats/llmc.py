@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import (
+    HeaderSays,
     TokenFormat,
     TokenSource,
     copy_ids,
@@ -164,7 +165,17 @@ def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSo
         "llmc_magic": version[0],
         "llmc_version": version[1],
     }
-    return TokenSource(ids, None, lineage(name, NAME, encoding, fields))
+    return TokenSource(ids, None, lineage(name, NAME, encoding, fields, _header_says(version)))
+
+
+def _header_says(version: tuple) -> HeaderSays:
+    """llm.c's own data scripts: version 1 is GPT-2's layout, version 7 Llama 3's."""
+    if version == GPT2:
+        return HeaderSays(names_default=True)
+    return HeaderSays(
+        rules_out="an llm.c version-7 header: uint32 ids, Llama 3's by llm.c's convention, "
+        "not GPT-2's"
+    )
 
 
 def _logical(path: str) -> str:

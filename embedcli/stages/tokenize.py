@@ -19,7 +19,7 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.bpe.pieces import TokenizeStats
-from embedcli.bpe.tokenizer import choose_engine_first, tokenize_with
+from embedcli.bpe.tokenizer import check_first_text, choose_engine_first, tokenize_with
 from embedcli.documents import Source, resolve_sources, shard_sources
 from embedcli.errors import EmbedcliError, OutputError, UsageError
 from embedcli.formats import TokenFormat, format_for
@@ -174,6 +174,7 @@ def run_tokenize(
         if val_output is not None:
             sinks.append(_SpillSink(stack.enter_context(_spill_file(val_output)), val_output))
         val = (sinks[1], val_fraction, split_seed) if val_output else None
+        check_first_text(opts, sources)  # a rank file gives the corpus's first text back
         choose_engine_first(opts, sources, progress)  # a first run's check shows its own line
         with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
             stats = tokenize_with(

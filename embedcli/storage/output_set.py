@@ -306,10 +306,16 @@ def _signals_deferred() -> Iterator[None]:
             signal.raise_signal(signum)
 
 
+def incomplete_document(names: list[str]) -> bytes:
+    """The incomplete pointer (step 3) naming the files being committed: the bytes every
+    reader refuses (:func:`check_complete`), locally or at a URL."""
+    return (json.dumps({INCOMPLETE: names}, indent=2) + "\n").encode()
+
+
 def _write_incomplete(path: str, files: list[str]) -> None:
-    doc = {INCOMPLETE: [os.path.basename(f) for f in files]}
+    names = [os.path.basename(name) for name in files]
     with atomic_file(path, output=False) as f:  # not the command's output: a marker
-        f.write((json.dumps(doc, indent=2) + "\n").encode())
+        f.write(incomplete_document(names))
 
 
 def _remove(path: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -346,9 +347,7 @@ def _replaced_remotely(prefix: str, pointers: list[str], new: set[str]) -> list[
     (``new``), to be removed after the data files and before the pointers go up. An object
     store renames nothing, so an upload cut short leaves the incomplete pointer: a set that
     readers refuse, never a silent mix."""
-    import json
-
-    from embedcli.storage.output_set import INCOMPLETE
+    from embedcli.storage.output_set import incomplete_document
 
     stale: list[str] = []
     for inner in pointers:
@@ -358,11 +357,10 @@ def _replaced_remotely(prefix: str, pointers: list[str], new: set[str]) -> list[
                 old = fs.cat_file(path)
             except FileNotFoundError:
                 continue  # nothing to replace: no reader finds the new files before it
-            directory = inner.rsplit("/", 1)[0] + "/" if "/" in inner else ""
-            stale += [f"{directory}{n}" for n in _names_in(old) if f"{directory}{n}" not in new]
-            marker = {INCOMPLETE: sorted(new)}
+            listed = [posixpath.join(posixpath.dirname(inner), n) for n in _names_in(old)]
+            stale += [name for name in listed if name not in new]
             with fs.transaction:
-                fs.pipe_file(path, (json.dumps(marker, indent=2) + "\n").encode())
+                fs.pipe_file(path, incomplete_document(sorted(new)))
     return list(dict.fromkeys(stale))
 
 
@@ -407,18 +405,18 @@ def staged(
     try:
         yield Staged(os.path.join(root, path.rstrip("/").rsplit("/", 1)[-1]), root, parent)
         written = [p for p in committed[mark:] if p.startswith(inside)]
-        written.sort(key=lambda p: p.endswith(".json"))  # stable: data in commit order first
         prefix = output.rstrip("/").rsplit("/", 1)[0]
         files = [os.path.relpath(p, root).replace(os.sep, "/") for p in dict.fromkeys(written)]
-        data = [f for f in files if not f.endswith(".json")]
-        pointers = [f for f in files if f.endswith(".json")]
-        kept = set(files)  # and what the new pointers list (a manifest: every shard's file)
-        for inner in pointers:
-            directory = inner.rsplit("/", 1)[0] + "/" if "/" in inner else ""
-            kept |= {directory + n for n in _listed(os.path.join(root, inner))}
+        data = [f for f in files if not f.endswith(".json")]  # in commit order
+        pointers = [f for f in files if f.endswith(".json")]  # manifests, sidecars, indexes
+        kept = set(files) | {  # and what the new pointers list (a manifest: every shard's)
+            posixpath.join(posixpath.dirname(inner), name)
+            for inner in pointers
+            for name in _listed(os.path.join(root, inner))
+        }
         stale = _replaced_remotely(prefix, pointers, kept)
-        for inner in data + pointers:
-            if inner == (pointers[0] if pointers else None):
+        for k, inner in enumerate(data + pointers):
+            if k == len(data):
                 _remove_objects(prefix, stale)  # the old set's other files, before its pointers
             local = os.path.join(root, inner)
             with progress(f"uploading {inner}", os.path.getsize(local), "bytes") as advance:
