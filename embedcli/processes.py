@@ -5,24 +5,19 @@ Why one place: a worker forked from the CLI inherits the CLI's SIGTERM handler, 
 ``Terminated`` (a ``KeyboardInterrupt``) in the worker. ``multiprocessing.Pool`` ends its
 workers on ``__exit__`` with ``terminate()``, a SIGTERM each, while it holds the task queue's
 lock; a worker whose handler turned that signal into an exception outlived it and waited for
-the lock forever, and a first run hung in the Unicode-gap scan (issue 48). Here workers ignore
-SIGINT (a Ctrl-C in the terminal reaches the whole process group: the parent handles it) and
-take SIGTERM at its default (a signal meant for a worker ends it), and pools are
-``concurrent.futures`` executors, which end their workers with a sentinel on their queue after
-the last result and on error alike. A worker's task is bounded work (one block, one task of
-text), so an interrupted parent waits at most for the tasks already running.
+the lock forever, and a first run hung in the Unicode-gap scan of that time (issue 48). Here
+workers ignore SIGINT (a Ctrl-C in the terminal reaches the whole process group: the parent
+handles it) and take SIGTERM at its default (a signal meant for a worker ends it), and pools
+are ``concurrent.futures`` executors, which end their workers with a sentinel on their queue
+after the last result and on error alike. A worker's task is bounded work (one task of text), so an
+interrupted parent waits at most for the tasks already running.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import TypeVar
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def fork_is_safe() -> bool:
@@ -69,27 +64,3 @@ def worker_init() -> None:
     cleans up), SIGTERM ends the worker (never the parent's handler, inherited by the fork)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], processes: int) -> Iterator[R]:
-    """``fn`` over ``items``, results in order: in ``processes`` forked workers when there is
-    more than one and a fork is safe, else one by one in this process (``fn`` holds the GIL in
-    the callers this serves, so threads would not help). ``fn`` must be a module-level
-    function (it is pickled by name); what it reads that the parent set up before the first
-    item, the workers inherit.
-
-    The pool is shut down when the iterator ends or is closed, on error and on Ctrl-C too:
-    items not yet started are cancelled, the running ones finish, the workers exit and are
-    joined. Nothing is left running.
-    """
-    items = list(items)
-    if processes < 2 or len(items) < 2 or not fork_is_safe():
-        yield from map(fn, items)
-        return
-    pool = process_pool(min(processes, len(items)))
-    try:
-        futures = [pool.submit(fn, item) for item in items]
-        for future in futures:
-            yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)

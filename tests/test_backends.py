@@ -343,7 +343,7 @@ def test_characters_the_unicode_tables_disagree_on_go_to_the_reference():
     """gigatoken 0.10 knows Unicode 17, tiktoken's regex an older version: CJK Extension J
     (U+323B0...) is a letter to one and unassigned to the other, and "\\U000323b0's" splits
     differently. The measured gaps route such text to tiktoken: ids exact either way."""
-    from embedcli.bpe.unicode_gaps import find_gaps, pattern
+    from embedcli.bpe.unicode_gaps import GapCheck, find_gaps, pattern
 
     text = ["\U000323b0's", "plain text", "\u3042\U000323b1 1\U000323b2", "caf\u00e9"]
     fast, reference = _engines("special")
@@ -354,10 +354,57 @@ def test_characters_the_unicode_tables_disagree_on_go_to_the_reference():
     def differs(t):  # an engine that disagrees on U+00E9 and U+0100..U+0102 only
         return np.array([ord(c) if c in "\u00e9\u0100\u0101\u0102" else 0 for c in t])
 
-    found = find_gaps(differs, lambda t: np.zeros(len(t), int))
-    assert found == [(0xE9, 0xE9), (0x100, 0x102)]
-    assert pattern(found).search("caf\u00e9") and not pattern(found).search("cafe")
+    found = find_gaps(differs, lambda t: np.zeros(len(t), int), range(0x300))
+    assert found == [0xE9, 0x100, 0x101, 0x102]
+    ranges = GapCheck([(c, c) for c in found]).ranges()
+    assert ranges == [(0xE9, 0xE9), (0x100, 0x102)]
+    assert pattern(ranges).search("caf\u00e9") and not pattern(ranges).search("cafe")
     assert pattern([]) is None
+
+
+def test_a_character_is_measured_when_text_first_brings_it_and_kept(tmp_path):
+    """issue 32: measuring every code point up front took 25-45 s on a first run with a large
+    tokenizer.json. Now a first use measures ASCII, Latin-1 and a sample of the planes; a
+    character text brings is measured the first time, once, and kept for the next run."""
+    from embedcli.bpe import unicode_gaps as ug
+
+    measured: list[str] = []
+
+    def fast(text: str) -> np.ndarray:  # disagrees on U+00E9 and on CJK Extension J
+        measured.append(text)
+        return np.array(
+            [ord(c) if c == "\u00e9" or "\U000323b0" <= c < "\U00033480" else 0 for c in text]
+        )
+
+    def reference(text: str) -> np.ndarray:
+        return np.zeros(len(text), int)
+
+    check = ug.gap_check("k", fast, reference, str(tmp_path))
+    assert not check.latin1_clean and check.ascii_clean  # U+00E9 is a gap of the sample
+    sampled = len(measured)
+    assert check.risky(["plain", "caf\u00e9", "\u4e00\u4e01"]) == [False, True, False]
+    assert len(measured) > sampled  # U+4E00, U+4E01: measured now
+    again = len(measured)
+    assert check.risky(["\u4e01\u4e00 x"]) == [False] and len(measured) == again  # known
+    assert check.holds("text \U000323b1's") and not check.holds("\U000323af")
+    known = check.ranges()  # so far: U+00E9, the sample's and the text's Extension J
+    assert known[0] == (0xE9, 0xE9) and (0x323B1, 0x323B1) in known
+    assert all(0x323B0 <= a <= b < 0x33480 for a, b in known[1:]) and len(known) < 40
+
+    measured.clear()
+    kept = ug.gap_check("k", fast, reference, str(tmp_path))  # the next run: nothing measured
+    assert kept.risky(["\u4e00", "\U000323b1"]) == [False, True] and measured == []
+    assert (kept.table == check.table).all()
+
+
+def test_engines_that_differ_on_much_of_the_sample_are_too_different(tmp_path):
+    from embedcli.bpe import unicode_gaps as ug
+
+    def fast(text: str) -> np.ndarray:  # disagrees on every CJK character and beyond
+        return np.array([ord(c) if ord(c) > 0x3000 else 0 for c in text])
+
+    with pytest.raises(ug.TooDifferent, match="of a sample of characters"):
+        ug.gap_check("k", fast, lambda t: np.zeros(len(t), int), str(tmp_path))
 
 
 _RANGES = st.lists(
@@ -390,20 +437,27 @@ def _disjoint(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     near=st.integers(0, 7),
 )
 def test_the_vectorised_gap_check_equals_the_regex(ranges, text, near):
-    """issue 47: GapCheck (ASCII and Latin-1 shortcuts, a BMP table over UTF-16, surrogate
-    pairs combined and searched) says what the obvious character class says, on any text:
-    astral characters, lone surrogates, characters at and beside the ranges' ends (ranges hold
-    no surrogate: the scan never probes one)."""
-    from embedcli.bpe.unicode_gaps import GapCheck, pattern
+    """issue 47: GapCheck (ASCII and Latin-1 shortcuts, a table of verdicts over UTF-32) says
+    what the obvious character class says, on any text: astral characters, lone surrogates,
+    characters at and beside the ranges' ends (ranges hold no surrogate: the scan never probes
+    one); and so does a check that measures each character the first time text brings it
+    (issue 32), measuring none twice."""
+    from embedcli.bpe.unicode_gaps import CODE_POINTS, UNKNOWN, GapCheck, pattern
 
+    inside = np.zeros(CODE_POINTS, bool)
+    for lo, hi in ranges:
+        inside[lo : hi + 1] = True
+    measured: list[int] = []
+
+    def measure(points: np.ndarray) -> list[int]:
+        measured.extend(points.tolist())
+        return points[inside[points]].tolist()
+
+    lazy = GapCheck(table=np.full(CODE_POINTS, UNKNOWN, np.uint8), measure=measure)
     a, b = ranges[near % len(ranges)]
     edges = "".join(chr(c) for c in (a - 1, a, b, b + 1) if 0 <= c <= 0x10FFFF)
     for sample in (text, text + edges[:1], edges, text + edges[-1:]):
         want = pattern(ranges).search(sample) is not None
-        got = GapCheck(ranges).holds(sample)
-        if any("\ud800" <= c <= "\udfff" for c in sample):
-            # two lone surrogates read as the pair they spell: at worst text goes to the
-            # reference (still exact); UTF-8 input never decodes to a surrogate
-            assert got or not want, (ranges, sample)
-        else:
-            assert got == want, (ranges, sample)
+        assert GapCheck(ranges).holds(sample) == want, (ranges, sample)
+        assert lazy.holds(sample) == want, (ranges, sample)
+    assert len(measured) == len(set(measured))

@@ -22,34 +22,28 @@ STORY = str(SAMPLE / "the-lighthouse.txt")
 
 GIGATOKEN = importlib.util.find_spec("gigatoken") is not None
 
-# The scan as a first run does it, with the CLI's SIGTERM handler installed (the one forked
-# workers used to inherit), many times over, on a few small blocks with an encoder that costs
-# nothing: what is under test is starting and ending the pool, not the encoders.
-_MANY_SCANS = """
+# A pool as a tokenize run starts and ends one, with the CLI's SIGTERM handler installed (the
+# one forked workers used to inherit), many times over, on tasks that cost nothing: what is
+# under test is starting and ending the pool.
+_MANY_POOLS = """
 import signal, sys
-import numpy as np
-from embedcli.bpe import unicode_gaps
 from embedcli.cli.errors import on_sigterm
+from embedcli.processes import process_pool
 
 signal.signal(signal.SIGTERM, on_sigterm)
-unicode_gaps.PLANES = ((0, 2048),)
-unicode_gaps.BLOCK = 256
-
-def encode(text):
-    return np.frombuffer(text.encode("utf-32-le"), np.uint32)
-
 for run in range(int(sys.argv[1])):
-    assert unicode_gaps.find_gaps(encode, encode, processes=2) == []
+    with process_pool(2) as pool:
+        assert list(pool.map(abs, range(-3, 3))) == [3, 2, 1, 0, 1, 2]
 print("done", flush=True)
 """
 
 
-def test_the_gap_scan_ends_its_workers_every_time(tmp_path):
-    """Before the fix the 14th to 24th of these runs hung at the pool's end (a worker that
-    survived Pool.terminate's SIGTERM waiting for a lock its parent held). The deadline only
-    turns a hang into a failure: the 200 runs take about 2 s."""
+def test_a_pool_ends_its_workers_every_time(tmp_path):
+    """Before issue 48's fix the 14th to 24th of the gap scan's pools hung at their end (a
+    worker that survived Pool.terminate's SIGTERM waiting for a lock its parent held). The
+    deadline only turns a hang into a failure: the 200 pools take a few seconds."""
     proc = subprocess.run(
-        [sys.executable, "-c", _MANY_SCANS, "200"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _MANY_POOLS, "200"], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "done\n"
@@ -58,13 +52,14 @@ def test_the_gap_scan_ends_its_workers_every_time(tmp_path):
 _SIGNALS_OF_WORKERS = """
 import json, os, signal
 from embedcli.cli.errors import on_sigterm
-from embedcli.processes import ordered_map
+from embedcli.processes import process_pool
 
 def signals(_):
     return os.getpid(), int(signal.getsignal(signal.SIGINT)), int(signal.getsignal(signal.SIGTERM))
 
 signal.signal(signal.SIGTERM, on_sigterm)
-print(json.dumps([os.getpid(), list(ordered_map(signals, range(8), 2))]))
+with process_pool(2) as pool:
+    print(json.dumps([os.getpid(), list(pool.map(signals, range(8)))]))
 """
 
 
@@ -78,65 +73,23 @@ def test_workers_ignore_ctrl_c_and_die_of_sigterm():
     assert {(i, t) for _, i, t in results} == {(int(signal.SIG_IGN), int(signal.SIG_DFL))}
 
 
-_FAILING_ITEM = """
-import json, os
-from embedcli.processes import ordered_map
-
-def work(i):
-    if i == 3:
-        raise ValueError("item 3")
-    return os.getpid()
-
-pids = set()
-try:
-    for pid in ordered_map(work, range(40), 2):
-        pids.add(pid)
-except ValueError as exc:
-    print(json.dumps([str(exc), sorted(pids)]), flush=True)
-"""
-
-
-def test_an_error_in_a_worker_ends_the_pool_and_its_workers():
-    proc = subprocess.run(
-        [sys.executable, "-c", _FAILING_ITEM], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    message, pids = json.loads(proc.stdout)
-    assert message == "item 3" and pids
-    for pid in pids:  # joined before the error reached the caller
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-
-
-def test_a_single_worker_or_item_runs_in_this_process():
-    from embedcli.processes import ordered_map
-
-    assert list(ordered_map(_pid, [0], 4)) == [os.getpid()]
-    assert list(ordered_map(_pid, range(3), 1)) == [os.getpid()] * 3
-
-
-def _pid(_: int) -> int:
-    return os.getpid()
-
-
-# The real CLI in its first run (an empty cache): the reference's first block, in a worker,
-# says so and its pid on stdout, then waits for a byte on stdin (inherited from the parent),
-# which the test writes once it has signalled the parent. The signal lands while the scan is
-# under way, proven by that line.
+# The real CLI in its first run (an empty cache): measuring the first use's sample says so on
+# stdout, then waits for a byte on stdin (inherited from the parent), which the test writes once
+# it has signalled the process. The signal lands while the measuring is under way, proven by
+# that line.
 _MID_SCAN = """
 import os, sys
 import embedcli.bpe.unicode_gaps as gaps
 from embedcli.cli.app import main
 
-real = gaps._reference_ids
+real = gaps.find_gaps
 
-def blocking(block):
-    if block[0] == 0:
-        print("scanning", os.getpid(), flush=True)
-        os.read(0, 1)
-    return real(block)
+def blocking(fast, reference, points, advance=lambda n: None):
+    print("measuring", flush=True)
+    os.read(0, 1)
+    return real(fast, reference, points, advance)
 
-gaps._reference_ids = blocking
+gaps.find_gaps = blocking
 sys.argv = ["embedcli", *sys.argv[1:]]
 main()
 """
@@ -147,7 +100,7 @@ main()
     ("sig", "code", "word"),
     [(signal.SIGINT, 130, "Interrupted."), (signal.SIGTERM, 143, "Terminated.")],
 )
-def test_a_signal_during_the_gap_scan_ends_the_run_and_its_workers(tmp_path, sig, code, word):
+def test_a_signal_while_a_first_use_measures_ends_the_run(tmp_path, sig, code, word):
     out = tmp_path / "t.safetensors"
     env = {**os.environ, "EMBEDCLI_CACHE_DIR": str(tmp_path / "cache")}
     args = ["tokenize", STORY, "--backend", "gigatoken", "-o", str(out), "-q"]
@@ -160,21 +113,18 @@ def test_a_signal_during_the_gap_scan_ends_the_run_and_its_workers(tmp_path, sig
         start_new_session=True,  # its own process group, as a terminal job has
     )
     assert proc.stdout is not None and proc.stdin is not None
-    line = proc.stdout.readline().split()
-    assert line[:1] == [b"scanning"], proc.communicate(timeout=120)
-    worker = int(line[1])
+    line = proc.stdout.readline()
+    assert line == b"measuring\n", proc.communicate(timeout=120)
     if sig == signal.SIGINT:
-        os.killpg(proc.pid, sig)  # Ctrl-C reaches the whole group, workers included
+        os.killpg(proc.pid, sig)  # Ctrl-C reaches the whole group
     else:
-        proc.send_signal(sig)  # kill PID, timeout(1), a scheduler: the parent alone
-    _, err = proc.communicate(b"go", timeout=120)  # the blocked block may finish now
+        proc.send_signal(sig)  # kill PID, timeout(1), a scheduler
+    _, err = proc.communicate(b"go", timeout=120)
     assert proc.returncode == code, err
     assert err.decode().strip().splitlines()[-1] == word
-    with pytest.raises(ProcessLookupError):  # no orphan worker
-        os.kill(worker, 0)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
-    assert not any((tmp_path / "cache").glob("unicode-gaps-*"))  # measured again next time
+    assert not any((tmp_path / "cache").glob("unicode-*"))  # nothing half-measured kept
 
 
 @pytest.mark.skipif(not GIGATOKEN, reason="gigatoken (the fast extra) is not installed")
@@ -187,8 +137,7 @@ def test_a_first_run_shows_the_unicode_check_before_the_run_starts(tmp_path, mon
     from embedcli.options import TokenizeOptions
 
     monkeypatch.setenv("EMBEDCLI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(unicode_gaps, "PLANES", ((0, 2048),))  # 8 blocks: the same path, fast
-    monkeypatch.setattr(unicode_gaps, "BLOCK", 256)
+    monkeypatch.setattr(unicode_gaps, "PLANES", ((0, 2048),))  # 2 blocks: the same path, fast
     shown: list[tuple[str, int | None, str, int]] = []
 
     @contextlib.contextmanager
@@ -205,5 +154,5 @@ def test_a_first_run_shows_the_unicode_check_before_the_run_starts(tmp_path, mon
     finally:
         for cached in (engines.engine_for, engines._built):  # no partial table outlives this
             cached.cache_clear()
-    assert shown[0] == (unicode_gaps.SCANNING, 8, "blocks", 8)
+    assert shown[0] == (unicode_gaps.SCANNING, 2, "blocks", 2)  # 256 + 14 characters
     assert shown[1][0] == "tokenize"

@@ -230,6 +230,44 @@ def test_mistral_v3_sentencepiece_equals_the_library(tmp_path):
     assert got == [i for t in TEXTS for i in [sp.bos_id(), *sp.encode(t)]]
 
 
+def test_deepseek_v3_tokenizer_json_equals_the_library(tmp_path, monkeypatch):
+    """A current model's 128k-token tokenizer.json (three Split pre-tokenizers in sequence),
+    on the fast engine from an empty cache: its first use measures a sample, the characters
+    the text brings are measured as they arrive (CJK Extension J among them, which the engines
+    class differently: routed to the reference), and every id is the library's."""
+    path = MODELS / "deepseek-v3" / "tokenizer.json"
+    if not path.is_file():
+        pytest.skip(f"{path} is not there: `python benchmarks/models.py` fetches it (registry)")
+    from embedcli.bpe import engines
+
+    monkeypatch.setenv("EMBEDCLI_CACHE_DIR", str(tmp_path / "cache"))
+    for cached in (engines.engine_for, engines._built):
+        cached.cache_clear()
+    docs = [*TEXTS, "日本語のテキスト 中文 한국어 Ελληνικά \U000323b0's 1\U000323b12 😀 e\u0301"]
+    files = [tmp_path / f"d{k}.txt" for k in range(len(docs))]  # a document each
+    for f, doc in zip(files, docs, strict=True):
+        f.write_text(doc, encoding="utf-8")
+    out = tmp_path / "d.tokens.safetensors"
+    opts = TokenizeOptions(encoding=resolve_spec(str(path)), backend="gigatoken")
+    try:
+        run_tokenize([str(f) for f in files], str(out), opts)
+    finally:
+        for cached in (engines.engine_for, engines._built):
+            cached.cache_clear()
+    tok = tokenizers.Tokenizer.from_file(str(path))
+    eos = tok.token_to_id("<｜end▁of▁sentence｜>")
+    assert eos == 1  # named by the tokenizer_config.json beside the file
+    want = _expected(docs, lambda t: tok.encode(t, add_special_tokens=False).ids, eos, "between")
+    tokens = load_file(str(out))
+    assert tokens["ids"].tolist() == want
+    from embedcli.storage.store import read_header
+
+    assert read_header(str(out)).metadata["tokenizer_backend"] == "gigatoken"
+    (kept,) = (tmp_path / "cache").glob("unicode-verdicts-*.json")
+    gaps = json.loads(kept.read_text())["gaps"]
+    assert any(a <= 0x323B0 <= b for a, b in gaps)  # measured when the text brought it
+
+
 def test_an_unknown_rank_file_takes_its_pattern_and_special_tokens(tmp_path):
     """GPT-2's own ranks as a file embedcli does not recognise: with r50k's pattern and its one
     special token given, the ids are GPT-2's."""

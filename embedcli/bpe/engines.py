@@ -159,7 +159,7 @@ def _gigatoken_unusable(encoding: str, special: str) -> str | None:
     why = self_check(engine, reference, probes_for(enc), reference_name(enc))
     if why is None:
         try:
-            engine_for("gigatoken", encoding, special)  # measures the Unicode gaps (cached)
+            engine_for("gigatoken", encoding, special)  # samples the Unicode gaps (cached)
         except TooDifferent as exc:
             return str(exc)
     return why
@@ -225,14 +225,12 @@ def engine_for(backend: str, encoding: str, special: str, placement: str = "betw
     if backend == "tiktoken":
         return built
     gaps = _risky(encoding, special)
-    if gaps is None:
-        return built
     reference = _built("tiktoken", encoding, special, placement)
     eot = _eot(get_encoding(encoding), placement)
     single = np.zeros(1, bool)
 
     def encode(texts: list[str], eots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        risky = [gaps.holds(text) for text in texts]
+        risky = gaps.risky(texts)
         if not any(risky):
             return built(texts, eots)
         parts = [
@@ -244,14 +242,15 @@ def engine_for(backend: str, encoding: str, special: str, placement: str = "betw
     return encode
 
 
-def _risky(encoding: str, special: str) -> GapCheck | None:
-    """The characters gigatoken and the reference class differently for this tokenizer."""
+def _risky(encoding: str, special: str) -> GapCheck:
+    """The characters gigatoken and the reference class differently for this tokenizer, as
+    far as measured (the rest are measured as text brings them)."""
     from importlib.metadata import version
 
     import numpy as np
 
     from embedcli.bpe.cache import cache_dir
-    from embedcli.bpe.unicode_gaps import check, gaps
+    from embedcli.bpe.unicode_gaps import gap_check
 
     enc = get_encoding(encoding)
     library = reference_name(enc)
@@ -264,8 +263,8 @@ def _risky(encoding: str, special: str) -> GapCheck | None:
     key = hashlib.sha256(versions.encode()).hexdigest()[:32]
     fast, reference = (_built(b, encoding, special, "between") for b in ("gigatoken", "tiktoken"))
     single = np.zeros(1, bool)
-    return check(
-        gaps(key, lambda t: fast([t], single)[0], lambda t: reference([t], single)[0], cache_dir())
+    return gap_check(
+        key, lambda t: fast([t], single)[0], lambda t: reference([t], single)[0], cache_dir()
     )
 
 

@@ -275,8 +275,8 @@ def check_first_text(opts: TokenizeOptions, sources: list[Source]) -> None:
 def choose_engine_first(
     opts: TokenizeOptions, sources: list[Source], progress: ProgressFactory
 ) -> None:
-    """Choose the engine before the run starts, so that a first run's one-off check of the
-    fast engine's Unicode tables (seconds to a minute, once per machine and tokenizer) shows
+    """Choose the engine before the run starts, so that a first run's one-off sample of the
+    fast engine's Unicode tables (a second or less, once per machine and tokenizer) shows
     its own progress (``progress``) instead of holding the run's bar at 0%. The run then finds
     the choice made. A pipe of unknown size is left to the run (its size decides the engine)."""
     from embedcli.bpe.unicode_gaps import reported

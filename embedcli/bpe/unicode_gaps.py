@@ -1,15 +1,24 @@
-"""Characters two engines classify differently, found by trying every one of them.
+"""Characters two engines classify differently, measured one by one as text brings them.
 
 A pre-tokenizer splits text by Unicode classes (``\\p{L}``, ``\\p{N}``, ``\\s``...), and a
 normalizer folds by Unicode tables; each engine carries the tables of the Unicode version it was
 built with. gigatoken 0.10 knows Unicode 17, tiktoken 0.12's regex an older one: a character
 assigned since (CJK Extension J, U+323B0...) is a letter to one and unassigned to the other, and
-``"\\U000323b0's"`` splits differently. No fixed probe list keeps up with that, so the self-check
-measures it: every code point of planes 0-3 and 14 (planes 4-13 hold no character in any Unicode
-version so far, 15-16 are private use) goes through both engines in probes that show its class,
-block by block, a block that differs bisected down to its characters. The ranges found are kept
-per engine pair and tokenizer in embedcli's cache directory, and any text holding one of them
-is encoded by the reference instead (exact; such text is rare).
+``"\\U000323b0's"`` splits differently. No fixed probe list keeps up with that, so it is
+measured: a character goes through both engines in a probe that shows its class (:func:`_probe`),
+many characters at once, a group that differs bisected down to its characters (:func:`find_gaps`).
+Text holding a character that differs (a "gap") is encoded by the reference instead (exact; such
+text is rare).
+
+What is measured: every character a run's text holds, the first time one arrives (a run checks
+each piece of text against :class:`GapCheck`'s table of verdicts; unknown characters are
+measured there and then, in the worker that met them), plus ASCII, Latin-1 and a sample of
+every plane when a tokenizer is first used. The verdicts are kept per engine pair and tokenizer
+in embedcli's cache directory, so a machine measures a character once. Measuring every code
+point of planes 0-3 and 14 up front, as embedcli did before, took 25-45 s on a first run with a
+128k-vocabulary ``tokenizer.json`` (the reference's regexes run at about 0.4 M characters a
+second on probes) for the same routing of the characters a corpus holds: a corpus holds a few
+hundred to a few thousand distinct characters, measured in well under a second.
 """
 
 from __future__ import annotations
@@ -18,19 +27,27 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from embedcli.errors import OutputError
-from embedcli.processes import ordered_map
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.storage.atomic import atomic_file
 
+# The planes that hold characters: 0-3 and 14 (planes 4-13 hold no character in any Unicode
+# version so far, 15-16 are private use). A first use samples them; text brings any code point.
 PLANES = ((0, 0x40000), (0xE0000, 0xF0000))
-BLOCK = 4096
-# More disagreeing characters than this: the engines differ on more than Unicode versions.
-MOST = 50_000
+SAMPLE_STEP = 128  # every 128th code point of PLANES: 2,560 characters
+BLOCK = 256  # characters measured in one pair of engine calls before bisecting
+# More of the sample than this differing: the engines differ on more than Unicode versions.
+MOST_SHARE = 0.15
+
+# A verdict per code point: the engines agree on it, disagree, or nobody has measured it yet.
+SAME, GAP, UNKNOWN = 0, 1, 2
+CODE_POINTS = 0x110000
+_SURROGATES = (0xD800, 0xE000)  # never in text an engine sees (the reader replaces them)
 
 Encode = Callable[[str], "np.ndarray"]
 
@@ -46,131 +63,46 @@ def _probe(c: str) -> str:
     return f"{c}'s a{c}b 1{c}2 {c}{c} A{c}z .{c}\n"
 
 
-def _block_text(lo: int, hi: int) -> str:
-    return "".join(_probe(chr(c)) for c in range(lo, hi) if not 0xD800 <= c < 0xE000)
-
-
-_REFERENCE: list[Encode] = []  # the reference a forked scan worker inherits
-
-
-def _reference_ids(block: tuple[int, int]) -> np.ndarray:
-    return _REFERENCE[0](_block_text(*block))
-
-
-def _reference_blocks(
-    reference: Encode, blocks: list[tuple[int, int]], processes: int
-) -> Iterator[np.ndarray]:
-    """The reference's ids for each block, in order: in forked worker processes when there
-    are cores to spare (the reference libraries hold the GIL while they encode, and they are
-    the slow side: 0.26 s a block for tokenizers' BPE against gigatoken's 0.01 s). The workers
-    come from :func:`embedcli.processes.ordered_map`, with a worker's signals."""
-    _REFERENCE[:] = [reference]
-    try:
-        yield from ordered_map(_reference_ids, blocks, processes)
-    finally:
-        _REFERENCE.clear()
-
-
 def find_gaps(
     fast: Encode,
     reference: Encode,
-    processes: int = 1,
+    points: Sequence[int],
     advance: Callable[[int], None] = lambda n: None,
-) -> list[tuple[int, int]]:
-    """The code point ranges ``[first, last]`` whose probes the two encoders encode
-    differently (the reference's side of the first pass in ``processes`` workers;
-    ``advance(1)`` after each block of :data:`BLOCK` code points)."""
+) -> list[int]:
+    """The code points among ``points`` whose probes the two encoders encode differently,
+    measured :data:`BLOCK` at a time (``advance(1)`` after each block)."""
     bad: list[int] = []
 
-    def same(lo: int, hi: int, want: np.ndarray | None = None) -> bool:
-        text = _block_text(lo, hi)
-        a, b = fast(text), reference(text) if want is None else want
-        return a.shape == b.shape and bool(np.array_equal(a, b))
-
-    def scan(lo: int, hi: int, want: np.ndarray | None = None) -> None:
-        if same(lo, hi, want):
+    def scan(group: Sequence[int]) -> None:
+        text = "".join(_probe(chr(c)) for c in group)
+        a, b = fast(text), reference(text)
+        if a.shape == b.shape and np.array_equal(a, b):
             return
-        if hi - lo == 1:
-            bad.append(lo)
+        if len(group) == 1:
+            bad.append(group[0])
             return
-        mid = (lo + hi) // 2
-        scan(lo, mid)
-        scan(mid, hi)
+        scan(group[: len(group) // 2])
+        scan(group[len(group) // 2 :])
 
-    blocks = _blocks()
-    for block, want in zip(blocks, _reference_blocks(reference, blocks, processes), strict=True):
-        scan(*block, want)
+    for at in range(0, len(points), BLOCK):
+        scan(points[at : at + BLOCK])
         advance(1)
-        if len(bad) > MOST:
-            raise TooDifferent(
-                f"its ids differ from the reference's on more than {MOST:,} characters"
-            )
-    ranges: list[list[int]] = []
-    for c in bad:
-        if ranges and ranges[-1][1] == c - 1:
-            ranges[-1][1] = c
-        else:
-            ranges.append([c, c])
-    return [(a, b) for a, b in ranges]
-
-
-def _blocks() -> list[tuple[int, int]]:
-    return [(lo, min(lo + BLOCK, end)) for begin, end in PLANES for lo in range(begin, end, BLOCK)]
-
-
-# What the progress line says while the scan runs (a first run on a machine sat silent for
-# 30-40 s with a large tokenizer.json: issue 32).
-SCANNING = "first run: checking the fast engine's Unicode tables"
-_PROGRESS: list[ProgressFactory] = []  # who draws the scan's progress, while one is set
-
-
-@contextlib.contextmanager
-def reported(progress: ProgressFactory) -> Iterator[None]:
-    """A scan that runs inside the block reports its blocks through ``progress``."""
-    _PROGRESS.append(progress)
-    try:
-        yield
-    finally:
-        _PROGRESS.pop()
-
-
-def gaps(key: str, fast: Encode, reference: Encode, cache: str) -> list[tuple[int, int]]:
-    """:func:`find_gaps`, kept in ``cache`` under ``key`` (the engines' versions and the
-    tokenizer): measured once per machine, in seconds (all cores)."""
-    path = os.path.join(cache, f"unicode-gaps-{key}.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [(int(a), int(b)) for a, b in json.load(f)]
-    except (OSError, ValueError, TypeError):
-        pass
-    factory = _PROGRESS[-1] if _PROGRESS else no_progress
-    with factory(SCANNING, len(_blocks()), "blocks") as advance:
-        found = find_gaps(fast, reference, processes=_cores(), advance=advance)
-    try:  # atomically (a reader sees the whole file or none; no temporary file left on error)
-        os.makedirs(cache, exist_ok=True)
-        with atomic_file(path, output=False) as f:  # a cache: not what the command wrote
-            f.write(json.dumps(found).encode())
-    except (OSError, OutputError):  # a read-only home: measured again next time
-        pass
-    return found
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return bad
 
 
 class GapCheck:
-    """Whether a text holds a character of ``ranges`` (the gaps), at memory speed.
+    """Whether a text holds a gap character, at memory speed, measuring characters nobody has
+    measured yet as they arrive.
 
     ``re.search`` over a character class of the 26 GPT-2 gap ranges ran at about 10 M
     characters a second, half of a tokenize run (issue 47). Here: ASCII text, and Latin-1 text
-    when the first gap is past U+00FF, holds none (checks CPython does in C without a copy
-    or, for Latin-1, failing at the first wider character); other text is encoded to UTF-16 (a
-    copy at memory speed) and its code units looked up in a table of the Basic Multilingual
-    Plane (15x the regex on prose); the surrogate pairs among them (characters past U+FFFF, such
-    as emoji) are combined into code points and only those looked up in the ranges' bounds.
-    ``ranges`` hold no surrogate (the scan never probes one); two lone surrogates in a text
-    read as the pair they spell, which at worst sends the text to the reference.
+    when none of U+0000-U+00FF is a gap, holds none (checks CPython does in C without a copy or,
+    for Latin-1, failing at the first wider character); other text is encoded to UTF-32 (a copy
+    at memory speed) and its code points looked up in a table of verdicts, one byte per code
+    point. Code points the table does not know yet go to ``measure`` (which returns the gaps
+    among them); without ``measure`` the table knows them all. Lone surrogates hold no gap.
+
+    ``ranges``: the gaps of a table that knows every code point (all others agree).
 
     Example:
         >>> check = GapCheck([(0x88F, 0x88F), (0x323B0, 0x3347F)])
@@ -178,48 +110,170 @@ class GapCheck:
         (True, False, True)
     """
 
-    def __init__(self, ranges: list[tuple[int, int]]) -> None:
-        self.first = min(a for a, _ in ranges)
-        self.table = np.zeros(1 << 16, bool)  # BMP gaps, and every surrogate: look closer
-        for a, b in ranges:
-            if a < 1 << 16:
-                self.table[a : min(b, 0xFFFF) + 1] = True
-        self.table[0xD800:0xE000] = True
-        # [a0, b0 + 1, a1, b1 + 1, ...]: a code point is in a range where its insertion index
-        # is odd
-        self.bounds = np.array([x for a, b in ranges for x in (a, b + 1)], np.uint32)
+    def __init__(
+        self,
+        ranges: Sequence[tuple[int, int]] = (),
+        *,
+        table: np.ndarray | None = None,
+        measure: Callable[[np.ndarray], Sequence[int]] | None = None,
+    ) -> None:
+        if table is None:
+            table = np.full(CODE_POINTS, SAME, np.uint8)
+            for a, b in ranges:
+                table[a : b + 1] = GAP
+        table[slice(*_SURROGATES)] = SAME
+        self.table, self.measure = table, measure
+        self._lock = threading.Lock()  # a thread pool's workers share one check
+        self._shortcuts()
+
+    def _shortcuts(self) -> None:
+        self.ascii_clean = not self.table[:0x80].any()  # every verdict SAME
+        self.latin1_clean = not self.table[:0x100].any()
 
     def holds(self, text: str) -> bool:
-        if text.isascii() and self.first >= 0x80:
-            return False
-        if self.first >= 0x100:
+        return self.risky([text])[0]
+
+    def risky(self, texts: Sequence[str]) -> list[bool]:
+        """:meth:`holds` of each text; the characters none of them had measured are measured
+        together, once."""
+        points = [self._points(text) for text in texts]
+        verdicts = [None if p is None else self.table[p] for p in points]
+        if any(v is not None and v.max(initial=SAME) == UNKNOWN for v in verdicts):
+            unknown = [
+                p[v == UNKNOWN]
+                for p, v in zip(points, verdicts, strict=True)
+                if p is not None and v is not None
+            ]
+            self.learn(np.concatenate(unknown))
+            verdicts = [None if p is None else self.table[p] for p in points]
+        return [v is not None and v.max(initial=SAME) == GAP for v in verdicts]
+
+    def _points(self, text: str) -> np.ndarray | None:
+        """The text's code points; None where a shortcut shows it holds no gap."""
+        if self.ascii_clean and text.isascii():
+            return None
+        if self.latin1_clean:
             try:
                 text.encode("latin-1")
-                return False
+                return None
             except UnicodeEncodeError:
                 pass
-        units = np.frombuffer(text.encode("utf-16-le", "surrogatepass"), "<u2")
-        at = np.flatnonzero(self.table[units])
-        if not at.size:
-            return False
-        found = units[at].astype(np.uint32)
-        surrogate = (found >= 0xD800) & (found < 0xE000)
-        if not surrogate.all():
-            return True  # a gap character of the Basic Multilingual Plane itself
-        # Past U+FFFF: a high surrogate and the low one after it are one code point (a lone
-        # surrogate stands for itself, and is in no range: the scan never probes one).
-        high = at[found < 0xDC00]
-        high = high[high + 1 < units.size]
-        low = units[high + 1].astype(np.uint32)
-        paired = (low >= 0xDC00) & (low < 0xE000)
-        hi = units[high[paired]].astype(np.uint32)
-        points = 0x10000 + ((hi - 0xD800) << 10) + (low[paired] - 0xDC00)
-        return bool((np.searchsorted(self.bounds, points, side="right") & 1).any())
+        return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
+
+    def learn(self, points: np.ndarray) -> None:
+        """Measure those of ``points`` the table does not know yet."""
+        if self.measure is None:
+            raise ValueError("this check knows every code point it can")
+        with self._lock:
+            points = np.unique(points)
+            points = points[self.table[points] == UNKNOWN]
+            if points.size:
+                bad = np.asarray(self.measure(points), np.int64)
+                self.table[points] = SAME
+                self.table[bad] = GAP
+                self._shortcuts()
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """The gaps known so far, as ``[first, last]`` ranges."""
+        return [(a, b) for a, b in _ranges(self.table == GAP)]
 
 
-def check(ranges: list[tuple[int, int]]) -> GapCheck | None:
-    """A :class:`GapCheck` of ``ranges`` (None: there are none)."""
-    return GapCheck(ranges) if ranges else None
+def _ranges(mask: np.ndarray) -> list[list[int]]:
+    """``[first, last]`` of each run of True in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
+    return [[int(a), int(b) - 1] for a, b in edges.reshape(-1, 2)]
+
+
+class Verdicts:
+    """The verdicts kept in the cache directory: a JSON file of ``same`` and ``gaps`` ranges.
+    Several processes add to it; each addition merges with what is there (a lost race costs
+    only measuring again next time), written atomically."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def read(self) -> np.ndarray:
+        table = np.full(CODE_POINTS, UNKNOWN, np.uint8)
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                kept = json.load(f)
+            for verdict, key in ((SAME, "same"), (GAP, "gaps")):
+                for a, b in kept[key]:
+                    table[int(a) : int(b) + 1] = verdict
+        except (OSError, ValueError, TypeError, KeyError, IndexError):
+            table[:] = UNKNOWN  # nothing kept, or not readable: measured again
+        return table
+
+    def add(self, points: np.ndarray, bad: Sequence[int]) -> None:
+        table = self.read()
+        table[points] = SAME
+        table[np.asarray(bad, np.int64)] = GAP
+        kept = {"same": _ranges(table == SAME), "gaps": _ranges(table == GAP)}
+        try:  # atomically (a reader sees the whole file or none; no temporary file left on error)
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with atomic_file(self.path, output=False) as f:  # a cache: not what the command wrote
+                f.write(json.dumps(kept).encode())
+        except (OSError, OutputError):  # a read-only home: measured again next time
+            pass
+
+
+# What the progress line says while a first use measures its sample (a first run on a machine
+# sat silent for 30-40 s with a large tokenizer.json while the whole planes were measured:
+# issue 32).
+SCANNING = "first run: checking the fast engine's Unicode tables"
+_PROGRESS: list[ProgressFactory] = []  # who draws the check's progress, while one is set
+
+
+@contextlib.contextmanager
+def reported(progress: ProgressFactory) -> Iterator[None]:
+    """A first use's sample measured inside the block reports its blocks through ``progress``."""
+    _PROGRESS.append(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.pop()
+
+
+def sample() -> np.ndarray:
+    """What a first use measures before any text: ASCII and Latin-1 (the shortcuts of
+    :class:`GapCheck` rest on them), then every :data:`SAMPLE_STEP`-th code point of
+    :data:`PLANES` (the share of those that differ tells engines that differ on more than
+    Unicode versions)."""
+    spread = [np.arange(max(a, 0x100), b, SAMPLE_STEP) for a, b in PLANES]
+    points = np.concatenate([np.arange(0x100), *spread])
+    return points[(points < _SURROGATES[0]) | (points >= _SURROGATES[1])]
+
+
+def gap_check(key: str, fast: Encode, reference: Encode, cache: str) -> GapCheck:
+    """The :class:`GapCheck` of the engine pair and tokenizer ``key``, its verdicts kept in
+    ``cache``: what earlier runs on this machine measured, the :func:`sample` measured now if
+    it is not among them.
+
+    Raises :class:`TooDifferent` when more than :data:`MOST_SHARE` of the sample differs.
+    """
+    verdicts = Verdicts(os.path.join(cache, f"unicode-verdicts-{key}.json"))
+
+    def measure(points: np.ndarray, advance: Callable[[int], None] = lambda n: None) -> list[int]:
+        bad = find_gaps(fast, reference, points.tolist(), advance)
+        verdicts.add(points, bad)
+        return bad
+
+    check = GapCheck(table=verdicts.read(), measure=measure)
+    points = sample()
+    unknown = points[check.table[points] == UNKNOWN]
+    if unknown.size:
+        factory = _PROGRESS[-1] if _PROGRESS else no_progress
+        with factory(SCANNING, -(-unknown.size // BLOCK), "blocks") as advance:
+            bad = measure(unknown, advance)
+        check.table[unknown] = SAME
+        check.table[np.asarray(bad, np.int64)] = GAP
+        check._shortcuts()
+    share = float(np.mean(check.table[points[points >= 0x100]] == GAP))
+    if share > MOST_SHARE:
+        raise TooDifferent(
+            f"its ids differ from the reference's on {share:.0%} of a sample of characters"
+        )
+    return check
 
 
 def pattern(ranges: list[tuple[int, int]]) -> re.Pattern[str] | None:

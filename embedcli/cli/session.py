@@ -33,7 +33,7 @@ def progress_factory(quiet: bool) -> ProgressFactory:
     def factory(
         description: str, total: int | None, unit: str = "bytes"
     ) -> contextlib.AbstractContextManager[Callable[[int], None]]:
-        # blocks: the Unicode-gap check of a first run, 80 blocks of seconds each in all
+        # blocks: the Unicode-gap sample of a first use, about 11 blocks of a fraction of a second
         worth = unit == "blocks" or (total or 0) > (1 << 20 if unit == "bytes" else 20000)
         return progress_bar(err_console, description, total, enabled=enabled and worth, unit=unit)
 
