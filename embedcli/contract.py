@@ -34,7 +34,8 @@ VOCAB_SIZE = "vocab_size"
 EOT_ID = "eot_id"
 EOT_PLACEMENT = "eot"  # between (absent in files before 0.2: between), after, before, none
 SPECIAL = "special"
-SPECIAL_FOUND = "special_found"
+SPECIAL_FOUND = "special_found"  # literal special tokens in the text (GPT-2: <|endoftext|>)
+SPECIALS_FOUND = "specials_found"  # another model's tokenizer: the same, by name (JSON object)
 TOKENIZER_BACKEND = "tokenizer_backend"  # the engine that encoded: tiktoken or gigatoken
 # --tokenizer: another model's tokenizer (ENCODING is then file:/abs/path)
 TOKENIZER_KIND = "tokenizer"  # tokenizer.json, sentencepiece or tiktoken (a rank file)
@@ -108,6 +109,7 @@ LABELS: dict[str, str] = {
     EOT_PLACEMENT: "<|endoftext|> placed",
     SPECIAL: "special-token policy",
     SPECIAL_FOUND: "literal <|endoftext|> found",
+    SPECIALS_FOUND: "specials by name",
     ENCODING_ASSUMED: "encoding not recorded",
     TOKENIZER_BACKEND: "tokenizer backend",
     TOKENIZER_KIND: "tokenizer",
@@ -239,6 +241,8 @@ _MARKER_LABELS = {
 
 def label(key: str, meta: Mapping[str, str]) -> str:
     """The label of ``key`` in ``meta``'s lineage table (:data:`LABELS`, the marker by role)."""
+    if key == SPECIAL_FOUND and SPECIALS_FOUND in meta:  # every special token, not the marker's
+        return "literal specials found"
     if key in _MARKER_LABELS and TOKENIZER_KIND in meta:
         role = separator_label(meta).split(" (")[0]
         return _MARKER_LABELS[key].format(role)
@@ -252,6 +256,21 @@ def get_int(meta: Mapping[str, str], key: str) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def counts_str(counts: Mapping[str, int]) -> str:
+    """Counts by name as the JSON object the metadata keeps, the most frequent first."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return json.dumps(dict(ordered), ensure_ascii=False)
+
+
+def get_counts(meta: Mapping[str, str], key: str) -> dict[str, int]:
+    """Counts by name (:func:`counts_str`); ``{}`` when absent or malformed."""
+    try:
+        parsed = json.loads(meta.get(key) or "{}")
+        return {str(k): int(v) for k, v in parsed.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def get_list(meta: Mapping[str, str], key: str) -> list[str]:

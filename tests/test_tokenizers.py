@@ -268,6 +268,42 @@ def test_deepseek_v3_tokenizer_json_equals_the_library(tmp_path, monkeypatch):
     assert any(a <= 0x323B0 <= b for a, b in gaps)  # measured when the text brought it
 
 
+def test_every_special_token_in_the_text_is_counted_by_name(tmp_path):
+    """issue 32: the summary counted only the document marker among a tokenizer's special
+    tokens. Every one found literally is counted by name: in one process, in the workers that
+    read ranges of a jsonl file (their counts added up), in the metadata and the summary."""
+    from tokenizers import models, pre_tokenizers, trainers
+
+    from embedcli.bpe.pieces import MemorySink
+    from embedcli.bpe.tokenizer import tokenize
+    from embedcli.documents import resolve_sources
+    from embedcli.storage.store import read_header
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    specials = ["<|endoftext|>", "<|a|>", "<|b|>"]
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(TEXTS, trainer)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    spec = resolve_spec(str(tmp_path / "tokenizer.json"))
+    docs = ["x <|a|> y <|a|>", "<|b|> and <|endoftext|>", "none here", "<|a|><|b|>"] * 40
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    want = {"<|a|>": 120, "<|b|>": 80, "<|endoftext|>": 40}
+    for workers, chunk in ((1, 1 << 22), (2, 600)):  # 600 bytes: ranges read by the workers
+        stats = tokenize(
+            resolve_sources([str(corpus)]), MemorySink(), encoding=spec, special="text",
+            workers=workers, chunk_bytes=chunk,
+        )  # fmt: skip
+        assert stats.specials_found == want and stats.special_found == 240
+    out = tmp_path / "t.tokens.safetensors"
+    proc = invoke("tokenize", str(corpus), "--tokenizer", str(tmp_path), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "240 (special): <|a|> 120, <|b|> 80," in proc.stderr.decode()  # most frequent first
+    meta = read_header(str(out)).metadata
+    assert json.loads(meta["specials_found"]) == want and meta["special_found"] == "240"
+
+
 def test_an_unknown_rank_file_takes_its_pattern_and_special_tokens(tmp_path):
     """GPT-2's own ranks as a file embedcli does not recognise: with r50k's pattern and its one
     special token given, the ids are GPT-2's."""

@@ -88,7 +88,8 @@ class TokenizeStats:
     input_bytes: int = 0
     chars: int = 0
     text_bytes: int = 0  # UTF-8 bytes of the text (input_bytes is what was read: compressed, JSON)
-    special_found: int = 0
+    special_found: int = 0  # literal special tokens of the tokenizer's in the text, in all
+    specials_found: dict[str, int] = field(default_factory=dict)  # the same, by name
     replaced: int = 0  # lone surrogates (JSON "\\ud83d") encoded as U+FFFD, as tiktoken does
     backend: str = "tiktoken"  # the engine that encoded: tiktoken or gigatoken
     separator_text: str = EOT  # the document marker's literal text (--special, --split-on-eot)
@@ -113,6 +114,7 @@ class TokenizeStats:
                 c.EOT_PLACEMENT: self.eot,
                 c.SPECIAL: self.special,
                 c.SPECIAL_FOUND: self.special_found,
+                **self._by_name(),
                 c.TOKENIZER_BACKEND: self.backend,
                 c.DOCUMENTS: self.documents,
                 c.TOKENS: self.tokens,
@@ -120,6 +122,12 @@ class TokenizeStats:
                 **self.tokenizer,
             },
         )
+
+    def _by_name(self) -> dict[str, str]:
+        """Another model's tokenizer has many special tokens: which of them the text held."""
+        if not self.tokenizer:
+            return {}
+        return {c.SPECIALS_FOUND: c.counts_str(self.specials_found)}
 
 
 def goes_to_val(doc: str, fraction: float, seed: int) -> bool:
@@ -178,7 +186,7 @@ def pieces(
             carry += block.text
             while split_on_eot and stats.separator_text and stats.separator_text in carry:
                 head, carry = carry.split(stats.separator_text, 1)
-                target.special_found += 1
+                found(target, [stats.separator_text])
                 for piece, first in _document(head, starts_doc, target, piece_chars):
                     yield piece, first, k
                 carry_line += head.count("\n")
@@ -199,7 +207,7 @@ def pieces(
                     piece = counted(piece, target)
                     if special == "error":
                         refuse_special(stats, block.doc, piece, carry_line)
-                    target.special_found += literal_count(piece, stats.separator_text)
+                    count_specials(piece, target)
                     carry_line += piece.count("\n")
                     yield piece, starts_doc, k
                     starts_doc = False
@@ -231,7 +239,7 @@ def _document(
     stats.documents += 1
     stats.chars += len(text)
     text = counted(text, stats)
-    stats.special_found += literal_count(text, stats.separator_text)
+    count_specials(text, stats)
     if (
         len(text) < piece_chars or not stats.cuttable
     ):  # an empty document too: it still gets its separator
@@ -289,9 +297,34 @@ def counted(text: str, stats: TokenizeStats) -> str:
         return fixed
 
 
-def literal_count(text: str, mark: str) -> int:
-    """How often the document marker ``mark`` occurs literally in ``text`` (none: no marker)."""
-    return text.count(mark) if mark else 0
+def count_specials(text: str, stats: TokenizeStats) -> None:
+    """Count the tokenizer's special tokens (``stats.special_texts``) that ``text`` holds
+    literally, each by name (``--special`` says what they become)."""
+    names = _special_finder(stats.special_texts)(text)
+    if names:
+        found(stats, names)
+
+
+def found(stats: TokenizeStats, names: list[str]) -> None:
+    stats.special_found += len(names)
+    for name in names:
+        stats.specials_found[name] = stats.specials_found.get(name, 0) + 1
+
+
+@functools.lru_cache(maxsize=4)
+def _special_finder(texts: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """The special tokens a text holds, in order: GPT-2's one ``<|endoftext|>`` by a substring
+    count; a tokenizer's hundreds (Llama 3: 256, DeepSeek V3: 1,283) by one regex, run only on
+    text holding one of their first two characters (substring tests, in C: most text holds
+    none, and the regex alternation is the slow part)."""
+    if not texts:
+        return lambda text: []
+    if len(texts) == 1:
+        (only,) = texts
+        return lambda text: [only] * text.count(only)
+    heads = sorted({t[:2] for t in texts})
+    pattern = _special_pattern(texts)
+    return lambda text: pattern.findall(text) if any(h in text for h in heads) else []
 
 
 def _first_special(texts: tuple[str, ...], text: str) -> str | None:

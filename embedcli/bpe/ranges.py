@@ -21,14 +21,22 @@ import numpy as np
 
 from embedcli.bpe.encodings import EOT
 from embedcli.bpe.engines import EngineKey, engine_for
-from embedcli.bpe.pieces import TokenizeStats, counted, literal_count, pieces
+from embedcli.bpe.pieces import TokenizeStats, count_specials, counted, pieces
 from embedcli.documents import Source
 from embedcli.documents.jsonl import json_loads
 from embedcli.options import EotPlacement, SpecialPolicy
 from embedcli.storage.remote import is_url
 
 CHUNK_BYTES = 4 << 20  # of jsonl per worker task
-COUNTS = ("documents", "chars", "text_bytes", "special_found", "replaced", "input_bytes")
+COUNTS = (
+    "documents",
+    "chars",
+    "text_bytes",
+    "special_found",
+    "specials_found",
+    "replaced",
+    "input_bytes",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +160,8 @@ def plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[s
     texts = [counted(text, stats) for text in texts]  # UTF-8 sizes; lone surrogates replaced
     stats.documents += len(texts)
     stats.chars += sum(map(len, texts))
-    stats.special_found += sum(literal_count(text, setup.separator_text) for text in texts)
+    for text in texts:
+        count_specials(text, stats)
     stats.input_bytes += len(data)
     return texts
 
@@ -165,6 +174,12 @@ def eots_before(starts: np.ndarray, placement: str) -> np.ndarray:
     return starts.copy() if placement != "none" else np.zeros_like(starts)
 
 
-def add_counts(stats: TokenizeStats, counts: tuple[int, ...]) -> None:
+def add_counts(stats: TokenizeStats, counts: tuple) -> None:
+    """Add a worker's counts (:data:`COUNTS`) to the main process's."""
     for name, value in zip(COUNTS, counts, strict=True):
-        setattr(stats, name, getattr(stats, name) + value)
+        if isinstance(value, dict):  # by name
+            mine = getattr(stats, name)
+            for key, n in value.items():
+                mine[key] = mine.get(key, 0) + n
+        else:
+            setattr(stats, name, getattr(stats, name) + value)

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from embedcli.bpe.foreign import describe as describe_encoding
 from embedcli.cli.pictures import printable
-from embedcli.contract import ENCODING
+from embedcli.contract import ENCODING, EOT_ID, separator_label
 from embedcli.contract import LABELS as LINEAGE
 from embedcli.contract import label as lineage_label
 from embedcli.stages.results import (
@@ -232,14 +232,14 @@ def _replaced(count: int) -> dict[str, str]:
 
 
 def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
-    mark = stats.separator_text or "separator"
+    mark = _marker(stats)
     return {
         "documents": f"{stats.documents:,}",
         "tokens": f"{stats.tokens:,}",
         "input": _input_text(stats),
         "tokens/byte": f"{stats.tokens / max(stats.text_bytes or stats.input_bytes, 1):.3f}",
         "encoding": f"{describe_encoding(stats.encoding)} (vocab {stats.vocab_size:,}, {mark} {stats.eot_id})",
-        f"literal {mark}": f"{stats.special_found:,} ({stats.special})",
+        **_literal(stats, mark),
         f"{mark} placed": stats.eot,
         "backend": stats.backend + (f" ({stats.backend_note})" if stats.backend_note else ""),
         **_replaced(stats.replaced),
@@ -248,6 +248,29 @@ def tokenize_facts(stats: TokenizeStats) -> dict[str, str]:
         "throughput": f"{bytes_rate(stats.input_bytes, stats.seconds)}, "
         f"{rate(stats.tokens, stats.seconds, 'tok')}",
     }
+
+
+def _marker(stats: TokenizeStats) -> str:
+    """The document marker: ``<|endoftext|>``, or another tokenizer's by role and text
+    (``EOS <｜end▁of▁sentence｜>``)."""
+    if not stats.tokenizer:
+        return stats.separator_text or "separator"
+    if not stats.separator_text:
+        return "document marker"
+    role = separator_label({**stats.tokenizer, EOT_ID: str(stats.eot_id)}).split(" (")[0]
+    return f"{role} {stats.separator_text}"
+
+
+def _literal(stats: TokenizeStats, mark: str) -> dict[str, str]:
+    """How many special tokens the text held literally: GPT-2's ``<|endoftext|>``, or every
+    special token of another model's tokenizer, the most frequent by name."""
+    if not stats.tokenizer:
+        return {f"literal {mark}": f"{stats.special_found:,} ({stats.special})"}
+    ordered = sorted(stats.specials_found.items(), key=lambda kv: (-kv[1], kv[0]))
+    names = ", ".join(f"{name} {n:,}" for name, n in ordered[:4])
+    more = f", {len(ordered) - 4:,} more" if len(ordered) > 4 else ""
+    value = f"{stats.special_found:,} ({stats.special})" + (f": {names}{more}" if names else "")
+    return {"literal specials": value}
 
 
 def plan_facts(plan: PlanFacts, dtype: str) -> dict[str, str]:

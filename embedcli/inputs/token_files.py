@@ -144,7 +144,19 @@ class ResolvedTokenFiles:
                 c.TOKENS: str(int(tokens)),
                 c.SOURCES: c.to_str([s for m in metas for s in c.get_list(m, c.SOURCES)]),
                 c.SPECIAL_FOUND: str(sum(c.get_int(m, c.SPECIAL_FOUND) or 0 for m in metas)),
+                **_by_name(metas),
                 c.SHARDS: c.to_str([origin(p.path) for p in self.parts]),
             }
         )
         return meta
+
+
+def _by_name(metas: list[dict[str, str]]) -> dict[str, str]:
+    """The parts' literal special tokens by name, added up (when they record them)."""
+    if not any(c.SPECIALS_FOUND in m for m in metas):
+        return {}
+    total: dict[str, int] = {}
+    for m in metas:
+        for name, n in c.get_counts(m, c.SPECIALS_FOUND).items():
+            total[name] = total.get(name, 0) + n
+    return {c.SPECIALS_FOUND: c.counts_str(total)}
