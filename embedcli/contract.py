@@ -65,6 +65,14 @@ SPLIT_PAIR = "split_pair"
 # Token files joined into one stream must agree on these.
 JOIN_KEYS = (ENCODING, VOCAB_SIZE, EOT_ID, SPECIAL, EOT_PLACEMENT)
 
+# embedcli mix: how a corpus was assembled from its sources
+MIX_SOURCES = "mix_sources"  # JSON list: name, inputs, weight, target_tokens, tokens, documents...
+MIX_BUDGET = "mix_budget"  # the tokens asked for
+MIX_MAX_REPEAT = "mix_max_repeat"
+MIX_SEED = "mix_seed"
+MIX_SHUFFLE = "mix_shuffle"  # global or none
+MIX_DEDUP = "mix_dedup"  # exact or none
+
 # --------------------------------------------------------------------------- windows
 MAX_LENGTH = "max_length"
 STRIDE = "stride"
@@ -110,6 +118,12 @@ LABELS: dict[str, str] = {
     SPECIAL: "special-token policy",
     SPECIAL_FOUND: "literal <|endoftext|> found",
     SPECIALS_FOUND: "specials by name",
+    MIX_SOURCES: "mixed from",
+    MIX_BUDGET: "mix budget (tokens)",
+    MIX_MAX_REPEAT: "mix max repeat",
+    MIX_SEED: "mix seed",
+    MIX_SHUFFLE: "mix shuffle",
+    MIX_DEDUP: "mix dedup",
     ENCODING_ASSUMED: "encoding not recorded",
     TOKENIZER_BACKEND: "tokenizer backend",
     TOKENIZER_KIND: "tokenizer",

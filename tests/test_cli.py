@@ -28,7 +28,7 @@ def test_version_and_help():
     assert invoke("--version").stdout.strip() == f"embedcli {__version__}"
     top = invoke("--help")
     assert top.exit_code == 0
-    for command in ("tokenize", "batch", "embed", "inspect"):
+    for command in ("tokenize", "batch", "embed", "inspect", "mix"):
         assert command in top.stdout
         page = invoke(command, "--help")
         assert (

@@ -26,7 +26,7 @@ LAYERS = [
     {"inspection"},
     {"inputs"},
     {"formats"},
-    {"embedding", "windows", "window_rows"},
+    {"embedding", "windows", "window_rows", "mixing"},
     {"bpe"},
     {"documents", "storage"},
     {"contract", "errors", "options", "processes", "progress", "units", "version", "vocab"},
@@ -200,6 +200,7 @@ def test_only_the_contract_spells_metadata_keys():
         "stages/embed.py",
         "stages/embed_plan.py",
         "stages/tokenize.py",
+        "stages/mix.py",
         "bpe/pieces.py",
         "windows.py",
         "inputs/token_files.py",
@@ -209,7 +210,7 @@ def test_only_the_contract_spells_metadata_keys():
         assert not found, f"{name} spells metadata keys {found}; use embedcli.contract"
 
 
-@pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect"])
+@pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect", "mix"])
 def test_help_shows_no_python_types(command):
     page = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout
     for label in ("<bool>", "<list[str]>", "<str>", "<int>"):
@@ -229,6 +230,7 @@ def test_help_shows_no_python_types(command):
         "embedcli.bpe.tokenizer",
         "embedcli.bpe.pieces",
         "embedcli.bpe.encodings",
+        "embedcli.mixing",
     ],
 )
 def test_docstring_examples_run(module):

@@ -55,7 +55,7 @@ def test_options_without_effect_are_named(tmp_path):
     assert b"no effect" not in quiet.stderr
 
 
-@pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect"])
+@pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect", "mix"])
 def test_help_reads_whole_at_80_columns(command):
     proc = invoke(command, "--help", env={"COLUMNS": "80"})
     page = proc.stdout.decode()
@@ -462,7 +462,7 @@ def test_diff_can_ignore_lineage_and_says_what_differs(tmp_path):
     assert loose.returncode == 0 and b"identical" in loose.stdout
 
 
-@pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect", None])
+@pytest.mark.parametrize("command", ["tokenize", "batch", "embed", "inspect", "mix", None])
 def test_help_is_short_and_whole_at_80_columns(command):
     args = [command, "--help"] if command else ["--help"]
     page = invoke(*args, env={"COLUMNS": "80"}).stdout.decode()
@@ -485,7 +485,7 @@ def test_messages_say_one_thing_once(tmp_path, monkeypatch):
     proc = invoke("tokenize", str(broken), "-o", str(tmp_path / "t.safetensors"))
     assert proc.returncode == 1 and b"at at" not in proc.stderr
     assert b"Unterminated string starting at column" in proc.stderr
-    from embedcli.stages import tokenize as stage
+    from embedcli.stages import common as stage  # the spill file tokenize writes the ids to
 
     def full(f, ids):
         raise OSError(28, "No space left on device")

@@ -38,6 +38,7 @@ from embedcli.cli.errors import (
     warn_unused,
 )
 from embedcli.cli.inspect_command import inspect
+from embedcli.cli.mix_command import mix
 from embedcli.cli.options import (
     ADVANCED_PANELS,
     MORE,
@@ -92,7 +93,8 @@ from embedcli.version import __version__
 app = typer.Typer(
     name="embedcli",
     help="Turn raw text into GPT-style token windows and embeddings, stored as safetensors.\n\n"
-    "Stages: tokenize -> batch -> embed; inspect shows any safetensors file. Each stage takes "
+    "Stages: tokenize -> batch -> embed; mix assembles token files of several sources into one; "
+    "inspect shows any safetensors file. Each stage takes "
     "the previous stage's file, or text directly: [bold]embedcli embed corpus.txt --dim 256[/] "
     "runs the whole pipeline.",
     no_args_is_help=True,
@@ -449,6 +451,7 @@ ADVANCED_PANELS.update(
 
 # Registered here, not by its module, so that importing a module never changes the app.
 app.command(cls=Command)(handle_errors(inspect))
+app.command(cls=Command)(handle_errors(mix))
 
 
 def main() -> None:

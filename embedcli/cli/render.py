@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from embedcli.bpe.foreign import describe as describe_encoding
+from embedcli.cli.mix_render import mix_facts, mix_line, mix_table
 from embedcli.cli.pictures import printable
 from embedcli.contract import ENCODING, EOT_ID, separator_label
 from embedcli.contract import LABELS as LINEAGE
@@ -24,6 +25,7 @@ from embedcli.stages.results import (
     BatchResult,
     EmbedResult,
     FirstWindow,
+    MixResult,
     PlanResult,
     StageResult,
     TokenizeResult,
@@ -304,6 +306,8 @@ def stage_facts(result: StageResult) -> dict[str, str]:
     """The facts a stage's summary lists, in order, as text."""
     if isinstance(result, TokenizeResult):
         return _tokenize_result_facts(result)
+    if isinstance(result, MixResult):
+        return mix_facts(result, written_text(result.written))
     facts = tokenize_facts(result.tokenized) if result.tokenized else {}
     if isinstance(result, BatchResult):
         if not result.tokenized:
@@ -369,6 +373,8 @@ def stage_pictures(result: StageResult) -> list:
     from embedcli.cli.pictures import histogram_line
     from embedcli.inspection.stats import doc_length_stats
 
+    if isinstance(result, MixResult):
+        return [mix_table(result)]
     stats = result.stats if isinstance(result, TokenizeResult) else result.tokenized
     lines = []
     if stats is not None and stats.doc_offsets is not None and stats.doc_offsets.size > 1:
@@ -437,6 +443,8 @@ def summary_line(result: StageResult, whole_seconds: float) -> str:
             f"{ids:,} ids, {plural(plan.windows, 'window')} ({plan.windows}, {plan.max_length}) "
             f"{result.dtype}"
         )
+    elif isinstance(result, MixResult):
+        what = mix_line(result)
     else:
         n, t, dim = result.shape
         what = f"embeddings ({n}, {t}, {dim}) {result.dtype} on {result.device}"

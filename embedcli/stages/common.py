@@ -1,15 +1,20 @@
-"""What ``batch`` and ``embed`` share: the window plan over an input's ids, the dry-run's
-plan, the announcement of a large output, and the first window shown in a summary."""
+"""What the stages share: the window plan over an input's ids (``batch``, ``embed``), the
+dry-run's plan, the announcement of a large output, the first window shown in a summary, and
+the spill file ids wait in before a token format's writer takes them (``tokenize``, ``mix``)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
+
+import numpy as np
 
 from embedcli import contract as c
-from embedcli.errors import UsageError
+from embedcli.errors import OutputError, UsageError
 from embedcli.inputs import TokenSource
 from embedcli.options import (
     DEFAULT_BATCH_SIZE,
@@ -19,7 +24,7 @@ from embedcli.progress import no_progress
 from embedcli.stages.results import FirstWindow, PlanResult
 from embedcli.storage.atomic import COMMITTED, UNFINISHED
 from embedcli.storage.remote import is_url, public_url, staged
-from embedcli.storage.store import TensorSpec
+from embedcli.storage.store import TensorSpec, write_array
 from embedcli.units import human_bytes
 from embedcli.windows import (
     PlanFacts,
@@ -145,3 +150,33 @@ def remote_output(stage: Callable[..., R]) -> Callable[..., R]:
         return where.shown(result)
 
     return wrapper
+
+
+class SpillSink:
+    """int32 ids appended to an anonymous temporary file, so memory stays flat."""
+
+    def __init__(self, f: BinaryIO, output: str) -> None:
+        self.f, self.output = f, output
+        self.count = 0
+
+    def write(self, ids: np.ndarray) -> None:
+        try:
+            write_array(self.f, ids)
+        except OSError as exc:  # a full disk: say where, the spill file has no name
+            where = os.path.dirname(os.path.abspath(self.output))
+            raise OutputError(
+                f"{self.output}: cannot write the ids in {where}: {exc.strerror or exc}"
+            ) from None
+        self.count += int(ids.size)
+
+
+@contextlib.contextmanager
+def spill_file(output: str) -> Iterator[BinaryIO]:
+    """An anonymous temporary file beside the output (same filesystem: a kernel copy)."""
+    spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
+    try:
+        spill = tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-")  # noqa: SIM115
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
+    with spill:
+        yield spill

@@ -114,6 +114,41 @@ class EmbedResult:
 
 
 @dataclass
+class MixSource:
+    """What one source gave a mix: its weight, the tokens asked and taken, what it held."""
+
+    name: str
+    files: list[str]
+    weight: float
+    target: int  # tokens its weight asked for
+    tokens: int  # tokens taken (within one document of the target)
+    documents: int  # documents taken (a repeated one counted each time)
+    available_tokens: int  # after dedup
+    available_documents: int
+    duplicates: int  # documents dropped as exact duplicates of earlier ones
+    repeats: float  # passes' worth of tokens taken
+
+
+@dataclass
+class MixResult:
+    output: str
+    written: Written
+    sources: list[MixSource]
+    budget: int
+    tokens: int  # written, separators included
+    documents: int
+    seed: int
+    shuffle: bool
+    dedup: bool
+    seconds: float
+    format: str = "safetensors"
+    header: Header | None = None
+    notes: list[str] = field(default_factory=list)
+
+    stage: ClassVar[str] = "mix"
+
+
+@dataclass
 class PlanResult:
     """What a stage would do (``--dry-run``, ``plan_*``): nothing is written."""
 
@@ -134,4 +169,4 @@ class PlanResult:
         return sum(size or 0 for _, size in self.outputs)
 
 
-StageResult = TokenizeResult | BatchResult | EmbedResult  # what a run_* function returns
+StageResult = TokenizeResult | BatchResult | EmbedResult | MixResult  # what run_* returns

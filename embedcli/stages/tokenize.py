@@ -10,58 +10,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import Any
 
 from embedcli import contract as c
 from embedcli.bpe.pieces import TokenizeStats
 from embedcli.bpe.tokenizer import check_first_text, choose_engine_first, tokenize_with
 from embedcli.documents import Source, resolve_sources, shard_sources
-from embedcli.errors import EmbedcliError, OutputError, UsageError
+from embedcli.errors import EmbedcliError, UsageError
 from embedcli.formats import TokenFormat, format_for
 from embedcli.formats.base import read_sidecar, sidecar_files, sidecar_path
 from embedcli.options import DEFAULT_SEED, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.common import remote_output
+from embedcli.stages.common import SpillSink, remote_output, spill_file
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
 from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output, stale_temps
-from embedcli.storage.store import header_if_file, read_header, write_array
-
-
-class _SpillSink:
-    """int32 ids appended to an anonymous temporary file, so memory stays flat."""
-
-    def __init__(self, f: BinaryIO, output: str) -> None:
-        self.f, self.output = f, output
-        self.count = 0
-
-    def write(self, ids: np.ndarray) -> None:
-        try:
-            write_array(self.f, ids)
-        except OSError as exc:  # a full disk: say where, the spill file has no name
-            where = os.path.dirname(os.path.abspath(self.output))
-            raise OutputError(
-                f"{self.output}: cannot write the ids in {where}: {exc.strerror or exc}"
-            ) from None
-        self.count += int(ids.size)
-
-
-@contextlib.contextmanager
-def _spill_file(output: str) -> Iterator[BinaryIO]:
-    """An anonymous temporary file beside the output (same filesystem: a kernel copy)."""
-    spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
-    try:
-        spill = tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-")  # noqa: SIM115
-    except OSError as exc:
-        raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
-    with spill:
-        yield spill
+from embedcli.storage.store import header_if_file, read_header
 
 
 @dataclass
@@ -170,9 +136,9 @@ def run_tokenize(
     manifest, skipped, notes = job.manifest, job.skipped, job.notes
     val_output = _val_output(output, fmt, val_fraction, shard, read, no_clobber)
     with contextlib.ExitStack() as stack:
-        sinks = [_SpillSink(stack.enter_context(_spill_file(output)), output)]
+        sinks = [SpillSink(stack.enter_context(spill_file(output)), output)]
         if val_output is not None:
-            sinks.append(_SpillSink(stack.enter_context(_spill_file(val_output)), val_output))
+            sinks.append(SpillSink(stack.enter_context(spill_file(val_output)), val_output))
         val = (sinks[1], val_fraction, split_seed) if val_output else None
         check_first_text(opts, sources)  # a rank file gives the corpus's first text back
         choose_engine_first(opts, sources, progress)  # a first run's check shows its own line
@@ -226,7 +192,7 @@ def run_tokenize(
     return result
 
 
-def _pair_digest(splits: list[tuple[str, TokenizeStats, str]], sinks: list[_SpillSink]) -> str:
+def _pair_digest(splits: list[tuple[str, TokenizeStats, str]], sinks: list[SpillSink]) -> str:
     """What both sides of one train/validation pair carry (``split_pair``): a digest of the
     validation ids, both sides' document offsets and the lineage, so that two runs that differ
     give two digests. The training ids are left out: hashing them would cost a pass over the

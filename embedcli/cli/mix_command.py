@@ -1,0 +1,176 @@
+"""``embedcli mix``: token files of several sources to one training corpus."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from embedcli import options as o
+from embedcli.cli.options import (
+    OUT,
+    NoClobber,
+    Quiet,
+    ToOpt,
+    Verbose,
+    choice,
+    listed,
+    path,
+)
+from embedcli.cli.session import progress_factory, show_result
+from embedcli.errors import UsageError
+
+MIX = "Mixing"
+
+MixInputs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="INPUTS",
+        parser=path,
+        help="Token files (any --to format), shard manifests or split outputs: each one a "
+        "source, named by its file's stem (web.tokens.safetensors is web).",
+        show_default=False,
+    ),
+]
+MixOutput = Annotated[
+    str | None,
+    typer.Option(
+        "--output", "-o", metavar="PATH", rich_help_panel=OUT, help="The mixed token file."
+    ),
+]
+SourceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--source",
+        metavar="NAME=GLOB",
+        rich_help_panel=MIX,
+        help="A source made of the files GLOB matches, called NAME (repeat for each).",
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        metavar="W",
+        rich_help_panel=MIX,
+        help="Each source's share of the tokens, summing to 1: 0.7,0.2,0.1 in source order, "
+        "or web=0.7,code=0.3 \\[default: their own sizes: every document once].",
+        show_default=False,
+    ),
+]
+TokensOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokens",
+        metavar="N",
+        rich_help_panel=MIX,
+        help="The budget: 10B, 500M, 250000 \\[default: the most the weights allow within "
+        "--max-repeat].",
+        show_default=False,
+    ),
+]
+MaxRepeatOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-repeat",
+        metavar="R",
+        rich_help_panel=MIX,
+        help="Passes' worth of tokens a source may give (2: each document at most twice; "
+        "1: never repeated). A budget needing more is refused.",
+    ),
+]
+MixSeedOpt = Annotated[
+    int,
+    typer.Option(
+        "--seed", metavar="INT", rich_help_panel=MIX, help="Which documents, in which order."
+    ),
+]
+MixShuffleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--shuffle/--no-shuffle",
+        rich_help_panel=MIX,
+        help="Shuffle documents across all sources (a seeded permutation), or keep source order.",
+    ),
+]
+DEDUP = ("none", "exact")
+DedupOpt = Annotated[
+    str,
+    typer.Option(
+        "--dedup",
+        metavar="HOW",
+        callback=choice(DEDUP),
+        rich_help_panel=MIX,
+        help=f"{listed(DEDUP)}: exact drops a document whose ids an earlier one (in source "
+        "order) has.",
+    ),
+]
+MixEotOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--eot",
+        metavar="WHERE",
+        callback=choice(o.EOT_MODES),
+        rich_help_panel=OUT,
+        help=f"Where the separator goes: {listed(o.EOT_MODES)} \\[default: the --to format's "
+        "trainer's].",
+        show_default=False,
+    ),
+]
+
+
+def mix(
+    inputs: MixInputs = None,
+    output: MixOutput = None,
+    source: SourceOpt = None,
+    weights: WeightsOpt = None,
+    tokens: TokensOpt = None,
+    max_repeat: MaxRepeatOpt = 1.0,
+    seed: MixSeedOpt = o.DEFAULT_SEED,
+    shuffle: MixShuffleOpt = True,
+    dedup: DedupOpt = "none",
+    to: ToOpt = None,
+    eot: MixEotOpt = None,
+    no_clobber: NoClobber = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Assemble a training corpus: token files of several sources mixed by a token budget at chosen weights, documents shuffled across all of them, exact duplicates dropped.
+
+    Each source is taken in whole passes in a seeded random document order, the last pass cut within one document of its share; separators go where the output format's trainer expects them. The same arguments write the same bytes.
+
+    [bold]Examples[/]
+
+      embedcli mix web.tokens.safetensors code.tokens.safetensors -o mix.tokens.safetensors
+
+      embedcli mix web.* code.* math.* --weights 0.7,0.2,0.1 --tokens 500M -o m.tokens.safetensors
+
+      embedcli mix --source web='web/*.bin' --source code=code.bin --weights web=0.8,code=0.2 --max-repeat 2 --to nanogpt -o train.bin
+
+      embedcli mix a.tokens.safetensors b.tokens.safetensors --dedup exact --no-shuffle -o ab.tokens.safetensors
+    """
+    from embedcli.mixing import parse_count
+    from embedcli.stages.mix import MixOptions, run_mix
+
+    if not output:
+        raise UsageError("name the mixed file with -o PATH (mix has no default name)")
+    opts = MixOptions(
+        weights=weights,
+        tokens=parse_count(tokens) if tokens is not None else None,
+        max_repeat=max_repeat,
+        seed=seed,
+        shuffle=shuffle,
+        dedup=dedup == "exact",
+        eot=eot,
+    )
+    result = run_mix(
+        list(inputs or []),
+        output,
+        opts,
+        sources=list(source or []),
+        to=to,
+        no_clobber=no_clobber,
+        progress=progress_factory(quiet),
+    )
+    show_result(result, quiet)

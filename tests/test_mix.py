@@ -1,0 +1,258 @@
+"""embedcli mix: sources mixed by a token budget at chosen weights, shuffled across all of them,
+exact duplicates dropped (issue 33, its first step: one machine)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embedcli.errors import UsageError
+from embedcli.mixing import first_occurrences, order, parse_count, parse_weights, select
+
+from conftest import SAMPLE, invoke
+
+_SOURCES = st.lists(
+    st.lists(st.integers(0, 40), min_size=0, max_size=25).map(lambda x: np.array(x, np.int64)),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lengths=_SOURCES,
+    raw=st.lists(st.floats(0.05, 1.0), min_size=4, max_size=4),
+    max_repeat=st.sampled_from([1.0, 2.0, 3.5]),
+    share=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**63),
+    shuffle=st.booleans(),
+)
+def test_a_selection_meets_its_weights_within_a_document(
+    lengths, raw, max_repeat, share, seed, shuffle
+):
+    weights = [w / sum(raw[: len(lengths)]) for w in raw[: len(lengths)]]
+    totals = [int(x.sum()) for x in lengths]
+    from embedcli.mixing import default_budget
+
+    fits = default_budget(totals, weights, max_repeat)
+    budget = int(fits * share)
+    sel = select(lengths, weights, budget, max_repeat, seed)
+    for sizes, taken in zip(lengths, sel.sources, strict=True):
+        if taken.target and sizes.sum():
+            assert taken.target <= taken.tokens < taken.target + max(1, int(sizes.max())) + 1
+            assert taken.tokens - taken.target <= (sizes[taken.docs[-1]] if taken.docs.size else 0)
+        counts = Counter(zip(taken.docs.tolist(), taken.passes.tolist(), strict=True))
+        assert max(counts.values(), default=1) == 1  # a document once a pass
+        per_doc = Counter(taken.docs.tolist())
+        assert max(per_doc.values(), default=0) <= int(np.ceil(max_repeat))
+        assert taken.tokens <= max_repeat * sizes.sum() + (sizes.max() if sizes.size else 0)
+    source, position = order(sel, seed, shuffle)
+    pairs = sorted(zip(source.tolist(), position.tolist(), strict=True))
+    want = sorted((k, i) for k, t in enumerate(sel.sources) for i in range(t.documents))
+    assert pairs == want  # every document taken, once: a permutation
+    if not shuffle:
+        for k, taken in enumerate(sel.sources):
+            mine = position[source == k]
+            seq = list(zip(taken.passes[mine].tolist(), taken.docs[mine].tolist(), strict=True))
+            assert seq == sorted(seq)  # source order: pass, then the document's index
+    again = order(select(lengths, weights, budget, max_repeat, seed), seed, shuffle)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (source, position), strict=True))
+
+
+def test_the_default_budget_takes_the_scarce_source_whole_and_no_more():
+    lengths = [np.full(10, 10), np.full(100, 10)]  # 100 and 1,000 tokens
+    sel = select(lengths, [0.5, 0.5])
+    assert [t.tokens for t in sel.sources] == [100, 100] and sel.budget == 200
+    assert sel.sources[0].documents == 10 and sel.sources[0].repeats == 1.0
+    sel = select(lengths, [0.5, 0.5], max_repeat=2)  # the scarce one twice over
+    assert [t.tokens for t in sel.sources] == [200, 200]
+    assert Counter(sel.sources[0].docs.tolist()) == dict.fromkeys(range(10), 2)
+    with pytest.raises(UsageError, match=r"source s0: .* the largest budget .* is 200 "):
+        select(lengths, [0.5, 0.5], budget=202, names=["s0", "s1"])
+
+
+@given(st.lists(st.integers(0, 5), max_size=40))
+def test_dedup_keeps_first_occurrences(values):
+    keep = first_occurrences([bytes([v]) for v in values])
+    assert [v for v, k in zip(values, keep, strict=True) if k] == list(dict.fromkeys(values))
+
+
+def test_weights_and_counts_are_read_or_refused_in_one_line():
+    assert parse_weights("0.25,0.75", ["a", "b"], [1, 1]) == [0.25, 0.75]
+    assert parse_weights(None, ["a", "b"], [1, 3]) == [0.25, 0.75]
+    assert parse_count("10B") == 10**10 and parse_count("1.5k") == 1500
+    for bad, message in [
+        ("0.5,0.4", "sum to 0.9, not 1"),
+        ("0.5", "1 weights for 2 sources"),
+        ("a=0.5,c=0.5", "no source is called c"),
+        ("a=0.5,0.5", "by name or none"),
+        ("x,y", "not numbers"),
+        ("-0.5,1.5", "negative"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            parse_weights(bad, ["a", "b"], [1, 1])
+    with pytest.raises(UsageError, match="not a count"):
+        parse_count("lots")
+
+
+# ------------------------------------------------------------------------- the stage
+
+
+@pytest.fixture()
+def sources(tmp_path):
+    """Two token files of GPT-2 ids: the sample articles (5 documents) and the story (1)."""
+    web, story = tmp_path / "web.tokens.safetensors", tmp_path / "story.tokens.safetensors"
+    assert invoke("tokenize", str(SAMPLE / "articles.jsonl"), "-o", str(web), "-q").returncode == 0
+    text = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8")
+    parts = tmp_path / "story.jsonl"  # the story's paragraphs as documents, one repeated
+    paras = [p for p in text.split("\n\n") if p.strip()]
+    parts.write_text("".join(json.dumps({"text": p}) + "\n" for p in [*paras, paras[0]]))
+    assert invoke("tokenize", str(parts), "-o", str(story), "-q").returncode == 0
+    return web, story
+
+
+def _documents(path, fmt=None):
+    """The documents of a token file (any format), separators removed, as tuples of ids."""
+    from embedcli.inputs import Request, open_input
+    from embedcli.progress import no_progress
+    from embedcli.stages.mix import _bodies, _offsets_from_marks
+
+    with open_input([str(path)], Request()) as found:
+        source = found.load(no_progress)
+        if source.doc_offsets is None:  # nanoGPT, llm.c: at the separators (no literal one here)
+            source.metadata["special"] = "text"
+            source.doc_offsets = _offsets_from_marks(source, str(path))
+        starts, ends = _bodies(source, str(path))
+        return [tuple(source.ids[a:b].tolist()) for a, b in zip(starts, ends, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("to", "name"), [(None, "m.tokens.safetensors"), ("nanogpt", "m.bin"), ("llmc", "m.bin")]
+)
+def test_a_mix_is_a_permutation_of_the_sources_documents(sources, tmp_path, to, name):
+    web, story = sources
+    out = tmp_path / name
+    args = ["mix", str(web), str(story), "-o", str(out), *(["--to", to] if to else [])]
+    proc = invoke(*args)
+    assert proc.returncode == 0, proc.stderr
+    got = _documents(out)
+    assert Counter(got) == Counter(_documents(web) + _documents(story))
+    assert got != _documents(web) + _documents(story)  # shuffled
+    written = lambda: {p.name: p.read_bytes() for p in tmp_path.glob("m*")}  # noqa: E731
+    first = written()
+    assert invoke(*args, "-q").returncode == 0 and written() == first  # reproducible
+    assert b"web" in proc.stderr and b"story" in proc.stderr  # the table of sources
+
+
+def test_weights_a_budget_and_repeats_are_what_the_metadata_records(sources, tmp_path):
+    from embedcli.storage.store import read_header
+
+    web, story = sources
+    out = tmp_path / "m.tokens.safetensors"
+    args = ["mix", str(web), str(story), "-o", str(out), "--weights", "web=0.5,story=0.5"]
+    proc = invoke(*args, "--tokens", "1000", "--max-repeat", "3", "--seed", "7")
+    assert proc.returncode == 0, proc.stderr
+    meta = read_header(str(out)).metadata
+    per = {s["name"]: s for s in json.loads(meta["mix_sources"])}
+    assert per["web"]["target_tokens"] == per["story"]["target_tokens"] == 500
+    assert all(500 <= s["tokens"] < 500 + 400 for s in per.values())
+    assert meta["mix_seed"] == "7" and meta["mix_shuffle"] == "global"
+    assert meta["encoding"] == "gpt2" and meta["eot_id"] == "50256"
+    docs = _documents(out)
+    assert int(meta["documents"]) == len(docs) == sum(s["documents"] for s in per.values())
+    assert Counter(docs).most_common(1)[0][1] >= 2  # web's documents more than once
+    # the output is a token file like any other: the next stage reads it
+    assert invoke("batch", str(out), "-o", str(tmp_path / "w.safetensors"), "-q").returncode == 0
+
+
+def test_exact_duplicates_keep_their_first_occurrence(sources, tmp_path):
+    web, story = sources
+    out = tmp_path / "m.tokens.safetensors"
+    args = ["mix", str(story), "--source", f"again={web}", "--source", f"web={web}"]
+    proc = invoke(*args, "--dedup", "exact", "--no-shuffle", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    want = list(dict.fromkeys(_documents(story) + _documents(web)))  # first occurrences
+    assert _documents(out) == want
+    assert b"dup" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--weights", "0.5,0.4"], "sum to 0.9, not 1"),
+        (["--tokens", "10B"], "the largest budget these weights allow is"),
+        (["--max-repeat", "0"], "--max-repeat must be above 0"),
+    ],
+)
+def test_refusals_are_one_line_and_write_nothing(sources, tmp_path, extra, message):
+    web, story = sources
+    out = tmp_path / "m.tokens.safetensors"
+    proc = invoke("mix", str(web), str(story), "-o", str(out), *extra)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_sources_of_two_tokenizers_or_text_are_refused(sources, tmp_path):
+    web, _ = sources
+    other = tmp_path / "o.tokens.safetensors"
+    args = ["tokenize", str(SAMPLE / "articles.jsonl"), "--eot", "after", "-o", str(other), "-q"]
+    assert invoke(*args).returncode == 0
+    fine = invoke("mix", str(web), str(other), "-o", str(tmp_path / "a.tokens.safetensors"))
+    assert fine.returncode == 0, fine.stderr  # one tokenizer, two placements: both read
+    text = invoke("mix", str(web), str(SAMPLE / "the-lighthouse.txt"), "-o", str(tmp_path / "b"))
+    assert b"is text; tokenize it first" in text.stderr and text.returncode != 0
+    missing = invoke("mix", str(web), str(web))
+    assert b"name the mixed file with -o PATH" in missing.stderr
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 10**6), placement=st.sampled_from(["between", "after", "before", "none"])
+)
+def test_every_placement_separates_the_mixed_documents(sources, tmp_path, seed, placement):
+    from embedcli.stages.mix import MixOptions, run_mix
+
+    web, story = sources
+    out = tmp_path / f"m-{placement}.tokens.safetensors"
+    run_mix([str(web), str(story)], str(out), MixOptions(seed=seed, eot=placement))
+    if placement != "none":  # the documents come back whole from their separators
+        assert Counter(_documents(out)) == Counter(_documents(web) + _documents(story))
+
+
+def test_a_trainer_s_file_gives_its_documents_at_its_separators(sources, tmp_path):
+    """nanoGPT's and llm.c's files record no offsets; with --special text (their default) a
+    separator id is never text, so the documents are found at them. With --special special
+    a document may hold one: refused."""
+    web, story = sources
+    for to in ("nanogpt", "llmc"):
+        trainer = tmp_path / f"{to}-web.bin"
+        args = ["tokenize", str(SAMPLE / "articles.jsonl"), "--to", to, "-o", str(trainer)]
+        assert invoke(*args, "-q").returncode == 0
+        out = tmp_path / f"from-{to}.tokens.safetensors"
+        proc = invoke("mix", str(trainer), str(story), "-o", str(out), "-q")
+        assert proc.returncode == 0, proc.stderr
+        assert Counter(_documents(out)) == Counter(_documents(web) + _documents(story))
+    risky = tmp_path / "special.bin"
+    args = ["tokenize", str(SAMPLE / "articles.jsonl"), "--to", "nanogpt", "--special", "special"]
+    assert invoke(*args, "-o", str(risky), "-q").returncode == 0
+    proc = invoke("mix", str(risky), str(story), "-o", str(tmp_path / "x.tokens.safetensors"))
+    assert b"does not mark its documents" in proc.stderr and proc.returncode != 0
+
+
+def test_token_files_of_another_tokenizer_are_refused(sources, tmp_path):
+    web, _ = sources
+    other = tmp_path / "r50k.tokens.safetensors"
+    args = ["tokenize", str(SAMPLE / "articles.jsonl"), "--encoding", "r50k_base"]
+    assert invoke(*args, "-o", str(other), "-q").returncode == 0
+    out = tmp_path / "m.tokens.safetensors"
+    proc = invoke("mix", str(web), str(other), "-o", str(out))
+    assert b"hold different tokenizers' ids (encoding gpt2 against r50k_base)" in proc.stderr
+    assert proc.returncode != 0 and not out.exists()
