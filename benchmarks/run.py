@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # everything (a few minutes on 2 cores)
     python benchmarks/run.py tokenize   # one section: tokenize, batch, embed, torchrun, parquet, loader,
-                                        # backend, tokenizers, floor, startup, s3
+                                        # backend, tokenizers, floor, startup, s3, mix
 
 Every measured job runs in a fresh process (started from this small parent, which never imports
 torch), so wall times include interpreter start and imports for both sides, and peak memory is
@@ -500,6 +500,12 @@ def bench_first_runs(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_mix(tmp: Path) -> None:
+    from mix_bench import bench_mix as run_section  # benchmarks/mix_bench.py
+
+    run_section(tmp)
+
+
 def main(argv: list[str]) -> None:
     sections = {
         "tokenize": bench_tokenize,
@@ -515,6 +521,7 @@ def main(argv: list[str]) -> None:
         "s3": bench_s3,
         "kill9": bench_kill9,
         "firstruns": bench_first_runs,
+        "mix": bench_mix,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]
