@@ -35,7 +35,7 @@ import numpy as np
 
 from embedcli.errors import UsageError
 
-_SELECT, _ORDER = 1, 2  # what a key is for: which documents a pass takes, where they go
+SELECT, ORDER = 1, 2  # what a key is for: which documents a pass takes, where they go
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -150,7 +150,7 @@ def _take(sizes: np.ndarray, target: int, seed: int, source: int) -> Taken:
     full, rest = divmod(target, total)
     docs, passes = [], []
     for p in range(full + (1 if rest else 0)):
-        order = np.argsort(keys(seed, _SELECT, source, np.full(n, p), np.arange(n)), kind="stable")
+        order = np.argsort(keys(seed, SELECT, source, np.full(n, p), np.arange(n)), kind="stable")
         if p == full:  # the last, partial pass: up to the first document reaching the target
             reach = np.cumsum(sizes[order])
             order = order[: int(np.searchsorted(reach, rest)) + 1]
@@ -168,7 +168,7 @@ def order(selection: Selection, seed: int, shuffle: bool = True) -> tuple[np.nda
     for k, taken in enumerate(selection.sources):
         at = np.arange(taken.documents)
         if shuffle:
-            sort_by.append(keys(seed, _ORDER, k, taken.passes, taken.docs))
+            sort_by.append(keys(seed, ORDER, k, taken.passes, taken.docs))
         else:  # source order: pass, then document index
             at = at[np.lexsort((taken.docs, taken.passes))]
         sources.append(np.full(at.size, k, np.int64))

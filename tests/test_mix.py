@@ -256,3 +256,54 @@ def test_token_files_of_another_tokenizer_are_refused(sources, tmp_path):
     proc = invoke("mix", str(web), str(other), "-o", str(out))
     assert b"hold different tokenizers' ids (encoding gpt2 against r50k_base)" in proc.stderr
     assert proc.returncode != 0 and not out.exists()
+
+
+def _stream(path):
+    from embedcli.inputs import Request, open_input
+    from embedcli.progress import no_progress
+
+    with open_input([str(path)], Request()) as found:
+        source = found.load(no_progress)
+        return np.asarray(source.ids).tolist(), source.doc_offsets.tolist()
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize(("scatter", "gather"), [(1, 1), (2, 3), (3, 1), (7, 3)])
+def test_two_phases_write_the_one_process_stream(sources, tmp_path, shuffle, scatter, gather):
+    """The parts read through their manifest are the one-process run's token stream, id for
+    id and document for document, whatever the numbers of scatter and gather jobs."""
+    from embedcli.stages.mix import MixOptions, run_mix
+    from embedcli.stages.mix_phases import Phase, run_mix_phase
+
+    web, story = sources
+    inputs = [str(web), str(story)]
+    opts = MixOptions(weights="0.4,0.6", max_repeat=2.5, dedup=True, shuffle=shuffle, seed=9)
+    one = tmp_path / "one.tokens.safetensors"
+    run_mix(inputs, str(one), opts)
+    out, buckets = tmp_path / "two.tokens.safetensors", str(tmp_path / "buckets")
+    for i in range(scatter):
+        run_mix_phase(inputs, str(out), Phase("scatter", i, scatter, buckets, gather), opts)
+    for j in reversed(range(gather)):  # any order
+        run_mix_phase(inputs, str(out), Phase("gather", j, gather, buckets), opts)
+    assert _stream(tmp_path / "two.tokens.manifest.json") == _stream(one)
+
+
+def test_a_gather_job_refuses_an_unfinished_or_other_scatter(sources, tmp_path):
+    web, story = sources
+    buckets = tmp_path / "b"
+    base = ["mix", str(web), str(story), "-o", str(tmp_path / "m.tokens.safetensors")]
+    scatter = [*base, "--phase", "scatter", "--buckets", "2", "--bucket-dir", str(buckets)]
+    assert invoke(*scatter, "--shard", "0/2", "-q").returncode == 0
+    gather = [*base, "--phase", "gather", "--bucket-dir", str(buckets), "--shard", "0/2"]
+    early = invoke(*gather)
+    assert early.returncode != 0 and b"scatter job 2 of 2 has not finished" in early.stderr
+    assert invoke(*scatter, "--shard", "1/2", "-q").returncode == 0
+    other = invoke(*gather, "--seed", "5")  # another run's options: not its buckets
+    assert other.returncode != 0 and b"no scatter job of this run has finished" in other.stderr
+    wrong = invoke(*[a if a != "0/2" else "0/3" for a in gather])
+    assert b"run 2 gather jobs (--shard J/2), not 3" in wrong.stderr
+    assert invoke(*gather, "-q").returncode == 0
+    assert invoke(*[a if a != "0/2" else "1/2" for a in gather], "-q").returncode == 0
+    assert len(_stream(tmp_path / "m.tokens.manifest.json")[1]) > 1
+    lone = invoke(*base, "--shard", "0/2")
+    assert b"go with --phase scatter|gather" in lone.stderr

@@ -119,6 +119,51 @@ MixEotOpt = Annotated[
     ),
 ]
 
+CLUSTER = "Cluster (two phases)"
+PhaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--phase",
+        metavar="PHASE",
+        callback=choice(("scatter", "gather")),
+        rich_help_panel=CLUSTER,
+        help="Run as one job of a cluster run: scatter (with --shard I/N and --buckets M), then "
+        "gather (--shard J/M); the parts read through the manifest are this command's output.",
+        show_default=False,
+    ),
+]
+MixShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        rich_help_panel=CLUSTER,
+        help="This job's index, counting from 0, and the number of jobs of its phase.",
+        show_default=False,
+    ),
+]
+BucketsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--buckets",
+        metavar="M",
+        rich_help_panel=CLUSTER,
+        help="Scatter: the number of gather jobs (one bucket file each).",
+        show_default=False,
+    ),
+]
+BucketDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bucket-dir",
+        metavar="DIR",
+        rich_help_panel=CLUSTER,
+        help="Where the bucket files live: a directory every job reaches "
+        "\\[default: the output's name + .buckets].",
+        show_default=False,
+    ),
+]
+
 
 def mix(
     inputs: MixInputs = None,
@@ -132,6 +177,10 @@ def mix(
     dedup: DedupOpt = "none",
     to: ToOpt = None,
     eot: MixEotOpt = None,
+    phase: PhaseOpt = None,
+    shard: MixShardOpt = None,
+    buckets: BucketsOpt = None,
+    bucket_dir: BucketDirOpt = None,
     no_clobber: NoClobber = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -149,6 +198,10 @@ def mix(
       embedcli mix --source web='web/*.bin' --source code=code.bin --weights web=0.8,code=0.2 --max-repeat 2 --to nanogpt -o train.bin
 
       embedcli mix a.tokens.safetensors b.tokens.safetensors --dedup exact --no-shuffle -o ab.tokens.safetensors
+
+      embedcli mix web.* code.* -o m.tokens.safetensors --phase scatter --shard $SLURM_ARRAY_TASK_ID/8 --buckets 4   [dim]# then:[/]
+
+      embedcli mix web.* code.* -o m.tokens.safetensors --phase gather --shard $SLURM_ARRAY_TASK_ID/4
     """
     from embedcli.mixing import parse_count
     from embedcli.stages.mix import MixOptions, run_mix
@@ -164,13 +217,25 @@ def mix(
         dedup=dedup == "exact",
         eot=eot,
     )
-    result = run_mix(
-        list(inputs or []),
-        output,
-        opts,
-        sources=list(source or []),
-        to=to,
-        no_clobber=no_clobber,
-        progress=progress_factory(quiet),
-    )
+    named, progress = list(source or []), progress_factory(quiet)
+    if phase is None:
+        if shard or buckets or bucket_dir:
+            raise UsageError("--shard, --buckets and --bucket-dir go with --phase scatter|gather")
+        result = run_mix(
+            list(inputs or []), output, opts,
+            sources=named, to=to, no_clobber=no_clobber, progress=progress,
+        )  # fmt: skip
+    else:
+        from embedcli.documents import parse_shard
+        from embedcli.stages.mix_phases import Phase, run_mix_phase
+
+        if not shard:
+            raise UsageError(f"--phase {phase} needs --shard I/N: this job of the phase's N")
+        index, count = parse_shard(shard)
+        where = bucket_dir or output + ".buckets"
+        job = Phase(phase, index, count, where, buckets)
+        result = run_mix_phase(
+            list(inputs or []), output, job, opts,
+            sources=named, to=to, no_clobber=no_clobber, progress=progress,
+        )  # fmt: skip
     show_result(result, quiet)

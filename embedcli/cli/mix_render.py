@@ -16,6 +16,15 @@ def mix_facts(result: MixResult, written: str) -> dict[str, str]:
     order = f"shuffled with seed {result.seed}" if result.shuffle else "in source order"
     dropped = sum(s.duplicates for s in result.sources)
     taken = sum(s.tokens for s in result.sources)
+    if result.phase is not None:  # one job of a two-phase run: its own part of the whole
+        return {
+            "job": f"{result.phase} of a two-phase run ({order})",
+            "this job's documents": f"{result.documents:,}",
+            "this job's ids": f"{result.tokens:,}",
+            "the whole mix": f"{taken:,} tokens of documents (budget {result.budget:,})",
+            "time": f"{result.seconds:.2f} s",
+            "output": written,
+        }
     facts = {
         "documents": f"{result.documents:,}, {order}",
         "tokens": f"{taken:,} of documents (budget {result.budget:,}), "

@@ -230,43 +230,78 @@ def run_mix(
     opts = opts or MixOptions()
     fmt = format_for(to, output)
     placement = opts.eot or fmt.default_eot
-    if opts.max_repeat <= 0:
-        raise UsageError(f"--max-repeat must be above 0 (got {opts.max_repeat:g})")
-    listed = sources_of(inputs, list(sources or []))
     with contextlib.ExitStack() as stack:
-        read = [_read(name, files, stack) for name, files in listed]
-        first = _agreeing(read, placement)
-        check_output(output, inputs=[p for s in read for p in s.inputs], no_clobber=no_clobber)
+        mix = prepare(inputs, sources, opts, placement, stack)
+        check_output(output, inputs=mix.paths, no_clobber=no_clobber)
         notes = stale_temps(output)
-        if opts.dedup:
-            _dedup(read)
-        else:
-            for s in read:
-                s.kept = np.arange(s.starts.size, dtype=np.int64)
-        names = [s.name for s in read]
-        lengths = [s.lengths for s in read]
-        weights = parse_weights(opts.weights, names, [int(x.sum()) for x in lengths])
-        selection = select(lengths, weights, opts.tokens, opts.max_repeat, opts.seed, names)
-        source_of, position = order(selection, opts.seed, opts.shuffle)
-        spans = _spans(read, selection, source_of, position)
-        eot = c.get_int(first.metadata, c.EOT_ID)
+        source_of, position = order(mix.selection, opts.seed, opts.shuffle)
+        starts, ends = _spans(mix.read, mix.selection, source_of, position)
         sink = SpillSink(stack.enter_context(spill_file(output)), output)
-        doc_offsets = _write(read, source_of, spans, placement, eot, sink, progress)
-        facts = _facts(read, listed, selection, weights)
-        meta = _metadata(first, read, facts, selection, opts, placement, doc_offsets)
+        ids = [s.ids for s in mix.read]
+        doc_offsets = write_documents(
+            ids, source_of, starts, ends, placement, mix.eot, sink, progress
+        )
+        meta = mix_metadata(mix, opts, placement, doc_offsets)
         sink.f.flush()
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))
         paths = fmt.write(
             output, sink.f, sink.count, doc_offsets, meta,
-            inputs=[p for s in read for p in s.inputs], no_clobber=no_clobber, files=files,
+            inputs=mix.paths, no_clobber=no_clobber, files=files,
         )  # fmt: skip
         files.commit()
     header = header_if_file(output) if fmt.name == "safetensors" else None
     return MixResult(
-        output, Written.of(paths, main=0), facts, selection.budget, sink.count,
+        output, Written.of(paths, main=0), mix.facts, mix.selection.budget, sink.count,
         int(doc_offsets.size - 1), opts.seed, opts.shuffle, opts.dedup,
         time.perf_counter() - started, fmt.name, header, notes,
     )  # fmt: skip
+
+
+@dataclass
+class Prepared:
+    """The sources read and the selection made: what every way of writing a mix starts from
+    (one process, or each job of a two-phase run, which all compute the same)."""
+
+    listed: list[tuple[str, list[str]]]
+    read: list[_Source]
+    first: _Source
+    weights: list[float]
+    selection: Selection
+    facts: list[MixSource]
+
+    @property
+    def paths(self) -> list[str]:
+        return [p for s in self.read for p in s.inputs]
+
+    @property
+    def eot(self) -> int | None:
+        return c.get_int(self.first.metadata, c.EOT_ID)
+
+
+def prepare(
+    inputs: list[str],
+    sources: list[str] | None,
+    opts: MixOptions,
+    placement: str,
+    stack: contextlib.ExitStack,
+) -> Prepared:
+    """Read the sources (kept open by ``stack``), drop duplicates, select the documents."""
+    if opts.max_repeat <= 0:
+        raise UsageError(f"--max-repeat must be above 0 (got {opts.max_repeat:g})")
+    listed = sources_of(inputs, list(sources or []))
+    read = [_read(name, files, stack) for name, files in listed]
+    first = _agreeing(read, placement)
+    if opts.dedup:
+        _dedup(read)
+    else:
+        for s in read:
+            s.kept = np.arange(s.starts.size, dtype=np.int64)
+    names = [s.name for s in read]
+    lengths = [s.lengths for s in read]
+    weights = parse_weights(opts.weights, names, [int(x.sum()) for x in lengths])
+    selection = select(lengths, weights, opts.tokens, opts.max_repeat, opts.seed, names)
+    facts = _facts(read, listed, selection, weights)
+    return Prepared(listed, read, first, weights, selection, facts)
 
 
 def _agreeing(read: list[_Source], placement: str) -> _Source:
@@ -305,23 +340,23 @@ def _spans(
     return starts, ends
 
 
-def _write(
-    read: list[_Source],
+def write_documents(
+    ids: list[np.ndarray],
     source_of: np.ndarray,
-    spans: tuple[np.ndarray, np.ndarray],
+    starts: np.ndarray,
+    ends: np.ndarray,
     placement: str,
     eot: int | None,
     sink: SpillSink,
     progress: ProgressFactory,
 ) -> np.ndarray:
-    """The documents to ``sink`` in order, separated as ``placement`` says; their offsets."""
-    starts, ends = spans
+    """The documents ``ids[source_of[j]][starts[j]:ends[j]]`` to ``sink`` in order,
+    separated as ``placement`` says; their offsets."""
     offsets = _offsets(ends - starts, placement)
     mark = np.array([eot if eot is not None else 0], np.int32)
     before = placement == "before"
     after = placement == "after"
     between = placement == "between"
-    ids = [s.ids for s in read]
     parts: list[np.ndarray] = []
     pending = 0
     with progress("mix", int(offsets[-1]), "tokens") as advance:
@@ -386,16 +421,11 @@ def _facts(
     ]
 
 
-def _metadata(
-    first: _Source,
-    read: list[_Source],
-    facts: list[MixSource],
-    selection: Selection,
-    opts: MixOptions,
-    placement: str,
-    doc_offsets: np.ndarray,
+def mix_metadata(
+    mix: Prepared, opts: MixOptions, placement: str, doc_offsets: np.ndarray
 ) -> dict[str, str]:
     """The tokenizer's lineage (every source's), the stream's counts, and how it was mixed."""
+    first, read, facts, selection = mix.first, mix.read, mix.facts, mix.selection
     base = {k: first.metadata[k] for k in _TOKENIZER_KEYS if k in first.metadata}
     policies = {s.metadata.get(c.SPECIAL) for s in read}
     if len(policies) == 1 and None not in policies:

@@ -144,6 +144,7 @@ class MixResult:
     format: str = "safetensors"
     header: Header | None = None
     notes: list[str] = field(default_factory=list)
+    phase: str | None = None  # a two-phase run's job: "scatter 2/3", "gather 1/2"
 
     stage: ClassVar[str] = "mix"
 

@@ -1,0 +1,296 @@
+"""``embedcli mix`` as a cluster job in two phases, writing what one process writes.
+
+* ``--phase scatter --shard I/N --buckets M``: job I reads its share of every source (the I-th
+  of N ranges of each source's documents), and writes M bucket files: bucket J holds the
+  documents whose place in the output falls in the J-th of M ranges (their ids, lengths and
+  sort keys), then a marker saying the job is done.
+* ``--phase gather --shard J/M``: job J reads bucket J of every scatter job, sorts it, and
+  writes output part J of M and the manifest (every job writes the same one, last), as
+  ``tokenize --shard`` does.
+
+Read through its manifest, the output is the one-process run's token stream, id for id: every
+job computes the same selection (it reads every source's document lengths, and their digests
+with ``--dedup exact``), a document's place is a keyed hash (:mod:`embedcli.mixing`), and the
+buckets are ranges of it, so the parts in order are the one sorted stream. A gather job holds
+one bucket in memory (about 1/M of the output); a scatter job one bucket of its share at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedcli import contract as c
+from embedcli.errors import InputError, UsageError
+from embedcli.formats import TokenFormat, format_for
+from embedcli.mixing import ORDER, keys
+from embedcli.progress import ProgressFactory, no_progress
+from embedcli.stages.common import SpillSink, spill_file
+from embedcli.stages.mix import MixOptions, Prepared, mix_metadata, prepare, write_documents
+from embedcli.stages.results import MixResult, Written
+from embedcli.storage.atomic import atomic_file
+from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
+from embedcli.storage.output_set import OutputSet
+from embedcli.storage.outputs import check_output
+from embedcli.storage.store import header_if_file
+
+PHASES = ("scatter", "gather")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One job of a two-phase run: which phase, its index and count (``--shard I/N``), the
+    gather jobs a scatter job writes buckets for, and where the buckets live."""
+
+    name: str
+    index: int
+    count: int
+    directory: str
+    buckets: int | None = None  # scatter: the gather jobs (M)
+
+
+def run_mix_phase(
+    inputs: list[str],
+    output: str,
+    phase: Phase,
+    opts: MixOptions | None = None,
+    *,
+    sources: list[str] | None = None,
+    to: str | None = None,
+    no_clobber: bool = False,
+    progress: ProgressFactory = no_progress,
+) -> MixResult:
+    """One job of the two-phase run of ``run_mix(inputs, output, opts, ...)``."""
+    started = time.perf_counter()
+    opts = opts or MixOptions()
+    fmt = format_for(to, output)
+    placement = opts.eot or fmt.default_eot
+    if phase.name not in PHASES:
+        raise UsageError(f"unknown --phase {phase.name!r}; use scatter or gather")
+    with contextlib.ExitStack() as stack:
+        mix = prepare(inputs, sources, opts, placement, stack)
+        fingerprint = _fingerprint(mix, opts, placement, fmt.name)
+        if phase.name == "scatter":
+            if not phase.buckets or phase.buckets < 1:
+                raise UsageError("--phase scatter needs --buckets M: the number of gather jobs")
+            paths, docs, tokens = _scatter(mix, opts, phase, fingerprint, progress)
+            header = None
+        else:
+            paths, docs, tokens = _gather(
+                mix, opts, phase, fingerprint, output, fmt, placement, no_clobber, progress
+            )
+            header = header_if_file(paths[0]) if fmt.name == "safetensors" else None
+    return MixResult(
+        paths[0], Written.of(paths, main=0), mix.facts, mix.selection.budget, tokens, docs,
+        opts.seed, opts.shuffle, opts.dedup, time.perf_counter() - started, fmt.name, header,
+        phase=f"{phase.name} {phase.index + 1}/{phase.count}",
+    )  # fmt: skip
+
+
+def _fingerprint(mix: Prepared, opts: MixOptions, placement: str, fmt: str) -> str:
+    """What every job of one run agrees on: the inputs (paths and sizes), the options."""
+    listing = [(p, os.path.getsize(p) if os.path.isfile(p) else 0) for p in mix.paths]
+    names = [s.name for s in mix.read]
+    doc = [listing, names, repr(opts), placement, fmt]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
+
+
+def _places(mix: Prepared, opts: MixOptions, buckets: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each source, each taken document's sort key (its hash, or with ``--no-shuffle``
+    its rank in source order) and its bucket (the range of keys it falls in)."""
+    total = sum(t.documents for t in mix.selection.sources)
+    placed, before = [], 0
+    for k, taken in enumerate(mix.selection.sources):
+        if opts.shuffle:
+            key = keys(opts.seed, ORDER, k, taken.passes, taken.docs)
+            bucket = (((key >> np.uint64(32)) * np.uint64(buckets)) >> np.uint64(32)).astype(
+                np.int64
+            )
+        else:  # source order: pass, then the document's index; ranks after earlier sources
+            rank = np.empty(taken.documents, np.int64)
+            rank[np.lexsort((taken.docs, taken.passes))] = np.arange(taken.documents) + before
+            key = rank.astype(np.uint64)
+            bucket = rank * buckets // max(total, 1)
+        before += taken.documents
+        placed.append((key, bucket))
+    return placed
+
+
+def _scatter(
+    mix: Prepared, opts: MixOptions, phase: Phase, fingerprint: str, progress: ProgressFactory
+) -> tuple[list[str], int, int]:
+    assert phase.buckets is not None
+    os.makedirs(phase.directory, exist_ok=True)
+    placed = _places(mix, opts, phase.buckets)
+    mine = []  # for each source: the positions of taken documents in this job's share
+    for s, taken in zip(mix.read, mix.selection.sources, strict=True):
+        docs = s.kept[taken.docs]
+        n = s.starts.size
+        lo, hi = n * phase.index // phase.count, n * (phase.index + 1) // phase.count
+        mine.append(np.flatnonzero((docs >= lo) & (docs < hi)))
+    paths, docs_written, tokens = [], 0, 0
+    with progress("scatter", phase.buckets, "blocks") as advance:
+        for j in range(phase.buckets):
+            path = _bucket_path(phase.directory, j, phase.index, phase.count)
+            docs_written, tokens = _write_bucket(mix, placed, mine, j, path, fingerprint)
+            paths.append(path)
+            advance(1)
+    marker = _marker_path(phase.directory, phase.index, phase.count)
+    done = {"fingerprint": fingerprint, "buckets": phase.buckets, "scatter_jobs": phase.count}
+    with atomic_file(marker, output=False) as f:
+        f.write(json.dumps(done).encode())
+    total_docs = sum(int(m.size) for m in mine)
+    return [marker, *paths], total_docs, tokens
+
+
+def _write_bucket(
+    mix: Prepared,
+    placed: list[tuple[np.ndarray, np.ndarray]],
+    mine: list[np.ndarray],
+    j: int,
+    path: str,
+    fingerprint: str,
+) -> tuple[int, int]:
+    """Bucket ``j`` of this job's share: sort keys, sources, positions, lengths and ids."""
+    from safetensors.numpy import save
+
+    sort, source, position, lengths, ids = [], [], [], [], []
+    for k, (s, taken, (key, bucket), share) in enumerate(
+        zip(mix.read, mix.selection.sources, placed, mine, strict=True)
+    ):
+        at = share[bucket[share] == j]
+        docs = s.kept[taken.docs[at]]
+        sort.append(key[at])
+        source.append(np.full(at.size, k, np.int64))
+        position.append(at.astype(np.int64))
+        lengths.append((s.ends - s.starts)[docs])
+        ids += [
+            s.ids[a:b] for a, b in zip(s.starts[docs].tolist(), s.ends[docs].tolist(), strict=True)
+        ]
+    tensors = {
+        "sort": np.concatenate(sort).astype(np.uint64),
+        "source": np.concatenate(source),
+        "position": np.concatenate(position),
+        "lengths": np.concatenate(lengths).astype(np.int64),
+        "ids": (np.concatenate(ids) if ids else np.zeros(0)).astype(np.int32),
+    }
+    with atomic_file(path, output=False) as f:
+        f.write(save(tensors, metadata={"mix_fingerprint": fingerprint}))
+    return int(tensors["lengths"].size), int(tensors["ids"].size)
+
+
+def _bucket_path(directory: str, bucket: int, job: int, jobs: int) -> str:
+    return os.path.join(
+        directory, f"bucket-{bucket:05d}-from-{job + 1:05d}-of-{jobs:05d}.safetensors"
+    )
+
+
+def _marker_path(directory: str, job: int, jobs: int) -> str:
+    return os.path.join(directory, f"scatter-{job + 1:05d}-of-{jobs:05d}.done.json")
+
+
+def _scatter_jobs(directory: str, fingerprint: str, buckets: int) -> int:
+    """The number of scatter jobs, once every one has finished this run's buckets."""
+    try:
+        markers = sorted(n for n in os.listdir(directory) if n.startswith("scatter-"))
+    except OSError:
+        raise InputError(f"{directory}: no scatter output (run --phase scatter first)") from None
+    found = []
+    for name in markers:
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            done = json.load(f)
+        if done.get("fingerprint") == fingerprint:
+            found.append(done)
+    if not found:
+        raise InputError(
+            f"{directory}: no scatter job of this run has finished (other inputs or options?)"
+        )
+    jobs = int(found[0]["scatter_jobs"])
+    if int(found[0]["buckets"]) != buckets:
+        raise UsageError(
+            f"the scatter jobs wrote {found[0]['buckets']} buckets: run {found[0]['buckets']} "
+            f"gather jobs (--shard J/{found[0]['buckets']}), not {buckets}"
+        )
+    for job in range(jobs):
+        path = _marker_path(directory, job, jobs)
+        try:
+            with open(path, encoding="utf-8") as f:
+                finished = json.load(f).get("fingerprint") == fingerprint
+        except (OSError, ValueError):
+            finished = False
+        if not finished:
+            raise InputError(f"scatter job {job + 1} of {jobs} has not finished (no {path})")
+    return jobs
+
+
+def _gather(
+    mix: Prepared,
+    opts: MixOptions,
+    phase: Phase,
+    fingerprint: str,
+    output: str,
+    fmt: TokenFormat,
+    placement: str,
+    no_clobber: bool,
+    progress: ProgressFactory,
+) -> tuple[list[str], int, int]:
+    jobs = _scatter_jobs(phase.directory, fingerprint, phase.count)
+    sort, source, position, lengths, ids = _bucket(phase.directory, phase.index, jobs, fingerprint)
+    # the one process's order: by key, ties in source then position order (or by rank)
+    by = np.lexsort((position, source, sort)) if opts.shuffle else np.argsort(sort, kind="stable")
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    listing = [(p, os.path.getsize(p) if os.path.isfile(p) else 0) for p in mix.paths]
+    manifest = shard_manifest(
+        output, [*listing, (fingerprint, 0)], phase.count, fmt.name, fmt.suffixes
+    )
+    part = os.path.join(os.path.dirname(output), manifest["shards"][phase.index])
+    check_output(part, inputs=mix.paths, no_clobber=no_clobber)
+    with contextlib.ExitStack() as stack:
+        sink = SpillSink(stack.enter_context(spill_file(part)), part)
+        which = np.zeros(by.size, np.int64)
+        doc_offsets = write_documents(
+            [ids], which, starts[by], ends[by], placement, mix.eot, sink, progress
+        )
+        meta = mix_metadata(mix, opts, placement, doc_offsets)
+        meta |= c.shard_fields(phase.index, phase.count, manifest["shard_set"])
+        sink.f.flush()
+        files = stack.enter_context(OutputSet(no_clobber=no_clobber))
+        paths = fmt.write(
+            part, sink.f, sink.count, doc_offsets, meta,
+            inputs=mix.paths, no_clobber=no_clobber, files=files,
+        )  # fmt: skip
+        where = manifest_path(output)
+        files.replaces(older_shards(where, manifest, inputs=mix.paths))
+        files.pointer(where, manifest)
+        files.commit()
+    return [*paths, where], int(doc_offsets.size - 1), sink.count
+
+
+def _bucket(
+    directory: str, bucket: int, jobs: int, fingerprint: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bucket ``bucket`` of every scatter job, joined: keys, sources, positions, lengths, ids."""
+    from safetensors import safe_open
+
+    parts: list[dict[str, np.ndarray]] = []
+    for job in range(jobs):
+        path = _bucket_path(directory, bucket, job, jobs)
+        try:
+            with safe_open(path, framework="numpy") as f:
+                if (f.metadata() or {}).get("mix_fingerprint") != fingerprint:
+                    raise InputError(f"{path}: written by another run's scatter job")
+                parts.append({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118
+        except OSError:
+            raise InputError(f"{path}: missing (scatter job {job + 1} of {jobs})") from None
+    joined = [
+        np.concatenate([p[k] for p in parts])
+        for k in ("sort", "source", "position", "lengths", "ids")
+    ]
+    return joined[0], joined[1], joined[2], joined[3].astype(np.int64), joined[4]
