@@ -300,9 +300,17 @@ def counted(text: str, stats: TokenizeStats) -> str:
 def count_specials(text: str, stats: TokenizeStats) -> None:
     """Count the tokenizer's special tokens (``stats.special_texts``) that ``text`` holds
     literally, each by name (``--special`` says what they become)."""
-    names = _special_finder(stats.special_texts)(text)
+    global _LAST
+    texts, last = stats.special_texts, _LAST
+    if last[0] is not texts:  # one run asks with one tuple: hashing 1,283 names costs 11 us
+        last = _LAST = (texts, _special_finder(texts))
+    names = last[1](text)
     if names:
         found(stats, names)
+
+
+# The last (special_texts, finder) asked for, replaced whole (threads read it as they go).
+_LAST: tuple[tuple[str, ...] | None, Callable[[str], list[str]]] = (None, lambda text: [])
 
 
 def found(stats: TokenizeStats, names: list[str]) -> None:

@@ -138,15 +138,15 @@ def _scatter(
     with progress("scatter", phase.buckets, "blocks") as advance:
         for j in range(phase.buckets):
             path = _bucket_path(phase.directory, j, phase.index, phase.count)
-            docs_written, tokens = _write_bucket(mix, placed, mine, j, path, fingerprint)
+            docs, ids = _write_bucket(mix, placed, mine, j, path, fingerprint)
+            docs_written, tokens = docs_written + docs, tokens + ids
             paths.append(path)
             advance(1)
     marker = _marker_path(phase.directory, phase.index, phase.count)
     done = {"fingerprint": fingerprint, "buckets": phase.buckets, "scatter_jobs": phase.count}
     with atomic_file(marker, output=False) as f:
         f.write(json.dumps(done).encode())
-    total_docs = sum(int(m.size) for m in mine)
-    return [marker, *paths], total_docs, tokens
+    return [marker, *paths], docs_written, tokens
 
 
 def _write_bucket(
