@@ -201,6 +201,8 @@ def test_only_the_contract_spells_metadata_keys():
         "stages/embed_plan.py",
         "stages/tokenize.py",
         "stages/mix.py",
+        "stages/mix_sources.py",
+        "stages/mix_phases.py",
         "bpe/pieces.py",
         "windows.py",
         "inputs/token_files.py",

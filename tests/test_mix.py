@@ -120,14 +120,14 @@ def _documents(path, fmt=None):
     """The documents of a token file (any format), separators removed, as tuples of ids."""
     from embedcli.inputs import Request, open_input
     from embedcli.progress import no_progress
-    from embedcli.stages.mix import _bodies, _offsets_from_marks
+    from embedcli.stages.mix_sources import bodies, offsets_from_marks
 
     with open_input([str(path)], Request()) as found:
         source = found.load(no_progress)
         if source.doc_offsets is None:  # nanoGPT, llm.c: at the separators (no literal one here)
             source.metadata["special"] = "text"
-            source.doc_offsets = _offsets_from_marks(source, str(path))
-        starts, ends = _bodies(source, str(path))
+            source.doc_offsets = offsets_from_marks(source, str(path))
+        starts, ends = bodies(source, str(path))
         return [tuple(source.ids[a:b].tolist()) for a, b in zip(starts, ends, strict=True)]
 
 

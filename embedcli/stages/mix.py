@@ -17,24 +17,21 @@ reads them at random, fast while they fit in the page cache).
 from __future__ import annotations
 
 import contextlib
-import glob
-import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from embedcli import contract as c
-from embedcli.errors import FormatError, UsageError
+from embedcli.errors import UsageError
 from embedcli.formats import format_for
-from embedcli.inputs import Request, TokenSource, open_input
-from embedcli.mixing import Selection, first_occurrences, order, parse_weights, select
+from embedcli.mixing import Selection, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.common import SpillSink, remote_output, spill_file
+from embedcli.stages.mix_sources import MixInput, dedup, read_source, sources_of
 from embedcli.stages.results import MixResult, MixSource, Written
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output, stale_temps
@@ -68,148 +65,6 @@ class MixOptions:
     shuffle: bool = True
     dedup: bool = False  # drop documents whose ids another document already has
     eot: str | None = None  # the separator's placement; None: the output format's own
-
-
-@dataclass
-class _Source:
-    """One source read: its name, files, ids, and each document's span without separators."""
-
-    name: str
-    inputs: list[str]
-    ids: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    metadata: dict[str, str]
-    duplicates: int = 0
-    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # after dedup
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return (self.ends - self.starts)[self.kept]
-
-
-def sources_of(inputs: list[str], named: list[str]) -> list[tuple[str, list[str]]]:
-    """``(name, files)`` of each source: every input alone, named by its file's stem
-    (``web.tokens.safetensors`` is ``web``), then each ``--source NAME=GLOB``."""
-    found = [(_stem(p), [p]) for p in inputs]
-    for spec in named:
-        name, sep, pattern = spec.partition("=")
-        if not sep or not name.strip() or not pattern:
-            raise UsageError(f"--source {spec}: give NAME=GLOB (e.g. web=data/web-*.bin)")
-        files = sorted(glob.glob(pattern)) or ([pattern] if os.path.exists(pattern) else [])
-        if not files:
-            raise UsageError(f"--source {spec}: no file matches {pattern}")
-        found.append((name.strip(), files))
-    names = [n for n, _ in found]
-    for name in names:
-        if names.count(name) > 1:
-            raise UsageError(f"two sources are called {name}: name them with --source NAME=GLOB")
-    if not found:
-        raise UsageError("give the token files to mix (or --source NAME=GLOB)")
-    return found
-
-
-def _stem(path: str) -> str:
-    name = os.path.basename(path.rstrip("/"))
-    for end in (".manifest.json", ".index.json", ".safetensors", ".json", ".bin", ".npy"):
-        name = name.removesuffix(end)
-    return name.removesuffix(".tokens") or name
-
-
-def _read(name: str, files: list[str], stack: contextlib.ExitStack) -> _Source:
-    found = stack.enter_context(open_input(files, Request()))
-    if found.reader == "text":
-        raise UsageError(
-            f"source {name}: {files[0]} is text; tokenize it first "
-            f"(embedcli tokenize {files[0]} -o {name}.tokens.safetensors)"
-        )
-    source = found.load(no_progress)
-    if not isinstance(source, TokenSource):
-        raise UsageError(f"source {name}: {files[0]} holds windows, not documents; mix token files")
-    if source.doc_offsets is None:
-        source = replace(
-            source, doc_offsets=_offsets_from_marks(source, f"source {name} ({files[0]})")
-        )
-    starts, ends = _bodies(source, f"source {name} ({files[0]})")
-    # a plain array over the same memory: np.memmap's slicing costs 6 us a document
-    ids = np.asarray(source.ids).view(np.ndarray)
-    return _Source(name, list(found.paths), ids, starts, ends, dict(source.metadata))
-
-
-def _offsets_from_marks(source: TokenSource, what: str) -> np.ndarray:
-    """The documents of a file that records no offsets (nanoGPT's, llm.c's, npy), found at its
-    separators: exact only where no document holds the separator's id, which its lineage says
-    (``--special text``, the trainers' default: a literal marker was encoded as text)."""
-    meta = source.metadata
-    eot, placement = c.get_int(meta, c.EOT_ID), meta.get(c.EOT_PLACEMENT, "between")
-    if eot is None or meta.get(c.SPECIAL) != "text" or placement == "none":
-        raise FormatError(
-            f"{what}: does not mark its documents (no doc_offsets, and its separator may also "
-            "be text: --special is not text, or no sidecar says); mix needs documents"
-        )
-    at = np.flatnonzero(np.asarray(source.ids) == eot).astype(np.int64)
-    size = np.array([source.ids.size], np.int64)
-    if placement == "before":  # each document opens with one
-        starts = at
-    else:  # after: each closes its document; between: each closes all but the last
-        starts = np.concatenate([[0], at + 1])
-        if placement == "after" and starts[-1] == size[0]:
-            starts = starts[:-1]
-    return np.concatenate([starts, size]).astype(np.int64)
-
-
-def _bodies(source: TokenSource, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each document's span without the separator its placement gave it, checked."""
-    assert source.doc_offsets is not None
-    off = source.doc_offsets.astype(np.int64)
-    starts, ends = off[:-1].copy(), off[1:].copy()
-    placement = source.metadata.get(c.EOT_PLACEMENT, "between")
-    eot = c.get_int(source.metadata, c.EOT_ID)
-    if placement == "none" or starts.size == 0:
-        return starts, ends
-    if placement == "before":
-        marks, starts = starts, starts + 1
-    elif placement == "after":
-        ends = ends - 1
-        marks = ends
-    else:  # between: every document but the last ends with the one before the next
-        ends[:-1] -= 1
-        marks = ends[:-1]
-    if (
-        eot is None
-        or (marks.size and not (source.ids[marks] == eot).all())
-        or (ends < starts).any()
-    ):
-        raise FormatError(
-            f"{what}: its documents are not marked by id {eot} where its metadata says "
-            f"({placement}); the file is damaged or its lineage wrong"
-        )
-    return starts, ends
-
-
-def _as_u4(ids: np.ndarray) -> np.ndarray:
-    """The ids as little-endian uint32 (what a digest is taken of, whatever the file's dtype):
-    a view of 4-byte ids, a copy of others."""
-    if ids.dtype.itemsize == 4 and ids.dtype.kind in "iu" and ids.dtype.byteorder in "<=|":
-        return ids.view("<u4")
-    return ids.astype("<u4")
-
-
-def _dedup(sources: list[_Source]) -> None:
-    """Keep the first of each distinct document (a 128-bit digest of its ids), in source order."""
-    digests = [
-        hashlib.blake2b(ids[a:b].data, digest_size=16).digest()
-        for s in sources
-        for ids in [_as_u4(s.ids)]
-        for a, b in zip(s.starts.tolist(), s.ends.tolist(), strict=True)
-    ]
-    keep = first_occurrences(digests)
-    at = 0
-    for s in sources:
-        mine = keep[at : at + s.starts.size]
-        at += s.starts.size
-        s.kept = np.flatnonzero(mine).astype(np.int64)
-        s.duplicates = int(mine.size - s.kept.size)
 
 
 @remote_output
@@ -263,8 +118,8 @@ class Prepared:
     (one process, or each job of a two-phase run, which all compute the same)."""
 
     listed: list[tuple[str, list[str]]]
-    read: list[_Source]
-    first: _Source
+    read: list[MixInput]
+    first: MixInput
     weights: list[float]
     selection: Selection
     facts: list[MixSource]
@@ -289,10 +144,10 @@ def prepare(
     if opts.max_repeat <= 0:
         raise UsageError(f"--max-repeat must be above 0 (got {opts.max_repeat:g})")
     listed = sources_of(inputs, list(sources or []))
-    read = [_read(name, files, stack) for name, files in listed]
+    read = [read_source(name, files, stack) for name, files in listed]
     first = _agreeing(read, placement)
     if opts.dedup:
-        _dedup(read)
+        dedup(read)
     else:
         for s in read:
             s.kept = np.arange(s.starts.size, dtype=np.int64)
@@ -304,7 +159,7 @@ def prepare(
     return Prepared(listed, read, first, weights, selection, facts)
 
 
-def _agreeing(read: list[_Source], placement: str) -> _Source:
+def _agreeing(read: list[MixInput], placement: str) -> MixInput:
     """The first source, after checking that every source holds the same tokenizer's ids and
     that the output's placement uses the same marker."""
     first = read[0]
@@ -328,7 +183,7 @@ def _agreeing(read: list[_Source], placement: str) -> _Source:
 
 
 def _spans(
-    read: list[_Source], selection: Selection, source_of: np.ndarray, position: np.ndarray
+    read: list[MixInput], selection: Selection, source_of: np.ndarray, position: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where each output document's ids lie in its source: ``(starts, ends)``."""
     starts = np.empty(source_of.size, np.int64)
@@ -399,7 +254,7 @@ def _flush(parts: list[np.ndarray], sink: SpillSink, advance: Callable[[int], No
 
 
 def _facts(
-    read: list[_Source],
+    read: list[MixInput],
     listed: list[tuple[str, list[str]]],
     selection: Selection,
     weights: list[float],
