@@ -35,7 +35,8 @@ import numpy as np
 
 from embedcli.errors import UsageError
 
-SELECT, ORDER = 1, 2  # what a key is for: which documents a pass takes, where they go
+SELECT, ORDER, HELD = 1, 2, 3  # what a key is for: which documents a pass takes, where
+# they go, where a held-out (validation) document goes
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -243,10 +244,10 @@ def _pair(part: str) -> tuple[str, float]:
 _COUNT_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 
 
-def parse_count(text: str) -> int:
+def parse_count(text: str, option: str = "--tokens") -> int:
     """``--tokens``: ``10B`` -> 10,000,000,000; ``500M``, ``1.5k`` and plain numbers too."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]?)\s*", text.replace("_", ""))
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _COUNT_UNITS:
-        raise UsageError(f"--tokens {text}: not a count (e.g. 10B, 500M, 250000)")
+        raise UsageError(f"{option} {text}: not a count (e.g. 10B, 500M, 250000)")
     return int(float(match.group(1)) * _COUNT_UNITS[unit])

@@ -307,3 +307,47 @@ def test_a_gather_job_refuses_an_unfinished_or_other_scatter(sources, tmp_path):
     assert len(_stream(tmp_path / "m.tokens.manifest.json")[1]) > 1
     lone = invoke(*base, "--shard", "0/2")
     assert b"go with --phase scatter|gather" in lone.stderr
+
+
+def test_a_validation_split_is_held_out_before_the_mix(sources, tmp_path):
+    """--val-fraction: documents chosen by a digest of the seed and their ids go to the
+    validation file beside the output, never into the mix; an identical document is always
+    on one side (the story's repeated paragraph); --val-tokens takes the lowest digests."""
+    from embedcli.storage.store import read_header
+
+    web, story = sources
+    out = tmp_path / "train.tokens.safetensors"
+    proc = invoke("mix", str(web), str(story), "-o", str(out), "--val-fraction", "0.4")
+    assert proc.returncode == 0, proc.stderr
+    val = tmp_path / "val.tokens.safetensors"
+    train_docs, val_docs = _documents(out), _documents(val)
+    everything = _documents(web) + _documents(story)
+    assert Counter(train_docs) + Counter(val_docs) == Counter(everything)
+    assert not set(train_docs) & set(val_docs)  # the repeated paragraph: one side only
+    assert 0 < len(val_docs) < len(everything)
+    meta, other = read_header(str(out)).metadata, read_header(str(val)).metadata
+    assert meta["split"] == "train" and other["split"] == "val"
+    assert meta["split_pair"] == other["split_pair"] and other["split_partner"] == out.name
+    assert b"validation" in proc.stderr
+    for path in (out, val):  # both read by the next stage
+        args = ["batch", str(path), "-T", "4", "-o", str(tmp_path / "w.safetensors"), "-q"]
+        assert invoke(*args).returncode == 0
+    sized = invoke("mix", str(web), str(story), "-o", str(out), "--val-tokens", "100")
+    assert sized.returncode == 0, sized.stderr
+    held = sum(len(d) for d in _documents(val))
+    assert 100 <= held < 100 + max(len(d) for d in everything)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--val-fraction", "0.1", "--val-tokens", "5"], "not both"),
+        (["--val-fraction", "0.1", "--phase", "scatter", "--shard", "0/1", "--buckets", "1"],
+         "no validation split yet"),
+    ],
+)  # fmt: skip
+def test_validation_refusals(sources, tmp_path, extra, message):
+    web, story = sources
+    proc = invoke("mix", str(web), str(story), "-o", str(tmp_path / "m.tokens.safetensors"), *extra)
+    assert proc.returncode != 0 and message.encode() in proc.stderr
+    assert not list(tmp_path.glob("*val*")) and not (tmp_path / "m.tokens.safetensors").exists()

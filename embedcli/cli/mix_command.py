@@ -9,6 +9,7 @@ import typer
 from embedcli import options as o
 from embedcli.cli.options import (
     OUT,
+    HelpAll,
     NoClobber,
     Quiet,
     ToOpt,
@@ -118,8 +119,31 @@ MixEotOpt = Annotated[
         show_default=False,
     ),
 ]
+MixValFraction = Annotated[
+    float | None,
+    typer.Option(
+        "--val-fraction",
+        min=0.0,
+        max=1.0,
+        metavar="F",
+        rich_help_panel=MIX,
+        help="Hold out a fraction F of the documents (chosen by a digest of --seed and their "
+        "ids) for a validation file beside -o (train.bin -> val.bin).",
+        show_default=False,
+    ),
+]
+MixValTokens = Annotated[
+    str | None,
+    typer.Option(
+        "--val-tokens",
+        metavar="N",
+        rich_help_panel=MIX,
+        help="Hold out documents of about N tokens (the lowest digests) instead.",
+        show_default=False,
+    ),
+]
 
-CLUSTER = "Cluster (two phases)"
+CLUSTER = "Cluster"
 PhaseOpt = Annotated[
     str | None,
     typer.Option(
@@ -177,6 +201,8 @@ def mix(
     dedup: DedupOpt = "none",
     to: ToOpt = None,
     eot: MixEotOpt = None,
+    val_fraction: MixValFraction = None,
+    val_tokens: MixValTokens = None,
     phase: PhaseOpt = None,
     shard: MixShardOpt = None,
     buckets: BucketsOpt = None,
@@ -184,6 +210,7 @@ def mix(
     no_clobber: NoClobber = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    help_all: HelpAll = False,
 ) -> None:
     """Assemble a training corpus: token files of several sources mixed by a token budget at chosen weights, documents shuffled across all of them, exact duplicates dropped.
 
@@ -199,9 +226,7 @@ def mix(
 
       embedcli mix a.tokens.safetensors b.tokens.safetensors --dedup exact --no-shuffle -o ab.tokens.safetensors
 
-      embedcli mix web.* code.* -o m.tokens.safetensors --phase scatter --shard $SLURM_ARRAY_TASK_ID/8 --buckets 4   [dim]# then:[/]
-
-      embedcli mix web.* code.* -o m.tokens.safetensors --phase gather --shard $SLURM_ARRAY_TASK_ID/4
+    On a cluster: the same command with --phase scatter, then --phase gather (--help-all; the README's mix).
     """
     from embedcli.mixing import parse_count
     from embedcli.stages.mix import MixOptions, run_mix
@@ -216,6 +241,8 @@ def mix(
         shuffle=shuffle,
         dedup=dedup == "exact",
         eot=eot,
+        val_fraction=val_fraction or 0.0,
+        val_tokens=parse_count(val_tokens, "--val-tokens") if val_tokens is not None else None,
     )
     named, progress = list(source or []), progress_factory(quiet)
     if phase is None:

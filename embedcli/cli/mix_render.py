@@ -33,6 +33,10 @@ def mix_facts(result: MixResult, written: str) -> dict[str, str]:
     }
     if result.dedup:
         facts["exact duplicates"] = f"{dropped:,} documents dropped"
+    if result.val_output is not None:
+        facts["validation"] = (
+            f"{result.val_documents:,} documents, {result.val_tokens:,} ids -> {result.val_output}"
+        )
     facts["time"] = f"{result.seconds:.2f} s"
     facts["output"] = written
     return facts

@@ -8,7 +8,8 @@ placement put them), the selection and order computed from the documents' length
 trainers expect, to a spill file and through the format's writer, committed as one
 :class:`~embedcli.storage.output_set.OutputSet`. The metadata records the inputs, weights,
 budget, seed and what each source gave, so a rerun with the same arguments writes the same
-bytes.
+bytes. A validation split (``--val-fraction``, ``--val-tokens``) is held out before the
+selection and written beside the output, the two files one train/validation pair.
 
 This step reads the sources whole (memory-mapped where their format allows: a shuffled order
 reads them at random, fast while they fit in the page cache).
@@ -26,13 +27,14 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import UsageError
-from embedcli.formats import format_for
-from embedcli.mixing import Selection, order, parse_weights, select
+from embedcli.formats import TokenFormat, format_for
+from embedcli.mixing import HELD, Selection, keys, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.common import SpillSink, remote_output, spill_file
-from embedcli.stages.mix_sources import MixInput, dedup, read_source, sources_of
+from embedcli.stages.mix_sources import MixInput, dedup, hold_out, read_source, sources_of
 from embedcli.stages.results import MixResult, MixSource, Written
+from embedcli.stages.tokenize import val_name
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output, stale_temps
 from embedcli.storage.store import header_if_file
@@ -65,6 +67,12 @@ class MixOptions:
     shuffle: bool = True
     dedup: bool = False  # drop documents whose ids another document already has
     eot: str | None = None  # the separator's placement; None: the output format's own
+    val_fraction: float = 0.0  # documents held out for a validation file beside the output
+    val_tokens: int | None = None  # or this many tokens of them
+
+    @property
+    def holds_out(self) -> bool:
+        return bool(self.val_fraction) or self.val_tokens is not None
 
 
 @remote_output
@@ -85,31 +93,106 @@ def run_mix(
     opts = opts or MixOptions()
     fmt = format_for(to, output)
     placement = opts.eot or fmt.default_eot
+    val_output = _val_output(output, fmt, opts)
     with contextlib.ExitStack() as stack:
         mix = prepare(inputs, sources, opts, placement, stack)
         check_output(output, inputs=mix.paths, no_clobber=no_clobber)
+        if val_output is not None:
+            check_output(val_output, inputs=mix.paths, no_clobber=no_clobber)
         notes = stale_temps(output)
         source_of, position = order(mix.selection, opts.seed, opts.shuffle)
         starts, ends = _spans(mix.read, mix.selection, source_of, position)
-        sink = SpillSink(stack.enter_context(spill_file(output)), output)
-        ids = [s.ids for s in mix.read]
-        doc_offsets = write_documents(
-            ids, source_of, starts, ends, placement, mix.eot, sink, progress
-        )
-        meta = mix_metadata(mix, opts, placement, doc_offsets)
-        sink.f.flush()
+        written = [_written(mix, output, source_of, starts, ends, placement, stack, progress)]
+        if val_output is not None:
+            held = _held(mix, opts)
+            written.append(_written(mix, val_output, *held, placement, stack, progress))
+        metas = [mix_metadata(mix, opts, placement, w[1]) for w in written]
+        if val_output is not None:
+            pair = _pair_digest(written, metas)
+            names = [("train", val_output), ("val", output)]
+            for meta, (name, partner) in zip(metas, names, strict=True):
+                meta |= c.split_fields(name, opts.val_fraction, opts.seed, partner, pair)
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))
-        paths = fmt.write(
-            output, sink.f, sink.count, doc_offsets, meta,
-            inputs=mix.paths, no_clobber=no_clobber, files=files,
-        )  # fmt: skip
+        paths: list[str] = []
+        for (sink, doc_offsets), meta in zip(written, metas, strict=True):
+            paths += fmt.write(
+                sink.output, sink.f, sink.count, doc_offsets, meta,
+                inputs=mix.paths, no_clobber=no_clobber, files=files,
+            )  # fmt: skip
         files.commit()
     header = header_if_file(output) if fmt.name == "safetensors" else None
-    return MixResult(
+    (sink, doc_offsets), *val = written
+    result = MixResult(
         output, Written.of(paths, main=0), mix.facts, mix.selection.budget, sink.count,
         int(doc_offsets.size - 1), opts.seed, opts.shuffle, opts.dedup,
         time.perf_counter() - started, fmt.name, header, notes,
     )  # fmt: skip
+    if val:
+        result.val_output, result.val_tokens = val_output, val[0][0].count
+        result.val_documents = int(val[0][1].size - 1)
+    return result
+
+
+def _val_output(output: str, fmt: TokenFormat, opts: MixOptions) -> str | None:
+    """The validation file beside ``output`` (tokenize's name for it), when one is asked for."""
+    if not opts.holds_out:
+        return None
+    if opts.val_fraction and opts.val_tokens is not None:
+        raise UsageError("give --val-fraction or --val-tokens, not both")
+    if not 0 <= opts.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1 (got {opts.val_fraction:g})")
+    if output == "-":
+        raise UsageError("a validation split writes a second file: name the output with -o PATH")
+    return val_name(output, fmt.suffixes)
+
+
+def _written(
+    mix: Prepared,
+    path: str,
+    source_of: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    placement: str,
+    stack: contextlib.ExitStack,
+    progress: ProgressFactory,
+) -> tuple[SpillSink, np.ndarray]:
+    """The documents written to a spill file for ``path``: the sink and their offsets."""
+    sink = SpillSink(stack.enter_context(spill_file(path)), path)
+    ids = [s.ids for s in mix.read]
+    offsets = write_documents(ids, source_of, starts, ends, placement, mix.eot, sink, progress)
+    sink.f.flush()
+    return sink, offsets
+
+
+def _held(mix: Prepared, opts: MixOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The validation documents, each once: shuffled by their keys, or in source order."""
+    source_of, starts, ends, sort = [], [], [], []
+    for k, s in enumerate(mix.read):
+        docs = np.sort(s.held)
+        source_of.append(np.full(docs.size, k, np.int64))
+        starts.append(s.starts[docs])
+        ends.append(s.ends[docs])
+        sort.append(keys(opts.seed, HELD, k, np.zeros(docs.size, np.int64), docs))
+    joined = [np.concatenate(x) for x in (source_of, starts, ends, sort)]
+    by = np.argsort(joined[3], kind="stable") if opts.shuffle else np.arange(joined[0].size)
+    return joined[0][by], joined[1][by], joined[2][by]
+
+
+def _pair_digest(written: list[tuple[SpillSink, np.ndarray]], metas: list[dict[str, str]]) -> str:
+    """What both sides of the train/validation pair carry (``split_pair``, as tokenize's):
+    a digest of the validation ids, both sides' document offsets and their lineage."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    for (_, offsets), meta in zip(written, metas, strict=True):
+        digest.update(offsets.tobytes())
+        digest.update(json.dumps(meta, sort_keys=True).encode())
+    fd, at = written[1][0].f.fileno(), 0
+    while block := os.pread(fd, 1 << 22, at):
+        digest.update(block)
+        at += len(block)
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -151,6 +234,8 @@ def prepare(
     else:
         for s in read:
             s.kept = np.arange(s.starts.size, dtype=np.int64)
+    if opts.holds_out:  # before the selection: no held-out document is trained on
+        hold_out(read, opts.seed, opts.val_fraction, opts.val_tokens)
     names = [s.name for s in read]
     lengths = [s.lengths for s in read]
     weights = parse_weights(opts.weights, names, [int(x.sum()) for x in lengths])

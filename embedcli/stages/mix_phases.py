@@ -73,6 +73,11 @@ def run_mix_phase(
     placement = opts.eot or fmt.default_eot
     if phase.name not in PHASES:
         raise UsageError(f"unknown --phase {phase.name!r}; use scatter or gather")
+    if opts.holds_out:
+        raise UsageError(
+            "a two-phase run writes no validation split yet: run the mix in one process for "
+            "--val-fraction/--val-tokens, or hold out a source of your own"
+        )
     with contextlib.ExitStack() as stack:
         mix = prepare(inputs, sources, opts, placement, stack)
         fingerprint = _fingerprint(mix, opts, placement, fmt.name)

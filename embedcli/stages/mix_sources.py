@@ -30,6 +30,7 @@ class MixInput:
     metadata: dict[str, str]
     duplicates: int = 0
     kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # after dedup
+    held: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # validation
 
     @property
     def lengths(self) -> np.ndarray:
@@ -135,7 +136,7 @@ def bodies(source: TokenSource, what: str) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
-def _as_u4(ids: np.ndarray) -> np.ndarray:
+def as_u4(ids: np.ndarray) -> np.ndarray:
     """The ids as little-endian uint32 (what a digest is taken of, whatever the file's dtype):
     a view of 4-byte ids, a copy of others."""
     if ids.dtype.itemsize == 4 and ids.dtype.kind in "iu" and ids.dtype.byteorder in "<=|":
@@ -148,7 +149,7 @@ def dedup(sources: list[MixInput]) -> None:
     digests = [
         hashlib.blake2b(ids[a:b].data, digest_size=16).digest()
         for s in sources
-        for ids in [_as_u4(s.ids)]
+        for ids in [as_u4(s.ids)]
         for a, b in zip(s.starts.tolist(), s.ends.tolist(), strict=True)
     ]
     keep = first_occurrences(digests)
@@ -158,3 +159,41 @@ def dedup(sources: list[MixInput]) -> None:
         at += s.starts.size
         s.kept = np.flatnonzero(mine).astype(np.int64)
         s.duplicates = int(mine.size - s.kept.size)
+
+
+def hold_out(sources: list[MixInput], seed: int, fraction: float, tokens: int | None) -> None:
+    """Move documents from each source's ``kept`` to its ``held`` (the validation split):
+    those whose draw (a 64-bit digest of the seed and the document's ids) falls under
+    ``fraction``, or, for a budget of ``tokens``, the lowest draws of all sources until it is
+    met. A document's split is a property of its ids: an identical document, wherever it
+    lies and whatever the sources are called, is always on the same side."""
+    draws = [_draws(s, seed) for s in sources]
+    if tokens is None:
+        limit = int(fraction * 2**64)
+        chosen = [d < np.uint64(min(limit, 2**64 - 1)) for d in draws]
+    else:
+        every = np.concatenate(draws) if draws else np.zeros(0, np.uint64)
+        sizes = np.concatenate([s.lengths for s in sources]) if sources else np.zeros(0)
+        by = np.argsort(every, kind="stable")
+        upto = int(np.searchsorted(np.cumsum(sizes[by]), tokens)) + 1
+        mask = np.zeros(every.size, bool)
+        mask[by[:upto]] = True
+        at = np.cumsum([0, *(d.size for d in draws)])
+        chosen = [mask[a:b] for a, b in zip(at[:-1], at[1:], strict=True)]
+    for s, pick in zip(sources, chosen, strict=True):
+        s.held, s.kept = s.kept[pick], s.kept[~pick]
+
+
+def _draws(source: MixInput, seed: int) -> np.ndarray:
+    ids, key = as_u4(source.ids), (seed & (2**64 - 1)).to_bytes(8, "little")
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(ids[a:b].data, digest_size=8, key=key).digest(), "little"
+            )
+            for a, b in zip(
+                source.starts[source.kept].tolist(), source.ends[source.kept].tolist(), strict=True
+            )
+        ],
+        np.uint64,
+    )

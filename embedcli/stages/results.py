@@ -145,6 +145,9 @@ class MixResult:
     header: Header | None = None
     notes: list[str] = field(default_factory=list)
     phase: str | None = None  # a two-phase run's job: "scatter 2/3", "gather 1/2"
+    val_output: str | None = None  # --val-fraction, --val-tokens: the validation file
+    val_documents: int = 0
+    val_tokens: int = 0  # ids written there, separators included
 
     stage: ClassVar[str] = "mix"
 
