@@ -351,3 +351,64 @@ def test_validation_refusals(sources, tmp_path, extra, message):
     proc = invoke("mix", str(web), str(story), "-o", str(tmp_path / "m.tokens.safetensors"), *extra)
     assert proc.returncode != 0 and message.encode() in proc.stderr
     assert not list(tmp_path.glob("*val*")) and not (tmp_path / "m.tokens.safetensors").exists()
+
+
+@pytest.mark.parametrize("to", [None, "llmc", "megatron"])
+def test_every_document_names_its_source_and_index(sources, tmp_path, to):
+    """The provenance beside a mix: each output document's recorded source and index give
+    back its ids (repeats and the validation split included); inspect --doc and --token show
+    it, in any format."""
+    from embedcli.formats.provenance import read_provenance
+
+    web, story = sources
+    name = {None: "m.tokens.safetensors", "llmc": "m.bin", "megatron": "m"}[to]
+    out = tmp_path / name
+    args = ["mix", str(web), str(story), "-o", str(out), "--weights", "0.5,0.5", "--tokens", "900"]
+    args += ["--max-repeat", "3", "--val-fraction", "0.2", *(["--to", to] if to else [])]
+    assert invoke(*args, "-q").returncode == 0
+    by_source = {"web": _documents(web), "story": _documents(story)}
+    for path in (out, tmp_path / name.replace("m", "m.val", 1) if to is None else None):
+        if path is None:
+            continue
+        got = _documents(path)
+        from embedcli.inputs import Request, open_input
+        from embedcli.progress import no_progress
+
+        with open_input([str(path)], Request()) as found:
+            offsets = found.load(no_progress).doc_offsets
+        if offsets is None:  # llm.c: the documents at the separators, confirmed by the digest
+            from embedcli.formats.provenance import offsets_at_separators
+
+            src = _load(path)
+            offsets = offsets_at_separators(src.ids, 50256, "before")
+        origin, why = read_provenance(str(path), offsets)
+        assert origin is not None and why is None
+        for k, doc in enumerate(got):
+            o = origin.of(k)
+            assert by_source[o["source"]][o["document"]] == doc
+        assert max(origin.passes) >= 1 or path != out  # web repeated in the training file
+    shown = invoke("inspect", str(out), "--doc", "0")
+    assert shown.returncode == 0 and b"source " in shown.stdout, shown.stderr
+    report = json.loads(invoke("inspect", str(out), "--token", "5", "--json").stdout)["document"]
+    assert report["document"] == 0 and report["origin"]["source"] in by_source
+    far = invoke("inspect", str(out), "--doc", "100000")
+    assert far.returncode != 0 and b"the file has documents 0 to" in far.stderr
+
+
+def _load(path):
+    from embedcli.inputs import Request, open_input
+    from embedcli.progress import no_progress
+
+    with open_input([str(path)], Request()) as found:
+        return found.load(no_progress)
+
+
+def test_a_provenance_file_of_other_documents_is_not_believed(sources, tmp_path):
+    web, story = sources
+    out = tmp_path / "m.tokens.safetensors"
+    assert invoke("mix", str(web), str(story), "-o", str(out), "-q").returncode == 0
+    args = ["tokenize", str(SAMPLE / "articles.jsonl"), "-o", str(out), "-q"]
+    assert invoke(*args).returncode == 0  # rewritten by another command: the old file stays
+    shown = invoke("inspect", str(out), "--doc", "0")
+    assert shown.returncode == 0 and b"describes other documents" in shown.stdout
+    assert b"source " not in shown.stdout

@@ -15,6 +15,7 @@ from embedcli.cli.errors import err_console, warn_unused
 from embedcli.cli.inspect_options import (
     DecodeWithOpt,
     DiffOpt,
+    DocOpt,
     IgnoreMetadataOpt,
     InspectPaths,
     JsonOpt,
@@ -24,6 +25,7 @@ from embedcli.cli.inspect_options import (
     StatsOpt,
     StrictOpt,
     TensorOpt,
+    TokenOpt,
     TopOpt,
 )
 from embedcli.cli.options import Verbose
@@ -44,6 +46,8 @@ def inspect(
     diff: DiffOpt = False,
     ignore_metadata: IgnoreMetadataOpt = False,
     strict: StrictOpt = False,
+    doc: DocOpt = None,
+    token: TokenOpt = None,
     storage_options: StorageOptions = None,
     verbose: Verbose = False,
 ) -> None:
@@ -64,6 +68,8 @@ def inspect(
       embedcli inspect gpt2.safetensors --neighbors " king"
 
       embedcli inspect llama.tokens.safetensors -n 1 --tokenizer ~/models/Llama-3.1-8B
+
+      embedcli inspect mix.tokens.safetensors --doc 12   [dim]# and the source it came from[/]
     """
     from rich.console import Console
 
@@ -78,6 +84,9 @@ def inspect(
     ]
     warn_unused(ctx, False, rules)
     console = Console(highlight=False)
+    if doc is not None or token is not None:
+        _document(console, paths, doc, token, tokenizer, as_json)
+        return
     if diff:
         _diff(console, paths, stats, preview, tensor, ignore_metadata, strict, as_json)
         return
@@ -114,6 +123,34 @@ def inspect(
         if i:
             console.print()
         render_report(console, report)
+
+
+def _document(
+    console: Console,
+    paths: list[str],
+    doc: int | None,
+    token: int | None,
+    tokenizer: str | None,
+    as_json: bool,
+) -> None:
+    """``inspect --doc N`` / ``--token I``: one document of one token file."""
+    from embedcli.cli.mix_render import render_document
+    from embedcli.errors import UsageError
+    from embedcli.inspection.documents import document_report
+    from embedcli.inspection.report import dumps
+
+    if len(paths) != 1 or (doc is not None and token is not None):
+        raise UsageError("--doc and --token take one token file, and one of the two")
+    decode_with = None
+    if tokenizer is not None:
+        from embedcli.bpe.foreign import decoding_name
+
+        decode_with = decoding_name(tokenizer)
+    report = document_report(paths[0], doc=doc, token=token, tokenizer=decode_with)
+    if as_json:
+        typer.echo(dumps({"document": report.to_json()}))
+    else:
+        render_document(console, report)
 
 
 def _diff(

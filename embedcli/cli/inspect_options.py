@@ -106,3 +106,25 @@ DiffOpt = Annotated[
         "with --tensor, only it.",
     ),
 ]
+
+DocOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--doc",
+        min=0,
+        metavar="N",
+        help="Show document N of a token file: where it lies, its ids and text, and (a mixed "
+        "file) the source it came from.",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--token",
+        min=0,
+        metavar="I",
+        help="Show the document holding id I of the stream (as --doc).",
+        show_default=False,
+    ),
+]

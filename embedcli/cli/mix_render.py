@@ -1,14 +1,20 @@
-"""The summary of ``embedcli mix``: the stream written and what each source gave it."""
+"""The summary of ``embedcli mix`` (the stream written, what each source gave it), and one
+document of a token file with the source it came from (``inspect --doc``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.console import Console
+from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
+from embedcli.cli.pictures import printable
 from embedcli.units import human_bytes
 
 if TYPE_CHECKING:
+    from embedcli.inspection.documents import DocumentReport
     from embedcli.stages.results import MixResult
 
 
@@ -74,3 +80,28 @@ def mix_table(result: MixResult) -> Table:
 def mix_line(result: MixResult) -> str:
     what = f"{result.documents:,} documents, {result.tokens:,} tokens from "
     return what + f"{len(result.sources)} sources ({human_bytes(result.written.total_bytes)})"
+
+
+def render_document(console: Console, report: DocumentReport) -> None:
+    """``inspect --doc``: the document's place, its source (a mixed file), ids and text."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("document", f"{report.document:,} of {report.documents:,} in {report.path}")
+    facts.add_row("ids", f"{report.start:,} to {report.end:,} ({report.end - report.start:,})")
+    if report.origin is not None:
+        o = report.origin
+        again = f", pass {o['pass'] + 1}" if o["pass"] else ""
+        inputs = ", ".join(o["inputs"])
+        facts.add_row(
+            "from", f"source {o['source']}: document {o['document']:,} of {inputs}{again}"
+        )
+    shown = report.ids if report.end - report.start <= len(report.ids) else [*report.ids, "..."]
+    facts.add_row("first ids", Text(str(shown), style="dim"))
+    if report.text is not None:
+        facts.add_row("text", Text(printable(report.text)))
+    console.print(
+        Panel(facts, title="embedcli inspect --doc", title_align="left", border_style="blue")
+    )
+    for note in report.notes:
+        console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)

@@ -28,6 +28,7 @@ import numpy as np
 from embedcli import contract as c
 from embedcli.errors import UsageError
 from embedcli.formats import TokenFormat, format_for
+from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import HELD, Selection, keys, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
@@ -103,9 +104,11 @@ def run_mix(
         source_of, position = order(mix.selection, opts.seed, opts.shuffle)
         starts, ends = _spans(mix.read, mix.selection, source_of, position)
         written = [_written(mix, output, source_of, starts, ends, placement, stack, progress)]
+        origins = [origins_of(mix, source_of, position)]
         if val_output is not None:
-            held = _held(mix, opts)
+            held, documents = _held(mix, opts)
             written.append(_written(mix, val_output, *held, placement, stack, progress))
+            origins.append((held[0], documents, np.zeros(documents.size, np.int64)))
         metas = [mix_metadata(mix, opts, placement, w[1]) for w in written]
         if val_output is not None:
             pair = _pair_digest(written, metas)
@@ -114,11 +117,13 @@ def run_mix(
                 meta |= c.split_fields(name, opts.val_fraction, opts.seed, partner, pair)
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))
         paths: list[str] = []
-        for (sink, doc_offsets), meta in zip(written, metas, strict=True):
+        for (sink, doc_offsets), meta, origin in zip(written, metas, origins, strict=True):
             paths += fmt.write(
                 sink.output, sink.f, sink.count, doc_offsets, meta,
                 inputs=mix.paths, no_clobber=no_clobber, files=files,
             )  # fmt: skip
+            if sink.output != "-":
+                paths.append(write_provenance(files, sink.output, doc_offsets, *origin, mix.named))
         files.commit()
     header = header_if_file(output) if fmt.name == "safetensors" else None
     (sink, doc_offsets), *val = written
@@ -164,18 +169,35 @@ def _written(
     return sink, offsets
 
 
-def _held(mix: Prepared, opts: MixOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The validation documents, each once: shuffled by their keys, or in source order."""
-    source_of, starts, ends, sort = [], [], [], []
+def _held(
+    mix: Prepared, opts: MixOptions
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The validation documents, each once: shuffled by their keys, or in source order;
+    ``((source, starts, ends), document indices)``."""
+    source_of, starts, ends, sort, documents = [], [], [], [], []
     for k, s in enumerate(mix.read):
         docs = np.sort(s.held)
         source_of.append(np.full(docs.size, k, np.int64))
         starts.append(s.starts[docs])
         ends.append(s.ends[docs])
         sort.append(keys(opts.seed, HELD, k, np.zeros(docs.size, np.int64), docs))
-    joined = [np.concatenate(x) for x in (source_of, starts, ends, sort)]
+        documents.append(docs)
+    joined = [np.concatenate(x) for x in (source_of, starts, ends, sort, documents)]
     by = np.argsort(joined[3], kind="stable") if opts.shuffle else np.arange(joined[0].size)
-    return joined[0][by], joined[1][by], joined[2][by]
+    return (joined[0][by], joined[1][by], joined[2][by]), joined[4][by]
+
+
+def origins_of(
+    mix: Prepared, source_of: np.ndarray, position: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each output document's source, index among that source's documents, and pass."""
+    document = np.empty(source_of.size, np.int64)
+    passes = np.empty(source_of.size, np.int64)
+    for k, (s, taken) in enumerate(zip(mix.read, mix.selection.sources, strict=True)):
+        mine = source_of == k
+        document[mine] = s.kept[taken.docs[position[mine]]]
+        passes[mine] = taken.passes[position[mine]]
+    return source_of, document, passes
 
 
 def _pair_digest(written: list[tuple[SpillSink, np.ndarray]], metas: list[dict[str, str]]) -> str:
@@ -210,6 +232,11 @@ class Prepared:
     @property
     def paths(self) -> list[str]:
         return [p for s in self.read for p in s.inputs]
+
+    @property
+    def named(self) -> list[dict[str, object]]:
+        """The sources as provenance lists them: name and input files."""
+        return [{"name": name, "inputs": files} for name, files in self.listed]
 
     @property
     def eot(self) -> int | None:

@@ -29,10 +29,18 @@ import numpy as np
 from embedcli import contract as c
 from embedcli.errors import InputError, UsageError
 from embedcli.formats import TokenFormat, format_for
+from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import ORDER, keys
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.common import SpillSink, spill_file
-from embedcli.stages.mix import MixOptions, Prepared, mix_metadata, prepare, write_documents
+from embedcli.stages.mix import (
+    MixOptions,
+    Prepared,
+    mix_metadata,
+    origins_of,
+    prepare,
+    write_documents,
+)
 from embedcli.stages.results import MixResult, Written
 from embedcli.storage.atomic import atomic_file
 from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
@@ -271,6 +279,8 @@ def _gather(
             part, sink.f, sink.count, doc_offsets, meta,
             inputs=mix.paths, no_clobber=no_clobber, files=files,
         )  # fmt: skip
+        origin = origins_of(mix, source[by], position[by])
+        paths.append(write_provenance(files, part, doc_offsets, *origin, mix.named))
         where = manifest_path(output)
         files.replaces(older_shards(where, manifest, inputs=mix.paths))
         files.pointer(where, manifest)

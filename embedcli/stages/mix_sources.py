@@ -13,6 +13,7 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
+from embedcli.formats.provenance import offsets_at_separators
 from embedcli.inputs import Request, TokenSource, open_input
 from embedcli.mixing import first_occurrences
 from embedcli.progress import no_progress
@@ -96,15 +97,7 @@ def offsets_from_marks(source: TokenSource, what: str) -> np.ndarray:
             f"{what}: does not mark its documents (no doc_offsets, and its separator may also "
             "be text: --special is not text, or no sidecar says); mix needs documents"
         )
-    at = np.flatnonzero(np.asarray(source.ids) == eot).astype(np.int64)
-    size = np.array([source.ids.size], np.int64)
-    if placement == "before":  # each document opens with one
-        starts = at
-    else:  # after: each closes its document; between: each closes all but the last
-        starts = np.concatenate([[0], at + 1])
-        if placement == "after" and starts[-1] == size[0]:
-            starts = starts[:-1]
-    return np.concatenate([starts, size]).astype(np.int64)
+    return offsets_at_separators(source.ids, eot, placement)
 
 
 def bodies(source: TokenSource, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,114 @@
+"""Where each document of a mixed token file came from: ``OUTPUT.provenance.safetensors``.
+
+``embedcli mix`` writes it beside its output, in the same output set, whatever the output's
+format: for every output document its source (an index into the sources the file lists), its
+index among that source's documents, and the pass that took it (0 the first time; a source
+repeated by ``--max-repeat`` gives a document again in a later pass): 16 bytes a document.
+The file carries a digest of the output's document offsets, so a provenance file left beside a
+token file that something else rewrote since is recognised and not believed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embedcli.storage.output_set import OutputSet
+from embedcli.storage.store import write_arrays
+
+SUFFIX = ".provenance.safetensors"
+
+
+def provenance_path(output: str) -> str:
+    """``mix.tokens.safetensors`` -> ``mix.tokens.safetensors.provenance.safetensors``; a
+    trainer's output by its logical name (``train.bin``, a Megatron prefix)."""
+    return output + SUFFIX
+
+
+def offsets_at_separators(ids: np.ndarray, eot: int, placement: str) -> np.ndarray:
+    """Document offsets (as tokenize records them) of ids whose documents the separator
+    ``eot`` marks where ``placement`` put it: right only where no document holds that id
+    itself (the caller knows: ``--special text``, or a provenance digest that matches)."""
+    at = np.flatnonzero(np.asarray(ids) == eot).astype(np.int64)
+    size = np.array([ids.size], np.int64)
+    if placement == "before":  # each document opens with one
+        starts = at
+    else:  # after: each closes its document; between: each closes all but the last
+        starts = np.concatenate([[0], at + 1])
+        if placement == "after" and starts[-1] == size[0]:
+            starts = starts[:-1]
+    return np.concatenate([starts, size]).astype(np.int64)
+
+
+def _digest(doc_offsets: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(doc_offsets, "<i8").tobytes()).hexdigest()[:16]
+
+
+def write_provenance(
+    files: OutputSet,
+    output: str,
+    doc_offsets: np.ndarray,
+    source: np.ndarray,
+    document: np.ndarray,
+    passes: np.ndarray,
+    sources: list[dict[str, Any]],
+) -> str:
+    """Add the provenance of ``output``'s documents to ``files``; returns its path."""
+    path = provenance_path(output)
+    tensors: dict[str, np.ndarray] = {
+        "source": np.ascontiguousarray(source, np.int32),
+        "document": np.ascontiguousarray(document, np.int64),
+        "pass": np.ascontiguousarray(passes, np.int32),
+    }
+    meta = {
+        "embedcli_provenance": "1",
+        "sources": json.dumps(sources, ensure_ascii=False),
+        "doc_offsets_sha256": _digest(doc_offsets),
+    }
+    write_arrays(files.add(path), tensors, meta)  # embedcli's header: deterministic bytes
+    return path
+
+
+@dataclass
+class Provenance:
+    """The provenance of a token file's documents, checked against its offsets."""
+
+    source: np.ndarray
+    document: np.ndarray
+    passes: np.ndarray
+    sources: list[dict[str, Any]]
+
+    def of(self, doc: int) -> dict[str, Any]:
+        """Where document ``doc`` came from: its source (name, inputs), index and pass."""
+        k = int(self.source[doc])
+        return {
+            "source": self.sources[k].get("name", str(k)),
+            "inputs": self.sources[k].get("inputs", []),
+            "document": int(self.document[doc]),
+            "pass": int(self.passes[doc]),
+        }
+
+
+def read_provenance(output: str, doc_offsets: np.ndarray) -> tuple[Provenance | None, str | None]:
+    """The provenance beside ``output`` when there is one that belongs to it: ``(None, why)``
+    for one written with other documents, ``(None, None)`` when there is none."""
+    from safetensors import safe_open
+
+    path = provenance_path(output)
+    if not os.path.isfile(path):
+        return None, None
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in ("source", "document", "pass")}
+    except Exception:  # noqa: BLE001 (a damaged file: said, not believed)
+        return None, f"{path} is not a readable provenance file"
+    if meta.get("doc_offsets_sha256") != _digest(doc_offsets):
+        return None, f"{path} describes other documents (the token file was rewritten since)"
+    sources = json.loads(meta.get("sources") or "[]")
+    return Provenance(tensors["source"], tensors["document"], tensors["pass"], sources), None
