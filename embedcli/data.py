@@ -131,7 +131,7 @@ def open_tokens(path: str | list[str], *, encoding: str | None = None) -> TokenS
         source = found.load(no_progress)
     if not isinstance(source, TokenSource):
         raise FormatError(f"{paths[0]}: is already windowed; give the token file it came from")
-    return TokenStream([source.ids], source.doc_offsets, source.metadata)
+    return TokenStream(source.segments, source.doc_offsets, source.metadata)
 
 
 class TokenWindows(Dataset):

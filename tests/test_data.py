@@ -32,6 +32,9 @@ def files(tmp_path_factory):
         opts = TokenizeOptions(eot="between")
         run_tokenize([str(SAMPLE)], str(tmp / name), opts, to=to)
         out[to] = tmp / name
+    opts = TokenizeOptions(eot="between")  # an llm.c set of 300-id shards: documents cut across
+    run_tokenize([str(SAMPLE)], str(tmp / "l.bin"), opts, to="llmc", shard_tokens=300)
+    out["llmc"] = tmp / "l.bin"
     return out
 
 
@@ -46,11 +49,28 @@ def _all(loader):
     return torch.cat([x for x, _ in pairs]).numpy(), torch.cat([y for _, y in pairs]).numpy()
 
 
-@pytest.mark.parametrize("kind", ["safetensors", "manifest", "nanogpt", "megatron", "npy"])
+@pytest.mark.parametrize("kind", ["safetensors", "manifest", "nanogpt", "megatron", "npy", "llmc"])
 def test_batches_equal_embedcli_batch_on_every_format(files, tmp_path, kind):
     want = _batch(files["safetensors"], tmp_path, max_length=4, stride=3, batch_size=8)
     x, y = _all(create_dataloader(str(files[kind]), 8, 4, 3))
     assert np.array_equal(x, want["inputs"]) and np.array_equal(y, want["targets"])
+
+
+def test_shard_sets_stay_segments_and_windows_cross_them(files, tmp_path):
+    """issue 34: an llm.c shard set and a manifest's parts are read as their memory maps, in
+    order, never joined into one array; a window across a shard boundary is gathered from
+    both, equal to the joined stream's."""
+    from embedcli.data import open_tokens
+
+    whole = open_tokens(str(files["safetensors"]))
+    for kind in ("llmc", "manifest"):
+        stream = open_tokens(str(files[kind]))
+        assert len(stream.segments) > 2 or kind == "manifest", kind  # the set: its shards
+        assert all(isinstance(s, np.memmap) or s.size <= 1 for s in stream.segments), kind
+        n = int(stream.bounds[-1])
+        assert n == int(whole.bounds[-1])
+        starts = np.arange(0, n - 9, 7)
+        assert np.array_equal(stream.read_rows(starts, 9), whole.read_rows(starts, 9)), kind
 
 
 @pytest.mark.parametrize("kind", ["safetensors", "megatron"])

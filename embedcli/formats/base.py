@@ -33,16 +33,51 @@ if TYPE_CHECKING:
 CHUNK_IDS = 1 << 22  # ids converted and written at once (16 MB of int32)
 
 
-@dataclass
 class TokenSource:
     """Ids read from a token file (any format), a safetensors file, or text tokenized on the
     fly: the ids (often memory-mapped), where each document starts (``None`` when the format
-    does not mark documents), and the lineage metadata."""
+    does not mark documents), and the lineage metadata.
 
-    ids: np.ndarray
-    doc_offsets: np.ndarray | None
-    metadata: dict[str, str]
-    stats: TokenizeStats | None = None  # when the ids were tokenized here
+    Several files (an llm.c shard set, a manifest's parts) are ``segments``: memory maps in
+    order, never joined unless a caller asks for :attr:`ids` as one array (the loader reads the
+    segments as they are: a 20 GB shard set stays on disk)."""
+
+    def __init__(
+        self,
+        ids: np.ndarray | None,
+        doc_offsets: np.ndarray | None,
+        metadata: dict[str, str],
+        stats: TokenizeStats | None = None,  # when the ids were tokenized here
+        *,
+        segments: list[np.ndarray] | None = None,
+    ) -> None:
+        if (ids is None) == (segments is None):
+            raise ValueError("give the ids or their segments")
+        self._ids = ids
+        self.segments: list[np.ndarray] = [ids] if ids is not None else list(segments or [])
+        self.doc_offsets, self.metadata, self.stats = doc_offsets, metadata, stats
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids as one array: the only segment, else the segments joined (in memory, once)."""
+        if self._ids is None:
+            import numpy as np
+
+            if len(self.segments) == 1:
+                self._ids = self.segments[0]
+            elif self.segments:
+                self._ids = np.concatenate(self.segments)
+            else:
+                self._ids = np.zeros(0, np.int32)
+        return self._ids
+
+    @property
+    def size(self) -> int:
+        """The number of ids, without joining the segments."""
+        return sum(int(s.size) for s in self.segments)
+
+    def __repr__(self) -> str:
+        return f"TokenSource({self.size:,} ids in {len(self.segments)} segments, {self.metadata})"
 
 
 class TokenWriter(Protocol):

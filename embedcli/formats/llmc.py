@@ -147,7 +147,6 @@ def _is_set(path: str) -> bool:
 def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSource:
     """The ids of llm.c files in order (documents are not marked in the format); a set's
     logical name (``NAME.bin``, or its sidecar) stands for its shards."""
-    import numpy as np
 
     if len(paths) == 1 and _is_set(paths[0]):
         logical = logical_name(paths[0])
@@ -158,14 +157,14 @@ def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSo
     for path in paths:
         version, tokens = read_header(path)
         parts.append(memmap(path, version[2], HEADER_INTS * 4, tokens))
-    ids = np.concatenate(parts) if len(parts) > 1 else parts[0]
     name = logical or _logical(paths[0])
     fields = {
         c.IDS_DTYPE: str(parts[0].dtype),
         "llmc_magic": version[0],
         "llmc_version": version[1],
     }
-    return TokenSource(ids, None, lineage(name, NAME, encoding, fields, _header_says(version)))
+    meta = lineage(name, NAME, encoding, fields, _header_says(version))
+    return TokenSource(None, None, meta, segments=parts)  # the shards as they are: no copy
 
 
 def _header_says(version: tuple) -> HeaderSays:

@@ -101,8 +101,9 @@ class ResolvedTokenFiles:
 
     def load(self, progress: ProgressFactory) -> TokenSource:
         segments, doc_offsets, meta = self.join()
-        merged = np.concatenate(segments) if segments else np.zeros(0, dtype=np.int32)
-        return TokenSource(merged, doc_offsets, meta)
+        if not segments:
+            segments = [np.zeros(0, dtype=np.int32)]
+        return TokenSource(None, doc_offsets, meta, segments=segments)  # joined only if asked
 
     def join(self) -> tuple[list[np.ndarray], np.ndarray | None, dict[str, str]]:
         """The files' ids as segments in order (memory maps and separators, nothing copied),

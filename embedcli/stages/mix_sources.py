@@ -7,7 +7,7 @@ import contextlib
 import glob
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -77,9 +77,7 @@ def read_source(name: str, files: list[str], stack: contextlib.ExitStack) -> Mix
     if not isinstance(source, TokenSource):
         raise UsageError(f"source {name}: {files[0]} holds windows, not documents; mix token files")
     if source.doc_offsets is None:
-        source = replace(
-            source, doc_offsets=offsets_from_marks(source, f"source {name} ({files[0]})")
-        )
+        source.doc_offsets = offsets_from_marks(source, f"source {name} ({files[0]})")
     starts, ends = bodies(source, f"source {name} ({files[0]})")
     # a plain array over the same memory: np.memmap's slicing costs 6 us a document
     ids = np.asarray(source.ids).view(np.ndarray)
