@@ -108,6 +108,26 @@ def test_ranks_split_the_batches_disjointly_and_completely():
     assert [len(p) for p in equal] == [8, 8, 8]  # 25 batches: the 25th is left out
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    windows=st.integers(0, 500),
+    batch=st.integers(1, 40),
+    world=st.integers(1, 5),
+    drop_last=st.booleans(),
+    equal=st.booleans(),
+    data=st.data(),
+)
+def test_a_sampler_s_length_is_arithmetic(windows, batch, world, drop_last, equal, data):
+    """issue 34: len() counted the batches of a whole shuffled permutation on every call; now
+    it is arithmetic, and equals the batches iterated."""
+    rank = data.draw(st.integers(0, world - 1))
+    sampler = WindowBatchSampler(
+        windows, batch, shuffle=True, rank=rank, world_size=world, drop_last=drop_last,
+        equal_shares=equal,
+    )  # fmt: skip
+    assert len(sampler) == len(sampler.batches()) == len(list(sampler))
+
+
 def test_resume_after_k_batches_continues_identically(files):
     path = str(files["safetensors"])
     full = [x for x, _ in create_dataloader(path, 4, 8, shuffle=True, seed=3)]
