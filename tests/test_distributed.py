@@ -107,3 +107,73 @@ def test_a_torchrun_embed_replaces_an_older_split_output_whole(tmp_path):
     proc = torchrun(*args, "--no-clobber")
     assert proc.returncode != 0 and b"already exists (--no-clobber)" in proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["e.safetensors"]
+
+
+# Two ranks write one file; rank 1's rows fail as CUDA's out-of-memory error does (a
+# RuntimeError). Both must end at once, rank 1 with its own error, rank 0 saying another rank
+# failed, and nothing written: before the fix rank 0 waited for rank 1 until the 30-minute
+# timeout of the process group.
+_FAILING_RANK = """
+import os, sys, torch
+from embedcli.embedding.distributed import Group, write_shared
+
+group = Group.join(torch.device("cpu"))
+
+def rows(fd):
+    if group.rank == 1:
+        raise RuntimeError("CUDA out of memory (simulated)")
+    os.pwrite(fd, b"x" * 8, 100)
+
+try:
+    write_shared(group, sys.argv[1], b"", 200, rows, lambda fd, at: None, 150)
+except Exception as exc:
+    print(f"rank {group.rank}: {type(exc).__name__}: {exc}", flush=True)
+    raise SystemExit(1)
+finally:
+    group.close()
+"""
+
+
+def test_a_rank_failing_with_any_error_ends_every_rank_at_once(tmp_path):
+    script = tmp_path / "fail.py"
+    script.write_text(_FAILING_RANK, encoding="utf-8")
+    out = tmp_path / "e.safetensors"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(script), str(out)],
+        capture_output=True, env=env, timeout=240,
+    )  # fmt: skip
+    said = proc.stdout.decode()
+    assert proc.returncode != 0
+    assert "rank 1: RuntimeError: CUDA out of memory (simulated)" in said, proc.stderr[-2000:]
+    assert "rank 0: OutputError:" in said and "another rank failed" in said
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["fail.py"]
+
+
+_CALLERS_GROUP = """
+import torch, torch.distributed as dist
+from embedcli.embedding.distributed import Group
+
+dist.init_process_group("gloo")  # the caller's own process group
+group = Group.join(torch.device("cpu"))
+group.close()
+assert dist.is_initialized(), "embedcli destroyed the caller's process group"
+total = torch.tensor([1])
+dist.all_reduce(total)  # still usable
+print(f"ranks {int(total.item())}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_a_process_group_the_caller_started_stays_theirs(tmp_path):
+    script = tmp_path / "own.py"
+    script.write_text(_CALLERS_GROUP, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(script)],
+        capture_output=True, env=env, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().count("ranks 2") == 2

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from embedcli.errors import EmbedcliError, OutputError, UsageError
+from embedcli.errors import OutputError, UsageError
 from embedcli.storage.atomic import pwrite_all, validate_safetensors, write_errors
 from embedcli.storage.output_set import OutputSet
 
@@ -48,6 +48,7 @@ class Group:
     world: int
     local_rank: int
     device: torch.device
+    owned: bool = True  # embedcli started the process group (a caller's own is left alone)
 
     @classmethod
     def join(cls, device: torch.device) -> Group:
@@ -64,9 +65,10 @@ class Group:
             backend = "gloo"
         else:
             raise UsageError(f"torchrun runs need --device cpu or cuda, not {device.type}")
-        if not dist.is_initialized():
+        owned = not dist.is_initialized()
+        if owned:
             dist.init_process_group(backend, timeout=timedelta(minutes=30))
-        return cls(dist.get_rank(), dist.get_world_size(), local_rank, device)
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank, device, owned)
 
     def rows(self, n: int) -> tuple[int, int]:
         """This rank's windows: a contiguous, balanced slice of ``range(n)``."""
@@ -88,9 +90,10 @@ class Group:
         return bool(flag.item())
 
     def close(self) -> None:
+        """End the process group embedcli started; one the caller started stays theirs."""
         import torch.distributed as dist
 
-        if dist.is_initialized():
+        if self.owned and dist.is_initialized():
             dist.destroy_process_group()
 
     def _comm_device(self) -> torch.device | None:
@@ -130,8 +133,8 @@ def write_shared(
                 f.truncate(total_bytes)  # the ranks write into reserved blocks
                 f.flush()
             temp = files.temp_of(output)
-        except OutputError as exc:
-            problem = str(exc)
+        except Exception as exc:  # any failure here must reach the ranks waiting below
+            problem = str(exc) if isinstance(exc, OutputError) else f"rank 0: {exc!r}"
             if files is not None:
                 files.discard()
                 files = None
@@ -150,8 +153,8 @@ def write_shared(
                     write_tables(fd, tables_offset)
             finally:
                 os.close(fd)
-        except (EmbedcliError, OSError) as exc:
-            error = exc
+        except Exception as exc:  # CUDA out of memory too: the other ranks must not wait
+            error = exc  # for this one until the 30-minute timeout
         if not group.all_ok(error is None):
             if error is not None:
                 raise error

@@ -276,15 +276,21 @@ def _write_distributed(
     if plan.opts.max_shard_size:
         raise UsageError("--max-shard-size and torchrun cannot be combined yet: one file")
     start, (lo, hi) = len(plan.header), rows
-    write_shared(
-        group,
-        output,
-        plan.header,
-        plan.total_bytes,
-        write_rows=lambda fd: write_rows(PositionalWriter(fd, start + lo * plan.row_bytes), lo, hi),
-        write_tables=lambda fd, offset: _write_all(PositionalWriter(fd, offset), plan, write_table),
-        tables_offset=start + plan.n * plan.row_bytes,
-        no_clobber=no_clobber,
-    )
-    group.close()
+    try:
+        write_shared(
+            group,
+            output,
+            plan.header,
+            plan.total_bytes,
+            write_rows=lambda fd: write_rows(
+                PositionalWriter(fd, start + lo * plan.row_bytes), lo, hi
+            ),
+            write_tables=lambda fd, offset: _write_all(
+                PositionalWriter(fd, offset), plan, write_table
+            ),
+            tables_offset=start + plan.n * plan.row_bytes,
+            no_clobber=no_clobber,
+        )
+    finally:  # on error too: a failed run leaves no process group of embedcli's behind
+        group.close()
     return [output]
