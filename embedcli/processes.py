@@ -15,6 +15,7 @@ interrupted parent waits at most for the tasks already running.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -61,6 +62,10 @@ def make_pool(workers: int, threads: bool = False) -> Executor:
 
 def worker_init() -> None:
     """The signals of a worker: Ctrl-C is the parent's to handle (it stops the pool and
-    cleans up), SIGTERM ends the worker (never the parent's handler, inherited by the fork)."""
+    cleans up), SIGTERM ends the worker (never the parent's handler, inherited by the fork);
+    and tokenizers' own threads off."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The pool is the parallelism: a tokenizers call in a worker runs on that worker alone
+    # (set here, in the worker's own environment, never in the caller's).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

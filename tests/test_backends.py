@@ -461,3 +461,60 @@ def test_the_vectorised_gap_check_equals_the_regex(ranges, text, near):
         assert GapCheck(ranges).holds(sample) == want, (ranges, sample)
         assert lazy.holds(sample) == want, (ranges, sample)
     assert len(measured) == len(set(measured))
+
+
+class PanicException(BaseException):  # as pyo3 names a Rust panic: not an Exception
+    pass
+
+
+@pytest.fixture()
+def fresh_engines():
+    for cached in (backends.engine_for, backends._built):
+        cached.cache_clear()
+    yield
+    for cached in (backends.engine_for, backends._built):
+        cached.cache_clear()
+
+
+def test_a_gigatoken_panic_on_gpt2_falls_back_in_one_line(monkeypatch, fresh_engines):
+    """issue 45: a panic loading GPT-2's ranks escaped as a raw traceback; now auto takes the
+    reference with a note and an explicit --backend gigatoken is one line."""
+    from gigatoken import gigatoken_rs
+
+    def panics(*args):
+        raise PanicException("called `Option::unwrap()` on a `None` value")
+
+    monkeypatch.setattr(gigatoken_rs.BPETokenizer, "from_tiktoken", panics)
+    choice = choose_backend("auto", "gpt2", "special", 1 << 30)
+    assert choice.name == "tiktoken" and "panicked: called `Option::unwrap()`" in choice.note
+    with pytest.raises(UsageError, match="--backend gigatoken: it could not load the file"):
+        choose_backend("gigatoken", "gpt2", "special", 1 << 30)
+
+
+def test_a_bug_in_embedcli_s_own_glue_is_not_taken_for_gigatoken_s(monkeypatch, fresh_engines):
+    """A TypeError of embedcli's own used to read as "gigatoken could not load" and quietly
+    take the slow path; it now surfaces (the CLI reports it as an internal error)."""
+
+    def broken(*args):
+        raise TypeError("embedcli's own mistake")
+
+    monkeypatch.setattr(backends, "_gigatoken_tokenizer", broken)
+    with pytest.raises(TypeError, match="embedcli's own mistake"):
+        choose_backend("auto", "gpt2", "special", 1 << 30)
+
+
+def test_reading_a_tokenizer_json_leaves_the_caller_s_environment_alone(tmp_path, monkeypatch):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import models, pre_tokenizers
+
+    from embedcli.bpe.encodings import get_encoding
+    from embedcli.bpe.foreign import resolve_spec
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    get_encoding(resolve_spec(str(tmp_path / "tokenizer.json")))
+    import os
+
+    assert "TOKENIZERS_PARALLELISM" not in os.environ

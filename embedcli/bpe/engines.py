@@ -150,10 +150,10 @@ def _gigatoken_unusable(encoding: str, special: str) -> str | None:
 
     try:
         engine = _built("gigatoken", encoding, special, "between")
-    except NotLoadable as exc:
+    except NotLoadable as exc:  # gigatoken's own errors and panics, in its words
         return str(exc)
-    except Exception as exc:  # whatever gigatoken cannot load, tiktoken encodes
-        return f"it could not load {encoding!r} ({type(exc).__name__}: {exc})"
+    except EncodingLoadError as exc:  # no rank file for it here
+        return f"it could not load {encoding!r} ({exc})"
     enc = get_encoding(encoding)
     reference = _built("tiktoken", encoding, special, "between")
     why = self_check(engine, reference, probes_for(enc), reference_name(enc))
@@ -361,13 +361,15 @@ def _gigatoken_tokenizer(
         specials[JOIN_MARKER] = join_id
     # get_encoding above left the ranks in tiktoken's cache, hash-checked by tiktoken's loader
     # (gpt2: the bundled file seeded there); gigatoken reads the same bytes.
+    from embedcli.bpe.fast_files import guarded  # a panic or error becomes NotLoadable
+
     cached = cached_rank_file(url)
     if cached is not None and (url != R50K_URL or seed_tiktoken_cache()):  # a good copy there
-        return BPETokenizer.from_tiktoken(cached, pretokenizer, specials)
+        return guarded(lambda: BPETokenizer.from_tiktoken(cached, pretokenizer, specials))
     if url != R50K_URL:
         raise EncodingLoadError(f"no cached rank file for {encoding!r}")
     # Caching disabled (TIKTOKEN_CACHE_DIR=""): hand gigatoken the bundled ranks in a temp file.
     with tempfile.NamedTemporaryFile(prefix="embedcli-r50k-", suffix=".tiktoken") as f:
         f.write(bundled_bytes())
         f.flush()
-        return BPETokenizer.from_tiktoken(f.name, pretokenizer, specials)
+        return guarded(lambda: BPETokenizer.from_tiktoken(f.name, pretokenizer, specials))

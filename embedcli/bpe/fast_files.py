@@ -51,7 +51,7 @@ def load(enc: ForeignEncoding, special: str) -> Any:  # a gigatoken_rs tokenizer
         from gigatoken.gigatoken_rs import BPETokenizer
 
         specials = dict(enc.special_tokens) if parse_specials else {}
-        return _guarded(lambda: BPETokenizer.from_tiktoken(enc.path, pretokenizer, specials))
+        return guarded(lambda: BPETokenizer.from_tiktoken(enc.path, pretokenizer, specials))
     from gigatoken.gigatoken_rs import load_hf_json
 
     if enc.kind == "sentencepiece":
@@ -61,7 +61,7 @@ def load(enc: ForeignEncoding, special: str) -> Any:  # a gigatoken_rs tokenizer
             text = f.read()
     else:
         text = _without_specials(enc)
-    return _guarded(lambda: load_hf_json(text))
+    return guarded(lambda: load_hf_json(text))
 
 
 def _without_specials(enc: ForeignEncoding) -> str:
@@ -108,7 +108,7 @@ def _converted(enc: ForeignEncoding) -> str:
         pass
     with open(enc.path, "rb") as model:
         data = model.read()
-    text = _guarded(lambda: sentencepiece_to_tokenizer_json(data))
+    text = guarded(lambda: sentencepiece_to_tokenizer_json(data))
     text = _specials_dropped(text if isinstance(text, str) else text.decode("utf-8"))
     _keep(cached, text)
     return text
@@ -124,7 +124,7 @@ def _keep(path: str, text: str) -> None:
         pass
 
 
-def _guarded(build: Callable[[], Any]) -> Any:
+def guarded(build: Callable[[], Any]) -> Any:
     """``build()``, with gigatoken's errors and panics as :class:`NotLoadable`."""
     with _stderr_to_nowhere():
         try:

@@ -285,7 +285,6 @@ def _huggingface(name: str, path: str, digest: str) -> ForeignEncoding:
         raise EncodingLoadError(
             f"{path}: reading a tokenizer.json needs tokenizers ({EXTRA})"
         ) from None
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the worker pool is the parallelism
     try:
         parsing = Tokenizer.from_file(path)
     except Exception as exc:  # the library's own words, whatever it raises
