@@ -518,3 +518,34 @@ def test_reading_a_tokenizer_json_leaves_the_caller_s_environment_alone(tmp_path
     import os
 
     assert "TOKENIZERS_PARALLELISM" not in os.environ
+
+
+def test_stderr_is_redirected_only_while_no_other_thread_runs():
+    """fd 2 is every thread's: hiding a Rust backtrace must not swallow another thread's
+    messages."""
+    import os
+    import threading
+
+    from embedcli.bpe.fast_files import _stderr_to_nowhere
+
+    before = os.fstat(2).st_ino
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        with _stderr_to_nowhere():
+            assert os.fstat(2).st_ino == before  # another thread runs: left alone
+    finally:
+        release.set()
+        other.join()
+
+
+def test_embedcli_s_own_errors_in_a_storage_block_are_not_the_store_s():
+    from embedcli.errors import InputError
+    from embedcli.storage.remote import storage_errors
+
+    with pytest.raises(TypeError), storage_errors("s3://bucket/x"):
+        raise TypeError("a bug of embedcli's own")
+    said = "s3://bucket/x: ValueError: the store said no"
+    with pytest.raises(InputError, match=said), storage_errors("s3://bucket/x"):
+        raise ValueError("the store said no")

@@ -140,7 +140,14 @@ def guarded(build: Callable[[], Any]) -> Any:
 @contextlib.contextmanager
 def _stderr_to_nowhere() -> Iterator[None]:
     """File descriptor 2 to a scratch file for the duration: Rust's panic hook writes its
-    backtrace there directly, past ``sys.stderr``."""
+    backtrace there directly, past ``sys.stderr``. Only while this is the process's one
+    thread: fd 2 is every thread's, and another's messages must not vanish (a backtrace on
+    stderr is the lesser harm; the panic is still caught)."""
+    import threading
+
+    if threading.active_count() > 1:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     try:

@@ -87,6 +87,8 @@ def storage_errors(url: str, *, writing: bool = False) -> Iterator[None]:
         yield
     except (InputError, OutputError, UsageError):
         raise
+    except (TypeError, AttributeError, NameError, AssertionError):  # a bug of embedcli's own
+        raise  # code in the block, not the store's word: reported as an internal error
     except FileNotFoundError:
         raise error(f"{shown}: no such object or bucket") from None
     except PermissionError:
