@@ -14,7 +14,9 @@ commands::
 
 Each ``run_*`` returns a typed result (``TokenizeResult``, ``BatchResult``, ``EmbedResult``) of
 numbers, shapes and paths; ``plan_*`` returns what the run would write (``--dry-run``).
-``encode(texts)`` gives the ids of strings in memory, ``create_dataloader``/``TokenWindows``
+``Tokenizer("gpt2")`` (or ``Tokenizer.from_file(path)``) is a tokenizer built once:
+``encode``, ``encode_batch`` (one array per document), ``decode``; ``encode(texts)`` gives the
+ids of strings in memory joined as ``tokenize`` joins documents, ``create_dataloader``/``TokenWindows``
 feed a training loop from token files. Errors are :class:`EmbedcliError` and its subclasses.
 
 Names load lazily, so ``import embedcli`` (and ``embedcli --help``) imports neither numpy nor
@@ -40,6 +42,7 @@ _EXPORTS = {
     "inspect_file": "embedcli.inspection.files",
     "diff_files": "embedcli.inspection.diff",
     "encode": "embedcli.bpe.tokenizer",
+    "Tokenizer": "embedcli.bpe.value",
     # training
     "create_dataloader": "embedcli.data",
     "TokenWindows": "embedcli.data",
@@ -67,6 +70,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from embedcli.bpe.tokenizer import encode as encode
+    from embedcli.bpe.value import Tokenizer as Tokenizer
     from embedcli.data import TokenWindows as TokenWindows
     from embedcli.data import create_dataloader as create_dataloader
     from embedcli.errors import DeviceError as DeviceError

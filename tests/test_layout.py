@@ -233,6 +233,7 @@ def test_help_shows_no_python_types(command):
         "embedcli.bpe.pieces",
         "embedcli.bpe.encodings",
         "embedcli.mixing",
+        "embedcli.bpe.value",
     ],
 )
 def test_docstring_examples_run(module):

@@ -675,3 +675,36 @@ def test_a_rank_file_that_drops_the_corpus_s_own_text_is_refused(tmp_path, gpt2_
     assert not out.exists()
     fine = invoke(*args, "--tokenizer-option", f"pattern={_gpt2_pattern()}", "-o", str(out))
     assert fine.returncode == 0 and out.exists()
+
+
+# ------------------------------------------------------------ the Tokenizer value (issue 45)
+
+
+def test_a_tokenizer_value_encodes_each_document_as_its_library(trained, tmp_path):
+    """embedcli.Tokenizer, built once: encode_batch is the library's encode document by
+    document (GPT-2 by tiktoken, a tokenizer.json, a SentencePiece model), long documents
+    encoded in pieces and in parallel as tokenize does; decode gives the text back."""
+    import embedcli as ec
+    from embedcli.bpe.encodings import get_encoding
+
+    long = TEXTS[-1] * 40  # past a piece: cut at safe points, ids unchanged
+    docs = [*TEXTS, long, "", "caf\u00e9 \U0001f600 <|endoftext|> x"]
+    gpt2 = get_encoding("gpt2")
+    tok = ec.Tokenizer("gpt2")
+    got = tok.encode_batch(docs, workers=2)
+    assert [g.tolist() for g in got] == [
+        gpt2.encode(d, allowed_special={"<|endoftext|>"}) for d in docs
+    ]
+    assert tok.encode(docs[0]).tolist() == got[0].tolist()
+    assert tok.decode(got[1]) == docs[1] and tok.eos_id == 50256 and tok.bos_id is None
+    plain = ec.Tokenizer("gpt2", special="text").encode("a <|endoftext|>").tolist()
+    assert 50256 not in plain and plain == gpt2.encode_ordinary("a <|endoftext|>")
+    for path, kind in ((trained[0], "hf"), (trained[1], "sp")):
+        ref = _reference(kind, path)
+        value = ec.Tokenizer.from_file(path)  # a pathlib.Path
+        assert [g.tolist() for g in value.encode_batch(docs[:-1])] == [ref(d) for d in docs[:-1]]
+        assert value.spec.endswith(path.name) and value.n_vocab > 0
+    with pytest.raises(TypeError, match="encode_batch takes a list"):
+        tok.encode_batch("one string")
+    with pytest.raises(UsageError):
+        ec.Tokenizer("gpt2", special="sometimes")

@@ -166,6 +166,29 @@ def encode(
     return sink.array()
 
 
+def encode_documents(
+    texts: Iterable[str],
+    *,
+    encoding: str = DEFAULT_ENCODING,
+    special: SpecialPolicy = "special",
+    backend: Backend = "auto",
+    workers: int | None = None,
+) -> list[np.ndarray]:
+    """The ids of each document, one int32 array each, no separators: the reference
+    library's ids exactly, encoded as ``tokenize`` encodes (the engine ``backend`` chooses,
+    long documents in pieces, ``workers`` processes or threads)."""
+    docs = list(texts)
+    stats, chosen = _start(encoding, special, "none", backend, sum(len(d) for d in docs))
+    sink = MemorySink()
+    stream = Stream(sink, stats)
+    workers = max(1, workers or default_workers())
+    threads = chosen.name == "gigatoken"
+    with OrderedEncoder((chosen.name, encoding, special, "none"), [stream], workers, threads) as e:
+        _submit(e, text_pieces(docs, special, stats, PIECE_CHARS), PIECE_CHARS)
+    ids, offsets = sink.array(), stream.doc_offsets()
+    return [ids[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
+
+
 def _start(
     encoding: str,
     special: SpecialPolicy,
