@@ -113,8 +113,11 @@ def run_mix(
         if val_output is not None:
             pair = _pair_digest(written, metas)
             names = [("train", val_output), ("val", output)]
+            n_held = sum(int(s.held.size) for s in mix.read)  # --val-tokens: the share taken
+            pool = n_held + sum(int(s.kept.size) for s in mix.read)
+            fraction = opts.val_fraction or round(n_held / max(pool, 1), 6)
             for meta, (name, partner) in zip(metas, names, strict=True):
-                meta |= c.split_fields(name, opts.val_fraction, opts.seed, partner, pair)
+                meta |= c.split_fields(name, fraction, opts.seed, partner, pair)
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))
         paths: list[str] = []
         for (sink, doc_offsets), meta, origin in zip(written, metas, origins, strict=True):

@@ -107,10 +107,13 @@ def run_mix_phase(
 
 
 def _fingerprint(mix: Prepared, opts: MixOptions, placement: str, fmt: str) -> str:
-    """What every job of one run agrees on: the inputs (paths and sizes), the options."""
-    listing = [(p, os.path.getsize(p) if os.path.isfile(p) else 0) for p in mix.paths]
-    names = [s.name for s in mix.read]
-    doc = [listing, names, repr(opts), placement, fmt]
+    """What every job of one run agrees on: the sources as given (names, files, document and
+    token counts: the same in every job, wherever a URL was fetched to) and the options."""
+    listing = [
+        [name, files, int(s.starts.size), int((s.ends - s.starts).sum())]
+        for (name, files), s in zip(mix.listed, mix.read, strict=True)
+    ]
+    doc = [listing, repr(opts), placement, fmt]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
 
@@ -259,10 +262,7 @@ def _gather(
     by = np.lexsort((position, source, sort)) if opts.shuffle else np.argsort(sort, kind="stable")
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    listing = [(p, os.path.getsize(p) if os.path.isfile(p) else 0) for p in mix.paths]
-    manifest = shard_manifest(
-        output, [*listing, (fingerprint, 0)], phase.count, fmt.name, fmt.suffixes
-    )
+    manifest = shard_manifest(output, [(fingerprint, 0)], phase.count, fmt.name, fmt.suffixes)
     part = os.path.join(os.path.dirname(output), manifest["shards"][phase.index])
     check_output(part, inputs=mix.paths, no_clobber=no_clobber)
     with contextlib.ExitStack() as stack:
