@@ -259,12 +259,8 @@ def test_token_files_of_another_tokenizer_are_refused(sources, tmp_path):
 
 
 def _stream(path):
-    from embedcli.inputs import Request, open_input
-    from embedcli.progress import no_progress
-
-    with open_input([str(path)], Request()) as found:
-        source = found.load(no_progress)
-        return np.asarray(source.ids).tolist(), source.doc_offsets.tolist()
+    source = _load(path)
+    return np.asarray(source.ids).tolist(), source.doc_offsets.tolist()
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
