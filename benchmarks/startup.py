@@ -59,3 +59,32 @@ def bench_startup(tmp: Path, repeats: int = 9) -> None:
             f"  {name}",
             f"{best:6.3f} s  {best / base_s:4.2f}x  (median {sorted(runs)[repeats // 2]:.3f} s)",
         )
+    instructions(jobs)
+
+
+def instructions(jobs: dict[str, list[str]]) -> None:
+    """The same jobs counted in instructions (valgrind's callgrind, where it is installed):
+    deterministic where wall times on a shared 2-core machine swing 1.5x between runs, so a
+    change to start-up shows here even when it is inside the noise of the times above."""
+    import shutil
+    import subprocess
+
+    if shutil.which("valgrind") is None:
+        print("  (valgrind not installed: no instruction counts)")
+        return
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    counts = {}
+    names = (
+        "python -c 'import tiktoken, numpy'",
+        "tiktoken r50k_base built, one encode",
+        "embedcli tokenize one.txt -q",
+    )
+    for name in names:
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *jobs[name]]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+        line = next(x for x in proc.stderr.splitlines() if "Collected" in x)
+        counts[name] = int(line.split()[-1])
+    base = counts["python -c 'import tiktoken, numpy'"]
+    print("startup in instructions (callgrind, one run each)")
+    for name, count in counts.items():
+        print(f"    {name:<42} {count / 1e6:7.0f} M  {count / base:4.2f}x")

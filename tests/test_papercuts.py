@@ -485,7 +485,7 @@ def test_messages_say_one_thing_once(tmp_path, monkeypatch):
     proc = invoke("tokenize", str(broken), "-o", str(tmp_path / "t.safetensors"))
     assert proc.returncode == 1 and b"at at" not in proc.stderr
     assert b"Unterminated string starting at column" in proc.stderr
-    from embedcli.stages import common as stage  # the spill file tokenize writes the ids to
+    from embedcli.stages import staging as stage  # the spill file tokenize writes the ids to
 
     def full(f, ids):
         raise OSError(28, "No space left on device")

@@ -34,7 +34,7 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch, damage):
     monkeypatch.setenv("EMBEDCLI_CACHE_DIR", str(tmp_path))
     table = {b"a": 0, b"bc": 1, b"\xff\x00": 2}
     cache.cached_ranks("d" * 64, lambda: table)
-    entry = tmp_path / f"ranks-{'d' * 64}.bin"
+    entry = next(tmp_path.glob("ranks-*"))
     data = bytearray(entry.read_bytes())
     if damage == "truncate":
         data = data[:-2]
@@ -99,3 +99,26 @@ def test_quiet_run_imports_no_rich(tmp_path):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
     status, rich = json.loads(proc.stdout.strip().splitlines()[-1])
     assert status in (0, None) and rich == [], proc.stderr
+
+
+def test_a_run_builds_only_the_command_it_names():
+    from embedcli.cli.app import app, for_argv
+
+    names = lambda a: [c.callback.__name__ for c in a.registered_commands]  # noqa: E731
+    assert names(for_argv(["tokenize", "x.txt", "-q"])) == ["tokenize"]
+    assert names(for_argv(["-v", "inspect", "x.safetensors"])) == ["inspect"]
+    assert names(for_argv(["batch", "--help"])) == ["batch"]
+    assert names(app) == ["tokenize", "batch", "embed", "inspect", "mix"]
+    for argv in ([], ["--help"], ["--version"], ["tokenze"], ["-v"], ["--help", "tokenize"]):
+        assert for_argv(argv) is app, argv  # the group's own help, version and suggestions
+
+
+def test_the_group_still_lists_and_suggests_every_command():
+    from conftest import invoke
+
+    listed = invoke("--help")
+    assert listed.returncode == 0
+    for name in ("tokenize", "batch", "embed", "inspect", "mix"):
+        assert name.encode() in listed.stdout
+    typo = invoke("tokenze", "x.txt")
+    assert typo.returncode == 2 and b"tokenize" in typo.stderr

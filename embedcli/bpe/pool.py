@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -21,7 +20,9 @@ from embedcli.bpe.engines import EngineKey, engine_for
 from embedcli.bpe.pieces import IdSink, TokenizeStats
 from embedcli.bpe.ranges import ChunkSetup, add_counts, encode_chunk, eots_before
 from embedcli.documents import Source
-from embedcli.processes import make_pool
+
+if TYPE_CHECKING:  # the pools' modules load only when a run starts one (issue 47, item 6)
+    from concurrent.futures import Executor, Future
 
 T = TypeVar("T")
 
@@ -86,6 +87,8 @@ class OrderedEncoder:
 
     def submit(self, task: list[tuple[str, bool, int]]) -> None:
         if self.pool is None and self.workers > 1 and self.pending:
+            from embedcli.processes import make_pool
+
             self.pool = make_pool(self.workers, self.threads)
         texts = [piece for piece, _, _ in task]
         starts = np.fromiter((first for _, first, _ in task), bool, len(task))
@@ -108,6 +111,8 @@ class OrderedEncoder:
             # Forked workers may use gigatoken: its one-text encode runs on the calling thread
             # (0.10, the range pinned), never on its thread pool, which a fork would leave
             # without threads.
+            from embedcli.processes import make_pool
+
             self.pool = make_pool(self.workers, threads=False)
         job = (self.pool.submit if self.pool else _call)(encode_chunk, self.engine, part, setup)
         self.pending.append((job, lambda result: self._place_chunk(result, on_progress)))
@@ -116,7 +121,7 @@ class OrderedEncoder:
     def drain(self, limit: int) -> None:
         while len(self.pending) > limit:
             job, place = self.pending.popleft()
-            place(job.result() if isinstance(job, Future) else job)
+            place(job if isinstance(job, tuple) else job.result())  # a tuple: encoded in place
 
     def _place_chunk(self, result: tuple, on_progress: Callable[[int], None] | None) -> None:
         """A worker's range: its arrays, and the counts the main process did not see."""

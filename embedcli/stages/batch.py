@@ -29,11 +29,11 @@ from embedcli.stages.common import (
     first_window,
     make_plan,
     plan_result,
-    remote_output,
     split_note,
     windows_file,
 )
 from embedcli.stages.results import BatchResult, PlanResult, Written
+from embedcli.stages.staging import remote_output
 from embedcli.storage.outputs import (
     check_disk,
     check_output,

@@ -1,30 +1,22 @@
-"""What the stages share: the window plan over an input's ids (``batch``, ``embed``), the
-dry-run's plan, the announcement of a large output, the first window shown in a summary, and
-the spill file ids wait in before a token format's writer takes them (``tokenize``, ``mix``)."""
+"""What the window stages share (``batch``, ``embed``): the window plan over an input's ids,
+the dry-run's plan, the announcement of a large output, the first window shown in a summary.
+What every stage that writes shares is in ``staging.py``."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import tempfile
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, TypeVar
-
-import numpy as np
+from collections.abc import Callable
+from typing import TypeVar
 
 from embedcli import contract as c
-from embedcli.errors import OutputError, UsageError
+from embedcli.errors import UsageError
 from embedcli.inputs import TokenSource
 from embedcli.options import (
     DEFAULT_BATCH_SIZE,
     WindowOptions,
 )
-from embedcli.progress import no_progress
 from embedcli.stages.results import FirstWindow, PlanResult
-from embedcli.storage.atomic import COMMITTED, UNFINISHED
-from embedcli.storage.remote import is_url, public_url, staged
-from embedcli.storage.store import TensorSpec, write_array
+from embedcli.storage.store import TensorSpec
 from embedcli.units import human_bytes
 from embedcli.windows import (
     PlanFacts,
@@ -121,62 +113,3 @@ def first_window(source: TokenSource, plan: WindowPlan) -> FirstWindow:
     ids = [int(i) for i in gather(source.ids, plan.starts[:1], plan.max_length)[0]]
     decode = decoder_for(source.metadata, None)
     return FirstWindow(ids, decode(ids) if decode is not None else "")
-
-
-def remote_output(stage: Callable[..., R]) -> Callable[..., R]:
-    """A stage's ``output`` may be a URL (``s3://bucket/out/train.bin``): the stage writes into
-    a local staging directory, every file it commits there is uploaded when it returns
-    (manifests and indexes last; see :func:`embedcli.storage.remote.staged`), and the result
-    names the URLs. Under torchrun the ranks write one shared file: a URL is refused there."""
-
-    @functools.wraps(stage)
-    def wrapper(inputs: list[str], output: str, *args: Any, **kwargs: Any) -> R:
-        if not is_url(output):
-            return stage(inputs, output, *args, **kwargs)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise UsageError(
-                f"{public_url(output)}: under torchrun the ranks write one local file; "
-                "write it locally and upload it once"
-            )
-        no_clobber, progress = kwargs.get("no_clobber", False), kwargs.get("progress")
-        with staged(
-            output,
-            COMMITTED,
-            no_clobber=no_clobber,
-            progress=progress or no_progress,
-            unfinished=UNFINISHED,
-        ) as where:
-            result = stage(inputs, where.local, *args, **kwargs)
-        return where.shown(result)
-
-    return wrapper
-
-
-class SpillSink:
-    """int32 ids appended to an anonymous temporary file, so memory stays flat."""
-
-    def __init__(self, f: BinaryIO, output: str) -> None:
-        self.f, self.output = f, output
-        self.count = 0
-
-    def write(self, ids: np.ndarray) -> None:
-        try:
-            write_array(self.f, ids)
-        except OSError as exc:  # a full disk: say where, the spill file has no name
-            where = os.path.dirname(os.path.abspath(self.output))
-            raise OutputError(
-                f"{self.output}: cannot write the ids in {where}: {exc.strerror or exc}"
-            ) from None
-        self.count += int(ids.size)
-
-
-@contextlib.contextmanager
-def spill_file(output: str) -> Iterator[BinaryIO]:
-    """An anonymous temporary file beside the output (same filesystem: a kernel copy)."""
-    spill_dir = None if output == "-" else os.path.dirname(os.path.abspath(output))
-    try:
-        spill = tempfile.TemporaryFile(dir=spill_dir, prefix=".embedcli-ids-")  # noqa: SIM115
-    except OSError as exc:
-        raise OutputError(f"{output}: cannot write in {spill_dir}: {exc.strerror}") from None
-    with spill:
-        yield spill

@@ -24,10 +24,10 @@ from embedcli.stages.common import (
     announce,
     make_plan,
     plan_result,
-    remote_output,
     split_note,
 )
 from embedcli.stages.results import EmbedResult, PlanResult, Written
+from embedcli.stages.staging import remote_output
 from embedcli.storage.outputs import check_disk, check_output, oversized, planned_files, stale_temps
 from embedcli.storage.store import header_if_file
 from embedcli.windows import WindowPlan

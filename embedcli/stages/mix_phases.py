@@ -32,7 +32,6 @@ from embedcli.formats import TokenFormat, format_for
 from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import ORDER, keys
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.common import SpillSink, spill_file
 from embedcli.stages.mix import (
     MixOptions,
     Prepared,
@@ -42,6 +41,7 @@ from embedcli.stages.mix import (
     write_documents,
 )
 from embedcli.stages.results import MixResult, Written
+from embedcli.stages.staging import SpillSink, spill_file
 from embedcli.storage.atomic import atomic_file
 from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
 from embedcli.storage.output_set import OutputSet

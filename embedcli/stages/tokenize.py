@@ -22,8 +22,8 @@ from embedcli.formats import TokenFormat, format_for
 from embedcli.formats.base import read_sidecar, sidecar_files, sidecar_path
 from embedcli.options import DEFAULT_SEED, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.common import SpillSink, remote_output, spill_file
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
+from embedcli.stages.staging import SpillSink, remote_output, spill_file
 from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output, stale_temps

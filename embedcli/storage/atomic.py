@@ -23,12 +23,13 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from embedcli.errors import OutputError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 
