@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
 from embedcli.options import DEFAULT_SEED
+from embedcli.paths import PathArg, path_list
 from embedcli.vocab import OutOfVocab, out_of_vocab
 from embedcli.window_rows import row_items, take_rows
 from embedcli.windows import DocumentWindows, count_windows, shuffle_order
@@ -104,26 +105,30 @@ class TokenStream:
         return out
 
 
-def open_tokens(path: str | list[str], *, encoding: str | None = None) -> TokenStream:
-    """Any token input embedcli reads, without copying its ids (see :class:`TokenStream`)."""
+def open_tokens(
+    path: PathArg | Sequence[PathArg] | np.ndarray, *, encoding: str | None = None
+) -> TokenStream:
+    """Any token input embedcli reads, without copying its ids (see :class:`TokenStream`):
+    a token file, a shard set (a list of files, or a manifest), or ids already in memory (a
+    1-D integer array: one stream, no document boundaries)."""
+    if isinstance(path, np.ndarray):
+        return TokenStream([_id_array(path)], None, {})
     from embedcli.inputs import Request, TokenSource, open_input
     from embedcli.inputs.token_files import ResolvedTokenFiles
     from embedcli.options import TokenizeOptions
     from embedcli.progress import no_progress
     from embedcli.storage.remote import is_url, public_url
 
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    paths = path_list(path, "path")
     for p in paths:
-        if is_url(
-            os.fspath(p)
-        ):  # a training loop reads at random: an object store per window is slow
-            url = public_url(os.fspath(p))
+        if is_url(p):  # a training loop reads at random: an object store per window is slow
+            url = public_url(p)
             raise UsageError(
                 f"{url}: the loader memory-maps local files; copy it (and its shards) to local "
                 f"disk first, e.g. aws s3 cp --recursive {url.rsplit('/', 1)[0]}/ data/"
             )
     request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
-    with open_input([os.fspath(p) for p in paths], request) as found:
+    with open_input(paths, request) as found:
         if found.reader == "text":
             raise UsageError(f"{paths[0]}: not a token file; tokenize it first (embedcli tokenize)")
         if isinstance(found, ResolvedTokenFiles):
@@ -132,6 +137,15 @@ def open_tokens(path: str | list[str], *, encoding: str | None = None) -> TokenS
     if not isinstance(source, TokenSource):
         raise FormatError(f"{paths[0]}: is already windowed; give the token file it came from")
     return TokenStream(source.segments, source.doc_offsets, source.metadata)
+
+
+def _id_array(ids: np.ndarray) -> np.ndarray:
+    """``ids`` checked as token ids: one dimension, integers, none negative."""
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise UsageError(f"ids must be a 1-D integer array, not {ids.dtype} of shape {ids.shape}")
+    if ids.size and ids.dtype.kind == "i" and int(ids.min()) < 0:
+        raise UsageError(f"ids must not be negative (found {int(ids.min())})")
+    return ids
 
 
 class TokenWindows(Dataset):
@@ -145,7 +159,7 @@ class TokenWindows(Dataset):
 
     def __init__(
         self,
-        path: str | list[str],
+        path: PathArg | Sequence[PathArg] | np.ndarray,
         max_length: int,
         stride: int | None = None,
         *,
@@ -153,23 +167,25 @@ class TokenWindows(Dataset):
         encoding: str | None = None,
     ):
         self.path, self.encoding = path, encoding
+        # What errors call the input: its path, or "ids" for an array.
+        name = "ids" if isinstance(path, np.ndarray) else str(path)
         self.max_length, self.stride = max_length, stride or max_length
         if max_length < 1 or self.stride < 1:
             raise UsageError("max_length and stride must be at least 1")
         self._open()
-        self._stream.check_vocab(str(path))
+        self._stream.check_vocab(name)
         n = len(self._stream)
         self._inside: DocumentWindows | None = None  # cross_docs=False: windows by document
         if cross_docs:
             self._length = count_windows(n, max_length, self.stride)
         else:
             if self._stream.doc_offsets is None:
-                raise UsageError(f"{path}: cross_docs=False needs document boundaries")
+                raise UsageError(f"{name}: cross_docs=False needs document boundaries")
             self._inside = DocumentWindows(self._stream.doc_offsets, max_length, self.stride)
             self._length = len(self._inside)
         if self._length == 0:
             raise FormatError(
-                f"{path}: {n} tokens make no window of max_length {max_length}"
+                f"{name}: {n} tokens make no window of max_length {max_length}"
                 + ("" if cross_docs else " inside one document")
             )
 
@@ -365,7 +381,7 @@ class WindowLoader(DataLoader):
 
 
 def create_dataloader(
-    path: str | list[str],
+    path: PathArg | Sequence[PathArg] | np.ndarray,
     batch_size: int,
     max_length: int,
     stride: int | None = None,

@@ -29,7 +29,17 @@ LAYERS = [
     {"embedding", "windows", "window_rows", "mixing"},
     {"bpe"},
     {"documents", "storage"},
-    {"contract", "errors", "options", "processes", "progress", "units", "version", "vocab"},
+    {
+        "contract",
+        "errors",
+        "options",
+        "paths",
+        "processes",
+        "progress",
+        "units",
+        "version",
+        "vocab",
+    },
 ]
 
 

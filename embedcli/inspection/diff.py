@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
 from embedcli.inspection.report import CHUNK_BYTES, can_read, iter_chunks
+from embedcli.paths import PathArg, one_path
 from embedcli.storage.split import is_index, read_index
 from embedcli.storage.store import NUMPY_TO_ST, Header, TensorInfo, is_safetensors, read_header
 
@@ -158,8 +159,8 @@ def _token_stream(path: str) -> _Side | None:
 
 
 def diff_files(
-    path_a: str,
-    path_b: str,
+    path_a: PathArg,
+    path_b: PathArg,
     *,
     tensor: str | None = None,
     ignore_metadata: bool = False,
@@ -171,6 +172,7 @@ def diff_files(
     the same data reached two ways, merged shards and one whole run, differs in lineage).
     Keys of :data:`RUN_KEYS` (the tokenizer engine) are ``run_changed``, not a difference,
     unless ``strict``."""
+    path_a, path_b = one_path(path_a), one_path(path_b)
     sa, sb = _open(path_a), _open(path_b)
     if tensor is not None:
         if tensor not in sa.tensors and tensor not in sb.tensors:

@@ -19,13 +19,14 @@ from embedcli.inspection.report import (
     preview_text,
     tensor_stats,
 )
+from embedcli.paths import PathArg, one_path
 from embedcli.storage.manifest import is_manifest
 from embedcli.storage.split import is_index, read_index
 from embedcli.storage.store import is_safetensors, read_header
 
 
 def inspect_file(
-    path: str,
+    path: PathArg,
     *,
     stats: bool = True,
     preview: int = 0,
@@ -41,7 +42,7 @@ def inspect_file(
         >>> report = inspect_file("out.safetensors", stats=False)  # doctest: +SKIP
         >>> [(t.name, t.shape) for t in report.tensors]
     """
-    path = named_output(path)
+    path = named_output(one_path(path))
     if is_index(path):
         return inspect_index(path, stats=stats, preview=preview, tensor=tensor)
     if is_manifest(path):

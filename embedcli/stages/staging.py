@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 
 from embedcli.errors import OutputError, UsageError
+from embedcli.paths import one_path, path_list
 from embedcli.progress import no_progress
 from embedcli.storage.atomic import COMMITTED, UNFINISHED
 from embedcli.storage.remote import is_url, public_url, staged
@@ -30,7 +31,9 @@ def remote_output(stage: Callable[..., R]) -> Callable[..., R]:
     names the URLs. Under torchrun the ranks write one shared file: a URL is refused there."""
 
     @functools.wraps(stage)
-    def wrapper(inputs: list[str], output: str, *args: Any, **kwargs: Any) -> R:
+    def wrapper(inputs: Any, output: Any, *args: Any, **kwargs: Any) -> R:
+        # What a library caller hands over: one path or many, str or os.PathLike.
+        inputs, output = path_list(inputs), one_path(output, "output")
         if not is_url(output):
             return stage(inputs, output, *args, **kwargs)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
