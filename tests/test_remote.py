@@ -385,3 +385,32 @@ def test_an_upload_cut_short_leaves_a_set_readers_refuse(memfs, monkeypatch):
     assert "killed while committing" in proc.stderr.decode()
     invoke("tokenize", story, "--to", "llmc", "--shard-tokens", "500", "-o", url, check=True)
     assert invoke("inspect", url, "--no-stats").returncode == 0
+
+
+def test_storage_options_are_an_argument_of_the_call(tmp_path, memfs, monkeypatch):
+    """``storage_options=`` reaches every filesystem the call opens, and only that call's:
+    the options set before are back after it, also when it fails."""
+    seen = []
+    real = fsspec.core.url_to_fs
+
+    def recording(url, **options):
+        seen.append((url, dict(options)))
+        return real(url)
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", recording)
+    remote.set_storage_options({"process": "wide"})
+    try:
+        story = SAMPLE / "the-lighthouse.txt"
+        out = "memory://bkt/out/story.tokens.safetensors"
+        run_tokenize(story, out, storage_options={"anon": True})
+        assert seen and all(options == {"anon": True} for _, options in seen)
+        assert memfs.exists(out)
+        assert remote._OPTIONS == {"process": "wide"}  # back after the call
+        seen.clear()
+        with pytest.raises(InputError):
+            run_tokenize("memory://bkt/missing.txt", str(tmp_path / "x"), storage_options={"k": 1})
+        assert seen and seen[0][1] == {"k": 1} and remote._OPTIONS == {"process": "wide"}
+        with pytest.raises(UsageError, match="storage_options must be a dict"):
+            run_tokenize(story, str(tmp_path / "y"), storage_options='{"anon": true}')
+    finally:
+        remote.set_storage_options({})

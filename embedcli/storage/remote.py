@@ -51,6 +51,25 @@ def set_storage_options(options: dict[str, Any]) -> None:
     _OPTIONS.update(options)
 
 
+@contextlib.contextmanager
+def using_storage_options(options: dict[str, Any] | None) -> Iterator[None]:
+    """Inside, every filesystem opened takes ``options`` (``None``: whatever is set already);
+    after, the options set before are back. A library call's ``storage_options=`` argument:
+    the filesystems of one call, not of the process (a thread of the call opens them too, so
+    two calls with different options at the same time in two threads would mix them)."""
+    if options is None:
+        yield
+        return
+    if not isinstance(options, dict):
+        raise UsageError(f"storage_options must be a dict, not {type(options).__name__}")
+    saved = dict(_OPTIONS)
+    set_storage_options(options)
+    try:
+        yield
+    finally:
+        set_storage_options(saved)
+
+
 def public_url(url: str) -> str:
     """``url`` as it may be recorded and shown: without user, password or query string (a
     presigned URL's signature lives there)."""
