@@ -23,6 +23,8 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 LAYERS = [
     {"cli"},
     {"stages", "data"},
+    {"mixture"},
+    {"token_windows"},
     {"inspection"},
     {"inputs"},
     {"formats"},
@@ -123,7 +125,14 @@ def test_no_import_cycles():
         ("click", ("embedcli.cli",)),
         (
             "torch",
-            ("embedcli.embedding", "embedcli.data", "embedcli.stages", "embedcli.inspection"),
+            (
+                "embedcli.embedding",
+                "embedcli.data",
+                "embedcli.mixture",
+                "embedcli.token_windows",
+                "embedcli.stages",
+                "embedcli.inspection",
+            ),
         ),
     ],
 )

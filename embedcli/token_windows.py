@@ -1,0 +1,263 @@
+"""Windows of a token input, read from memory maps: the ``Dataset`` the loader of ``data.py``
+(and a mixture's, ``mixture.py``) draws from.
+
+:class:`TokenStream` is any token input embedcli reads (a token file, several, a shard
+manifest, nanoGPT/llm.c/Megatron files, ``.npy``, ids in memory) as segments read by
+position; :class:`TokenWindows` its windows ``(inputs, targets)``, exactly the rows
+``embedcli batch`` writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from embedcli.contract import VOCAB_SIZE, get_int
+from embedcli.errors import FormatError, UsageError
+from embedcli.paths import PathArg, path_list
+from embedcli.vocab import OutOfVocab, out_of_vocab
+from embedcli.window_rows import row_items, take_rows
+from embedcli.windows import DocumentWindows, count_windows
+
+
+@dataclass
+class TokenStream:
+    """The ids of a token input as segments (memory maps, separators), read by position."""
+
+    segments: list[np.ndarray]
+    doc_offsets: np.ndarray | None
+    metadata: dict[str, str]
+
+    def __post_init__(self) -> None:
+        self.bounds = np.cumsum([0, *(s.size for s in self.segments)])
+        self._views: dict[tuple[int, int], np.ndarray] = {}  # (segment, count): row_items
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def check_vocab(self, name: str) -> None:
+        """Refuse ids outside the vocabulary the metadata names (the model's embedding would
+        fail on them, on a GPU with a device assert)."""
+        vocab = get_int(self.metadata, VOCAB_SIZE)
+        if not vocab:
+            return
+        found = [(k, out_of_vocab(s, vocab)) for k, s in enumerate(self.segments)]
+        bad = [(k, f) for k, f in found if f is not None]
+        if bad:
+            k, first = bad[0]
+            total = OutOfVocab(
+                sum(f.count for _, f in bad), int(self.bounds[k]) + first.position, first.id
+            )
+            raise FormatError(total.message(name, vocab, (len(self),)))
+
+    def read_rows(self, starts: np.ndarray, count: int) -> np.ndarray:
+        """``(len(starts), count)``: the ids from each start, in the file's own dtype, in one
+        vectorised gather from the memory map where the rows lie in one segment (a row that
+        crosses segments is read on its own)."""
+        if len(self.segments) == 1:  # the common case: one fancy index, one memcpy a row
+            return self._rows(0, count, starts)
+        out = np.empty((starts.size, count), dtype=np.result_type(*self.segments))
+        k = np.searchsorted(self.bounds, starts, side="right") - 1
+        inside = starts + count <= self.bounds[np.minimum(k + 1, len(self.segments))]
+        for seg in np.unique(k[inside]):
+            rows = np.flatnonzero(inside & (k == seg))
+            out[rows] = self._rows(seg, count, starts[rows] - int(self.bounds[seg]))
+        for row in np.flatnonzero(~inside):
+            out[row] = self.read(int(starts[row]), count)
+        return out
+
+    def _rows(self, segment: int, count: int, starts: np.ndarray) -> np.ndarray:
+        """Rows of ``count`` ids of segment ``segment`` from ``starts``, gathered from its
+        windows as opaque items (:func:`~embedcli.window_rows.row_items`: the view is kept)."""
+        ids = self.segments[segment]
+        items = self._views.get((segment, count))
+        if items is None:
+            items = self._views[segment, count] = row_items(ids, count)
+        return take_rows(items, starts, ids.dtype)
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Ids ``[start, start + count)`` as int64, across segment boundaries."""
+        if len(self.segments) == 1:  # the common case: one slice, one conversion
+            return self.segments[0][start : start + count].astype(np.int64)
+        out = np.empty(count, dtype=np.int64)
+        k = int(np.searchsorted(self.bounds, start, side="right")) - 1
+        done = 0
+        while done < count:
+            offset = start + done - int(self.bounds[k])
+            piece = self.segments[k][offset : offset + count - done]
+            out[done : done + piece.size] = piece
+            done += piece.size
+            k += 1
+        return out
+
+
+def open_tokens(
+    path: PathArg | Sequence[PathArg] | np.ndarray, *, encoding: str | None = None
+) -> TokenStream:
+    """Any token input embedcli reads, without copying its ids (see :class:`TokenStream`):
+    a token file, a shard set (a list of files, or a manifest), or ids already in memory (a
+    1-D integer array: one stream, no document boundaries)."""
+    if isinstance(path, np.ndarray):
+        return TokenStream([_id_array(path)], None, {})
+    from embedcli.inputs import Request, TokenSource, open_input
+    from embedcli.inputs.token_files import ResolvedTokenFiles
+    from embedcli.options import TokenizeOptions
+    from embedcli.progress import no_progress
+    from embedcli.storage.remote import is_url, public_url
+
+    paths = path_list(path, "path")
+    for p in paths:
+        if is_url(p):  # a training loop reads at random: an object store per window is slow
+            url = public_url(p)
+            raise UsageError(
+                f"{url}: the loader memory-maps local files; copy it (and its shards) to local "
+                f"disk first, e.g. aws s3 cp --recursive {url.rsplit('/', 1)[0]}/ data/"
+            )
+    request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
+    with open_input(paths, request) as found:
+        if found.reader == "text":
+            raise UsageError(f"{paths[0]}: not a token file; tokenize it first (embedcli tokenize)")
+        if isinstance(found, ResolvedTokenFiles):
+            return TokenStream(*found.join())
+        source = found.load(no_progress)
+    if not isinstance(source, TokenSource):
+        raise FormatError(f"{paths[0]}: is already windowed; give the token file it came from")
+    return TokenStream(source.segments, source.doc_offsets, source.metadata)
+
+
+def _id_array(ids: np.ndarray) -> np.ndarray:
+    """``ids`` checked as token ids: one dimension, integers, none negative."""
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise UsageError(f"ids must be a 1-D integer array, not {ids.dtype} of shape {ids.shape}")
+    if ids.size and ids.dtype.kind == "i" and int(ids.min()) < 0:
+        raise UsageError(f"ids must not be negative (found {int(ids.min())})")
+    return ids
+
+
+class TokenWindows(Dataset):
+    """Windows ``(inputs, targets)`` of a token file, each ``(max_length,)`` int64.
+
+    ``len()`` is the number of windows ``embedcli batch`` plans with ``--keep-last``, and
+    ``ds[i]`` is row ``i`` of its ``inputs`` and ``targets``: windows start at ``0, stride,
+    2*stride, ...`` (``cross_docs=False``: inside each document's span, as ``--no-cross-docs``).
+    Starts are arithmetic, never an array: memory is the per-document counts at most.
+    """
+
+    def __init__(
+        self,
+        path: PathArg | Sequence[PathArg] | np.ndarray,
+        max_length: int,
+        stride: int | None = None,
+        *,
+        cross_docs: bool = True,
+        encoding: str | None = None,
+    ):
+        self.path, self.encoding = path, encoding
+        # What errors call the input: its path, or "ids" for an array.
+        name = "ids" if isinstance(path, np.ndarray) else str(path)
+        self.max_length, self.stride = max_length, stride or max_length
+        if max_length < 1 or self.stride < 1:
+            raise UsageError("max_length and stride must be at least 1")
+        self._open()
+        self._stream.check_vocab(name)
+        n = len(self._stream)
+        self._inside: DocumentWindows | None = None  # cross_docs=False: windows by document
+        if cross_docs:
+            self._length = count_windows(n, max_length, self.stride)
+        else:
+            if self._stream.doc_offsets is None:
+                raise UsageError(f"{name}: cross_docs=False needs document boundaries")
+            self._inside = DocumentWindows(self._stream.doc_offsets, max_length, self.stride)
+            self._length = len(self._inside)
+        if self._length == 0:
+            raise FormatError(
+                f"{name}: {n} tokens make no window of max_length {max_length}"
+                + ("" if cross_docs else " inside one document")
+            )
+
+    def _open(self) -> None:
+        self._stream = open_tokens(self.path, encoding=self.encoding)
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_stream", None)  # a worker process opens the files itself
+        return state
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The token input's metadata (its tokenizer, vocabulary size...; empty for ids)."""
+        if "_stream" not in self.__dict__ or self._pid != os.getpid():
+            self._open()
+        return self._stream.metadata
+
+    def start(self, index: int) -> int:
+        """Where window ``index`` starts in the ids."""
+        if not 0 <= index < self._length:
+            raise IndexError(f"window {index} of {self._length}")
+        if self._inside is None:
+            return index * self.stride
+        return self._inside.start(index)
+
+    def starts(self, indices: list[int] | np.ndarray) -> np.ndarray:
+        """:meth:`start` of each of ``indices``, vectorised."""
+        index = np.asarray(indices, dtype=np.int64)
+        if isinstance(indices, list):  # a sampler's batch: Python's min and max are faster
+            low, high = (min(indices), max(indices)) if indices else (0, 0)
+        else:
+            low, high = (int(index.min()), int(index.max())) if index.size else (0, 0)
+        if low < 0 or high >= self._length:
+            bad = int(index[(index < 0) | (index >= self._length)][0])
+            raise IndexError(f"window {bad} of {self._length}")
+        if self._inside is None:
+            return index * self.stride
+        return self._inside.starts(index)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if "_stream" not in self.__dict__ or self._pid != os.getpid():
+            self._open()  # in a DataLoader worker: its own memory maps
+        ids = torch.from_numpy(self._stream.read(self.start(index), self.max_length + 1))
+        return ids[:-1], ids[1:]
+
+    def __getitems__(self, indices: list[int]) -> WindowBatch:
+        """A whole batch of windows in one gather (torch's ``DataLoader`` calls this for a
+        batch when the dataset has it): a sequence of ``(inputs, targets)`` as
+        ``__getitem__`` gives them, made from the two stacked ``(B, max_length)`` tensors it
+        carries, so :class:`WindowLoader` hands those on without stacking again."""
+        if "_stream" not in self.__dict__ or self._pid != os.getpid():
+            self._open()
+        rows = self._stream.read_rows(self.starts(indices), self.max_length + 1)
+        # astype: each half converted to int64 and made contiguous in the same pass
+        inputs = torch.from_numpy(rows[:, :-1].astype(np.int64))
+        targets = torch.from_numpy(rows[:, 1:].astype(np.int64))
+        return WindowBatch(inputs, targets)
+
+
+class WindowBatch(Sequence[tuple[torch.Tensor, torch.Tensor]]):
+    """:meth:`TokenWindows.__getitems__`'s answer: the batch stacked (``inputs`` and
+    ``targets``, each ``(B, max_length)``), and a sequence of its samples for a ``collate_fn``
+    of one's own (``batch[i]`` is ``(inputs[i], targets[i])``, made when asked for)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[torch.Tensor, torch.Tensor]]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.inputs[i], self.targets[i]
