@@ -139,15 +139,14 @@ class MixtureWindows(Dataset):
         at = np.asarray(indices, dtype=np.int64)
         if at.size and (at.min() < 0 or at.max() >= len(self)):
             raise IndexError(f"a window of {at.tolist()} is outside 0..{len(self) - 1}")
-        max_length = self.sets[0].max_length
-        inputs = torch.empty((at.size, max_length), dtype=torch.int64)
-        targets = torch.empty((at.size, max_length), dtype=torch.int64)
         which = self.source[at]
-        for d in np.unique(which):
-            rows = np.flatnonzero(which == d)
-            part = self.sets[d].__getitems__(self.index[at[rows]].tolist())
-            inputs[rows], targets[rows] = part.inputs, part.targets
-        return WindowBatch(inputs, targets)
+        if which.size and (which == which[0]).all():  # the whole batch from one source
+            return WindowBatch.of(self.sets[which[0]].rows(self.index[at]))
+        rows = np.empty((at.size, self.sets[0].max_length + 1), dtype=np.int64)
+        for d in np.unique(which):  # numpy throughout: one conversion to tensors at the end
+            mine = np.flatnonzero(which == d)
+            rows[mine] = self.sets[d].rows(self.index[at[mine]])
+        return WindowBatch.of(rows)
 
 
 def _name(path: PathArg | Sequence[PathArg]) -> str:

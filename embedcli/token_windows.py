@@ -233,13 +233,14 @@ class TokenWindows(Dataset):
         batch when the dataset has it): a sequence of ``(inputs, targets)`` as
         ``__getitem__`` gives them, made from the two stacked ``(B, max_length)`` tensors it
         carries, so :class:`WindowLoader` hands those on without stacking again."""
+        return WindowBatch.of(self.rows(indices))
+
+    def rows(self, indices: list[int] | np.ndarray) -> np.ndarray:
+        """``(len(indices), max_length + 1)``: each window and the id after it, in the file's
+        own dtype, in one gather from the memory map."""
         if "_stream" not in self.__dict__ or self._pid != os.getpid():
             self._open()
-        rows = self._stream.read_rows(self.starts(indices), self.max_length + 1)
-        # astype: each half converted to int64 and made contiguous in the same pass
-        inputs = torch.from_numpy(rows[:, :-1].astype(np.int64))
-        targets = torch.from_numpy(rows[:, 1:].astype(np.int64))
-        return WindowBatch(inputs, targets)
+        return self._stream.read_rows(self.starts(indices), self.max_length + 1)
 
 
 class WindowBatch(Sequence[tuple[torch.Tensor, torch.Tensor]]):
@@ -249,6 +250,13 @@ class WindowBatch(Sequence[tuple[torch.Tensor, torch.Tensor]]):
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
         self.inputs, self.targets = inputs, targets
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> WindowBatch:
+        """The batch of ``rows`` (each a window and the id after it, any integer dtype)."""
+        # astype: each half converted to int64 and made contiguous in the same pass
+        inputs = torch.from_numpy(rows[:, :-1].astype(np.int64))
+        return cls(inputs, torch.from_numpy(rows[:, 1:].astype(np.int64)))
 
     def __len__(self) -> int:
         return len(self.inputs)
