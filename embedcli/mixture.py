@@ -64,6 +64,8 @@ def mixture_order(
     w = _normalised(weights)
     places, sources, draws = [], [], []
     for d, share in enumerate(w):
+        if share == 0:  # a source switched off: no draws
+            continue
         k = np.arange(math.ceil(total * share) + 2, dtype=np.int64)
         places.append((k + 0.5) / share)
         sources.append(np.full(k.size, d, dtype=np.int32))
@@ -76,8 +78,10 @@ def _normalised(weights: Sequence[float] | np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.size == 0:
         raise UsageError("a mixture needs at least one source with a weight")
-    if not np.all(np.isfinite(w)) or np.any(w <= 0):
-        raise UsageError(f"mixture weights must be positive numbers (got {w.tolist()})")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise UsageError(
+            f"mixture weights must be numbers of at least 0, not all 0 (got {w.tolist()})"
+        )
     return w / w.sum()
 
 
@@ -111,7 +115,8 @@ class MixtureWindows(Dataset):
         _same_tokenizer(self.names, self.sets)
         lengths = np.array([len(s) for s in self.sets], dtype=np.int64)
         if num_windows is None:
-            num_windows = int(np.min(np.floor(lengths / self.weights)))
+            on = self.weights > 0  # a source of weight 0 is read by no window
+            num_windows = int(np.min(np.floor(lengths[on] / self.weights[on])))
         if num_windows < 1:
             raise UsageError(f"num_windows must be at least 1 (got {num_windows})")
         self.source, draw = mixture_order(self.weights, num_windows)

@@ -111,9 +111,9 @@ def test_what_is_and_is_not_a_mixture():
 
 @pytest.mark.parametrize(
     ("weights", "message"),
-    [([0.5, 0.0], "positive"), ([1.0, -1.0], "positive"), ([1.0, float("nan")], "positive")],
+    [([0.0, 0.0], "not all 0"), ([1.0, -1.0], "at least 0"), ([1.0, float("nan")], "at least 0")],
 )
-def test_weights_that_are_not_positive_are_refused(sources, weights, message):
+def test_weights_that_are_not_weights_are_refused(sources, weights, message):
     spec = list(zip([sources["story"], sources["news"]], weights, strict=True))
     with pytest.raises(UsageError, match=message):
         MixtureWindows(spec, 8)
@@ -136,3 +136,9 @@ def test_sources_of_different_tokenizers_are_refused(sources, tmp_path):
 def test_num_windows_belongs_to_a_mixture(sources):
     with pytest.raises(UsageError, match="mixture"):
         create_dataloader(str(sources["story"]), 4, 8, num_windows=10)
+
+
+def test_a_source_of_weight_zero_is_switched_off(sources):
+    mix = MixtureWindows([(sources["story"], 1.0), (sources["news"], 0.0)], 8)
+    assert len(mix) == len(TokenWindows(sources["story"], 8)) and not (mix.source == 1).any()
+    assert mix.proportions()[str(sources["news"])] == 0.0
