@@ -66,6 +66,7 @@ SPLIT_PAIR = "split_pair"
 JOIN_KEYS = (ENCODING, VOCAB_SIZE, EOT_ID, SPECIAL, EOT_PLACEMENT)
 
 # embedcli mix: how a corpus was assembled from its sources
+MIXTURE_FORMAT = "embedcli-mixture"  # the "format" of the JSON mixture mix --emit-weights writes
 MIX_SOURCES = "mix_sources"  # JSON list: name, inputs, weight, target_tokens, tokens, documents...
 MIX_BUDGET = "mix_budget"  # the tokens asked for
 MIX_MAX_REPEAT = "mix_max_repeat"

@@ -1,14 +1,15 @@
 """Windows of several token sets blended by weight, for training (issue 34, item 3):
 ``create_dataloader([("web.bin", 0.7), ("code.bin", 0.3)], 8, 1024)``.
 
-Every source is a :class:`~embedcli.token_windows.TokenWindows` (any token input: a file, a shard set, a
-manifest) with the same ``max_length`` and ``stride``, so a share of the windows is the same
-share of the tokens. The mixture's order is fixed by the weights alone (Megatron's
+Every source is a :class:`~embedcli.token_windows.TokenWindows` (any token input: a file, a
+shard set, a manifest) with the same ``max_length`` and ``stride``, so a share of the windows
+is the same share of the tokens. The mixture's order is fixed by the weights alone (Megatron's
 ``BlendedDataset`` makes it the same way, greedily): the ``k``-th window drawn from source ``d``
 has the ideal place ``(k + 1/2) / w_d``, and the mixture takes the draws in order of place
 (ties: the earlier source), so after any ``n`` windows each source has given ``n * w_d`` of
-them to within about one. A source drawn fewer times than it has windows gives windows spread
-evenly over all of it; one drawn more often starts again from its first (upsampling).
+them to within fewer windows than there are sources (about one in practice). A source drawn
+fewer times than it has windows gives windows spread evenly over all of it; one drawn more
+often starts again from its first (upsampling).
 
 The loader's sampler then shuffles, shards by rank and resumes the mixture exactly as it does a
 single token set: ``shuffle=True, seed=s`` is a reproducible order of the mixture's windows,
@@ -17,6 +18,7 @@ each rank a disjoint share, ``state_dict()`` the batches consumed.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -27,23 +29,54 @@ import torch
 from torch.utils.data import Dataset
 
 from embedcli import contract as c
-from embedcli.errors import UsageError
+from embedcli.errors import FormatError, UsageError
 from embedcli.paths import PathArg
+from embedcli.storage.remote import is_url
 from embedcli.token_windows import TokenWindows, WindowBatch
 
-MixtureSpec = Sequence[tuple[Any, float]] | Mapping[Any, float]
+MixtureSpec = Sequence[tuple[Any, float]] | Mapping[Any, float] | PathArg
 
 
 def is_mixture(spec: object) -> TypeGuard[MixtureSpec]:
-    """Whether ``spec`` names sources with weights (a mapping, or ``(path, weight)`` pairs),
-    rather than one token input or a shard set."""
+    """Whether ``spec`` names sources with weights (a mapping, ``(path, weight)`` pairs, or
+    the JSON file ``mix --emit-weights json`` writes), rather than one token input or a shard
+    set."""
     if isinstance(spec, Mapping):
         return True
-    if isinstance(spec, (str, os.PathLike, np.ndarray)) or not isinstance(spec, Sequence):
+    if isinstance(spec, (str, os.PathLike)):
+        return read_mixture(spec) is not None
+    if isinstance(spec, np.ndarray) or not isinstance(spec, Sequence):
         return False
     return bool(spec) and all(
         isinstance(item, tuple) and len(item) == 2 and _is_number(item[1]) for item in spec
     )
+
+
+def read_mixture(path: PathArg) -> list[tuple[str, list[str], float]] | None:
+    """``(name, files, weight)`` of each source of the JSON mixture at ``path`` (its local
+    files relative to it), or None when ``path`` is not one (a token file, a manifest)."""
+    name = os.fspath(path)
+    if not name.endswith(".json") or not os.path.isfile(name):
+        return None
+    try:
+        with open(name, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != c.MIXTURE_FORMAT:
+        return None
+    base = os.path.dirname(os.path.abspath(name))
+    try:
+        return [
+            (
+                str(s["name"]),
+                [f if is_url(f) else os.path.join(base, f) for f in s["files"]],
+                float(s["weight"]),
+            )
+            for s in doc["sources"]
+        ]
+    except (KeyError, TypeError, ValueError):
+        raise FormatError(f"{name}: a mixture whose sources lack name, files or weight") from None
 
 
 def _is_number(value: object) -> bool:
@@ -103,10 +136,20 @@ class MixtureWindows(Dataset):
         cross_docs: bool = True,
         encoding: str | None = None,
     ):
-        pairs = list(sources.items()) if isinstance(sources, Mapping) else list(sources)
-        if not pairs or not is_mixture(pairs):
-            raise UsageError("a mixture is a list of (path, weight) pairs or a {path: weight} dict")
-        self.names = [_name(path) for path, _ in pairs]
+        from_file = read_mixture(sources) if isinstance(sources, (str, os.PathLike)) else None
+        if from_file is not None:
+            pairs: list[tuple[Any, float]] = [(files, w) for _, files, w in from_file]
+            self.names = [name for name, _, _ in from_file]
+        elif isinstance(sources, (str, os.PathLike)):
+            raise UsageError(f"{os.fspath(sources)}: not a mixture file (mix --emit-weights json)")
+        else:
+            pairs = list(sources.items()) if isinstance(sources, Mapping) else list(sources)
+            if not pairs or not is_mixture(pairs):
+                raise UsageError(
+                    "a mixture is a list of (path, weight) pairs, a {path: weight} dict, "
+                    "or the JSON mix --emit-weights json writes"
+                )
+            self.names = [_name(path) for path, _ in pairs]
         self.weights = _normalised([weight for _, weight in pairs])
         self.sets = [
             TokenWindows(path, max_length, stride, cross_docs=cross_docs, encoding=encoding)

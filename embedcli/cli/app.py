@@ -40,7 +40,7 @@ from embedcli.cli.errors import (
     warn_unused,
 )
 from embedcli.cli.inspect_command import inspect
-from embedcli.cli.mix_command import CLUSTER, mix
+from embedcli.cli.mix_command import BLEND, CLUSTER, mix
 from embedcli.cli.options import (
     ADVANCED_PANELS,
     MORE,
@@ -447,7 +447,7 @@ ADVANCED_PANELS.update(
         "tokenize": (MORE, STORAGE),
         "batch": (TOK, MORE, STORAGE),
         "embed": (MORE_EMB, TOK, MORE, STORAGE),
-        "mix": (CLUSTER,),
+        "mix": (BLEND, CLUSTER),
     }
 )
 

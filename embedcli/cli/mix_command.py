@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from embedcli.cli.options import (
 )
 from embedcli.cli.session import progress_factory, show_result
 from embedcli.errors import UsageError
+
+if TYPE_CHECKING:
+    from embedcli.stages.mix import MixOptions
 
 MIX = "Mixing"
 
@@ -105,6 +108,20 @@ DedupOpt = Annotated[
         rich_help_panel=MIX,
         help=f"{listed(DEDUP)}: exact drops a document whose ids an earlier one (in source "
         "order) has.",
+    ),
+]
+BLEND = "Trainer blend"
+EMIT = ("json", "megatron")
+EmitWeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--emit-weights",
+        metavar="KIND",
+        callback=choice(EMIT),
+        rich_help_panel=BLEND,
+        help=f"{listed(EMIT)}: write the inputs' blend instead, nothing copied: the "
+        "loader's JSON mixture, or Megatron's --data-path W1 PREFIX1 W2 PREFIX2 ...",
+        show_default=False,
     ),
 ]
 MixEotOpt = Annotated[
@@ -199,6 +216,7 @@ def mix(
     seed: MixSeedOpt = o.DEFAULT_SEED,
     shuffle: MixShuffleOpt = True,
     dedup: DedupOpt = "none",
+    emit_weights: EmitWeightsOpt = None,
     to: ToOpt = None,
     eot: MixEotOpt = None,
     val_fraction: MixValFraction = None,
@@ -245,6 +263,9 @@ def mix(
         val_tokens=parse_count(val_tokens, "--val-tokens") if val_tokens is not None else None,
     )
     named, progress = list(source or []), progress_factory(quiet)
+    if emit_weights is not None:
+        _emit(list(inputs or []), output, opts, named, emit_weights, no_clobber, quiet, phase, to)
+        return
     if phase is None:
         if shard or buckets or bucket_dir:
             raise UsageError("--shard, --buckets and --bucket-dir go with --phase scatter|gather")
@@ -266,3 +287,28 @@ def mix(
             sources=named, to=to, no_clobber=no_clobber, progress=progress,
         )  # fmt: skip
     show_result(result, quiet)
+
+
+def _emit(
+    inputs: list[str],
+    output: str,
+    opts: MixOptions,
+    named: list[str],
+    kind: str,
+    no_clobber: bool,
+    quiet: bool,
+    phase: str | None,
+    to: str | None,
+) -> None:
+    """``--emit-weights``: the blend written, and its summary."""
+    from embedcli.stages.mix_weights import run_mix_weights
+
+    if phase is not None or to is not None:
+        flag = "--phase" if phase is not None else "--to"
+        raise UsageError(f"--emit-weights writes the blend, not documents: leave out {flag}")
+    result = run_mix_weights(inputs, output, opts, sources=named, kind=kind, no_clobber=no_clobber)
+    if not quiet:
+        from embedcli.cli.errors import err_console
+        from embedcli.cli.mix_render import render_weights
+
+        render_weights(err_console(), result)

@@ -15,6 +15,7 @@ from embedcli.units import human_bytes
 
 if TYPE_CHECKING:
     from embedcli.inspection.documents import DocumentReport
+    from embedcli.stages.mix_weights import MixWeights
     from embedcli.stages.results import MixResult
 
 
@@ -105,3 +106,17 @@ def render_document(console: Console, report: DocumentReport) -> None:
     )
     for note in report.notes:
         console.print(Text.assemble(("Note: ", "bold yellow"), printable(note)), soft_wrap=True)
+
+
+def render_weights(console: Console, result: MixWeights) -> None:
+    """What ``mix --emit-weights`` wrote: each source's weight, files, ids and documents."""
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for name in ("source", "weight", "files", "ids", "documents"):
+        table.add_column(name, justify="left" if name == "source" else "right")
+    for s in result.sources:
+        table.add_row(s.name, f"{s.weight:.4g}", str(len(s.files)), f"{s.tokens:,}",
+                      f"{s.documents:,}")  # fmt: skip
+    where = "stdout" if result.output == "-" else result.output
+    title = f"mix --emit-weights {result.kind}: the blend of {len(result.sources)} sources"
+    console.print(Panel(table, title=title, title_align="left", expand=False))
+    console.print(f"wrote {where}: nothing copied, weights by tokens", highlight=False)

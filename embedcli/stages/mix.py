@@ -277,6 +277,20 @@ def prepare(
 def _agreeing(read: list[MixInput], placement: str) -> MixInput:
     """The first source, after checking that every source holds the same tokenizer's ids and
     that the output's placement uses the same marker."""
+    first = same_tokenizer(read)
+    if c.EOT_ID not in first.metadata:
+        raise UsageError(f"source {first.name}: its metadata names no document marker (eot_id)")
+    given = first.metadata.get(c.EOT_PLACEMENT, "between")
+    if c.TOKENIZER_KIND in first.metadata and (given == "before") != (placement == "before"):
+        raise UsageError(
+            f"the sources mark documents with a token placed {given}, which this output "
+            f"would place {placement}: give --eot {given}, or tokenize for this format"
+        )
+    return first
+
+
+def same_tokenizer(read: list[MixInput]) -> MixInput:
+    """The first source, after checking that every source holds the same tokenizer's ids."""
     first = read[0]
     for s in read[1:]:
         for key in _AGREE:
@@ -286,14 +300,6 @@ def _agreeing(read: list[MixInput], placement: str) -> MixInput:
                     f"({key} {first.metadata.get(key)} against {s.metadata.get(key)}); "
                     "mix token files of one tokenizer"
                 )
-    if c.EOT_ID not in first.metadata:
-        raise UsageError(f"source {first.name}: its metadata names no document marker (eot_id)")
-    given = first.metadata.get(c.EOT_PLACEMENT, "between")
-    if c.TOKENIZER_KIND in first.metadata and (given == "before") != (placement == "before"):
-        raise UsageError(
-            f"the sources mark documents with a token placed {given}, which this output "
-            f"would place {placement}: give --eot {given}, or tokenize for this format"
-        )
     return first
 
 
