@@ -109,3 +109,8 @@ def test_options_that_copy_documents_are_refused_and_nothing_is_written(
     assert proc.returncode == 2 and message in proc.stderr and not out.exists(), proc.stderr
     with pytest.raises(UsageError):
         run_mix_weights([tokens["story"]], out, MixOptions(tokens=5))
+
+
+def test_a_blend_is_written_locally(tokens):
+    with pytest.raises(UsageError, match="write the blend to a local file or stdout"):
+        run_mix_weights([tokens["story"]], "s3://bucket/blend.json")

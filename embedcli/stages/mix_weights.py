@@ -28,7 +28,7 @@ from embedcli.stages.mix import MixOptions, same_tokenizer
 from embedcli.stages.mix_sources import read_source, sources_of
 from embedcli.storage.atomic import atomic_file
 from embedcli.storage.outputs import check_output
-from embedcli.storage.remote import is_url
+from embedcli.storage.remote import is_url, public_url
 
 KINDS = ("json", "megatron")
 
@@ -68,6 +68,8 @@ def run_mix_weights(
     if kind not in KINDS:
         raise UsageError(f"unknown --emit-weights {kind!r}; use {' or '.join(KINDS)}")
     _refuse_copying_options(opts)
+    if is_url(output):  # its local files are named relative to it
+        raise UsageError(f"{public_url(output)}: write the blend to a local file or stdout (-o -)")
     listed = sources_of(paths, list(sources or []))
     with contextlib.ExitStack() as stack:
         read = [read_source(name, files, stack) for name, files in listed]
