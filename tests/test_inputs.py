@@ -120,3 +120,23 @@ def test_mixing_token_files_and_text_is_refused(tmp_path):
         open_input([str(tokens), STORY]),
     ):
         pass
+
+
+@pytest.mark.parametrize("to", ["nanogpt", "megatron", "npy", "llmc"])
+def test_several_trainer_files_read_as_one_token_set(tmp_path, to):
+    """``batch a.bin b.bin`` read the first file as text ("invalid UTF-8 at byte 0"): several
+    trainer files are now read as each is alone, joined as several safetensors files are."""
+    story, news = SAMPLE / "the-lighthouse.txt", sorted(SAMPLE.glob("*.jsonl"))
+    name = {"nanogpt": "{}.bin", "megatron": "{}", "npy": "{}.npy", "llmc": "{}.bin"}[to]
+    one, two, both = (str(tmp_path / name.format(n)) for n in ("one", "two", "both"))
+    run_tokenize([str(story)], one, to=to)
+    run_tokenize([str(p) for p in news], two, to=to)
+    run_tokenize([str(story), *map(str, news)], both, to=to)  # the same documents in one file
+    given = [one + ".bin", two] if to == "megatron" else [one, two]  # a pair by .bin or prefix
+    with load_input(given) as joined, load_input([both]) as whole:
+        assert np.array_equal(np.asarray(joined.ids), np.asarray(whole.ids))
+    opts = WindowOptions(max_length=4, stride=4, batch_size=8)
+    run_batch(given, str(tmp_path / "joined.safetensors"), opts)
+    run_batch([both], str(tmp_path / "whole.safetensors"), opts)
+    a, b = (load_file(str(tmp_path / f"{n}.safetensors")) for n in ("joined", "whole"))
+    assert np.array_equal(a["inputs"], b["inputs"]) and np.array_equal(a["targets"], b["targets"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import FormatError, InputError
-from embedcli.formats import token_format
+from embedcli.formats import TRAINER_FORMATS, TokenFormat, token_format
 from embedcli.formats.base import TokenSource
 from embedcli.formats.safetensors import read_ids, token_header
 from embedcli.inputs.base import Request
@@ -40,11 +40,36 @@ class TokenFilesReader:
     name = "token-files"
 
     def claims(self, inputs: list[str]) -> bool:
-        return len(inputs) > 1 and all(os.path.isfile(p) and is_safetensors(p) for p in inputs)
+        """Several token files: embedcli's safetensors, or trainers' files each its format's
+        reader claims alone (a nanoGPT or llm.c ``.bin``, a Megatron pair, ``.npy``)."""
+        return len(inputs) > 1 and all(_safetensors(p) or _trainer_format(p) for p in inputs)
 
     def resolve(self, inputs: list[str], request: Request, shown: list[str]) -> ResolvedTokenFiles:
-        parts = [_safetensors_part(p, request.key, where="") for p in inputs]
+        encoding = request.tokenize.encoding
+        parts = [
+            _safetensors_part(p, request.key, where="")
+            if _safetensors(p)
+            else _trainer_part(p, encoding)
+            for p in inputs
+        ]
         return ResolvedTokenFiles(self.name, list(inputs), 0, _ordered(parts))
+
+
+def _safetensors(path: str) -> bool:
+    return os.path.isfile(path) and is_safetensors(path)
+
+
+def _trainer_format(path: str) -> TokenFormat | None:
+    """The trainer's format whose reader claims ``path`` on its own, if one does."""
+    return next((f for f in TRAINER_FORMATS if f.claims is not None and f.claims([path])), None)
+
+
+def _trainer_part(path: str, encoding: str) -> Part:
+    """A trainer's token file among several, read as its format reads it alone."""
+    fmt = _trainer_format(path)
+    assert fmt is not None and fmt.read is not None  # claims() checked it
+    source = fmt.read([path], encoding)
+    return Part(path, source.metadata, lambda: source)
 
 
 class ManifestReader:
