@@ -360,6 +360,24 @@ print(json.dumps({"open": opened, "per_s": len(picks) / access, "windows": len(d
 """
 )
 
+LOADER_MIX = """
+import json, sys, time
+from embedcli.data import create_dataloader
+spec = [(sys.argv[1], 0.7), (sys.argv[2], 0.3)]
+t = time.perf_counter()
+loader = create_dataloader(spec, 32, 256, 128, shuffle=True)
+built = time.perf_counter() - t
+best = 0.0
+for _ in range(3):
+    t, seen = time.perf_counter(), 0
+    for x, _ in loader:
+        seen += x.shape[0]
+        if seen >= 40000:
+            break
+    best = max(best, seen / (time.perf_counter() - t))
+print(json.dumps({"built": built, "loader": best, "shares": loader.dataset.proportions()}))
+"""
+
 LOADER_BOOK = (
     """
 import json, random, resource, sys, time
@@ -421,6 +439,10 @@ def bench_loader(tmp: Path) -> None:
     book = json.loads(measure(child(LOADER_BOOK, str(tokens), tests))["stdout"])
     ours = json.loads(measure(child(LOADER_OURS, str(tokens)))["stdout"])
     huge = json.loads(measure(child(LOADER_OURS, str(big)))["stdout"])
+    other = tmp / "loader2.tokens.safetensors"
+    text2 = corpus(tmp / "loader2.txt", 20, seed=6)
+    measure([PY, "-m", "embedcli", "tokenize", str(text2), "-o", str(other), "-q"])
+    mixed = json.loads(measure(child(LOADER_MIX, str(tokens), str(other)))["stdout"])
     print(
         f"\nloader: random windows (T=256, stride 128), {book['windows']:,} windows of 20 MB text"
     )
@@ -437,6 +459,12 @@ def bench_loader(tmp: Path) -> None:
         row(f"TokenWindows.__getitems__, batches of {size}", f"{per_s / 1000:6.1f}k windows/s")
     row("book: DataLoader(batch_size=32, shuffle=True)", f"{book['loader'] / 1000:6.1f}k windows/s")
     row("embedcli: create_dataloader(32, shuffle=True)", f"{ours['loader'] / 1000:6.1f}k windows/s")
+    shares = ", ".join(f"{v:.3f}" for v in mixed["shares"].values())
+    row(
+        "the same over a 0.7/0.3 mixture of two files",
+        f"{mixed['loader'] / 1000:6.1f}k windows/s ({mixed['loader'] / ours['loader']:.2f}x one "
+        f"file; built in {mixed['built'] * 1000:.0f} ms; shares {shares})",
+    )
     row(
         f"TokenWindows on a 1 GB token file ({huge['windows']:,} windows)",
         f"open {huge['open'] * 1000:6.1f} ms  {huge['per_s'] / 1000:6.1f}k windows/s  "
