@@ -185,6 +185,12 @@ class TokenWindows(Dataset):
         self._stream = open_tokens(self.path, encoding=self.encoding)
         self._pid = os.getpid()
 
+    def stream(self) -> TokenStream:
+        """The ids, opened in this process (a DataLoader worker opens its own memory maps)."""
+        if "_stream" not in self.__dict__ or self._pid != os.getpid():
+            self._open()
+        return self._stream
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_stream", None)  # a worker process opens the files itself
@@ -196,9 +202,7 @@ class TokenWindows(Dataset):
     @property
     def metadata(self) -> dict[str, str]:
         """The token input's metadata (its tokenizer, vocabulary size...; empty for ids)."""
-        if "_stream" not in self.__dict__ or self._pid != os.getpid():
-            self._open()
-        return self._stream.metadata
+        return self.stream().metadata
 
     def start(self, index: int) -> int:
         """Where window ``index`` starts in the ids."""
@@ -223,9 +227,7 @@ class TokenWindows(Dataset):
         return self._inside.starts(index)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if "_stream" not in self.__dict__ or self._pid != os.getpid():
-            self._open()  # in a DataLoader worker: its own memory maps
-        ids = torch.from_numpy(self._stream.read(self.start(index), self.max_length + 1))
+        ids = torch.from_numpy(self.stream().read(self.start(index), self.max_length + 1))
         return ids[:-1], ids[1:]
 
     def __getitems__(self, indices: list[int]) -> WindowBatch:
@@ -238,9 +240,7 @@ class TokenWindows(Dataset):
     def rows(self, indices: list[int] | np.ndarray) -> np.ndarray:
         """``(len(indices), max_length + 1)``: each window and the id after it, in the file's
         own dtype, in one gather from the memory map."""
-        if "_stream" not in self.__dict__ or self._pid != os.getpid():
-            self._open()
-        return self._stream.read_rows(self.starts(indices), self.max_length + 1)
+        return self.stream().read_rows(self.starts(indices), self.max_length + 1)
 
 
 class WindowBatch(Sequence[tuple[torch.Tensor, torch.Tensor]]):
