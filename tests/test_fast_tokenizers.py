@@ -201,3 +201,34 @@ def test_a_sentencepiece_conversion_is_kept_and_reused(fast, tmp_path, monkeypat
     monkeypatch.setenv("EMBEDCLI_CACHE_DIR", str(blocked / "cache"))  # cannot be made
     fresh = fast_files.load(enc, "text")  # converted again, nothing kept, no error
     assert list(fresh.encode("a lamp")) == list(first.encode("a lamp"))
+
+
+def test_a_passed_self_check_is_kept_so_later_runs_never_load_the_library(fast, tmp_path, monkeypatch):  # fmt: skip
+    """The first run on gigatoken loads tokenizers (the self-check's reference, the file's
+    size and special tokens) and keeps what it learned in the cache directory; a later run
+    gives the same ids without importing tokenizers; a damaged kept file is asked again."""
+    from safetensors.numpy import load_file
+
+    from conftest import imported_modules
+
+    monkeypatch.setenv("EMBEDCLI_CACHE_DIR", str(tmp_path / "cache"))
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(TEXTS) + " <|begin|> é 😀", encoding="utf-8")
+
+    def run(name):
+        out = tmp_path / f"{name}.tokens.safetensors"
+        args = ["tokenize", str(text), "--tokenizer", str(fast["hf"]), "--backend", "gigatoken"]
+        modules = imported_modules(*args, "-o", str(out), "-q")
+        return modules, load_file(str(out))["ids"].tolist()
+
+    first_modules, first = run("first")
+    assert "tokenizers" in first_modules
+    assert first == _library("hf", fast["hf"], "special")(text.read_text(encoding="utf-8"))
+    again_modules, again = run("again")
+    assert "tokenizers" not in again_modules and again == first
+    (facts,) = (tmp_path / "cache").glob("hf-*-facts.json")
+    facts.write_text('{"sha256": ', encoding="utf-8")
+    damaged_modules, damaged = run("damaged")
+    assert "tokenizers" in damaged_modules and damaged == first
+    size = tokenizers.Tokenizer.from_file(str(fast["hf"])).get_vocab_size(with_added_tokens=True)
+    assert json.loads(facts.read_text(encoding="utf-8"))["vocab_size"] == size

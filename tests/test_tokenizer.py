@@ -233,3 +233,24 @@ def test_bad_inputs(tmp_path, setup):
         target.write_text("")
     with pytest.raises(InputError, match=message):
         _run([target])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    specials=st.lists(
+        st.text("<|ab>", min_size=1, max_size=5), min_size=2, max_size=8, unique=True
+    ),
+    text=st.text("<|ab>x", max_size=40),
+)
+def test_special_tokens_are_found_as_the_longest_first_alternation_finds_them(specials, text):
+    """embedcli's literal finder equals ``re.findall`` / ``re.search`` of the alternation of
+    the special tokens, longest first (what it replaced), for any overlap of tokens."""
+    import re
+
+    from embedcli.bpe.pieces import _first_special, _special_finder
+
+    texts = tuple(specials)
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
+    assert _special_finder(texts)(text) == pattern.findall(text)
+    first = pattern.search(text)
+    assert _first_special(texts, text) == (first.group() if first else None)

@@ -68,16 +68,22 @@ def _read(path: str) -> dict[bytes, int] | None:
 
 
 def _write(path: str, ranks: dict[bytes, int]) -> None:
-    """Keep ``ranks`` at ``path`` (atomically); a read-only or full cache only costs speed."""
+    """Keep ``ranks`` at ``path``."""
     if not ranks:
         return
     payload = marshal.dumps(ranks)
+    keep(path, _MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+def keep(path: str, data: bytes) -> None:
+    """Keep a derived file in the cache directory, atomically (a reader sees the whole file or
+    none; no temporary file is left on an error); a read-only or full cache only costs speed."""
     from embedcli.errors import OutputError
     from embedcli.storage.atomic import atomic_file
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with atomic_file(path, output=False) as f:  # a cache: not what the command wrote
-            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+            f.write(data)
     except (OSError, OutputError):
         return

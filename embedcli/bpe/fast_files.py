@@ -24,11 +24,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from embedcli.bpe.cache import cache_dir
+from embedcli.bpe.cache import cache_dir, keep
 from embedcli.bpe.foreign import ForeignEncoding
 from embedcli.bpe.rank_files import LLAMA3_SHA256
-from embedcli.errors import OutputError
-from embedcli.storage.atomic import atomic_file
 
 # gigatoken's name for a known rank file's pre-tokenizer (its split regex): Llama 3's pattern
 # is cl100k's ("gpt4").
@@ -75,7 +73,7 @@ def _without_specials(enc: ForeignEncoding) -> str:
         pass
     with open(enc.path, encoding="utf-8") as f:
         text = _specials_dropped(f.read())
-    _keep(cached, text)
+    keep(cached, text.encode("utf-8"))
     return text
 
 
@@ -110,18 +108,8 @@ def _converted(enc: ForeignEncoding) -> str:
         data = model.read()
     text = guarded(lambda: sentencepiece_to_tokenizer_json(data))
     text = _specials_dropped(text if isinstance(text, str) else text.decode("utf-8"))
-    _keep(cached, text)
+    keep(cached, text.encode("utf-8"))
     return text
-
-
-def _keep(path: str, text: str) -> None:
-    """Keep a derived file in the cache directory; a read-only home costs only the time."""
-    try:  # atomically (a reader sees the whole file or none; no temporary file left on error)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with atomic_file(path, output=False) as f:  # a cache: not what the command wrote
-            f.write(text.encode("utf-8"))
-    except (OSError, OutputError):
-        pass
 
 
 def guarded(build: Callable[[], Any]) -> Any:

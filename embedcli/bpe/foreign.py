@@ -279,37 +279,66 @@ def _looks_like_ranks(data: bytes) -> bool:
 
 
 def _huggingface(name: str, path: str, digest: str) -> ForeignEncoding:
+    """A ``tokenizer.json``, its ``tokenizers.Tokenizer`` built only when something encodes or
+    decodes with it: a run on the fast engine whose self-check passed before
+    (:mod:`embedcli.bpe.engines`) never does, and a 128k-vocabulary file takes 0.35 s to build.
+    Its size and special tokens are the library's own answers, kept by :func:`_hf_facts`."""
     try:
-        from tokenizers import Tokenizer
-    except ImportError:
+        from importlib.metadata import PackageNotFoundError, version
+
+        library = version("tokenizers")
+    except PackageNotFoundError:
         raise EncodingLoadError(
             f"{path}: reading a tokenizer.json needs tokenizers ({EXTRA})"
         ) from None
-    try:
-        parsing = Tokenizer.from_file(path)
-    except Exception as exc:  # the library's own words, whatever it raises
-        raise EncodingLoadError(f"{path}: not a readable tokenizer.json ({exc})") from None
 
     @functools.cache
-    def plain() -> Any:
-        """The same tokenizer reading a literal special token as text: loaded when a run
-        first asks for that policy (in the main process, by the self-check, before workers
-        fork), never for the other (a 128k-vocabulary file takes 0.25 s to load)."""
-        loaded = Tokenizer.from_file(path)
-        loaded.encode_special_tokens = True
-        return loaded
+    def loaded(encode_special_tokens: bool) -> Any:
+        """The tokenizer; with ``True`` the same one reading a literal special token as text,
+        built when a run first asks for that policy, never for the other."""
+        from tokenizers import Tokenizer
 
-    specials = {t.content: i for i, t in parsing.get_added_tokens_decoder().items() if t.special}
+        try:
+            tokenizer = Tokenizer.from_file(path)
+        except Exception as exc:  # the library's own words, whatever it raises
+            raise EncodingLoadError(f"{path}: not a readable tokenizer.json ({exc})") from None
+        tokenizer.encode_special_tokens = encode_special_tokens
+        return tokenizer
+
+    size, specials = _hf_facts(path, digest, library, lambda: loaded(False))
     bos, eos = _markers(os.path.dirname(path), specials)
     return ForeignEncoding(
-        name, "tokenizer.json", path, digest, parsing.get_vocab_size(with_added_tokens=True),
-        specials, bos, eos, cuttable=False,
-        _encode=lambda text, special: (parsing if special else plain()).encode(
+        name, "tokenizer.json", path, digest, size, specials, bos, eos, cuttable=False,
+        _encode=lambda text, special: loaded(not special).encode(
             text, add_special_tokens=False
         ).ids,
-        _decode=lambda ids: parsing.decode(ids, skip_special_tokens=False),
-        _token_bytes=lambda i: _hf_token_bytes(parsing, i),
+        _decode=lambda ids: loaded(False).decode(ids, skip_special_tokens=False),
+        _token_bytes=lambda i: _hf_token_bytes(loaded(False), i),
     )  # fmt: skip
+
+
+def _hf_facts(
+    path: str, digest: str, library: str, tokenizer: Callable[[], Any]
+) -> tuple[int, dict[str, int]]:
+    """A ``tokenizer.json``'s vocabulary size and special tokens (``{text: id}``), as
+    ``tokenizers`` reports them: asked of ``tokenizer()`` once per file and library version,
+    then read back from the cache directory (a file of a few kB, by the file's sha256)."""
+    from embedcli.bpe.cache import cache_dir, keep
+
+    kept = os.path.join(cache_dir(), f"hf-{digest[:32]}-tokenizers-{library}-facts.json")
+    try:
+        with open(kept, encoding="utf-8") as f:
+            facts = json.load(f)
+        if facts.get("sha256") == digest:
+            return int(facts["vocab_size"]), {str(k): int(v) for k, v in facts["specials"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # absent or damaged: asked again
+    loaded = tokenizer()
+    specials = {t.content: i for i, t in loaded.get_added_tokens_decoder().items() if t.special}
+    size = loaded.get_vocab_size(with_added_tokens=True)
+    facts = {"sha256": digest, "vocab_size": size, "specials": specials}
+    keep(kept, json.dumps(facts, ensure_ascii=False).encode("utf-8"))
+    return size, specials
 
 
 def _hf_token_bytes(tokenizer: Any, token: int) -> bytes:
