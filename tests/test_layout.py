@@ -209,6 +209,23 @@ def test_modules_are_small_and_functions_short(path):
             assert lines <= 60, f"{path.name}:{node.lineno} {node.name} has {lines} lines"
 
 
+@pytest.mark.parametrize("command", app.registered_commands, ids=lambda c: c.callback.__name__)
+def test_a_command_names_its_option_groups_and_is_short(command):
+    """A command takes its options as groups (``cli/option_groups.py``): a dozen parameters
+    at most and about twenty lines of code, packed by no ``# fmt: skip``."""
+    import inspect
+    import textwrap
+
+    function = inspect.unwrap(command.callback)
+    assert len(inspect.signature(function).parameters) <= 12, function.__name__
+    node = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+    body = node.body[1:]  # after the help page
+    lines = body[-1].end_lineno - body[0].lineno + 1
+    assert lines <= 20, f"{function.__name__} has {lines} lines of code"
+    for path in (PACKAGE / "cli").glob("*.py"):
+        assert "fmt: skip" not in path.read_text(encoding="utf-8"), path.name
+
+
 def test_only_the_contract_spells_metadata_keys():
     """Stages build metadata through contract's constants, never with bare key strings."""
     keys = {v for k, v in vars(contract).items() if k.isupper() and isinstance(v, str)}

@@ -1,7 +1,9 @@
-"""The ``embedcli`` command: four thin commands that parse options, call a stage, render.
+"""The ``embedcli`` command: thin commands that take their options as groups, call a stage,
+render.
 
-Shared options live in ``cli_options.py``, the translation of errors into one line and an exit
-status in ``cli_errors.py``, all rendering in ``summary.py``.
+The option groups live in ``option_groups.py`` (the options themselves in ``options.py`` and
+its neighbours), the translation of errors into one line and an exit status in ``errors.py``,
+all rendering in ``render.py``; ``mix`` and ``inspect`` have modules of their own.
 """
 
 from __future__ import annotations
@@ -13,21 +15,7 @@ from typing import Annotated
 
 import typer
 
-from embedcli import options as o
-from embedcli.cli.embed_options import (
-    MORE_EMB,
-    ContextLengthOpt,
-    DeviceOpt,
-    DimOpt,
-    FloatDtypeOpt,
-    PosKeyOpt,
-    PosOpt,
-    SaveWeightsOpt,
-    TableSeedOpt,
-    TokenKeyOpt,
-    VocabSizeOpt,
-    WeightsOpt,
-)
+from embedcli.cli.embed_options import MORE_EMB
 from embedcli.cli.errors import (
     CLICK_ABORT,
     CLICK_ERROR,
@@ -39,56 +27,33 @@ from embedcli.cli.errors import (
     usage_error,
     warn_unused,
 )
+from embedcli.cli.groups import grouped
 from embedcli.cli.inspect_command import inspect
 from embedcli.cli.mix_command import BLEND, CLUSTER, mix
+from embedcli.cli.option_groups import (
+    BatchWindowing,
+    Debugging,
+    Embedding,
+    Planning,
+    Splitting,
+    TokenFile,
+    Windowing,
+)
 from embedcli.cli.options import (
     ADVANCED_PANELS,
     MORE,
     TOK,
-    BackendOpt,
-    Batched,
-    BatchSize,
     Command,
-    CrossDocs,
-    DropLast,
-    DryRun,
     EmbedInputs,
-    EncodingOpt,
-    EotOpt,
-    FormatOpt,
     Group,
-    HelpAll,
-    IdsDtypeOpt,
-    Include,
-    InputFormatOpt,
     Inputs,
-    Key,
-    MaxLength,
-    MaxShardSize,
-    NoClobber,
-    NumBatches,
     Output,
-    Quiet,
-    ShardOpt,
-    ShardTokens,
-    Shuffle,
-    ShuffleSeedOpt,
-    SpecialOpt,
-    SplitOnEot,
-    SplitSeed,
-    Stride,
     TextInputs,
-    TextKey,
-    ToOpt,
-    ValFraction,
-    Verbose,
-    Workers,
-    member,
-    parse_size,
 )
 from embedcli.cli.session import announcer, inputs_or_stdin, progress_factory, show_result
-from embedcli.cli.storage_options import STORAGE, StorageOptions
-from embedcli.cli.tokenizer_options import TokenizerChoices, TokenizerOpt, tokenize_options
+from embedcli.cli.storage_options import STORAGE
+from embedcli.cli.tokenizer_options import StreamTokenizing, Tokenizing
+from embedcli.stages.results import PlanResult, StageResult
 from embedcli.storage.atomic import COMMITTED, UNFINISHED
 from embedcli.version import __version__
 
@@ -127,40 +92,21 @@ def _main(
         state["verbose"] = True
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 # --------------------------------------------------------------------------- commands
 
 
 @app.command(cls=Command)
+@grouped
 @handle_errors
 def tokenize(
     ctx: typer.Context,
     inputs: TextInputs = None,
     output: Output = None,
-    encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    tokenizer: TokenizerOpt = None,
-    tokenizer_options: TokenizerChoices = None,
-    special: SpecialOpt = None,
-    backend: BackendOpt = o.BACKENDS[0],
-    text_key: TextKey = o.DEFAULT_TEXT_KEY,
-    fmt: FormatOpt = "auto",
-    workers: Workers = None,
-    include: Include = None,
-    split_on_eot: SplitOnEot = False,
-    shard: ShardOpt = None,
-    to: ToOpt = None,
-    eot: EotOpt = None,
-    shard_tokens: ShardTokens = None,
-    val_fraction: ValFraction = None,
-    seed: SplitSeed = o.DEFAULT_SEED,
-    no_clobber: NoClobber = False,
-    storage_options: StorageOptions = None,
-    quiet: Quiet = False,
-    dry_run: DryRun = False,
-    verbose: Verbose = False,
-    help_all: HelpAll = False,
+    *,
+    tok: Tokenizing,
+    out: TokenFile,
+    run: Planning,
+    debug: Debugging,
 ) -> None:
     """BPE-encode text into a token file: ids, with <|endoftext|> between documents.
 
@@ -184,83 +130,37 @@ def tokenize(
 
       embedcli tokenize data.parquet --to megatron -o corpus_text_document
     """
-    from embedcli.documents import parse_shard
     from embedcli.formats import default_token_output, format_for
     from embedcli.stages.tokenize import plan_tokenize, run_tokenize
 
-    token_format = format_for(to, output)  # refuses an -o name that says another format
-    unused = token_format.name != "llmc"
-    warn_unused(ctx, quiet, [("shard_tokens", unused, "--shard-tokens applies to --to llmc only")])
+    token_format = format_for(out.to, output)  # refuses an -o name that says another format
+    warn_unused(ctx, run.quiet, out.unused(token_format.name))
     inputs = inputs_or_stdin(inputs)
-    output = output or default_token_output(inputs, token_format)
-    opts = tokenize_options(
-        encoding=encoding,
-        tokenizer=tokenizer,
-        tokenizer_options=tokenizer_options,
-        special=special,
-        backend=backend,
-        text_key=text_key,
-        fmt=fmt,
-        workers=workers,
-        include=include,
-        split_on_eot=split_on_eot,
-        eot=eot,
-    )
-    shards = parse_shard(shard) if shard else None
-    if dry_run:
-        plan = plan_tokenize(
-            inputs, output, opts, no_clobber=no_clobber, shard=shards, to=token_format.name
+    args = (inputs, output or default_token_output(inputs, token_format), tok.options(out.eot))
+    common = {"no_clobber": run.no_clobber, "shard": out.shards(), "to": token_format.name}
+    result: StageResult | PlanResult
+    if run.dry_run:
+        result = plan_tokenize(*args, **common)
+    else:
+        result = run_tokenize(
+            *args, **common, progress=progress_factory(run.quiet), **out.written()
         )
-        show_result(plan, quiet)
-        return
-    result = run_tokenize(
-        inputs,
-        output,
-        opts,
-        no_clobber=no_clobber,
-        progress=progress_factory(quiet),
-        shard=shards,
-        to=token_format.name,
-        shard_tokens=shard_tokens,
-        val_fraction=val_fraction or 0.0,
-        split_seed=seed,
-    )
-    show_result(result, quiet)
+    show_result(result, run.quiet)
 
 
 @app.command(cls=Command)
+@grouped
 @handle_errors
 def batch(
     ctx: typer.Context,
     inputs: Inputs = None,
     output: Output = None,
-    max_length: MaxLength = None,
-    stride: Stride = None,
-    batch_size: BatchSize = None,
-    drop_last: DropLast = True,
-    num_batches: NumBatches = None,
-    shuffle: Shuffle = False,
-    seed: ShuffleSeedOpt = o.DEFAULT_SEED,
-    cross_docs: CrossDocs = True,
-    batched: Batched = False,
-    dtype: IdsDtypeOpt = o.OUTPUT_DTYPES[0],
-    key: Key = o.DEFAULT_TOKEN_KEY,
-    encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    tokenizer: TokenizerOpt = None,
-    special: SpecialOpt = None,
-    backend: BackendOpt = o.BACKENDS[0],
-    text_key: TextKey = o.DEFAULT_TEXT_KEY,
-    fmt: InputFormatOpt = "auto",
-    workers: Workers = None,
-    include: Include = None,
-    split_on_eot: SplitOnEot = False,
-    no_clobber: NoClobber = False,
-    storage_options: StorageOptions = None,
-    max_shard_size: MaxShardSize = None,
-    quiet: Quiet = False,
-    dry_run: DryRun = False,
-    verbose: Verbose = False,
-    help_all: HelpAll = False,
+    *,
+    windows: BatchWindowing,
+    tok: StreamTokenizing,
+    split: Splitting,
+    run: Planning,
+    debug: Debugging,
 ) -> None:
     """Window token ids into (N, max-length) inputs and targets (inputs shifted by one).
 
@@ -277,89 +177,32 @@ def batch(
     from embedcli.stages.batch import plan_batch, run_batch
     from embedcli.storage.outputs import default_output
 
-    warn_unused(ctx, quiet, [("seed", not shuffle, "--seed has no effect without --shuffle")])
+    warn_unused(ctx, run.quiet, windows.unused())
     inputs = inputs_or_stdin(inputs)
-    output = output or default_output(inputs, "windows")
-    window_opts = o.WindowOptions(
-        max_length=max_length,
-        stride=stride,
-        batch_size=batch_size,
-        drop_last=drop_last,
-        num_batches=num_batches,
-        shuffle=shuffle,
-        seed=seed,
-        cross_docs=cross_docs,
-        dtype=member(dtype, o.OUTPUT_DTYPES),
-        batched=batched,
-    )
-    tokenize_opts = tokenize_options(
-        encoding=encoding,
-        tokenizer=tokenizer,
-        special=special,
-        backend=backend,
-        text_key=text_key,
-        fmt=fmt,
-        workers=workers,
-        include=include,
-        split_on_eot=split_on_eot,
-    )
-    shard_size, progress = parse_size(max_shard_size), progress_factory(quiet)
-    if dry_run:
-        plan = plan_batch(
-            inputs, output, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
-            progress=progress, max_shard_size=shard_size,
-        )  # fmt: skip
-        show_result(plan, quiet)
-        return
-    result = run_batch(
-        inputs, output, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
-        progress=progress, max_shard_size=shard_size, notify=announcer(quiet),
-    )  # fmt: skip
-    show_result(result, quiet)
+    args = (inputs, output or default_output(inputs, "windows"), windows.batch_options())
+    common = run.kwargs(windows.key) | {"max_shard_size": split.bytes()}
+    result: StageResult | PlanResult
+    if run.dry_run:
+        result = plan_batch(*args, tok.options(), **common)
+    else:
+        result = run_batch(*args, tok.options(), **common, notify=announcer(run.quiet))
+    show_result(result, run.quiet)
 
 
 @app.command(cls=Command)
+@grouped
 @handle_errors
 def embed(
     ctx: typer.Context,
     inputs: EmbedInputs = None,
     output: Output = None,
-    dim: DimOpt = None,
-    vocab_size: VocabSizeOpt = None,
-    context_length: ContextLengthOpt = None,
-    seed: TableSeedOpt = o.DEFAULT_SEED,
-    pos: PosOpt = None,
-    device: DeviceOpt = o.DEFAULT_DEVICE,
-    dtype: FloatDtypeOpt = None,
-    weights: WeightsOpt = None,
-    token_key: TokenKeyOpt = None,
-    pos_key: PosKeyOpt = None,
-    save_weights: SaveWeightsOpt = True,
-    max_length: MaxLength = None,
-    stride: Stride = None,
-    batch_size: BatchSize = None,
-    drop_last: DropLast = True,
-    num_batches: NumBatches = None,
-    shuffle: Shuffle = False,
-    cross_docs: CrossDocs = True,
-    batched: Batched = False,
-    key: Key = o.DEFAULT_TOKEN_KEY,
-    encoding: EncodingOpt = o.DEFAULT_ENCODING,
-    tokenizer: TokenizerOpt = None,
-    special: SpecialOpt = None,
-    backend: BackendOpt = o.BACKENDS[0],
-    text_key: TextKey = o.DEFAULT_TEXT_KEY,
-    fmt: InputFormatOpt = "auto",
-    workers: Workers = None,
-    include: Include = None,
-    split_on_eot: SplitOnEot = False,
-    no_clobber: NoClobber = False,
-    storage_options: StorageOptions = None,
-    max_shard_size: MaxShardSize = None,
-    quiet: Quiet = False,
-    dry_run: DryRun = False,
-    verbose: Verbose = False,
-    help_all: HelpAll = False,
+    *,
+    tables: Embedding,
+    windows: Windowing,
+    tok: StreamTokenizing,
+    split: Splitting,
+    run: Planning,
+    debug: Debugging,
 ) -> None:
     """Token plus positional embeddings (N, max-length, dim) for text, tokens or windows.
 
@@ -378,67 +221,18 @@ def embed(
     from embedcli.stages.embed import plan_embed, run_embed
     from embedcli.storage.outputs import default_output
 
-    _warn_embed(ctx, quiet, no_weights=weights is None, no_pos=pos == "none")
+    warn_unused(ctx, run.quiet, tables.unused())
     inputs = inputs_or_stdin(inputs)
     output = output or default_output(inputs, "embeddings")
-    opts = o.EmbedOptions(
-        dim=dim,
-        vocab_size=vocab_size,
-        context_length=context_length,
-        seed=seed,
-        pos=None if pos is None else member(pos, o.POS_KINDS),
-        device=device,
-        dtype=None if dtype is None else member(dtype, o.FLOAT_DTYPES),
-        weights=weights,
-        token_key=token_key,
-        pos_key=pos_key,
-        save_weights=save_weights,
-        max_shard_size=parse_size(max_shard_size),
-    )
-    window_opts = o.WindowOptions(
-        max_length=max_length,
-        stride=stride,
-        batch_size=batch_size,
-        drop_last=drop_last,
-        num_batches=num_batches,
-        shuffle=shuffle,
-        seed=seed,
-        cross_docs=cross_docs,
-        batched=batched,
-    )
-    tokenize_opts = tokenize_options(
-        encoding=encoding,
-        tokenizer=tokenizer,
-        special=special,
-        backend=backend,
-        text_key=text_key,
-        fmt=fmt,
-        workers=workers,
-        include=include,
-        split_on_eot=split_on_eot,
-    )
-    progress = progress_factory(quiet)
-    if dry_run:
-        plan = plan_embed(
-            inputs, output, opts, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
-            progress=progress,
-        )  # fmt: skip
-        show_result(plan, quiet)
-        return
-    result = run_embed(
-        inputs, output, opts, window_opts, tokenize_opts, key=key, no_clobber=no_clobber,
-        progress=progress, notify=announcer(quiet),
-    )  # fmt: skip
-    show_result(result, quiet)
-
-
-def _warn_embed(ctx: typer.Context, quiet: bool, *, no_weights: bool, no_pos: bool) -> None:
-    rules = [
-        ("token_key", no_weights, "--token-key has no effect without --weights"),
-        ("pos_key", no_weights, "--pos-key has no effect without --weights"),
-        ("context_length", no_pos, "--context-length has no effect with --pos none"),
-    ]
-    warn_unused(ctx, quiet, rules)
+    args = (inputs, output, tables.options(split.bytes()), windows.options(seed=tables.seed))
+    result: StageResult | PlanResult
+    if run.dry_run:
+        result = plan_embed(*args, tok.options(), **run.kwargs(windows.key))
+    else:
+        result = run_embed(
+            *args, tok.options(), **run.kwargs(windows.key), notify=announcer(run.quiet)
+        )
+    show_result(result, run.quiet)
 
 
 # batch and embed tokenize only when given text: that panel waits for --help-all.
@@ -453,8 +247,8 @@ ADVANCED_PANELS.update(
 
 
 # Registered here, not by its module, so that importing a module never changes the app.
-app.command(cls=Command)(handle_errors(inspect))
-app.command(cls=Command)(handle_errors(mix))
+app.command(cls=Command)(grouped(handle_errors(inspect)))
+app.command(cls=Command)(grouped(handle_errors(mix)))
 
 
 def for_argv(argv: list[str]) -> typer.Typer:

@@ -116,7 +116,10 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if kwargs.get("verbose"):  # --verbose after the command, as before it
+        # --verbose after the command, as before it (a command's own, or its option group's)
+        if kwargs.get("verbose") or any(
+            getattr(v, "verbose", None) is True for v in kwargs.values()
+        ):
             state["verbose"] = True
         try:
             return fn(*args, **kwargs)

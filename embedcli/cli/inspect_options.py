@@ -1,7 +1,9 @@
-"""The options of ``inspect`` (the producing stages' options are in ``cli_options.py``)."""
+"""The options of ``inspect``, in its groups: what a report shows (:class:`Showing`), a
+comparison (:class:`Comparing`), one document (:class:`Locating`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -128,3 +130,55 @@ TokenOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+@dataclass
+class Showing:
+    """What a report of each file holds, and how it is shown."""
+
+    stats: StatsOpt = True
+    preview: PreviewOpt = 0
+    tensor: TensorOpt = None
+    as_json: JsonOpt = False
+    top: TopOpt = 10
+    neighbors: NeighborsOpt = None
+    tokenizer: DecodeWithOpt = None
+    plot: PlotOpt = None
+
+    def decoding(self) -> str | None:
+        """The encoding ``--tokenizer`` names for decoding, or None: the file's own."""
+        if self.tokenizer is None:
+            return None
+        from embedcli.bpe.foreign import decoding_name
+
+        return decoding_name(self.tokenizer)
+
+    def unused(self) -> list[tuple[str, bool, str]]:
+        return [("top", not self.stats, "--top has no effect with --no-stats")]
+
+
+@dataclass
+class Comparing:
+    """``--diff`` and how it compares."""
+
+    diff: DiffOpt = False
+    ignore_metadata: IgnoreMetadataOpt = False
+    strict: StrictOpt = False
+
+    def unused(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("ignore_metadata", not self.diff, "--ignore-metadata applies to --diff only"),
+            ("strict", not self.diff, "--strict applies to --diff only"),
+        ]
+
+
+@dataclass
+class Locating:
+    """One document of a token file, by its number or a token's position."""
+
+    doc: DocOpt = None
+    token: TokenOpt = None
+
+    @property
+    def asked(self) -> bool:
+        return self.doc is not None or self.token is not None

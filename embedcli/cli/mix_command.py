@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from embedcli import options as o
-from embedcli.cli.options import (
-    OUT,
-    HelpAll,
-    NoClobber,
-    Quiet,
-    ToOpt,
-    Verbose,
-    choice,
-    listed,
-    path,
-)
+from embedcli.cli.option_groups import Debugging, Writing
+from embedcli.cli.options import OUT, ToOpt, choice, eot_option, listed, path
 from embedcli.cli.session import progress_factory, show_result
 from embedcli.errors import UsageError
 
 if TYPE_CHECKING:
     from embedcli.stages.mix import MixOptions
+    from embedcli.stages.mix_phases import Phase
 
 MIX = "Mixing"
 
@@ -124,18 +117,7 @@ EmitWeightsOpt = Annotated[
         show_default=False,
     ),
 ]
-MixEotOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--eot",
-        metavar="WHERE",
-        callback=choice(o.EOT_MODES),
-        rich_help_panel=OUT,
-        help=f"Where the separator goes: {listed(o.EOT_MODES)} \\[default: the --to format's "
-        "trainer's].",
-        show_default=False,
-    ),
-]
+MixEotOpt = Annotated[str | None, eot_option(OUT)]
 MixValFraction = Annotated[
     float | None,
     typer.Option(
@@ -206,29 +188,86 @@ BucketDirOpt = Annotated[
 ]
 
 
+@dataclass
+class Blend:
+    """What goes into the mix: the sources, their weights and budget, the order, dedup."""
+
+    source: SourceOpt = None
+    weights: WeightsOpt = None
+    tokens: TokensOpt = None
+    max_repeat: MaxRepeatOpt = 1.0
+    seed: MixSeedOpt = o.DEFAULT_SEED
+    shuffle: MixShuffleOpt = True
+    dedup: DedupOpt = "none"
+    emit_weights: EmitWeightsOpt = None
+
+    def options(self, file: MixFile) -> MixOptions:
+        from embedcli.mixing import parse_count
+        from embedcli.stages.mix import MixOptions
+
+        return MixOptions(
+            weights=self.weights,
+            tokens=parse_count(self.tokens) if self.tokens is not None else None,
+            max_repeat=self.max_repeat,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            dedup=self.dedup == "exact",
+            eot=file.eot,
+            val_fraction=file.val_fraction or 0.0,
+            val_tokens=file.val_count(),
+        )
+
+
+@dataclass
+class MixFile:
+    """The mixed file: its trainer's format, the separator, a validation split."""
+
+    to: ToOpt = None
+    eot: MixEotOpt = None
+    val_fraction: MixValFraction = None
+    val_tokens: MixValTokens = None
+
+    def val_count(self) -> int | None:
+        from embedcli.mixing import parse_count
+
+        return parse_count(self.val_tokens, "--val-tokens") if self.val_tokens is not None else None
+
+
+@dataclass
+class ClusterJob:
+    """One job of a cluster run's scatter or gather phase."""
+
+    phase: PhaseOpt = None
+    shard: MixShardOpt = None
+    buckets: BucketsOpt = None
+    bucket_dir: BucketDirOpt = None
+
+    def job(self, output: str) -> Phase | None:
+        """The phase this job runs, or None for a one-machine run; a half-given job refused."""
+        if self.phase is None:
+            if self.shard or self.buckets or self.bucket_dir:
+                raise UsageError(
+                    "--shard, --buckets and --bucket-dir go with --phase scatter|gather"
+                )
+            return None
+        from embedcli.documents import parse_shard
+        from embedcli.stages.mix_phases import Phase
+
+        if not self.shard:
+            raise UsageError(f"--phase {self.phase} needs --shard I/N: this job of the phase's N")
+        index, count = parse_shard(self.shard)
+        return Phase(self.phase, index, count, self.bucket_dir or output + ".buckets", self.buckets)
+
+
 def mix(
     inputs: MixInputs = None,
     output: MixOutput = None,
-    source: SourceOpt = None,
-    weights: WeightsOpt = None,
-    tokens: TokensOpt = None,
-    max_repeat: MaxRepeatOpt = 1.0,
-    seed: MixSeedOpt = o.DEFAULT_SEED,
-    shuffle: MixShuffleOpt = True,
-    dedup: DedupOpt = "none",
-    emit_weights: EmitWeightsOpt = None,
-    to: ToOpt = None,
-    eot: MixEotOpt = None,
-    val_fraction: MixValFraction = None,
-    val_tokens: MixValTokens = None,
-    phase: PhaseOpt = None,
-    shard: MixShardOpt = None,
-    buckets: BucketsOpt = None,
-    bucket_dir: BucketDirOpt = None,
-    no_clobber: NoClobber = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    help_all: HelpAll = False,
+    *,
+    blend: Blend,
+    file: MixFile,
+    cluster: ClusterJob,
+    run: Writing,
+    debug: Debugging,
 ) -> None:
     """Assemble a training corpus: token files of several sources mixed by a token budget at chosen weights, documents shuffled across all of them, exact duplicates dropped.
 
@@ -246,68 +285,45 @@ def mix(
 
     On a cluster: the same command with --phase scatter, then --phase gather (--help-all; the README's mix).
     """
-    from embedcli.mixing import parse_count
-    from embedcli.stages.mix import MixOptions, run_mix
+    from embedcli.stages.mix import run_mix
 
     if not output:
         raise UsageError("name the mixed file with -o PATH (mix has no default name)")
-    opts = MixOptions(
-        weights=weights,
-        tokens=parse_count(tokens) if tokens is not None else None,
-        max_repeat=max_repeat,
-        seed=seed,
-        shuffle=shuffle,
-        dedup=dedup == "exact",
-        eot=eot,
-        val_fraction=val_fraction or 0.0,
-        val_tokens=parse_count(val_tokens, "--val-tokens") if val_tokens is not None else None,
-    )
-    named, progress = list(source or []), progress_factory(quiet)
-    if emit_weights is not None:
-        _emit(list(inputs or []), output, opts, named, emit_weights, no_clobber, quiet, phase, to)
-        return
-    if phase is None:
-        if shard or buckets or bucket_dir:
-            raise UsageError("--shard, --buckets and --bucket-dir go with --phase scatter|gather")
-        result = run_mix(
-            list(inputs or []), output, opts,
-            sources=named, to=to, no_clobber=no_clobber, progress=progress,
-        )  # fmt: skip
+    sources, opts = list(inputs or []), blend.options(file)
+    if blend.emit_weights is not None:
+        return _emit(sources, output, opts, blend, file, cluster, run)
+    job = cluster.job(output)
+    named, progress = list(blend.source or []), progress_factory(run.quiet)
+    common: dict[str, Any] = {"sources": named, "to": file.to, "no_clobber": run.no_clobber}
+    if job is None:
+        result = run_mix(sources, output, opts, **common, progress=progress)
     else:
-        from embedcli.documents import parse_shard
-        from embedcli.stages.mix_phases import Phase, run_mix_phase
+        from embedcli.stages.mix_phases import run_mix_phase
 
-        if not shard:
-            raise UsageError(f"--phase {phase} needs --shard I/N: this job of the phase's N")
-        index, count = parse_shard(shard)
-        where = bucket_dir or output + ".buckets"
-        job = Phase(phase, index, count, where, buckets)
-        result = run_mix_phase(
-            list(inputs or []), output, job, opts,
-            sources=named, to=to, no_clobber=no_clobber, progress=progress,
-        )  # fmt: skip
-    show_result(result, quiet)
+        result = run_mix_phase(sources, output, job, opts, **common, progress=progress)
+    show_result(result, run.quiet)
 
 
 def _emit(
     inputs: list[str],
     output: str,
     opts: MixOptions,
-    named: list[str],
-    kind: str,
-    no_clobber: bool,
-    quiet: bool,
-    phase: str | None,
-    to: str | None,
+    blend: Blend,
+    file: MixFile,
+    cluster: ClusterJob,
+    run: Writing,
 ) -> None:
     """``--emit-weights``: the blend written, and its summary."""
     from embedcli.stages.mix_weights import run_mix_weights
 
-    if phase is not None or to is not None:
-        flag = "--phase" if phase is not None else "--to"
+    if cluster.phase is not None or file.to is not None:
+        flag = "--phase" if cluster.phase is not None else "--to"
         raise UsageError(f"--emit-weights writes the blend, not documents: leave out {flag}")
-    result = run_mix_weights(inputs, output, opts, sources=named, kind=kind, no_clobber=no_clobber)
-    if not quiet:
+    kind, named = blend.emit_weights or "", list(blend.source or [])
+    result = run_mix_weights(
+        inputs, output, opts, sources=named, kind=kind, no_clobber=run.no_clobber
+    )
+    if not run.quiet:
         from embedcli.cli.errors import err_console
         from embedcli.cli.mix_render import render_weights
 

@@ -114,8 +114,8 @@ def render_weights(console: Console, result: MixWeights) -> None:
     for name in ("source", "weight", "files", "ids", "documents"):
         table.add_column(name, justify="left" if name == "source" else "right")
     for s in result.sources:
-        table.add_row(s.name, f"{s.weight:.4g}", str(len(s.files)), f"{s.tokens:,}",
-                      f"{s.documents:,}")  # fmt: skip
+        row = (s.name, f"{s.weight:.4g}", str(len(s.files)), f"{s.tokens:,}", f"{s.documents:,}")
+        table.add_row(*row)
     where = "stdout" if result.output == "-" else result.output
     title = f"mix --emit-weights {result.kind}: the blend of {len(result.sources)} sources"
     console.print(Panel(table, title=title, title_align="left", expand=False))

@@ -319,18 +319,32 @@ ToOpt = Annotated[
         show_default=False,
     ),
 ]
-EotOpt = Annotated[
-    str | None,
-    typer.Option(
+
+
+def _trainers_eot() -> str:
+    """Where each --to format's trainers expect the document marker, from the formats
+    themselves: ``after for nanogpt, megatron; before for llmc; else between``."""
+    by_place: dict[str, list[str]] = {}
+    for name, fmt in TOKEN_FORMATS.items():
+        by_place.setdefault(fmt.default_eot, []).append(name)
+    named = [f"{place} for {', '.join(names)}" for place, names in by_place.items()]
+    return "; ".join(n for n in named if not n.startswith("between ")) + "; else between"
+
+
+def eot_option(panel: str) -> typer.models.OptionInfo:
+    """``--eot``, tokenize's and mix's: one help text, in each command's own panel."""
+    return typer.Option(
         "--eot",
         metavar="WHERE",
         callback=choice(o.EOT_MODES),
-        rich_help_panel=TOK,
-        help=f"Where <|endoftext|> goes: {listed(o.EOT_MODES)} \\[default: the --to "
-        "format's trainer's: after for nanogpt, megatron; before for llmc; else between].",
+        rich_help_panel=panel,
+        help="Where the document marker (<|endoftext|>, or another tokenizer's own) goes: "
+        f"{listed(o.EOT_MODES)} \\[default: the --to format's trainer's: {_trainers_eot()}].",
         show_default=False,
-    ),
-]
+    )
+
+
+EotOpt = Annotated[str | None, eot_option(TOK)]
 ShardTokens = Annotated[
     int | None,
     typer.Option(
@@ -342,78 +356,6 @@ ShardTokens = Annotated[
         help="--to llmc: ids per file \\[default: 100,000,000, as llm.c's scripts].",
     ),
 ]
-MaxLength = Annotated[
-    int | None,
-    typer.Option(
-        "--max-length",
-        "-T",
-        min=1,
-        metavar="N",
-        rich_help_panel=WIN,
-        help=f"Tokens per window \\[default: {o.DEFAULT_MAX_LENGTH}].",
-    ),
-]
-Stride = Annotated[
-    int | None,
-    typer.Option(
-        "--stride",
-        min=1,
-        metavar="N",
-        rich_help_panel=WIN,
-        help="Step between window starts \\[default: max-length].",
-    ),
-]
-BatchSize = Annotated[
-    int | None,
-    typer.Option(
-        "--batch-size",
-        "-B",
-        min=1,
-        metavar="N",
-        rich_help_panel=WIN,
-        help="Windows per batch; a final partial batch is dropped unless --keep-last "
-        f"\\[default: {o.DEFAULT_BATCH_SIZE}].",
-    ),
-]
-DropLast = Annotated[
-    bool,
-    typer.Option(
-        "--drop-last/--keep-last",
-        rich_help_panel=WIN,
-        help="Drop a final partial batch (as the reference DataLoader) or keep it.",
-    ),
-]
-NumBatches = Annotated[
-    int | None,
-    typer.Option(
-        "--num-batches",
-        min=1,
-        metavar="K",
-        rich_help_panel=WIN,
-        help="Keep only the first K batches.",
-    ),
-]
-Shuffle = Annotated[
-    bool,
-    typer.Option("--shuffle", rich_help_panel=WIN, help="Permute the windows (seeded by --seed)."),
-]
-Batched = Annotated[
-    bool,
-    typer.Option(
-        "--batched",
-        rich_help_panel=WIN,
-        help="Store (K, B, T[, dim]) batches instead of the flat (N, T[, dim]) rows: the same "
-        "bytes, as x.view(-1, B, T, dim) would give. Needs --drop-last.",
-    ),
-]
-CrossDocs = Annotated[
-    bool,
-    typer.Option(
-        "--cross-docs/--no-cross-docs",
-        rich_help_panel=WIN,
-        help="Let windows span <|endoftext|> document boundaries, or keep each inside one.",
-    ),
-]
 MaxShardSize = Annotated[
     str | None,
     typer.Option(
@@ -421,15 +363,6 @@ MaxShardSize = Annotated[
         metavar="SIZE",
         rich_help_panel=OUT,
         help="Split the output into files of at most SIZE (e.g. 2GB), plus an index.",
-    ),
-]
-Key = Annotated[
-    str,
-    typer.Option(
-        "--key",
-        metavar="NAME",
-        rich_help_panel=WIN,
-        help="1-D id tensor to read from a safetensors input.",
     ),
 ]
 
@@ -469,20 +402,5 @@ ShardOpt = Annotated[
         rich_help_panel=TOK,
         help="Process only shard I of N (from 0): a fixed 1/N of the documents, written beside "
         "the -o name as its part I+1 of N, plus a manifest listing all N parts.",
-    ),
-]
-
-ShuffleSeedOpt = Annotated[
-    int, typer.Option("--seed", metavar="INT", rich_help_panel=WIN, help="Seed for --shuffle.")
-]
-
-IdsDtypeOpt = Annotated[
-    str,
-    typer.Option(
-        "--dtype",
-        metavar="DTYPE",
-        callback=choice(o.OUTPUT_DTYPES),
-        rich_help_panel=OUT,
-        help=f"Integer type of inputs/targets: {listed(o.OUTPUT_DTYPES)}.",
     ),
 ]

@@ -1,14 +1,28 @@
 """The options that choose another model's tokenizer (``--tokenizer``), and the tokenizing
-options of ``tokenize``, ``batch`` and ``embed`` built into one :class:`TokenizeOptions`."""
+options of ``tokenize``, ``batch`` and ``embed`` as one group (:class:`Tokenizing`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
 from embedcli import options as o
-from embedcli.cli.options import MORE, TOK, member
+from embedcli.cli.options import (
+    MORE,
+    TOK,
+    BackendOpt,
+    EncodingOpt,
+    FormatOpt,
+    Include,
+    InputFormatOpt,
+    SpecialOpt,
+    SplitOnEot,
+    TextKey,
+    Workers,
+    member,
+)
 
 TokenizerOpt = Annotated[
     str | None,
@@ -62,38 +76,49 @@ def _given(name: str) -> bool:
     return ctx is not None and ctx.get_parameter_source(name) is core.ParameterSource.COMMANDLINE
 
 
-def tokenize_options(
-    *,
-    encoding: str,
-    special: str | None,
-    backend: str,
-    text_key: str,
-    fmt: str,
-    workers: int | None,
-    include: list[str] | None,
-    split_on_eot: bool,
-    eot: str | None = None,
-    tokenizer: str | None = None,
-    tokenizer_options: list[str] | None = None,
-) -> o.TokenizeOptions:
-    """The tokenizing options: tokenize, batch and embed take the same ones (``--eot`` is
-    tokenize's alone). ``--tokenizer`` names the encoding by its file."""
-    if tokenizer is not None:
-        from embedcli.bpe.foreign import resolve_spec
+@dataclass
+class Tokenizing:
+    """The tokenizing options of ``tokenize``, ``batch`` and ``embed`` (the last two tokenize
+    when given text): :meth:`options` builds the library's :class:`TokenizeOptions`."""
 
-        if encoding != o.DEFAULT_ENCODING or _given("encoding"):  # --encoding gpt2 too
-            raise typer.BadParameter("give --tokenizer or --encoding, not both")
-        encoding = resolve_spec(tokenizer, **_choices(tokenizer_options or []))
-    elif tokenizer_options:
-        raise typer.BadParameter("--tokenizer-option needs --tokenizer")
-    return o.TokenizeOptions(
-        encoding=encoding,
-        special=None if special is None else member(special, o.SPECIAL_POLICIES),
-        backend=member(backend, o.BACKENDS),
-        text_key=text_key,
-        format=fmt,
-        workers=workers,
-        eot=None if eot is None else member(eot, o.EOT_MODES),
-        include=tuple(include or ()),
-        split_on_eot=split_on_eot,
-    )
+    encoding: EncodingOpt = o.DEFAULT_ENCODING
+    tokenizer: TokenizerOpt = None
+    tokenizer_options: TokenizerChoices = None
+    special: SpecialOpt = None
+    backend: BackendOpt = o.BACKENDS[0]
+    text_key: TextKey = o.DEFAULT_TEXT_KEY
+    fmt: FormatOpt = "auto"
+    workers: Workers = None
+    include: Include = None
+    split_on_eot: SplitOnEot = False
+
+    def options(self, eot: str | None = None) -> o.TokenizeOptions:
+        """The options, checked; ``--tokenizer`` names the encoding by its file (``--eot`` is
+        tokenize's alone)."""
+        encoding = self.encoding
+        if self.tokenizer is not None:
+            from embedcli.bpe.foreign import resolve_spec
+
+            if encoding != o.DEFAULT_ENCODING or _given("encoding"):  # --encoding gpt2 too
+                raise typer.BadParameter("give --tokenizer or --encoding, not both")
+            encoding = resolve_spec(self.tokenizer, **_choices(self.tokenizer_options or []))
+        elif self.tokenizer_options:
+            raise typer.BadParameter("--tokenizer-option needs --tokenizer")
+        return o.TokenizeOptions(
+            encoding=encoding,
+            special=None if self.special is None else member(self.special, o.SPECIAL_POLICIES),
+            backend=member(self.backend, o.BACKENDS),
+            text_key=self.text_key,
+            format=self.fmt,
+            workers=self.workers,
+            eot=None if eot is None else member(eot, o.EOT_MODES),
+            include=tuple(self.include or ()),
+            split_on_eot=self.split_on_eot,
+        )
+
+
+@dataclass
+class StreamTokenizing(Tokenizing):
+    """``batch``'s and ``embed``'s: ``--format`` also names a trainer's token file format."""
+
+    fmt: InputFormatOpt = "auto"
