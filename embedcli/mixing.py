@@ -89,9 +89,26 @@ class Selection:
 
 
 def default_budget(totals: Sequence[int], weights: Sequence[float], max_repeat: float) -> int:
-    """The largest budget these weights allow with at most ``max_repeat`` passes a source."""
+    """The largest budget these weights allow with at most ``max_repeat`` passes a source:
+    no source's share of it, exact or rounded to tokens as :func:`select` rounds it, is more.
+
+    Example (two one-token sources, 3.5 passes each: a budget of 7 would round a share of 3.5
+    up to 4 tokens, past the cap of 3):
+        >>> default_budget([1, 1], [0.5, 0.5], 3.5)
+        6
+    """
     fits = [max_repeat * t / w for t, w in zip(totals, weights, strict=True) if w > 0]
-    return int(math.floor(min(fits))) if fits else 0
+    if not fits:
+        return 0
+    budget = int(math.floor(min(fits)))
+    for t, w in zip(totals, weights, strict=True):
+        if w > 0:  # the largest budget whose rounded share of this source fits its cap
+            cap = int(math.floor(max_repeat * t))
+            most = int(math.floor((cap + 0.5) / w))
+            while most > 0 and int(round(w * most)) > cap:  # a step or two: float rounding
+                most -= 1
+            budget = min(budget, most)
+    return budget
 
 
 def select(
