@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -90,6 +91,12 @@ def find_gaps(
     return bad
 
 
+# CPython keeps a str in 1, 2 or 4 bytes a character, 4 only when one is past U+FFFF: the
+# size of a compact str without its characters tells which (where it cannot, the UTF-16 copy's
+# length does, at the price of that copy)
+_UCS4_HEADER = sys.getsizeof("\U00010000") - 2 * 4
+
+
 class GapCheck:
     """Whether a text holds a gap character, at memory speed, measuring characters nobody has
     measured yet as they arrive.
@@ -97,9 +104,10 @@ class GapCheck:
     ``re.search`` over a character class of the 26 GPT-2 gap ranges ran at about 10 M
     characters a second, half of a tokenize run (issue 47). Here: ASCII text, and Latin-1 text
     when none of U+0000-U+00FF is a gap, holds none (checks CPython does in C without a copy or,
-    for Latin-1, failing at the first wider character); other text is encoded to UTF-32 (a copy
-    at memory speed) and its code points looked up in a table of verdicts, one byte per code
-    point. Code points the table does not know yet go to ``measure`` (which returns the gaps
+    for Latin-1, failing at the first wider character); other text is encoded to UTF-16 (UTF-32
+    where it has characters past U+FFFF: a copy at memory speed), and its non-ASCII code points
+    (all of them, if an ASCII character is a gap) looked up in a table of verdicts, one byte per
+    code point. Code points the table does not know yet go to ``measure`` (which returns the gaps
     among them); without ``measure`` the table knows them all. Lone surrogates hold no gap.
 
     ``ranges``: the gaps of a table that knows every code point (all others agree).
@@ -149,7 +157,8 @@ class GapCheck:
         return [v is not None and v.max(initial=SAME) == GAP for v in verdicts]
 
     def _points(self, text: str) -> np.ndarray | None:
-        """The text's code points; None where a shortcut shows it holds no gap."""
+        """The text's code points that can be gaps (its non-ASCII ones when no ASCII
+        character is one); None where a shortcut shows it holds no gap."""
         if self.ascii_clean and text.isascii():
             return None
         if self.latin1_clean:
@@ -158,7 +167,18 @@ class GapCheck:
                 return None
             except UnicodeEncodeError:
                 pass
-        return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
+        points: np.ndarray | None = None
+        if sys.getsizeof(text) - _UCS4_HEADER < 4 * (len(text) + 1):  # no character past U+FFFF
+            # UTF-16 is half UTF-32's copy, and the code points themselves when it has no
+            # surrogate pair (a lone surrogate stays one unit, and is never a gap)
+            units = text.encode("utf-16-le", "surrogatepass")
+            if len(units) == 2 * len(text):
+                points = np.frombuffer(units, "<u2")
+        if points is None:
+            points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
+        # most text is mostly ASCII: a comparison and a compress at memory speed, then the
+        # table is read only at the few characters left
+        return points[points >= 0x80] if self.ascii_clean else points
 
     def learn(self, points: np.ndarray) -> None:
         """Measure those of ``points`` the table does not know yet."""
