@@ -498,6 +498,12 @@ def bench_tokenizers(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_engines(tmp: Path) -> None:
+    from engines import bench_engines as run_section  # benchmarks/engines.py
+
+    run_section(tmp)
+
+
 def bench_floor(tmp: Path) -> None:
     from floor import bench_floor as run_section  # benchmarks/floor.py
 
@@ -544,6 +550,7 @@ def main(argv: list[str]) -> None:
         "loader": bench_loader,
         "backend": bench_backend,
         "tokenizers": bench_tokenizers,
+        "engines": bench_engines,
         "floor": bench_floor,
         "startup": bench_startup,
         "s3": bench_s3,
