@@ -110,6 +110,44 @@ def test_weights_and_counts_are_read_or_refused_in_one_line():
         parse_count("lots")
 
 
+@given(
+    ids=st.lists(st.integers(0, 9), max_size=60),
+    cuts=st.lists(st.integers(0, 60), max_size=5),
+    spans=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=10),
+)
+def test_a_source_s_files_read_as_one_stream_without_being_joined(ids, cuts, spans):
+    """A source of several files (a glob, a manifest, an llm.c shard set) is read as its
+    files: every span, gather and search equals the joined stream's, across file borders."""
+    from embedcli.stages.mix_sources import Segmented
+
+    joined = np.array(ids, np.int32)
+    edges = sorted({min(c, joined.size) for c in cuts})
+    stream = Segmented(np.split(joined, edges))
+    assert stream.size == joined.size
+    for a, b in spans:
+        a, b = sorted((min(a, joined.size), min(b, joined.size)))
+        assert stream.span(a, b).tolist() == joined[a:b].tolist()
+    at = (
+        np.array([p % joined.size for p, _ in spans], np.int64)
+        if joined.size
+        else np.zeros(0, np.int64)
+    )
+    assert stream.take(at).tolist() == joined[at].tolist()
+    assert stream.where(3).tolist() == np.flatnonzero(joined == 3).tolist()
+    import hashlib
+
+    bounds = np.array(sorted((min(a, joined.size), min(b, joined.size)) for a, b in spans))
+    starts, ends = (bounds[:, 0], bounds[:, 1]) if bounds.size else (bounds, bounds)
+    want = [
+        hashlib.blake2b(joined[a:b].astype("<u4").tobytes(), digest_size=8, key=b"k").digest()
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+    assert (
+        Segmented(np.split(joined.astype(np.uint16), edges)).digests(starts, ends, 8, b"k") == want
+    )
+    assert stream.digests(starts, ends, 8, b"k") == want
+
+
 # ------------------------------------------------------------------------- the stage
 
 
@@ -130,14 +168,15 @@ def _documents(path, fmt=None):
     """The documents of a token file (any format), separators removed, as tuples of ids."""
     from embedcli.inputs import Request, open_input
     from embedcli.progress import no_progress
-    from embedcli.stages.mix_sources import bodies, offsets_from_marks
+    from embedcli.stages.mix_sources import Segmented, bodies, offsets_from_marks
 
     with open_input([str(path)], Request()) as found:
         source = found.load(no_progress)
+        ids = Segmented(source.segments)
         if source.doc_offsets is None:  # nanoGPT, llm.c: at the separators (no literal one here)
             source.metadata["special"] = "text"
-            source.doc_offsets = offsets_from_marks(source, str(path))
-        starts, ends = bodies(source, str(path))
+            source.doc_offsets = offsets_from_marks(source, ids, str(path))
+        starts, ends = bodies(source, ids, str(path))
         return [tuple(source.ids[a:b].tolist()) for a, b in zip(starts, ends, strict=True)]
 
 
@@ -255,6 +294,29 @@ def test_a_trainer_s_file_gives_its_documents_at_its_separators(sources, tmp_pat
     assert invoke(*args, "-o", str(risky), "-q").returncode == 0
     proc = invoke("mix", str(risky), str(story), "-o", str(tmp_path / "x.tokens.safetensors"))
     assert b"does not mark its documents" in proc.stderr and proc.returncode != 0
+
+
+def test_a_shard_set_whose_documents_cross_its_files_mixes_as_one_file(tmp_path):
+    """llm.c's shards are cut at a token count, so a document can begin in one file and end in
+    the next: the set, read file by file, mixes exactly as the same ids in one file."""
+    from safetensors.numpy import load_file
+
+    one, many = tmp_path / "one.bin", tmp_path / "many.bin"
+    text = str(SAMPLE / "articles.jsonl")
+    for out, extra in ((one, []), (many, ["--shard-tokens", "37"])):
+        proc = invoke("tokenize", text, "--to", "llmc", "-o", str(out), *extra, "-q")
+        assert proc.returncode == 0, proc.stderr
+    assert len(list(tmp_path.glob("many_*.bin"))) > 3
+    mixed = []
+    for name in ("one", "many"):
+        out = tmp_path / f"{name}.tokens.safetensors"
+        proc = invoke(
+            "mix", str(tmp_path / f"{name}.bin"), "-o", str(out), "--dedup", "exact", "-q"
+        )
+        assert proc.returncode == 0, proc.stderr
+        mixed.append(load_file(str(out)))
+    for key in ("ids", "doc_offsets"):
+        assert mixed[0][key].tolist() == mixed[1][key].tolist()
 
 
 def test_token_files_of_another_tokenizer_are_refused(sources, tmp_path):

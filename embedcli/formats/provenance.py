@@ -34,15 +34,20 @@ def offsets_at_separators(ids: np.ndarray, eot: int, placement: str) -> np.ndarr
     """Document offsets (as tokenize records them) of ids whose documents the separator
     ``eot`` marks where ``placement`` put it: right only where no document holds that id
     itself (the caller knows: ``--special text``, or a provenance digest that matches)."""
-    at = np.flatnonzero(np.asarray(ids) == eot).astype(np.int64)
-    size = np.array([ids.size], np.int64)
+    return offsets_at(np.flatnonzero(np.asarray(ids) == eot), int(np.asarray(ids).size), placement)
+
+
+def offsets_at(at: np.ndarray, size: int, placement: str) -> np.ndarray:
+    """:func:`offsets_at_separators` of a stream of ``size`` ids with the separator at ``at``."""
+    at = np.asarray(at).astype(np.int64)
+    end = np.array([size], np.int64)
     if placement == "before":  # each document opens with one
         starts = at
     else:  # after: each closes its document; between: each closes all but the last
         starts = np.concatenate([[0], at + 1])
-        if placement == "after" and starts[-1] == size[0]:
+        if placement == "after" and starts[-1] == end[0]:
             starts = starts[:-1]
-    return np.concatenate([starts, size]).astype(np.int64)
+    return np.concatenate([starts, end]).astype(np.int64)
 
 
 def _digest(doc_offsets: np.ndarray) -> str:

@@ -32,7 +32,14 @@ from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import HELD, Selection, keys, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.mix_sources import MixInput, dedup, hold_out, read_source, sources_of
+from embedcli.stages.mix_sources import (
+    MixInput,
+    Segmented,
+    dedup,
+    hold_out,
+    read_source,
+    sources_of,
+)
 from embedcli.stages.results import MixResult, MixSource, Written
 from embedcli.stages.staging import SpillSink, remote_output, spill_file
 from embedcli.stages.tokenize import val_name
@@ -317,7 +324,7 @@ def _spans(
 
 
 def write_documents(
-    ids: list[np.ndarray],
+    ids: list[Segmented],
     source_of: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
@@ -326,7 +333,7 @@ def write_documents(
     sink: SpillSink,
     progress: ProgressFactory,
 ) -> np.ndarray:
-    """The documents ``ids[source_of[j]][starts[j]:ends[j]]`` to ``sink`` in order,
+    """The documents ``ids[source_of[j]].span(starts[j], ends[j])`` to ``sink`` in order,
     separated as ``placement`` says; their offsets."""
     offsets = _offsets(ends - starts, placement)
     mark = np.array([eot if eot is not None else 0], np.int32)
@@ -341,7 +348,7 @@ def write_documents(
         ):
             if before or (between and j):
                 parts.append(mark)
-            parts.append(ids[k][a:b])
+            parts.append(ids[k].span(a, b))
             if after:
                 parts.append(mark)
             pending += b - a + 1

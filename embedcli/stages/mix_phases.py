@@ -40,6 +40,7 @@ from embedcli.stages.mix import (
     prepare,
     write_documents,
 )
+from embedcli.stages.mix_sources import Segmented
 from embedcli.stages.results import MixResult, Written
 from embedcli.stages.staging import SpillSink, spill_file
 from embedcli.storage.atomic import atomic_file
@@ -187,7 +188,8 @@ def _write_bucket(
         position.append(at.astype(np.int64))
         lengths.append((s.ends - s.starts)[docs])
         ids += [
-            s.ids[a:b] for a, b in zip(s.starts[docs].tolist(), s.ends[docs].tolist(), strict=True)
+            s.ids.span(a, b)
+            for a, b in zip(s.starts[docs].tolist(), s.ends[docs].tolist(), strict=True)
         ]
     tensors = {
         "sort": np.concatenate(sort).astype(np.uint64),
@@ -269,7 +271,7 @@ def _gather(
         sink = SpillSink(stack.enter_context(spill_file(part)), part)
         which = np.zeros(by.size, np.int64)
         doc_offsets = write_documents(
-            [ids], which, starts[by], ends[by], placement, mix.eot, sink, progress
+            [Segmented([ids])], which, starts[by], ends[by], placement, mix.eot, sink, progress
         )
         meta = mix_metadata(mix, opts, placement, doc_offsets)
         meta |= c.shard_fields(phase.index, phase.count, manifest["shard_set"])

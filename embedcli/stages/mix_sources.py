@@ -3,9 +3,11 @@ exact duplicates found (``stages/mix.py`` assembles them)."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import glob
 import hashlib
+import mmap
 import os
 from dataclasses import dataclass, field
 
@@ -13,10 +15,97 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
-from embedcli.formats.provenance import offsets_at_separators
+from embedcli.formats.provenance import offsets_at
 from embedcli.inputs import Request, TokenSource, open_input
 from embedcli.mixing import first_occurrences
 from embedcli.progress import no_progress
+
+# How much a pass over a source reads before it lets go of the pages it read (see release)
+_RELEASE_IDS = 1 << 22
+_GATHER = 1 << 18  # a document's marks gathered at once: a page each, for small documents
+
+
+class Segmented:
+    """A source's ids as its files hold them: memory maps in order, never joined (a source of
+    several files, an llm.c shard set, a manifest's parts), so a mix holds no copy of its
+    sources however large they are (a source of four files: 179 MiB of anonymous memory
+    before, 33 MiB now). Positions are the joined stream's; a span that crosses
+    two files (llm.c shards cut at a token count) is joined alone.
+
+    Example:
+        >>> ids = Segmented([np.array([1, 2, 3]), np.array([4, 5])])
+        >>> ids.size, ids.span(1, 4).tolist(), ids.take(np.array([0, 4])).tolist()
+        (5, [2, 3, 4], [1, 5])
+    """
+
+    def __init__(self, segments: list[np.ndarray]) -> None:
+        self._maps = [m for p in segments if (m := getattr(p, "_mmap", None)) is not None]
+        # plain arrays over the same memory: np.memmap's slicing costs 6 us a document
+        self.parts = [np.asarray(p).view(np.ndarray) for p in segments] or [np.zeros(0, np.int32)]
+        self.bounds = np.cumsum([0, *(p.size for p in self.parts)]).tolist()
+        self.size = int(self.bounds[-1])
+        self.dtype = self.parts[0].dtype
+
+    def span(self, a: int, b: int) -> np.ndarray:
+        """``joined[a:b]``: a view where it lies in one file."""
+        if len(self.parts) == 1:
+            return self.parts[0][a:b]
+        k = bisect.bisect_right(self.bounds, a) - 1
+        if k < len(self.parts) and b <= self.bounds[k + 1]:
+            return self.parts[k][a - self.bounds[k] : b - self.bounds[k]]
+        pieces = []
+        while a < b:
+            end = min(b, self.bounds[k + 1])
+            pieces.append(self.parts[k][a - self.bounds[k] : end - self.bounds[k]])
+            a, k = end, k + 1
+        return np.concatenate(pieces) if pieces else self.parts[0][:0]
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """``joined[positions]`` (increasing: a document's marks), read a chunk at a time."""
+        which = np.searchsorted(self.bounds, positions, "right") - 1
+        out = np.empty(positions.size, self.dtype)
+        for at in range(0, positions.size, _GATHER):
+            chunk = slice(at, at + _GATHER)
+            for k in np.unique(which[chunk]).tolist():
+                mine = np.flatnonzero(which[chunk] == k) + at
+                out[mine] = self.parts[k][positions[mine] - self.bounds[k]]
+            self.release()
+        return out
+
+    def digests(
+        self, starts: np.ndarray, ends: np.ndarray, size: int, key: bytes = b""
+    ) -> list[bytes]:
+        """A BLAKE2b digest (``size`` bytes, keyed by ``key``) of each span's ids as
+        little-endian uint32, whatever the files' dtype; the pages read let go of as it goes."""
+        blake2b, out, read = hashlib.blake2b, [], 0
+        # one file of 4-byte ids: a view of it, sliced (a copy a document otherwise)
+        one = self.parts[0]
+        single = as_u4(one) if len(self.parts) == 1 and one.dtype.itemsize == 4 else None
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            ids = single[a:b] if single is not None else as_u4(self.span(a, b))
+            out.append(blake2b(ids.data, digest_size=size, key=key).digest())
+            read += b - a
+            if read >= _RELEASE_IDS:
+                self.release()
+                read = 0
+        self.release()
+        return out
+
+    def release(self) -> None:
+        """Let go of the pages of the files read so far: the kernel keeps them in its cache
+        (a later read is a minor fault), but they leave this process's resident memory. A
+        pass in source order (the checks, dedup, the validation draws) lets go as it reads; a
+        shuffled write still maps what it reads (on this kernel a random read maps a large
+        folio around its document), clean pages the kernel reclaims under pressure."""
+        for m in self._maps:
+            if hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                m.madvise(mmap.MADV_DONTNEED)
+
+    def where(self, value: int) -> np.ndarray:
+        """The positions that hold ``value``, one file at a time."""
+        bases = self.bounds[:-1]
+        found = [np.flatnonzero(p == value) + b for p, b in zip(self.parts, bases, strict=True)]
+        return np.concatenate(found).astype(np.int64)
 
 
 @dataclass
@@ -25,7 +114,7 @@ class MixInput:
 
     name: str
     inputs: list[str]
-    ids: np.ndarray
+    ids: Segmented
     starts: np.ndarray
     ends: np.ndarray
     metadata: dict[str, str]
@@ -76,15 +165,14 @@ def read_source(name: str, files: list[str], stack: contextlib.ExitStack) -> Mix
     source = found.load(no_progress)
     if not isinstance(source, TokenSource):
         raise UsageError(f"source {name}: {files[0]} holds windows, not documents; mix token files")
+    ids = Segmented(source.segments)
     if source.doc_offsets is None:
-        source.doc_offsets = offsets_from_marks(source, f"source {name} ({files[0]})")
-    starts, ends = bodies(source, f"source {name} ({files[0]})")
-    # a plain array over the same memory: np.memmap's slicing costs 6 us a document
-    ids = np.asarray(source.ids).view(np.ndarray)
+        source.doc_offsets = offsets_from_marks(source, ids, f"source {name} ({files[0]})")
+    starts, ends = bodies(source, ids, f"source {name} ({files[0]})")
     return MixInput(name, list(found.paths), ids, starts, ends, dict(source.metadata))
 
 
-def offsets_from_marks(source: TokenSource, what: str) -> np.ndarray:
+def offsets_from_marks(source: TokenSource, ids: Segmented, what: str) -> np.ndarray:
     """The documents of a file that records no offsets (nanoGPT's, llm.c's, npy), found at its
     separators: exact only where no document holds the separator's id, which its lineage says
     (``--special text``, the trainers' default: a literal marker was encoded as text)."""
@@ -95,10 +183,10 @@ def offsets_from_marks(source: TokenSource, what: str) -> np.ndarray:
             f"{what}: does not mark its documents (no doc_offsets, and its separator may also "
             "be text: --special is not text, or no sidecar says); mix needs documents"
         )
-    return offsets_at_separators(source.ids, eot, placement)
+    return offsets_at(ids.where(eot), ids.size, placement)
 
 
-def bodies(source: TokenSource, what: str) -> tuple[np.ndarray, np.ndarray]:
+def bodies(source: TokenSource, ids: Segmented, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Each document's span without the separator its placement gave it, checked."""
     assert source.doc_offsets is not None
     off = source.doc_offsets.astype(np.int64)
@@ -115,11 +203,7 @@ def bodies(source: TokenSource, what: str) -> tuple[np.ndarray, np.ndarray]:
     else:  # between: every document but the last ends with the one before the next
         ends[:-1] -= 1
         marks = ends[:-1]
-    if (
-        eot is None
-        or (marks.size and not (source.ids[marks] == eot).all())
-        or (ends < starts).any()
-    ):
+    if eot is None or (marks.size and not (ids.take(marks) == eot).all()) or (ends < starts).any():
         raise FormatError(
             f"{what}: its documents are not marked by id {eot} where its metadata says "
             f"({placement}); the file is damaged or its lineage wrong"
@@ -137,12 +221,7 @@ def as_u4(ids: np.ndarray) -> np.ndarray:
 
 def dedup(sources: list[MixInput]) -> None:
     """Keep the first of each distinct document (a 128-bit digest of its ids), in source order."""
-    digests = [
-        hashlib.blake2b(ids[a:b].data, digest_size=16).digest()
-        for s in sources
-        for ids in [as_u4(s.ids)]
-        for a, b in zip(s.starts.tolist(), s.ends.tolist(), strict=True)
-    ]
+    digests = [d for s in sources for d in s.ids.digests(s.starts, s.ends, 16)]
     keep = first_occurrences(digests)
     at = 0
     for s in sources:
@@ -176,15 +255,6 @@ def hold_out(sources: list[MixInput], seed: int, fraction: float, tokens: int | 
 
 
 def _draws(source: MixInput, seed: int) -> np.ndarray:
-    ids, key = as_u4(source.ids), (seed & (2**64 - 1)).to_bytes(8, "little")
-    return np.array(
-        [
-            int.from_bytes(
-                hashlib.blake2b(ids[a:b].data, digest_size=8, key=key).digest(), "little"
-            )
-            for a, b in zip(
-                source.starts[source.kept].tolist(), source.ends[source.kept].tolist(), strict=True
-            )
-        ],
-        np.uint64,
-    )
+    key = (seed & (2**64 - 1)).to_bytes(8, "little")
+    kept = source.ids.digests(source.starts[source.kept], source.ends[source.kept], 8, key)
+    return np.array([int.from_bytes(d, "little") for d in kept], np.uint64)

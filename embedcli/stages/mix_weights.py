@@ -74,7 +74,7 @@ def run_mix_weights(
     with contextlib.ExitStack() as stack:
         read = [read_source(name, files, stack) for name, files in listed]
         same_tokenizer(read)
-        totals = [int(s.ids.size) for s in read]
+        totals = [s.ids.size for s in read]
         weights = parse_weights(opts.weights, [s.name for s in read], totals)
         blend = [
             BlendSource(s.name, files, w, total, int(s.starts.size))
