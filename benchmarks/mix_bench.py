@@ -75,8 +75,8 @@ def bench_mix(tmp: Path) -> None:
     row(
         "peak memory, 1x and 4x the corpus",
         f"{one['peak_mib']:.0f} MiB, {many['peak_mib']:.0f} MiB "
-        f"({one['seconds']:.2f} s, {many['seconds']:.2f} s; the sources are memory-mapped and "
-        "read whole: not yet flat)",
+        f"({one['seconds']:.2f} s, {many['seconds']:.2f} s; most of it the sources' file pages that "
+        "the shuffled write maps: not yet flat)",
     )
     _two_phases(tmp, tokens, out)
     _datatrove(tmp, tokens, argv)
