@@ -15,7 +15,9 @@ commands::
 Each ``run_*`` returns a typed result (``TokenizeResult``, ``BatchResult``, ``EmbedResult``) of
 numbers, shapes and paths; ``plan_*`` returns what the run would write (``--dry-run``).
 ``Tokenizer("gpt2")`` (or ``Tokenizer.from_file(path)``) is a tokenizer built once:
-``encode``, ``encode_batch`` (one array per document), ``decode``; ``encode(texts)`` gives the
+``encode``, ``encode_batch`` (one array per document), ``decode``; ``Tokens`` is ids of
+documents as a value (``Tokens.open(path)``, ``.from_text``, ``.from_ids``; ``save`` in any
+format, ``windows`` for training); ``encode(texts)`` gives the
 ids of strings in memory joined as ``tokenize`` joins documents, ``create_dataloader``/``TokenWindows``
 feed a training loop from token files. Errors are :class:`EmbedcliError` and its subclasses.
 
@@ -43,6 +45,7 @@ _EXPORTS = {
     "diff_files": "embedcli.inspection.diff",
     "encode": "embedcli.bpe.tokenizer",
     "Tokenizer": "embedcli.bpe.value",
+    "Tokens": "embedcli.stages.tokens",
     # training
     "create_dataloader": "embedcli.data",
     "TokenWindows": "embedcli.data",
@@ -97,6 +100,7 @@ if TYPE_CHECKING:
     from embedcli.stages.results import TokenizeResult as TokenizeResult
     from embedcli.stages.tokenize import plan_tokenize as plan_tokenize
     from embedcli.stages.tokenize import run_tokenize as run_tokenize
+    from embedcli.stages.tokens import Tokens as Tokens
 
 
 def __getattr__(name: str) -> Any:

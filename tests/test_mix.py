@@ -110,6 +110,7 @@ def test_weights_and_counts_are_read_or_refused_in_one_line():
         parse_count("lots")
 
 
+@example(ids=[0, 0, 0], cuts=[1], spans=[(1, 0)])  # an empty span past a file border
 @given(
     ids=st.lists(st.integers(0, 9), max_size=60),
     cuts=st.lists(st.integers(0, 60), max_size=5),

@@ -48,8 +48,8 @@ class Segmented:
 
     def span(self, a: int, b: int) -> np.ndarray:
         """``joined[a:b]``: a view where it lies in one file."""
-        if len(self.parts) == 1:
-            return self.parts[0][a:b]
+        if len(self.parts) == 1 or b <= a:
+            return self.parts[0][a:b] if b > a else self.parts[0][:0]
         k = bisect.bisect_right(self.bounds, a) - 1
         if k < len(self.parts) and b <= self.bounds[k + 1]:
             return self.parts[k][a - self.bounds[k] : b - self.bounds[k]]
