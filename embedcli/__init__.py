@@ -17,7 +17,8 @@ numbers, shapes and paths; ``plan_*`` returns what the run would write (``--dry-
 ``Tokenizer("gpt2")`` (or ``Tokenizer.from_file(path)``) is a tokenizer built once:
 ``encode``, ``encode_batch`` (one array per document), ``decode``; ``Tokens`` is ids of
 documents as a value (``Tokens.open(path)``, ``.from_text``, ``.from_ids``; ``save`` in any
-format, ``windows`` for training); ``encode(texts)`` gives the
+format, ``windows`` for training); ``Embedding.random(...)`` or ``.from_checkpoint(path)``
+holds the tables, and ``embed(windows)`` gives ``token[ids] + pos[:T]``; ``encode(texts)`` gives the
 ids of strings in memory joined as ``tokenize`` joins documents, ``create_dataloader``/``TokenWindows``
 feed a training loop from token files. Errors are :class:`EmbedcliError` and its subclasses.
 
@@ -46,6 +47,7 @@ _EXPORTS = {
     "encode": "embedcli.bpe.tokenizer",
     "Tokenizer": "embedcli.bpe.value",
     "Tokens": "embedcli.stages.tokens",
+    "Embedding": "embedcli.stages.embedding_value",
     # training
     "create_dataloader": "embedcli.data",
     "TokenWindows": "embedcli.data",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:
     from embedcli.stages.batch import run_batch as run_batch
     from embedcli.stages.embed import plan_embed as plan_embed
     from embedcli.stages.embed import run_embed as run_embed
+    from embedcli.stages.embedding_value import Embedding as Embedding
     from embedcli.stages.results import BatchResult as BatchResult
     from embedcli.stages.results import EmbedResult as EmbedResult
     from embedcli.stages.results import PlanResult as PlanResult
