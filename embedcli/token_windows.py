@@ -140,6 +140,33 @@ def _id_array(ids: np.ndarray) -> np.ndarray:
     return ids
 
 
+def _documents_of(path: Any, stream: TokenStream) -> tuple[np.ndarray | None, Any]:
+    """:meth:`TokenWindows._documents`: a trainer's file marks no documents, so they are
+    found at its separators where its provenance's digest confirms them (or where its lineage
+    says no document holds one: ``--special text``), as ``inspect --doc`` finds them."""
+    from embedcli.contract import EOT_ID, EOT_PLACEMENT, SPECIAL
+    from embedcli.formats.base import sidecar_subject
+    from embedcli.formats.provenance import offsets_at, read_provenance
+
+    offsets = stream.doc_offsets
+    if isinstance(path, np.ndarray) or not isinstance(path, (str, os.PathLike)):
+        return offsets, None  # ids in memory, or several files: no one provenance
+    subject = sidecar_subject(os.fspath(path))
+    meta = stream.metadata
+    eot = get_int(meta, EOT_ID)
+    if offsets is None and eot is not None:
+        bases = stream.bounds[:-1].tolist()
+        at = [np.flatnonzero(s == eot) + b for s, b in zip(stream.segments, bases, strict=True)]
+        derived = offsets_at(np.concatenate(at), len(stream), meta.get(EOT_PLACEMENT, "between"))
+        found, _ = read_provenance(subject, derived)
+        if found is not None or meta.get(SPECIAL) == "text":
+            return derived, found
+    if offsets is None:
+        return None, None
+    found, _ = read_provenance(subject, offsets)
+    return offsets, found
+
+
 class TokenWindows(Dataset):
     """Windows ``(inputs, targets)`` of a token file, each ``(max_length,)`` int64.
 
@@ -194,6 +221,7 @@ class TokenWindows(Dataset):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_stream", None)  # a worker process opens the files itself
+        state.pop("_docs", None)
         return state
 
     def __len__(self) -> int:
@@ -236,6 +264,29 @@ class TokenWindows(Dataset):
         ``__getitem__`` gives them, made from the two stacked ``(B, max_length)`` tensors it
         carries, so :class:`WindowLoader` hands those on without stacking again."""
         return WindowBatch.of(self.rows(indices))
+
+    def source(self, index: int) -> dict[str, Any]:
+        """Where window ``index`` comes from: ``start``, its first id's place in the stream;
+        ``document``, the document it starts in (from 0), and ``offset``, its start inside
+        it (both None where the input marks no documents: ids in memory, a trainer's file
+        without provenance); ``origin``, for a file ``embedcli mix`` wrote, the source that
+        document came from (its name and inputs, the document's index there, the pass), as
+        ``embedcli inspect FILE --doc N`` shows it."""
+        start = self.start(index)
+        offsets, origin = self._documents()
+        place: dict[str, Any] = {"window": index, "start": start}
+        if offsets is None:
+            return place | {"document": None, "offset": None, "origin": None}
+        doc = int(np.searchsorted(offsets, start, side="right")) - 1
+        found = origin.of(doc) if origin is not None else None
+        return place | {"document": doc, "offset": start - int(offsets[doc]), "origin": found}
+
+    def _documents(self) -> tuple[np.ndarray | None, Any]:
+        """The stream's document offsets and, for one file with a mix provenance beside it
+        that belongs to it, that provenance (read once)."""
+        if "_docs" not in self.__dict__:
+            self._docs = _documents_of(self.path, self.stream())
+        return self._docs
 
     def rows(self, indices: list[int] | np.ndarray) -> np.ndarray:
         """``(len(indices), max_length + 1)``: each window and the id after it, in the file's

@@ -481,3 +481,27 @@ def test_a_provenance_file_of_other_documents_is_not_believed(sources, tmp_path)
     shown = invoke("inspect", str(out), "--doc", "0")
     assert shown.returncode == 0 and b"describes other documents" in shown.stdout
     assert b"source " not in shown.stdout
+
+
+@pytest.mark.parametrize("to", [None, "llmc"])
+def test_the_loader_says_where_a_window_came_from(sources, tmp_path, to):
+    """``TokenWindows.source(i)``: the document a window starts in, where inside it, and the
+    source that document came from, as ``inspect --doc`` shows it (an llm.c output's
+    documents found at its separators, confirmed by the provenance's digest)."""
+    from embedcli import TokenWindows
+
+    web, story = sources
+    out = tmp_path / ("m.bin" if to else "m.tokens.safetensors")
+    args = ["mix", str(web), str(story), "-o", str(out), *(["--to", to] if to else []), "-q"]
+    assert invoke(*args).returncode == 0, args
+    ds = TokenWindows(str(out), 8, 5)
+    for i in (0, len(ds) // 2, len(ds) - 1):
+        place = ds.source(i)
+        shown = invoke("inspect", str(out), "--doc", str(place["document"]), "--json")
+        doc = json.loads(shown.stdout)["document"]
+        assert place["origin"] == doc["origin"] and place["origin"]["source"] in ("web", "story")
+        assert doc["start"] + place["offset"] == place["start"] == i * 5
+    plain = TokenWindows(str(web), 8).source(3)
+    assert plain["document"] is not None and plain["origin"] is None
+    in_memory = TokenWindows(np.arange(40), 8).source(1)
+    assert in_memory == {"window": 1, "start": 8, "document": None, "offset": None, "origin": None}
