@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,9 +27,7 @@ from embedcli.cli.errors import (
     usage_error,
     warn_unused,
 )
-from embedcli.cli.groups import grouped
-from embedcli.cli.inspect_command import inspect
-from embedcli.cli.mix_command import BLEND, CLUSTER, mix
+from embedcli.cli.groups import grouped, grouped_later
 from embedcli.cli.option_groups import (
     BatchWindowing,
     Debugging,
@@ -41,6 +39,8 @@ from embedcli.cli.option_groups import (
 )
 from embedcli.cli.options import (
     ADVANCED_PANELS,
+    BLEND,
+    CLUSTER,
     MORE,
     TOK,
     Command,
@@ -246,9 +246,22 @@ ADVANCED_PANELS.update(
 )
 
 
-# Registered here, not by its module, so that importing a module never changes the app.
-app.command(cls=Command)(grouped(handle_errors(inspect)))
-app.command(cls=Command)(grouped(handle_errors(mix)))
+def _inspect() -> Any:
+    from embedcli.cli.inspect_command import inspect
+
+    return handle_errors(inspect)
+
+
+def _mix() -> Any:
+    from embedcli.cli.mix_command import mix
+
+    return handle_errors(mix)
+
+
+# Registered here, not by their modules, so that importing a module never changes the app;
+# their modules load when Typer builds the command (a run of tokenize never imports them).
+app.command(cls=Command)(grouped_later("inspect", _inspect))
+app.command(cls=Command)(grouped_later("mix", _mix))
 
 
 def for_argv(argv: list[str]) -> typer.Typer:

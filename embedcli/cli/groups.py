@@ -35,18 +35,33 @@ def grouped(command: F) -> F:
     class's fields (keyword options, in field order, at the parameter's place), and called
     with the dataclass built from them. Two options of one name are refused when Typer first
     reads the options."""
-    return typing.cast(F, _Grouped(command))
+    return typing.cast(F, _Grouped(lambda: command, command.__name__))
+
+
+def grouped_later(name: str, load: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    """:func:`grouped` of the command ``load()`` gives, named ``name``: its module is imported
+    only when Typer builds that command (its help, or a run of it), so a run of another
+    command never pays for its options' dataclasses (1-2 ms each to create)."""
+    return _Grouped(load, name)
 
 
 class _Grouped:
-    """What :func:`grouped` returns: the command, whose flat signature is worked out when
-    Typer first asks for it. A run builds only the command it runs (``app.for_argv``), so the
-    other commands' expansion (1 ms each, most of it ``get_type_hints``) is never paid."""
+    # What grouped returns: the command (loaded when first needed), whose flat signature is
+    # worked out when Typer first asks for it. A run builds only the command it runs
+    # (app.for_argv), so the other commands' expansion (1 ms each, most of it
+    # get_type_hints) is never paid.
 
-    def __init__(self, command: Callable[..., Any]) -> None:
-        self.__wrapped__ = command
-        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
-            setattr(self, name, getattr(command, name))
+    def __init__(self, load: Callable[[], Callable[..., Any]], name: str) -> None:
+        self._load, self.__name__ = load, name
+        self.__qualname__ = name
+
+    @functools.cached_property
+    def __wrapped__(self) -> Callable[..., Any]:  # noqa: PLW3201
+        return self._load()
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.__wrapped__.__doc__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         for name, (kind, fields) in self._expanded[1].items():

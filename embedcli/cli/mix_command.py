@@ -9,7 +9,7 @@ import typer
 
 from embedcli import options as o
 from embedcli.cli.option_groups import Debugging, Writing
-from embedcli.cli.options import OUT, ToOpt, choice, eot_option, listed, path
+from embedcli.cli.options import BLEND, CLUSTER, OUT, ToOpt, choice, eot_option, listed, path
 from embedcli.cli.session import progress_factory, show_result
 from embedcli.errors import UsageError
 
@@ -103,7 +103,6 @@ DedupOpt = Annotated[
         "order) has.",
     ),
 ]
-BLEND = "Trainer blend"
 EMIT = ("json", "megatron")
 EmitWeightsOpt = Annotated[
     str | None,
@@ -142,7 +141,6 @@ MixValTokens = Annotated[
     ),
 ]
 
-CLUSTER = "Cluster"
 PhaseOpt = Annotated[
     str | None,
     typer.Option(

@@ -131,6 +131,7 @@ def path(value: str) -> str:
 
 TOK, WIN, EMB, OUT = "Tokenizing", "Windowing", "Embedding", "Output"
 MORE = "More tokenizing"  # rarely needed: shown by --help-all
+BLEND, CLUSTER = "Trainer blend", "Cluster"  # mix's panels that wait for --help-all
 
 TextInputs = Annotated[
     list[str] | None,
