@@ -141,29 +141,16 @@ def _id_array(ids: np.ndarray) -> np.ndarray:
 
 
 def _documents_of(path: Any, stream: TokenStream) -> tuple[np.ndarray | None, Any]:
-    """:meth:`TokenWindows._documents`: a trainer's file marks no documents, so they are
-    found at its separators where its provenance's digest confirms them (or where its lineage
-    says no document holds one: ``--special text``), as ``inspect --doc`` finds them."""
-    from embedcli.contract import EOT_ID, EOT_PLACEMENT, SPECIAL
+    """:meth:`TokenWindows._documents`, as ``inspect --doc`` finds them
+    (:func:`~embedcli.formats.provenance.documents`): ids in memory or several files have
+    no one provenance."""
     from embedcli.formats.base import sidecar_subject
-    from embedcli.formats.provenance import offsets_at, read_provenance
+    from embedcli.formats.provenance import documents
 
-    offsets = stream.doc_offsets
     if isinstance(path, np.ndarray) or not isinstance(path, (str, os.PathLike)):
-        return offsets, None  # ids in memory, or several files: no one provenance
+        return stream.doc_offsets, None
     subject = sidecar_subject(os.fspath(path))
-    meta = stream.metadata
-    eot = get_int(meta, EOT_ID)
-    if offsets is None and eot is not None:
-        bases = stream.bounds[:-1].tolist()
-        at = [np.flatnonzero(s == eot) + b for s, b in zip(stream.segments, bases, strict=True)]
-        derived = offsets_at(np.concatenate(at), len(stream), meta.get(EOT_PLACEMENT, "between"))
-        found, _ = read_provenance(subject, derived)
-        if found is not None or meta.get(SPECIAL) == "text":
-            return derived, found
-    if offsets is None:
-        return None, None
-    found, _ = read_provenance(subject, offsets)
+    offsets, found, _ = documents(subject, stream.doc_offsets, stream.metadata, stream.segments)
     return offsets, found
 
 

@@ -195,8 +195,6 @@ _SELF_CHECK = "self-check 1"
 def _engines_key(encoding: str, what: str = "") -> str:
     """A cache key for what gigatoken and the reference do with this encoding: its file and
     choices (or its name), both libraries' versions, and ``what``."""
-    from importlib.metadata import version
-
     enc = get_encoding(encoding)
     library = reference_name(enc)
     identity = (
@@ -204,10 +202,18 @@ def _engines_key(encoding: str, what: str = "") -> str:
         if isinstance(enc, ForeignEncoding)
         else encoding
     )
-    versions = f"{identity}|gigatoken {version('gigatoken')}|{library} {version(library)}"
+    versions = f"{identity}|gigatoken {_version('gigatoken')}|{library} {_version(library)}"
     if what:
         versions = f"{versions}|{what}"
     return hashlib.sha256(versions.encode()).hexdigest()[:32]
+
+
+@functools.cache
+def _version(package: str) -> str:
+    """A package's version, read from its metadata once a process (a scan of sys.path)."""
+    from importlib.metadata import version
+
+    return version(package)
 
 
 def reference_name(enc: tiktoken.Encoding) -> str:

@@ -116,10 +116,8 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        # --verbose after the command, as before it (a command's own, or its option group's)
-        if kwargs.get("verbose") or any(
-            getattr(v, "verbose", None) is True for v in kwargs.values()
-        ):
+        # --verbose after the command, as before it: in the command's option group
+        if any(getattr(v, "verbose", None) is True for v in kwargs.values()):
             state["verbose"] = True
         try:
             return fn(*args, **kwargs)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from embedcli.contract import EOT_ID, EOT_PLACEMENT, SPECIAL, get_int
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.store import write_arrays
 
@@ -48,6 +50,40 @@ def offsets_at(at: np.ndarray, size: int, placement: str) -> np.ndarray:
         if placement == "after" and starts[-1] == end[0]:
             starts = starts[:-1]
     return np.concatenate([starts, end]).astype(np.int64)
+
+
+def separators_in(segments: Sequence[np.ndarray], eot: int) -> np.ndarray:
+    """Where ``eot`` stands in the stream the ``segments`` make, one segment at a time."""
+    at, base = [], 0
+    for segment in segments:
+        at.append(np.flatnonzero(np.asarray(segment) == eot) + base)
+        base += int(segment.size)
+    return np.concatenate(at).astype(np.int64) if at else np.zeros(0, np.int64)
+
+
+def documents(
+    subject: str,
+    doc_offsets: np.ndarray | None,
+    metadata: dict[str, str],
+    segments: Sequence[np.ndarray],
+) -> tuple[np.ndarray | None, Provenance | None, str | None]:
+    """A token file's document offsets, its mix provenance where one belongs to them, and
+    why one beside it does not. A trainer's file marks no documents: they are found at its
+    separators, believed where the provenance's digest confirms them or where its lineage says
+    no document holds one (``--special text``); else None."""
+    if doc_offsets is None:
+        eot = get_int(metadata, EOT_ID)
+        if eot is None:
+            return None, None, None
+        size = sum(int(s.size) for s in segments)
+        placement = metadata.get(EOT_PLACEMENT, "between")
+        derived = offsets_at(separators_in(segments, eot), size, placement)
+        found, why = read_provenance(subject, derived)
+        if found is None and metadata.get(SPECIAL) != "text":
+            return None, None, None
+        return derived, found, why
+    found, why = read_provenance(subject, doc_offsets)
+    return doc_offsets, found, why
 
 
 def _digest(doc_offsets: np.ndarray) -> str:

@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from embedcli import contract as c
 from embedcli.bpe.encodings import decoding_for
 from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import sidecar_subject
-from embedcli.formats.provenance import Provenance, offsets_at_separators, read_provenance
+from embedcli.formats.provenance import Provenance, documents
 
 SHOWN_IDS = 64  # ids listed; the text is shown whole up to SHOWN_CHARS
 SHOWN_CHARS = 2000
@@ -84,20 +83,14 @@ def _offsets_and_origin(
     source: Any, parts: list[str], notes: list[str]
 ) -> tuple[np.ndarray, Provenance | None]:
     """The stream's document offsets and, where every part has one, their provenance."""
-    meta = source.metadata
-    offsets = source.doc_offsets
-    if offsets is None and len(parts) == 1 and c.get_int(meta, c.EOT_ID) is not None:
-        derived = offsets_at_separators(
-            source.ids, int(meta[c.EOT_ID]), meta.get(c.EOT_PLACEMENT, "between")
+    if len(parts) != 1:  # a manifest's parts: each has its own (inspect a part for it)
+        offsets, found = source.doc_offsets, None
+    else:
+        offsets, found, why = documents(
+            parts[0], source.doc_offsets, source.metadata, source.segments
         )
-        found, _ = read_provenance(parts[0], derived)
-        if found is not None or meta.get(c.SPECIAL) == "text":  # confirmed, or exact anyway
-            offsets = derived
+        if why:
+            notes.append(why)
     if offsets is None:
         raise FormatError(f"{parts[0]}: does not record where its documents start (no doc_offsets)")
-    if len(parts) != 1:
-        return offsets, None  # a manifest's parts: each has its own (inspect a part for it)
-    found, why = read_provenance(parts[0], offsets)
-    if why:
-        notes.append(why)
     return offsets, found

@@ -37,6 +37,7 @@ class Embedding:
         ):
             raise UsageError("tables must be 2-D, the positional one as wide as the token one")
         self.token, self.pos = token, pos
+        self._embedders: dict[tuple[Any, ...], Any] = {}  # the last tables moved to a device
 
     @classmethod
     def random(
@@ -82,7 +83,12 @@ class Embedding:
         nested lists) or a :class:`TokenWindows` (all of its inputs). ``device`` as ``--device``
         (cpu, cuda, cuda:N, mps, auto); ``dtype`` the tables' and output's (default: theirs)."""
 
-        from embedcli.embedding.tables import Embedder, check_id_range, resolve_device, torch_dtype
+        from embedcli.embedding.tables import (
+            Embedder,
+            check_id_range,
+            resolve_device,
+            torch_dtype,
+        )
 
         ids = _window_ids(windows)
         if ids.ndim != 2:
@@ -94,7 +100,13 @@ class Embedding:
                 f"rows (it has {self.pos.shape[0]})"
             )
         kind = torch_dtype(dtype) if dtype is not None else self.token.dtype
-        embedder = Embedder(self.token, self.pos, device=resolve_device(device), dtype=kind)
+        where = resolve_device(device)
+        # the tables moved to a device (and cast) once, not for every call of a loop
+        key = (where, kind, id(self.token), id(self.pos))  # tables replaced: moved again
+        embedder = self._embedders.get(key)
+        if embedder is None:
+            embedder = Embedder(self.token, self.pos, device=where, dtype=kind)
+            self._embedders = {key: embedder}
         return embedder.embed(ids)
 
     def __repr__(self) -> str:

@@ -32,15 +32,9 @@ from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import HELD, Selection, keys, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.mix_sources import (
-    MixInput,
-    Segmented,
-    dedup,
-    hold_out,
-    read_source,
-    sources_of,
-)
+from embedcli.stages.mix_sources import MixInput, dedup, hold_out, read_source, sources_of
 from embedcli.stages.results import MixResult, MixSource, Written
+from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, remote_output, spill_file
 from embedcli.stages.tokenize import val_name
 from embedcli.storage.output_set import OutputSet

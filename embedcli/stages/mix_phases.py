@@ -40,8 +40,8 @@ from embedcli.stages.mix import (
     prepare,
     write_documents,
 )
-from embedcli.stages.mix_sources import Segmented
 from embedcli.stages.results import MixResult, Written
+from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, spill_file
 from embedcli.storage.atomic import atomic_file
 from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest

@@ -25,6 +25,7 @@ from embedcli import contract as c
 from embedcli.errors import UsageError
 from embedcli.options import DEFAULT_ENCODING, EotPlacement
 from embedcli.paths import PathArg, one_path, path_list
+from embedcli.stages.segmented import Segmented
 
 if TYPE_CHECKING:
     from embedcli.bpe.value import Tokenizer
@@ -153,7 +154,7 @@ class Tokens:
         if self.doc_offsets is None:
             raise UsageError("these ids mark no documents")
         a, b = (int(x) for x in self.doc_offsets[i : i + 2])
-        return self.ids[a:b]
+        return Segmented(self.segments).span(a, b)  # the segments are never joined for it
 
     def save(
         self,
