@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import load_file
 
 from embedcli import run_batch, run_tokenize
@@ -247,3 +249,57 @@ def test_llmc_uses_the_llama3_header_for_large_vocabularies(tmp_path):
         100276,
         0,
     ]
+
+
+ROW_TEXT = st.lists(
+    st.sampled_from(["a", "b", " ", "\n", "é", "中", "😀", "<|endoftext|>", "word "]), max_size=12
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    docs=st.lists(ROW_TEXT, min_size=1, max_size=20),
+    group=st.integers(1, 7),
+    policy=st.sampled_from(["special", "text", "error"]),
+    chooser=st.sampled_from([None, (0.5, 3)]),
+    piece_chars=st.sampled_from([4, 1 << 18]),
+)
+def test_rows_read_by_batch_equal_rows_read_as_blocks(
+    tmp_path_factory, monkeypatch, docs, group, policy, chooser, piece_chars
+):
+    """A columnar file's batches of rows give the pieces and counts its blocks give, with
+    every option that needs a row apart (--val-fraction, --special error, a cut)."""
+    import embedcli.bpe.pieces as pieces_module
+    from embedcli.bpe.pieces import TokenizeStats, pieces
+    from embedcli.documents import resolve_sources
+
+    path = tmp_path_factory.mktemp("rows") / "d.parquet"
+    pq.write_table(pa.table({"text": docs}), path, row_group_size=group)
+    (source,) = resolve_sources([str(path)])
+
+    def run():
+        stats = TokenizeStats("", 0, 0, policy)
+        stats.val = TokenizeStats("", 0, 0, policy)
+        try:
+            items = list(pieces([source], "text", piece_chars, 16, policy, stats, None,
+                                chooser=chooser))  # fmt: skip
+        except InputError as exc:
+            return str(exc)
+        fields = ("documents", "chars", "text_bytes", "special_found", "input_bytes")
+        return items, [[getattr(s, f) for f in fields] for s in (stats, stats.val)]
+
+    by_rows = run()
+    with monkeypatch.context() as m:
+        m.setattr(pieces_module, "row_batches", lambda source, text_key: None)  # blocks
+        by_blocks = run()
+    assert by_rows == by_blocks
+
+
+@pytest.mark.parametrize("kind", ["string", "large_string", "string_view"])
+def test_a_string_columns_utf8_size_is_its_values(kind):
+    from embedcli.documents.columnar import _utf8_size
+
+    values = ["ab", "", "é中", "😀 x", "plain"]
+    column = pa.array(values, type=getattr(pa, kind)()).slice(1, 3)  # an offset into buffers
+    texts = column.to_pylist()
+    assert _utf8_size(column, texts) == sum(len(t.encode("utf-8")) for t in texts) == 11

@@ -247,10 +247,10 @@ def test_special_tokens_are_found_as_the_longest_first_alternation_finds_them(sp
     the special tokens, longest first (what it replaced), for any overlap of tokens."""
     import re
 
-    from embedcli.bpe.pieces import _first_special, _special_finder
+    from embedcli.bpe.specials import _special_finder, first_special
 
     texts = tuple(specials)
     pattern = re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)))
     assert _special_finder(texts)(text) == pattern.findall(text)
     first = pattern.search(text)
-    assert _first_special(texts, text) == (first.group() if first else None)
+    assert first_special(texts, text) == (first.group() if first else None)

@@ -15,7 +15,6 @@ the pieces are made, in the main process or in a worker reading a range (``range
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,10 +24,16 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.bpe.encodings import EOT
-from embedcli.documents import Source, iter_blocks
+from embedcli.bpe.specials import (
+    count_specials,
+    count_specials_each,
+    first_special,
+    found,
+    refuse_special,
+)
+from embedcli.documents import Rows, Source, iter_blocks, row_batches
 from embedcli.documents.base import without_lone_surrogates
 from embedcli.documents.jsonl import doc_name, jsonl_records
-from embedcli.errors import InputError
 from embedcli.options import EotPlacement, SpecialPolicy
 
 PIECE_CHARS = 1 << 18  # 256k characters: fine enough to keep 2+ threads busy
@@ -160,17 +165,17 @@ def pieces(
         def stream_of(doc: str, source: Source = source) -> int:
             return int(chooser is not None and goes_to_val(source.split_key(doc), *chooser))
 
-        if source.format == "jsonl" and not split_on_eot:
-            yield from _jsonl_pieces(
-                source, text_key, piece_chars, block_bytes, special, stats, on_progress, chooser
-            )
+        args = (piece_chars, block_bytes, special, stats, on_progress, chooser)
+        whole = None if split_on_eot else _whole_documents(source, text_key, *args)
+        if whole is not None:
+            yield from whole
             continue
         carry, carry_line, starts_doc, k, part = "", 1, True, 0, 0
         for block in iter_blocks(source, text_key=text_key, block_bytes=block_bytes):
             if on_progress is not None:
                 on_progress(block.nbytes)
             stats.input_bytes += block.nbytes
-            if block.last and not carry and not split_on_eot:  # a whole document (jsonl, rows)
+            if block.last and not carry and not split_on_eot:  # a whole document in one block
                 if chooser is not None:
                     k = stream_of(block.doc)
                 if special == "error":
@@ -248,6 +253,33 @@ def _document(
     return [(piece, starts_doc and i == 0) for i, piece in enumerate(pieces)]
 
 
+def _whole_documents(
+    source: Source,
+    text_key: str,
+    piece_chars: int,
+    block_bytes: int,
+    special: SpecialPolicy,
+    stats: TokenizeStats,
+    on_progress: Callable[[int], None] | None,
+    chooser: tuple[float, int] | None,
+) -> Iterator[tuple[str, bool, int]] | None:
+    """:func:`pieces` of a source whose documents are each whole where they are read (a
+    jsonl line, a row), read without blocks; None for a text source."""
+    if source.format == "jsonl":
+        return _jsonl_pieces(
+            source, text_key, piece_chars, block_bytes, special, stats, on_progress, chooser
+        )
+    rows = row_batches(source, text_key=text_key)
+    if rows is None:
+        return None
+    tasks = row_tasks(source, rows, piece_chars, special, stats, on_progress, chooser)
+    return (
+        item
+        for texts, starts, which in tasks
+        for item in zip(texts, starts.tolist(), which.tolist(), strict=True)
+    )
+
+
 def _jsonl_pieces(
     source: Source,
     text_key: str,
@@ -270,10 +302,67 @@ def _jsonl_pieces(
             chooser is not None
             and goes_to_val(source.split_key(doc_name(source, lineno, offset)), *chooser)
         )
-        if special == "error" and _first_special(stats.special_texts, text):
+        if special == "error" and first_special(stats.special_texts, text):
             refuse_special(stats, doc_name(source, lineno, offset), text, lineno or 0)
         for piece, first in _document(text, True, _split(stats, k), piece_chars):
             yield piece, first, k
+
+
+def row_tasks(
+    source: Source,
+    rows: Iterator[Rows],
+    piece_chars: int,
+    special: SpecialPolicy,
+    stats: TokenizeStats,
+    on_progress: Callable[[int], None] | None,
+    chooser: tuple[float, int] | None,
+) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """:func:`pieces` of a columnar source (a whole document per row), a batch of rows at a
+    time, as a task (its pieces, which of them start a document, their streams): the same
+    pieces and counts as its blocks give. A batch that needs nothing per row
+    (no ``--val-fraction``, no ``--special error``, no document to cut) is counted as a
+    whole: its UTF-8 size is its column's (Arrow's UTF-8 holds no lone surrogate to
+    replace), its special tokens found in one search."""
+    for batch in rows:
+        if on_progress is not None:
+            on_progress(batch.nbytes)
+        stats.input_bytes += batch.nbytes
+        texts = batch.texts
+        if (
+            chooser is None
+            and special != "error"
+            and (not stats.cuttable or max(map(len, texts)) < piece_chars)
+        ):
+            stats.documents += len(texts)
+            stats.chars += sum(map(len, texts))
+            stats.text_bytes += batch.text_bytes
+            count_specials_each(texts, stats)
+            yield texts, np.ones(len(texts), bool), np.zeros(len(texts), np.int8)
+            continue
+        task: list[tuple[str, bool, int]] = []
+        chars = 0
+        for n, text in enumerate(texts):
+            doc = f"{source.name}:row {batch.first_row + n}"
+            k = int(chooser is not None and goes_to_val(source.split_key(doc), *chooser))
+            if special == "error":
+                refuse_special(stats, doc, text, 0)
+            for piece, first in _document(text, True, _split(stats, k), piece_chars):
+                task.append((piece, first, k))
+                chars += len(piece)
+                if chars >= piece_chars:  # a long document's pieces go to the workers apart
+                    yield as_task(task)
+                    task, chars = [], 0
+        if task:
+            yield as_task(task)
+
+
+def as_task(task: list[tuple[str, bool, int]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A task's pieces, which of them start a document, and their streams, apart."""
+    return (
+        [piece for piece, _, _ in task],
+        np.fromiter((first for _, first, _ in task), bool, len(task)),
+        np.fromiter((k for _, _, k in task), np.int8, len(task)),
+    )
 
 
 def counted(text: str, stats: TokenizeStats) -> str:
@@ -295,114 +384,3 @@ def counted(text: str, stats: TokenizeStats) -> str:
         stats.replaced += fixed.count("\ufffd") - text.count("\ufffd")
         stats.text_bytes += len(fixed.encode("utf-8"))
         return fixed
-
-
-def count_specials(text: str, stats: TokenizeStats) -> None:
-    """Count the tokenizer's special tokens (``stats.special_texts``) that ``text`` holds
-    literally, each by name (``--special`` says what they become)."""
-    global _LAST
-    texts, last = stats.special_texts, _LAST
-    if last[0] is not texts:  # one run asks with one tuple: hashing 1,283 names costs 11 us
-        last = _LAST = (texts, _special_finder(texts))
-    names = last[1](text)
-    if names:
-        found(stats, names)
-
-
-# The last (special_texts, finder) asked for, replaced whole (threads read it as they go).
-_LAST: tuple[tuple[str, ...] | None, Callable[[str], list[str]]] = (None, lambda text: [])
-
-
-def found(stats: TokenizeStats, names: list[str]) -> None:
-    stats.special_found += len(names)
-    for name in names:
-        stats.specials_found[name] = stats.specials_found.get(name, 0) + 1
-
-
-@functools.lru_cache(maxsize=4)
-def _special_finder(texts: tuple[str, ...]) -> Callable[[str], list[str]]:
-    """The special tokens a text holds, in order: GPT-2's one ``<|endoftext|>`` by a substring
-    count; a tokenizer's hundreds (Llama 3: 256, DeepSeek V3: 1,230) by :class:`_Literals`."""
-    if not texts:
-        return lambda text: []
-    if len(texts) == 1:
-        (only,) = texts
-        return lambda text: [only] * text.count(only)
-    return _literals(texts).find
-
-
-class _Literals:
-    """Find many literal strings in text as ``re.findall`` of their alternation, longest
-    first, would (leftmost match; the longest of those starting there; non-overlapping),
-    without that regex: compiling DeepSeek V3's 1,230 alternatives takes 0.17 s, a tenth of a
-    whole run, and one stray ``<|`` in a corpus made every run pay it. The text is searched
-    (in C) only for the strings' first two characters; at each place one is found, each length
-    of string beginning so is one set lookup."""
-
-    def __init__(self, texts: tuple[str, ...]) -> None:
-        self._heads = sorted({t[:2] for t in texts})
-        self._strings = frozenset(texts)
-        lengths: dict[str, set[int]] = {}
-        for t in texts:
-            if len(t) > 1:
-                lengths.setdefault(t[:2], set()).add(len(t))
-        # the lengths of the strings that begin with each two characters, longest first
-        self._lengths = {head: sorted(n, reverse=True) for head, n in lengths.items()}
-
-    def find(self, text: str, first: bool = False) -> list[str]:
-        # every place a string can start: one of the heads is there (a one-character string
-        # is its own head)
-        places = sorted({at for head in self._heads if head in text for at in _places(text, head)})
-        found: list[str] = []
-        end = 0
-        for at in places:
-            if at < end:  # inside the last match
-                continue
-            lengths = self._lengths.get(text[at : at + 2], ())
-            match = next(
-                (text[at : at + n] for n in lengths if text[at : at + n] in self._strings), ""
-            )
-            if not match and text[at] in self._strings:
-                match = text[at]
-            if match:
-                found.append(match)
-                if first:
-                    break
-                end = at + len(match)
-        return found
-
-
-def _places(text: str, head: str) -> Iterator[int]:
-    at = text.find(head)
-    while at >= 0:
-        yield at
-        at = text.find(head, at + 1)
-
-
-def _first_special(texts: tuple[str, ...], text: str) -> str | None:
-    """The first of the special tokens ``texts`` that ``text`` holds literally, or None."""
-    if not texts:
-        return None
-    if len(texts) == 1:  # GPT-2's one <|endoftext|>: a substring test
-        return texts[0] if texts[0] in text else None
-    found = _literals(texts).find(text, first=True)
-    return found[0] if found else None
-
-
-@functools.lru_cache(maxsize=4)
-def _literals(texts: tuple[str, ...]) -> _Literals:
-    return _Literals(texts)
-
-
-def refuse_special(stats: TokenizeStats, doc: str, text: str, first_line: int) -> None:
-    """``--special error``: raise :class:`InputError` naming the first literal special token
-    of the tokenizer's in ``text`` and where it is; nothing when there is none."""
-    mark = _first_special(stats.special_texts, text)
-    if mark is None:
-        return
-    at = text.index(mark)
-    where = doc if ":" in doc else f"{doc}:{first_line + text.count(chr(10), 0, at)}"
-    raise InputError(
-        f"{where}: text contains {mark} (refused by --special error; "
-        "use --special text to encode it as plain text)"
-    )

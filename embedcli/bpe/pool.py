@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from embedcli.bpe.engines import EngineKey, engine_for
-from embedcli.bpe.pieces import IdSink, TokenizeStats
+from embedcli.bpe.pieces import IdSink, TokenizeStats, as_task
 from embedcli.bpe.ranges import ChunkSetup, add_counts, encode_chunk, eots_before
 from embedcli.documents import Source
 
@@ -75,8 +75,9 @@ class Stream:
 
 
 class OrderedEncoder:
-    """``submit(task)`` with a task of ``(piece, starts a document, stream index)``, or
-    ``submit_chunk`` with a range of a jsonl file; results are placed in submission order."""
+    """``submit(task)`` with a task of ``(piece, starts a document, stream index)`` (or
+    ``submit_texts`` with the same as three lists), or ``submit_chunk`` with a range of a
+    jsonl file; results are placed in submission order."""
 
     def __init__(self, engine: EngineKey, streams: list[Stream], workers: int, threads: bool):
         self.engine, self.streams = engine, streams  # engine: (backend, encoding, special)
@@ -86,13 +87,14 @@ class OrderedEncoder:
         self.pending: deque[tuple[Future | tuple, Callable[[tuple], None]]] = deque()
 
     def submit(self, task: list[tuple[str, bool, int]]) -> None:
+        self.submit_texts(*as_task(task))
+
+    def submit_texts(self, texts: list[str], starts: np.ndarray, which: np.ndarray) -> None:
+        """A task given as its pieces, which of them start a document, and their streams."""
         if self.pool is None and self.workers > 1 and self.pending:
             from embedcli.processes import make_pool
 
             self.pool = make_pool(self.workers, self.threads)
-        texts = [piece for piece, _, _ in task]
-        starts = np.fromiter((first for _, first, _ in task), bool, len(task))
-        which = np.fromiter((k for _, _, k in task), np.int8, len(task))
         eots = eots_before(starts, self.streams[0].stats.eot)
         job = (self.pool.submit if self.pool else _call)(encode_task, self.engine, texts, eots)
         self.pending.append(

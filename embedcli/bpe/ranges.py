@@ -21,7 +21,8 @@ import numpy as np
 
 from embedcli.bpe.encodings import EOT
 from embedcli.bpe.engines import EngineKey, engine_for
-from embedcli.bpe.pieces import TokenizeStats, count_specials, counted, pieces
+from embedcli.bpe.pieces import TokenizeStats, counted, pieces
+from embedcli.bpe.specials import count_specials
 from embedcli.documents import Source
 from embedcli.documents.jsonl import json_loads
 from embedcli.options import EotPlacement, SpecialPolicy

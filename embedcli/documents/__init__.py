@@ -1,7 +1,7 @@
 """Reading documents: text, jsonl, Parquet and Arrow files, directories and stdin, as blocks
 of text in order. The layer below tokenization; it knows nothing of ids."""
 
-from embedcli.documents.base import BLOCK_BYTES, Block, DocumentFormat, Source
+from embedcli.documents.base import BLOCK_BYTES, Block, DocumentFormat, Rows, Source
 from embedcli.documents.sources import (
     DOCUMENT_FORMATS,
     FORMATS,
@@ -9,6 +9,7 @@ from embedcli.documents.sources import (
     iter_blocks,
     parse_shard,
     resolve_sources,
+    row_batches,
     shard_sources,
 )
 
@@ -18,10 +19,12 @@ __all__ = [
     "FORMATS",
     "Block",
     "DocumentFormat",
+    "Rows",
     "Source",
     "check_flag_words",
     "iter_blocks",
     "parse_shard",
     "resolve_sources",
+    "row_batches",
     "shard_sources",
 ]

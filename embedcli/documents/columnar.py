@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from embedcli.documents.base import Block, DocumentFormat, Source
+from embedcli.documents.base import Block, DocumentFormat, Rows, Source
 from embedcli.errors import InputError
 from embedcli.storage.remote import is_url, open_object
 
@@ -53,21 +53,44 @@ def _column(source: Source, schema: Any, text_key: str) -> int:
     return names.index(text_key)
 
 
-def _rows(
+def _row_batches(
     source: Source, batches: Iterable[Any], first_row: int, text_key: str, nbytes: int
-) -> Iterator[Block]:
-    """Blocks of the text column, one per row; ``nbytes`` shared out over the rows for progress."""
+) -> Iterator[Rows]:
+    """The text column's record batches as :class:`Rows`; ``nbytes`` (progress) counted by
+    the first of them. A null row is refused, naming its row."""
     row = first_row
     for batch in batches:
-        values = batch.column(0).to_pylist()
-        for k, value in enumerate(values):
-            where = f"{source.name}:row {row + k}"
-            if not isinstance(value, str):
-                what = "null" if value is None else type(value).__name__
-                raise InputError(f"{where}: {text_key!r} is {what}, not a string")
-            share = nbytes if row + k == first_row else 0  # progress: the file, once
-            yield Block(value, where, 0, share, last=True)
-        row += len(values)
+        column = batch.column(0)
+        texts = column.to_pylist()  # a string column: each value a str or None
+        if column.null_count:
+            at = row + texts.index(None)
+            raise InputError(f"{source.name}:row {at}: {text_key!r} is null, not a string")
+        if texts:
+            yield Rows(texts, row, nbytes, _utf8_size(column, texts))
+            nbytes = 0
+        row += len(texts)
+
+
+def _utf8_size(column: Any, texts: list[str]) -> int:
+    """The UTF-8 bytes of a string column's values: its offsets' span, read from the buffer
+    (Arrow's strings are UTF-8 already); a ``string_view`` column's, counted."""
+    kind = str(column.type)
+    if kind not in ("string", "large_string"):
+        return sum(len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts)
+    import numpy as np
+
+    width = np.dtype(np.int32 if kind == "string" else np.int64)
+    buffer = column.buffers()[1]
+    offsets = np.frombuffer(buffer, width, len(column) + 1, column.offset * width.itemsize)
+    return int(offsets[-1] - offsets[0])
+
+
+def _blocks(source: Source, rows: Iterator[Rows]) -> Iterator[Block]:
+    """Rows as blocks, one a document, named by row (``b.parquet:row 3``)."""
+    for batch in rows:
+        for k, text in enumerate(batch.texts):
+            share = batch.nbytes if k == 0 else 0  # progress: the rows' share, once
+            yield Block(text, f"{source.name}:row {batch.first_row + k}", 0, share, last=True)
 
 
 # --------------------------------------------------------------------------- parquet
@@ -87,6 +110,10 @@ def _parquet_file(source: Source) -> Any:  # pyarrow.parquet.ParquetFile
 
 
 def _parquet_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[Block]:
+    return _blocks(source, _parquet_rows(source, text_key))
+
+
+def _parquet_rows(source: Source, text_key: str) -> Iterator[Rows]:
     pa = _pyarrow(source)
     pf = _parquet_file(source)
     _column(source, pf.schema_arrow, text_key)
@@ -104,7 +131,7 @@ def _parquet_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator
         for run in _runs(groups):
             batches = pf.iter_batches(BATCH_ROWS, row_groups=run, columns=[text_key])
             share = source.size * len(run) // max(meta.num_row_groups, 1)
-            yield from _rows(source, batches, starts[run[0]], text_key, share)
+            yield from _row_batches(source, batches, starts[run[0]], text_key, share)
     except pa.ArrowException as exc:
         raise InputError(f"{source.name}: not a readable Parquet file ({exc})") from None
 
@@ -140,6 +167,10 @@ def _parquet_shard(source: Source, begin: int, end: int, last: bool) -> Source |
 
 
 def _arrow_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[Block]:
+    return _blocks(source, _arrow_rows(source, text_key))
+
+
+def _arrow_rows(source: Source, text_key: str) -> Iterator[Rows]:
     pa = _pyarrow(source)
     _check_file(source)
     try:
@@ -154,7 +185,7 @@ def _arrow_blocks(source: Source, text_key: str, block_bytes: int) -> Iterator[B
                 batches = iter(reader)
             index = _column(source, reader.schema, text_key)
             selected = (b.select([index]) for b in batches)
-            yield from _rows(source, selected, 0, text_key, source.size)
+            yield from _row_batches(source, selected, 0, text_key, source.size)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{source.name}: not a readable Arrow IPC file ({exc})") from None
 
@@ -164,5 +195,5 @@ def _arrow_stream(pa: Any, path: str) -> Any:
     return pa.PythonFile(open_object(path), mode="r") if is_url(path) else pa.memory_map(path)
 
 
-PARQUET = DocumentFormat("parquet", (".parquet",), _parquet_blocks, _parquet_shard)
-ARROW = DocumentFormat("arrow", (".arrow",), _arrow_blocks)
+PARQUET = DocumentFormat("parquet", (".parquet",), _parquet_blocks, _parquet_shard, _parquet_rows)
+ARROW = DocumentFormat("arrow", (".arrow",), _arrow_blocks, rows=_arrow_rows)

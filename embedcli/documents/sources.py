@@ -11,7 +11,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 
-from embedcli.documents.base import BLOCK_BYTES, Block, DocumentFormat, Source, split_suffix
+from embedcli.documents.base import (
+    BLOCK_BYTES,
+    Block,
+    DocumentFormat,
+    Rows,
+    Source,
+    split_suffix,
+)
 from embedcli.documents.columnar import ARROW, PARQUET
 from embedcli.documents.jsonl import JSONL
 from embedcli.documents.text import TEXT
@@ -203,3 +210,10 @@ def iter_blocks(
 ) -> Iterator[Block]:
     """The documents of one source as blocks of text, in order."""
     yield from DOCUMENT_FORMATS[source.format].blocks(source, text_key, block_bytes)
+
+
+def row_batches(source: Source, *, text_key: str = "text") -> Iterator[Rows] | None:
+    """The documents of a columnar source as batches of rows, in order; None for a format
+    that is not read by rows (text, jsonl)."""
+    rows = DOCUMENT_FORMATS[source.format].rows
+    return None if rows is None else rows(source, text_key)
