@@ -362,6 +362,23 @@ def test_characters_the_unicode_tables_disagree_on_go_to_the_reference():
     assert pattern([]) is None
 
 
+def test_a_long_text_checked_while_it_encodes_still_goes_to_the_reference(monkeypatch):
+    """A task of one long text is checked for gaps (a slice at a time) while gigatoken
+    encodes it on another thread; a gap anywhere in it, past the first slice too, sends it
+    to the reference, whose ids replace gigatoken's."""
+    from embedcli.bpe import engines, unicode_gaps
+
+    monkeypatch.setattr(engines, "OVERLAP_CHARS", 8)
+    monkeypatch.setattr(unicode_gaps, "HOLDS_SLICE", 5)
+    fast, reference = _engines("special")
+    gigatoken_alone = engines._built("gigatoken", "gpt2", "special", "between")
+    eots = np.array([True])
+    for text in ("plain text, long enough", "plain text, then \U000323b0's"):
+        (ids, lengths), (want, want_lengths) = fast([text], eots), reference([text], eots)
+        assert ids.tolist() == want.tolist() and lengths.tolist() == want_lengths.tolist()
+    assert gigatoken_alone([text], eots)[0].tolist() != want.tolist()  # the route mattered
+
+
 def test_a_character_is_measured_when_text_first_brings_it_and_kept(tmp_path):
     """issue 32: measuring every code point up front took 25-45 s on a first run with a large
     tokenizer.json. Now a first use measures ASCII, Latin-1 and a sample of the planes; a

@@ -85,7 +85,7 @@ class _Literals:
     def find(self, text: str, first: bool = False) -> list[str]:
         # every place a string can start: one of the heads is there (a one-character string
         # is its own head)
-        places = sorted({at for head in self._heads if head in text for at in _places(text, head)})
+        places = sorted({at for head in self._heads for at in _places(text, head)})
         found: list[str] = []
         end = 0
         for at in places:
