@@ -17,7 +17,7 @@ numbers, shapes and paths; ``plan_*`` returns what the run would write (``--dry-
 ``Tokenizer("gpt2")`` (or ``Tokenizer.from_file(path)``) is a tokenizer built once:
 ``encode``, ``encode_batch`` (one array per document), ``decode``; ``Tokens`` is ids of
 documents as a value (``Tokens.open(path)``, ``.from_text``, ``.from_ids``; ``save`` in any
-format, ``windows`` for training); ``Embedding.random(...)`` or ``.from_checkpoint(path)``
+format, ``windows`` the windows ``batch`` makes: a ``Windows``, with ``save``); ``Embedding.random(...)`` or ``.from_checkpoint(path)``
 holds the tables, and ``embed(windows)`` gives ``token[ids] + pos[:T]``; ``encode(texts)`` gives the
 ids of strings in memory joined as ``tokenize`` joins documents, ``create_dataloader``/``TokenWindows``
 feed a training loop from token files. Errors are :class:`EmbedcliError` and its subclasses.
@@ -47,6 +47,7 @@ _EXPORTS = {
     "encode": "embedcli.bpe.tokenizer",
     "Tokenizer": "embedcli.bpe.value",
     "Tokens": "embedcli.stages.tokens",
+    "Windows": "embedcli.stages.windows_value",
     "Embedding": "embedcli.stages.embedding_value",
     # training
     "create_dataloader": "embedcli.data",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:
     from embedcli.stages.tokenize import plan_tokenize as plan_tokenize
     from embedcli.stages.tokenize import run_tokenize as run_tokenize
     from embedcli.stages.tokens import Tokens as Tokens
+    from embedcli.stages.windows_value import Windows as Windows
 
 
 def __getattr__(name: str) -> Any:

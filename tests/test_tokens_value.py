@@ -73,14 +73,79 @@ def test_a_shard_set_opens_as_its_files_and_saves_whole(tmp_path):
     assert again.ids.tolist() == whole.ids.tolist()
 
 
-def test_windows_are_the_batch_command_s(tmp_path):
-    out, windows = tmp_path / "t.tokens.safetensors", tmp_path / "w.safetensors"
+BATCH_CASES = [
+    ["-T", "4", "--stride", "3", "-B", "1"],
+    ["-T", "8", "-B", "4", "--shuffle", "--seed", "5"],
+    ["-T", "6", "--stride", "2", "-B", "3", "--keep-last", "--dtype", "int32"],
+    ["-T", "4", "-B", "2", "--no-cross-docs", "--num-batches", "5"],
+]
+
+
+def _window_options(args):
+    flags = {a: b for a, b in zip(args, [*args[1:], ""], strict=True) if a.startswith("-")}
+    return dict(
+        max_length=int(flags["-T"]),
+        stride=int(flags["--stride"]) if "--stride" in flags else None,
+        batch_size=int(flags["-B"]),
+        shuffle="--shuffle" in args,
+        seed=int(flags.get("--seed", 123)),
+        drop_last="--keep-last" not in args,
+        num_batches=int(flags["--num-batches"]) if "--num-batches" in flags else None,
+        cross_docs="--no-cross-docs" not in args,
+        dtype="int32" if "int32" in args else "int64",
+    )
+
+
+@pytest.mark.parametrize("args", BATCH_CASES, ids=lambda a: " ".join(a))
+def test_windows_are_the_batch_command_s_bytes_and_rows(tmp_path, args):
+    """``Tokens.windows(...)`` with batch's options: ``save`` writes the file ``embedcli
+    batch`` writes, byte for byte, and its rows, batches and arrays are that file's."""
+    out, batched = tmp_path / "t.tokens.safetensors", tmp_path / "w.safetensors"
     assert invoke("tokenize", str(STORY), "-o", str(out), "-q").returncode == 0
-    args = ["batch", str(out), "-T", "4", "--stride", "3", "-B", "1", "-o", str(windows), "-q"]
-    assert invoke(*args).returncode == 0
-    want = load_file(str(windows))
-    for tokens in (ec.Tokens.open(out), ec.Tokens.from_ids(load_file(str(out))["ids"])):
-        ds = tokens.windows(4, 3)
-        assert len(ds) == want["inputs"].shape[0]
-        got = np.stack([ds[i][0].numpy() for i in range(len(ds))])
-        assert got.tolist() == want["inputs"].tolist()
+    assert invoke("batch", str(out), *args, "-o", str(batched), "-q").returncode == 0
+    windows = ec.Tokens.open(out).windows(**_window_options(args))
+    assert windows.save(tmp_path / "v.safetensors") == [str(tmp_path / "v.safetensors")]
+    assert (tmp_path / "v.safetensors").read_bytes() == batched.read_bytes()
+    want = load_file(str(batched))
+    assert windows.shape == want["inputs"].shape and len(windows) == want["inputs"].shape[0]
+    assert np.array_equal(windows.inputs, want["inputs"])
+    assert np.array_equal(windows.targets, want["targets"])
+    last = len(windows) - 1
+    assert [windows[last][k].tolist() for k in (0, 1)] == [
+        want["inputs"][last].tolist(),
+        want["targets"][last].tolist(),
+    ]
+    joined = [np.concatenate(part) for part in zip(*windows.batches(), strict=True)]
+    assert all(
+        np.array_equal(a, want[k]) for a, k in zip(joined, ("inputs", "targets"), strict=True)
+    )
+    assert all(len(i) <= windows.batch_size for i, _ in windows.batches())
+
+
+def test_windows_of_ids_in_memory_and_their_refusals(tmp_path):
+    tokens = ec.Tokens.from_ids(np.arange(10))
+    windows = tokens.windows(4, stride=2, batch_size=3)  # the book's starts: 0, 2, 4
+    assert len(windows) == 3 and windows[0][1].tolist() == [1, 2, 3, 4]
+    assert windows[-1][0].tolist() == windows[2][0].tolist() == [4, 5, 6, 7]
+    assert repr(windows) == "Windows(3 of 4 ids, batches of 3, in order)"
+    assert len(tokens.windows(4, stride=2, batch_size=2)) == 2  # the last partial batch dropped
+    with pytest.raises(IndexError):
+        windows[3]
+    with pytest.raises(UsageError, match="document boundaries"):
+        tokens.windows(4, cross_docs=False)
+    split = windows.save(tmp_path / "split.safetensors", max_shard_size=200)
+    assert split[-1].endswith(".index.json") and len(split) > 2
+    windows.save(tmp_path / "w.safetensors")
+    with pytest.raises(OutputError):
+        windows.save(tmp_path / "w.safetensors", no_clobber=True)
+
+
+def test_a_training_dataset_of_the_ids(tmp_path):
+    out = tmp_path / "t.tokens.safetensors"
+    assert invoke("tokenize", str(STORY), "-o", str(out), "-q").returncode == 0
+    ids = load_file(str(out))["ids"]
+    for tokens in (ec.Tokens.open(out), ec.Tokens.from_ids(ids)):
+        ds = tokens.dataset(4, 3)
+        inputs, targets = ds[len(ds) - 1]
+        assert inputs.tolist() == ids[(len(ds) - 1) * 3 :][:4].tolist()
+        assert targets.tolist() == ids[(len(ds) - 1) * 3 + 1 :][:4].tolist()

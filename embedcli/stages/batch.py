@@ -145,36 +145,12 @@ def run_batch(
         inputs, output, opts, tokenize_opts, key, no_clobber, progress, max_shard_size
     ) as job:
         src, plan = job.source, job.plan
-        dtype = np.dtype(opts.dtype)
-        if plan.shuffle_seed is not None:  # random rows: big chunks gain nothing, cost memory
-            chunk_bytes = min(chunk_bytes, SHUFFLED_CHUNK_BYTES)
-        rows = max(1, chunk_bytes // (plan.max_length * dtype.itemsize))
-
-        # A shuffled plan reads at random: from ids as small as they fit (windows.py)
-        ids = src.ids if plan.shuffle_seed is None else random_access_ids(src.ids)
-        indexed = not isinstance(plan.starts, ArithmeticStarts)
-
-        def write_rows(f: BinaryIO, a: int, b: int) -> None:
-            # random rows: each gathered once for both tensors where the file allows it
-            if indexed and write_window_pairs(f, ids, plan, a, b, dtype, rows):
-                return
-            for shift in (0, 1):  # all inputs rows, then all targets rows
-                write_windows(f, ids, plan, a, b, dtype, shift, rows)
-
         check_disk(output, sum(size or 0 for _, size in job.files), BATCH_SHRINK)
         announce(notify, output, job.files)
-        paths = write_tensors(
-            output,
-            job.specs,
-            [],
-            job.meta,
-            write_rows,
-            lambda f, spec: None,
-            read=job.found.paths,
-            no_clobber=no_clobber,
-            max_shard_size=max_shard_size,
-            rows_count=plan.n_windows,
-        )
+        paths = write_windows_file(
+            output, src, plan, opts, job.specs, job.meta, read=job.found.paths,
+            no_clobber=no_clobber, max_shard_size=max_shard_size, chunk_bytes=chunk_bytes,
+        )  # fmt: skip
         first = first_window(src, plan)
         job.notes += split_note(paths, max_shard_size)
     return BatchResult(
@@ -189,6 +165,50 @@ def run_batch(
         header=header_if_file(output),
         coverage=_coverage(plan),
         notes=job.notes,
+    )
+
+
+def write_windows_file(
+    output: str,
+    src: TokenSource,
+    plan: WindowPlan,
+    opts: WindowOptions,
+    specs: list[TensorSpec],
+    meta: dict[str, str],
+    *,
+    read: list[str],
+    no_clobber: bool,
+    max_shard_size: int | None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> list[str]:
+    """Write ``plan``'s inputs and targets of ``src``'s ids (the tensors ``specs`` and
+    ``meta`` describe: :func:`~embedcli.stages.common.windows_file`); the paths written."""
+    dtype = np.dtype(opts.dtype)
+    if plan.shuffle_seed is not None:  # random rows: big chunks gain nothing, cost memory
+        chunk_bytes = min(chunk_bytes, SHUFFLED_CHUNK_BYTES)
+    rows = max(1, chunk_bytes // (plan.max_length * dtype.itemsize))
+    # A shuffled plan reads at random: from ids as small as they fit (windows.py)
+    ids = src.ids if plan.shuffle_seed is None else random_access_ids(src.ids)
+    indexed = not isinstance(plan.starts, ArithmeticStarts)
+
+    def write_rows(f: BinaryIO, a: int, b: int) -> None:
+        # random rows: each gathered once for both tensors where the file allows it
+        if indexed and write_window_pairs(f, ids, plan, a, b, dtype, rows):
+            return
+        for shift in (0, 1):  # all inputs rows, then all targets rows
+            write_windows(f, ids, plan, a, b, dtype, shift, rows)
+
+    return write_tensors(
+        output,
+        specs,
+        [],
+        meta,
+        write_rows,
+        lambda f, spec: None,
+        read=read,
+        no_clobber=no_clobber,
+        max_shard_size=max_shard_size,
+        rows_count=plan.n_windows,
     )
 
 

@@ -80,7 +80,7 @@ class Embedding:
         self, windows: Any, *, device: str = DEFAULT_DEVICE, dtype: str | None = None
     ) -> torch.Tensor:
         """``(N, T, dim)`` on the CPU for ``windows``: ids ``(N, T)`` (an array, a tensor,
-        nested lists) or a :class:`TokenWindows` (all of its inputs). ``device`` as ``--device``
+        nested lists), a :class:`Windows` or a :class:`TokenWindows` (all of its inputs). ``device`` as ``--device``
         (cpu, cuda, cuda:N, mps, auto); ``dtype`` the tables' and output's (default: theirs)."""
 
         from embedcli.embedding.tables import (
@@ -118,6 +118,10 @@ def _window_ids(windows: Any) -> np.ndarray:
     """The ids of ``windows`` as one integer array."""
     import torch
 
+    from embedcli.stages.windows_value import Windows
+
+    if isinstance(windows, Windows):
+        return windows.inputs.astype(np.int64, copy=False)
     if hasattr(windows, "rows") and hasattr(windows, "max_length"):  # a TokenWindows
         return np.asarray(windows.rows(np.arange(len(windows)))[:, :-1])
     if isinstance(windows, torch.Tensor):

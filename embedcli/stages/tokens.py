@@ -9,7 +9,8 @@
 sets, Megatron pairs, npy, manifests, several files) as memory-mapped segments, never joined;
 ``Tokens.from_text(paths, tokenizer=...)`` makes one from text as ``embedcli tokenize`` does; ``save``
 writes any ``--to`` format through an output set (all of its files or none); ``windows``
-gives the training windows ``embedcli batch`` would write, as a :class:`TokenWindows`.
+gives the windows ``embedcli batch`` would write (a :class:`Windows`), ``dataset`` a
+training loop's :class:`TokenWindows`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import UsageError
-from embedcli.options import DEFAULT_ENCODING, EotPlacement
+from embedcli.options import (
+    DEFAULT_ENCODING,
+    DEFAULT_SEED,
+    EotPlacement,
+    IdsDtype,
+    WindowOptions,
+)
 from embedcli.paths import PathArg, one_path, path_list
 from embedcli.stages.segmented import Segmented
 
 if TYPE_CHECKING:
     from embedcli.bpe.value import Tokenizer
+    from embedcli.stages.windows_value import Windows
     from embedcli.token_windows import TokenWindows
 
 
@@ -197,10 +205,39 @@ class Tokens:
         return paths
 
     def windows(
+        self,
+        max_length: int | None = None,
+        stride: int | None = None,
+        *,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        seed: int = DEFAULT_SEED,
+        drop_last: bool = True,
+        num_batches: int | None = None,
+        cross_docs: bool = True,
+        dtype: IdsDtype = "int64",
+    ) -> Windows:
+        """The windows ``embedcli batch`` makes of these ids with the same options (and
+        defaults: ``max_length`` 256, ``stride`` ``max_length``, batches of 8, the last
+        partial batch dropped): planned now, gathered when asked, ``save`` writing batch's
+        bytes."""
+        from embedcli.formats.base import TokenSource
+        from embedcli.stages.windows_value import Windows
+
+        opts = WindowOptions(
+            max_length=max_length, stride=stride, batch_size=batch_size, drop_last=drop_last,
+            num_batches=num_batches, shuffle=shuffle, seed=seed, cross_docs=cross_docs,
+            dtype=dtype,
+        )  # fmt: skip
+        source = TokenSource(None, self.doc_offsets, self.metadata, segments=self.segments)
+        return Windows(source, opts, self.paths)
+
+    def dataset(
         self, max_length: int, stride: int | None = None, *, cross_docs: bool = True
     ) -> TokenWindows:
-        """The training windows ``(inputs, targets)`` of these ids, as ``embedcli batch``
-        makes them (``--keep-last``): read from the files where these came from one."""
+        """A training loop's dataset of these ids: a :class:`TokenWindows` (every window,
+        ``(inputs, targets)`` as int64 tensors, read from the files where these came from
+        one; for ``create_dataloader``-style shuffled batches)."""
         from embedcli.token_windows import TokenWindows
 
         source: Any = self.paths if self.paths else self.ids
