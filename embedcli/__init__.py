@@ -18,7 +18,8 @@ numbers, shapes and paths; ``plan_*`` returns what the run would write (``--dry-
 ``encode``, ``encode_batch`` (one array per document), ``decode``; ``Tokens`` is ids of
 documents as a value (``Tokens.open(path)``, ``.from_text``, ``.from_ids``; ``save`` in any
 format, ``windows`` the windows ``batch`` makes: a ``Windows``, with ``save``); ``Embedding.random(...)`` or ``.from_checkpoint(path)``
-holds the tables, and ``embed(windows)`` gives ``token[ids] + pos[:T]``; ``encode(texts)`` gives the
+holds the tables, and ``embed(windows)`` gives ``token[ids] + pos[:T]`` (an ``Embedded``:
+``.tensor``, or ``.save(path)`` streamed); ``encode(texts)`` gives the
 ids of strings in memory joined as ``tokenize`` joins documents, ``create_dataloader``/``TokenWindows``
 feed a training loop from token files. Errors are :class:`EmbedcliError` and its subclasses.
 
@@ -49,6 +50,7 @@ _EXPORTS = {
     "Tokens": "embedcli.stages.tokens",
     "Windows": "embedcli.stages.windows_value",
     "Embedding": "embedcli.stages.embedding_value",
+    "Embedded": "embedcli.stages.embedding_value",
     # training
     "create_dataloader": "embedcli.data",
     "TokenWindows": "embedcli.data",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:
     from embedcli.stages.batch import run_batch as run_batch
     from embedcli.stages.embed import plan_embed as plan_embed
     from embedcli.stages.embed import run_embed as run_embed
+    from embedcli.stages.embedding_value import Embedded as Embedded
     from embedcli.stages.embedding_value import Embedding as Embedding
     from embedcli.stages.results import BatchResult as BatchResult
     from embedcli.stages.results import EmbedResult as EmbedResult

@@ -93,9 +93,11 @@ def make_embed_plan(
     where: str,
     chunk_bytes: int,
     batched: bool = False,
+    tables: TablePlan | None = None,
 ) -> EmbedPlan:
     """The plan for embedding ``src``: already-windowed input, or ids cut by ``windows`` (see
-    the module docstring). Checks every id against the token table's size."""
+    the module docstring), with the tables ``opts`` asks for (or ``tables``, made already:
+    an :class:`~embedcli.Embedding`'s). Checks every id against the token table's size."""
     import torch
 
     if isinstance(src, WindowSource):
@@ -108,7 +110,7 @@ def make_embed_plan(
         # The lineage: the input's metadata plus how the windows were made here.
         base = windows_metadata(src.metadata, facts, "int64")
     base.pop(c.IDS_DTYPE, None)
-    tables = plan_tables(
+    tables = tables or plan_tables(
         max_length=t, vocab_size=opts.vocab_size, default_vocab_size=c.get_int(base, c.VOCAB_SIZE),
         dim=opts.dim, context_length=opts.context_length, seed=opts.seed, pos=opts.pos_kind,
         weights=opts.weights, token_key=opts.token_key, pos_key=opts.pos_key,

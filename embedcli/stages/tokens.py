@@ -218,9 +218,9 @@ class Tokens:
         dtype: IdsDtype = "int64",
     ) -> Windows:
         """The windows ``embedcli batch`` makes of these ids with the same options (and
-        defaults: ``max_length`` 256, ``stride`` ``max_length``, batches of 8, the last
-        partial batch dropped): planned now, gathered when asked, ``save`` writing batch's
-        bytes."""
+        defaults: ``max_length`` 256, ``stride`` ``max_length``, batches of 1 as the
+        ``DataLoader``'s, a last partial batch dropped): planned now, gathered when asked,
+        ``save`` writing batch's bytes."""
         from embedcli.formats.base import TokenSource
         from embedcli.stages.windows_value import Windows
 
