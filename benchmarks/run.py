@@ -428,6 +428,46 @@ with open_output(sys.argv[1], validate=False) as out:
 """
 
 
+# A DataLoader worker over an llm.c shard set (T=1024, batches of 32, shuffled): what it holds
+# after each batch, measured in the worker itself (its collate runs there), and windows/s. (Not
+# VmHWM: a forked worker inherits its parent's high-water mark.)
+LOADER_WORKER = """
+import json, sys, time
+import numpy as np
+from torch.utils.data import DataLoader
+from embedcli.data import collate_windows, create_dataloader
+from embedcli.formats.llmc import GPT2, header
+
+folder, shards, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng, paths = np.random.default_rng(0), []
+for i in range(shards):
+    paths.append(f"{folder}/set_{i:06d}.bin")
+    with open(paths[-1], "wb") as f:
+        f.write(header(GPT2, tokens))
+        rng.integers(0, 50256, tokens, dtype=np.uint16).tofile(f)
+
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith(key)).split()[1]) / 1024
+
+
+def probe(batch):
+    return collate_windows(batch), (status("RssAnon"), status("VmRSS"))
+
+
+made = create_dataloader(paths, 32, 1024, shuffle=True, seed=3)
+loader = DataLoader(made.dataset, batch_sampler=made.batch_sampler, num_workers=1,
+                    collate_fn=probe)
+held, started = [], time.perf_counter()
+for _, (_, seen) in zip(range(400), loader):
+    held.append(seen)
+seconds = time.perf_counter() - started
+print(json.dumps({"anon": max(a for a, _ in held), "rss": max(r for _, r in held),
+                  "per_s": 32 * len(held) / seconds}))
+"""
+
+
 def bench_loader(tmp: Path) -> None:
     """embedcli.data.TokenWindows against the book's GPTDatasetV1 (T=256, stride 128)."""
     text = corpus(tmp / "loader.txt", 20, seed=5)
@@ -475,6 +515,24 @@ def bench_loader(tmp: Path) -> None:
         " cache the kernel can drop, not copies; the import of torch is not counted)"
     )
     big.unlink()
+    for shards, tokens in ((2, 25_000_000), (10, 50_000_000)):  # 100 MB and 1 GB of uint16
+        folder = tmp / f"llmc-{shards}"
+        folder.mkdir()
+        r = json.loads(
+            measure(child(LOADER_WORKER, str(folder), str(shards), str(tokens)))["stdout"]
+        )
+        row(
+            f"a DataLoader worker, llm.c shard set of {shards * tokens * 2 / 1e9:.1f} GB",
+            f"anonymous {r['anon']:5.0f} MiB  resident {r['rss']:5.0f} MiB (most of a run)  "
+            f"{r['per_s'] / 1000:6.1f}k windows/s (T=1024, 32 a batch, shuffled)",
+        )
+        for path in folder.iterdir():
+            path.unlink()
+    print(
+        "  (goal: flat in the corpus size. Anonymous memory is what a copy would add to;"
+        " resident counts the page cache's pages the maps touched, which on this kernel's"
+        " large folios is up to 2 MB around each random read: the kernel's to drop)"
+    )
 
 
 def _same_embeddings(a: Path, b: Path) -> bool:

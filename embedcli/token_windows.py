@@ -47,7 +47,16 @@ class TokenStream:
         vocab = get_int(self.metadata, VOCAB_SIZE)
         if not vocab:
             return
-        found = [(k, out_of_vocab(s, vocab)) for k, s in enumerate(self.segments)]
+        from functools import partial
+
+        from embedcli.storage.store import release_pages
+
+        # the pages of each memory map handed back behind the scan: a 1 GB shard set's check
+        # left 1.1 GB of its pages in the process (and in every DataLoader worker's peak)
+        found = [
+            (k, out_of_vocab(s, vocab, partial(release_pages, s)))
+            for k, s in enumerate(self.segments)
+        ]
         bad = [(k, f) for k, f in found if f is not None]
         if bad:
             k, first = bad[0]

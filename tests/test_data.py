@@ -213,3 +213,65 @@ def test_a_batch_in_one_gather_equals_the_windows_one_by_one(files, kind, cross_
     ours = create_dataloader(str(files[kind]), 8, 5, 2, cross_docs=cross_docs, drop_last=False)
     for (a, b), (c, d) in zip(plain, ours, strict=True):
         assert torch.equal(a, c) and torch.equal(b, d)
+
+
+WORKER_MEMORY = """
+import json, sys
+from torch.utils.data import DataLoader
+from embedcli.data import collate_windows, create_dataloader
+
+
+def kib(key="RssAnon"):  # anonymous memory: copies; a memory map's pages are the page cache's
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith(key)).split()[1])
+
+
+def probe(batch):  # collated in the worker: what the worker holds after each batch
+    return collate_windows(batch), kib()
+
+
+mapped = kib("RssFile")
+made = create_dataloader(sys.argv[1:], 32, 256, shuffle=True, seed=3)  # checks every id
+mapped = kib("RssFile") - mapped
+loader = DataLoader(made.dataset, batch_sampler=made.batch_sampler, num_workers=1,
+                    collate_fn=probe)
+peaks = [held for _, (_, held) in zip(range(80), loader)]
+print(json.dumps({"worker_anon_kib": max(peaks), "batches": len(peaks), "mapped_kib": mapped}))
+"""
+
+
+def _llmc_shards(folder, shards: int, tokens: int) -> list[str]:
+    from embedcli.formats.llmc import GPT2, header
+
+    folder.mkdir()
+    rng = np.random.default_rng(shards)
+    paths = []
+    for i in range(shards):
+        path = folder / f"c_{i:06d}.bin"
+        with open(path, "wb") as f:
+            f.write(header(GPT2, tokens))
+            rng.integers(0, 50256, tokens, dtype=np.uint16).tofile(f)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_loader_worker_holds_no_copy_of_a_shard_set(tmp_path):
+    """A DataLoader worker over an llm.c shard set of 24 MB and of 240 MB: the anonymous
+    memory it holds after shuffled batches is the same (the shards are memory maps, never
+    joined); a copy of the larger set would add 216 MB. Opening the set reads every id (the
+    vocabulary check) and hands the pages back behind it: they stay in the page cache, not
+    in the process."""
+    import json
+    import subprocess
+    import sys
+
+    held = {}
+    for shards in (2, 20):
+        paths = _llmc_shards(tmp_path / f"set{shards}", shards, 6_000_000)  # 12 MB a shard
+        out = subprocess.run([sys.executable, "-c", WORKER_MEMORY, *paths],
+                             capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+        result = json.loads(out.stdout)
+        assert result["batches"] == 80
+        held[shards] = result["worker_anon_kib"] / 1024
+        assert result["mapped_kib"] < 40 * 1024, f"{shards} shards left pages mapped: {result}"
+    assert held[20] - held[2] < 40, f"worker anonymous memory (MiB) by shard count: {held}"
