@@ -598,6 +598,12 @@ def bench_mix(tmp: Path) -> None:
     run_section(tmp)
 
 
+def bench_overhead(tmp: Path) -> None:
+    from overhead import bench_overhead as run_section  # benchmarks/overhead.py
+
+    run_section(tmp)
+
+
 def main(argv: list[str]) -> None:
     sections = {
         "tokenize": bench_tokenize,
@@ -615,6 +621,7 @@ def main(argv: list[str]) -> None:
         "kill9": bench_kill9,
         "firstruns": bench_first_runs,
         "mix": bench_mix,
+        "overhead": bench_overhead,
     }
     chosen = argv or list(sections)
     unknown = [s for s in chosen if s not in sections]

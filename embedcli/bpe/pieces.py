@@ -210,10 +210,10 @@ def pieces(
                 for piece in pieces:
                     target.chars += len(piece)
                     piece = counted(piece, target)
-                    if special == "error":
-                        refuse_special(stats, block.doc, piece, carry_line)
                     count_specials(piece, target)
-                    carry_line += piece.count("\n")
+                    if special == "error":  # the line is for its message alone
+                        refuse_special(stats, block.doc, piece, carry_line)
+                        carry_line += piece.count("\n")
                     yield piece, starts_doc, k
                     starts_doc = False
 

@@ -1,0 +1,87 @@
+"""The ``overhead`` section of ``make bench``: what embedcli's own Python around the engine costs,
+against the engine's time on the same text (issue 47's goal: the Unicode-gap check and the piece
+splitting together under 10% of the engine's time).
+
+In one process, on ``backend.py``'s 70 MB corpus (``.txt`` and ``.jsonl``), for GPT-2 and, where
+``make models`` put it there, DeepSeek V3's 128k-token ``tokenizer.json``: reading the input into
+the pieces the engines encode (``pieces.pieces``: decoding, cutting, counting; the decoding
+measured alone too, and taken off), the gap check of
+those pieces task by task as ``engine_for`` does it, and gigatoken encoding the same tasks. All on
+one thread, so the shares are of work, not of a wall clock where the check of a long document now
+runs beside its encoding.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from run import ROOT, child, measure, row
+
+OVERHEAD = """
+import json, sys, time
+import numpy as np
+from embedcli import Tokenizer
+from embedcli.bpe.engines import _built, _risky, choose_backend
+from embedcli.bpe.pieces import PIECE_CHARS, pieces
+from embedcli.bpe.tokenizer import _counts
+from embedcli.documents import BLOCK_BYTES, iter_blocks, resolve_sources
+
+path, name = sys.argv[1], sys.argv[2]
+encoding = Tokenizer.from_file(name).encoding if name.endswith(".json") else name
+choice = choose_backend("auto", encoding, "special", 10**9)  # the self-check (cached)
+stats = _counts(encoding, "special", "between")
+started = time.perf_counter()
+for block in iter_blocks(resolve_sources([path])[0]):  # the text decoded (jsonl: parsed), alone
+    pass
+read = time.perf_counter() - started
+started = time.perf_counter()
+items = list(pieces(resolve_sources([path]), "text", PIECE_CHARS, BLOCK_BYTES, "special", stats,
+                    None))
+cut = time.perf_counter() - started
+tasks, task, chars = [], [], 0  # grouped as tokenizer._submit groups them
+for text, _, _ in items:
+    task.append(text)
+    chars += len(text)
+    if chars >= PIECE_CHARS:
+        tasks.append(task)
+        task, chars = [], 0
+tasks += [task] if task else []
+gaps, built = _risky(encoding, "special"), _built(choice.name, encoding, "special", "between")
+started = time.perf_counter()
+for task in tasks:
+    gaps.holds(task[0]) if len(task) == 1 else gaps.holds("".join(task))
+checked = time.perf_counter() - started
+started = time.perf_counter()
+for task in tasks:
+    built(task, np.ones(len(task), bool))
+encoded = time.perf_counter() - started
+print(json.dumps({"read": read, "pieces": cut - read, "gaps": checked, "engine": encoded, "tasks": len(tasks),
+                  "backend": choice.name}))
+"""
+
+
+def bench_overhead(tmp: Path) -> None:
+    from backend import MAKE_CORPUS
+
+    text, jsonl = tmp / "backend.txt", tmp / "backend.jsonl"
+    measure(child(MAKE_CORPUS, str(text), str(jsonl), str(ROOT / "benchmarks")))
+    print(f"\noverhead: embedcli's own work around the engine, {text.stat().st_size / 1e6:.0f} MB")
+    deepseek = ROOT / ".cache" / "models" / "deepseek-v3" / "tokenizer.json"
+    tokenizers = [("gpt2", "gpt2")] + (
+        [("DeepSeek V3", str(deepseek))] if deepseek.exists() else []
+    )
+    for label, name in tokenizers:
+        for path in (text, jsonl):
+            r = json.loads(measure(child(OVERHEAD, str(path), name))["stdout"])
+            engine = r["engine"]
+            row(
+                f"{label}, {path.suffix[1:]}: engine ({r['backend']}, {r['tasks']:,} tasks)",
+                f"{engine:5.2f} s; gap check {r['gaps']:5.2f} s ({r['gaps'] / engine:4.0%}), "
+                f"cut + count {r['pieces']:5.2f} s ({r['pieces'] / engine:4.0%}); "
+                f"reading {r['read']:5.2f} s",
+            )
+    print(
+        "  (goal: gap check and piece splitting together under 10% of the engine's time;"
+        " reading, decoding the file or parsing its JSON, is apart: any tool pays it)"
+    )
