@@ -6,7 +6,8 @@ model's tokenizer hundreds (Llama 3: 256, DeepSeek V3: 1,230), found without a r
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable
 from typing import Protocol
 
 from embedcli.errors import InputError
@@ -74,6 +75,7 @@ class _Literals:
 
     def __init__(self, texts: tuple[str, ...]) -> None:
         self._heads = sorted({t[:2] for t in texts})
+        self._at_heads = _head_places(self._heads)
         self._strings = frozenset(texts)
         lengths: dict[str, set[int]] = {}
         for t in texts:
@@ -85,7 +87,7 @@ class _Literals:
     def find(self, text: str, first: bool = False) -> list[str]:
         # every place a string can start: one of the heads is there (a one-character string
         # is its own head)
-        places = sorted({at for head in self._heads for at in _places(text, head)})
+        places = (m.start() for m in self._at_heads.finditer(text))
         found: list[str] = []
         end = 0
         for at in places:
@@ -105,11 +107,26 @@ class _Literals:
         return found
 
 
-def _places(text: str, head: str) -> Iterator[int]:
-    at = text.find(head)
-    while at >= 0:
-        yield at
-        at = text.find(head, at + 1)
+def _head_places(heads: list[str]) -> re.Pattern[str]:
+    """A pattern matching one character at every place one of ``heads`` (one or two
+    characters each) begins, overlapping ones too: each head's first character, followed (a
+    lookahead) by one of its second ones. One scan of the text in C with a literal first
+    character (DeepSeek V3's heads, ``<|`` and ``<｜``: 0.05 s for 70 MB of wide text, where
+    a ``str.find`` for each head took 0.17 s)."""
+    seconds: dict[str, set[str]] = {}
+    alone: set[str] = set()
+    for head in heads:
+        if len(head) == 1:
+            alone.add(head)
+        else:
+            seconds.setdefault(head[0], set()).add(head[1])
+    parts = [re.escape(c) for c in sorted(alone)]
+    parts += [
+        f"{re.escape(c)}(?=[{''.join(re.escape(x) for x in sorted(after))}])"
+        for c, after in sorted(seconds.items())
+        if c not in alone  # a one-character head already matches everywhere it begins
+    ]
+    return re.compile("|".join(parts))
 
 
 def first_special(texts: tuple[str, ...], text: str) -> str | None:
