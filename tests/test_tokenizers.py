@@ -708,3 +708,20 @@ def test_a_tokenizer_value_encodes_each_document_as_its_library(trained, tmp_pat
         tok.encode_batch("one string")
     with pytest.raises(UsageError):
         ec.Tokenizer("gpt2", special="sometimes")
+
+
+def test_a_tokenizer_value_says_which_engine_encodes_a_corpus_and_why(trained):
+    import importlib.util
+
+    import embedcli as ec
+
+    fast = importlib.util.find_spec("gigatoken") is not None
+    gpt2 = ec.Tokenizer("gpt2")
+    assert (gpt2.engine, gpt2.engine_note) == (
+        "gigatoken" if fast else "tiktoken",
+        gpt2.engine_note,
+    )
+    asked = ec.Tokenizer("gpt2", backend="tiktoken")
+    assert (asked.engine, asked.engine_note) == ("tiktoken", None)
+    nfkc = ec.Tokenizer.from_file(trained[0])  # gigatoken 0.10 refuses an NFKC normalizer
+    assert nfkc.engine == "tokenizers" and nfkc.engine_note

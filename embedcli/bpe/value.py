@@ -28,6 +28,8 @@ from embedcli.options import DEFAULT_ENCODING, Backend, SpecialPolicy
 if TYPE_CHECKING:
     import numpy as np
 
+    from embedcli.bpe.engines import Choice
+
 
 class Tokenizer:
     """A tokenizer: ``name`` is a tiktoken encoding (``gpt2``, ``cl100k_base``) or a
@@ -53,6 +55,7 @@ class Tokenizer:
         encode_kwargs(special)  # an unknown policy is refused here, not at the first encode
         self.encoding, self.special, self.backend = name, special, backend
         self._enc = get_encoding(name)  # built once; loading errors are raised here
+        self._chosen: Choice | None = None  # the engine, chosen on first use
 
     @classmethod
     def from_file(
@@ -107,6 +110,35 @@ class Tokenizer:
         if isinstance(enc, ForeignEncoding):
             return enc.eos[1] if enc.eos else None
         return int(enc.eot_token)
+
+    @property
+    def engine(self) -> str:
+        """The engine that encodes a corpus with this tokenizer (``gigatoken``, or the
+        reference: ``tiktoken``, ``tokenizers``, ``sentencepiece``), as ``tokenize`` chooses it
+        for an input of 1 MB or more (smaller ones take the reference: building the fast
+        engine costs more than it saves); :attr:`engine_note` says why where it is not the
+        one ``backend`` asked for. Chosen on first use: the fast engine's self-check runs then
+        (its verdict is kept on the machine)."""
+        return self._choice().name if self._choice().name == "gigatoken" else self._reference()
+
+    @property
+    def engine_note(self) -> str | None:
+        """Why :attr:`engine` is not the one asked for (``None``: it is)."""
+        return self._choice().note
+
+    def _choice(self) -> Choice:  # chosen once
+        if self._chosen is None:
+            from embedcli.bpe.engines import SMALL_INPUT_BYTES, choose_backend
+
+            self._chosen = choose_backend(self.backend, self.encoding, self.special,
+                                          SMALL_INPUT_BYTES)  # fmt: skip
+        return self._chosen
+
+    def _reference(self) -> str:
+        from embedcli.bpe.foreign import REFERENCE, ForeignEncoding
+
+        enc = self._enc
+        return REFERENCE[enc.kind] if isinstance(enc, ForeignEncoding) else "tiktoken"
 
     def encode(self, text: str) -> np.ndarray:
         """The ids of one document (int32), no separator."""
