@@ -107,11 +107,14 @@ class TokenStream:
 
 
 def open_tokens(
-    path: PathArg | Sequence[PathArg] | np.ndarray, *, encoding: str | None = None
+    path: PathArg | Sequence[PathArg] | np.ndarray | TokenStream, *, encoding: str | None = None
 ) -> TokenStream:
     """Any token input embedcli reads, without copying its ids (see :class:`TokenStream`):
-    a token file, a shard set (a list of files, or a manifest), or ids already in memory (a
-    1-D integer array: one stream, no document boundaries)."""
+    a token file, a shard set (a list of files, or a manifest), ids already in memory (a
+    1-D integer array: one stream, no document boundaries), or a stream already open (an
+    ``embedcli.Tokens``'s ids, documents and all)."""
+    if isinstance(path, TokenStream):
+        return path
     if isinstance(path, np.ndarray):
         return TokenStream([_id_array(path)], None, {})
     from embedcli.inputs import Request, TokenSource, open_input
@@ -174,7 +177,7 @@ class TokenWindows(Dataset):
 
     def __init__(
         self,
-        path: PathArg | Sequence[PathArg] | np.ndarray,
+        path: PathArg | Sequence[PathArg] | np.ndarray | TokenStream,
         max_length: int,
         stride: int | None = None,
         *,
@@ -183,7 +186,7 @@ class TokenWindows(Dataset):
     ):
         self.path, self.encoding = path, encoding
         # What errors call the input: its path, or "ids" for an array.
-        name = "ids" if isinstance(path, np.ndarray) else str(path)
+        name = "ids" if isinstance(path, np.ndarray | TokenStream) else str(path)
         self.max_length, self.stride = max_length, stride or max_length
         if max_length < 1 or self.stride < 1:
             raise UsageError("max_length and stride must be at least 1")
@@ -222,6 +225,15 @@ class TokenWindows(Dataset):
 
     def __len__(self) -> int:
         return self._length
+
+    def __repr__(self) -> str:
+        in_memory = isinstance(self.path, np.ndarray | TokenStream)
+        source = "ids in memory" if in_memory else repr(self.path)
+        inside = "" if self._inside is None else ", inside documents"
+        return (
+            f"TokenWindows({self._length:,} windows of {self.max_length} ids, stride "
+            f"{self.stride}{inside}, from {source})"
+        )
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -146,6 +146,13 @@ def test_a_training_dataset_of_the_ids(tmp_path):
     ids = load_file(str(out))["ids"]
     for tokens in (ec.Tokens.open(out), ec.Tokens.from_ids(ids)):
         ds = tokens.dataset(4, 3)
+        assert repr(ds).startswith(f"TokenWindows({len(ds):,} windows of 4 ids, stride 3, from ")
         inputs, targets = ds[len(ds) - 1]
         assert inputs.tolist() == ids[(len(ds) - 1) * 3 :][:4].tolist()
         assert targets.tolist() == ids[(len(ds) - 1) * 3 + 1 :][:4].tolist()
+    in_memory = ec.Tokens.from_ids(np.arange(100), doc_offsets=[0, 50, 100])
+    inside = in_memory.dataset(8, cross_docs=False)  # its documents kept: 6 windows in each
+    assert len(inside) == 12 and inside[6][0].tolist() == list(range(50, 58))
+    assert repr(inside) == (
+        "TokenWindows(12 windows of 8 ids, stride 8, inside documents, from ids in memory)"
+    )

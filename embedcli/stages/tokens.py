@@ -238,9 +238,10 @@ class Tokens:
         """A training loop's dataset of these ids: a :class:`TokenWindows` (every window,
         ``(inputs, targets)`` as int64 tensors, read from the files where these came from
         one; for ``create_dataloader``-style shuffled batches)."""
-        from embedcli.token_windows import TokenWindows
+        from embedcli.token_windows import TokenStream, TokenWindows
 
-        source: Any = self.paths if self.paths else self.ids
+        # from the files where these came from them; else these ids, documents and all
+        source: Any = self.paths or TokenStream(self.segments, self.doc_offsets, self.metadata)
         return TokenWindows(source, max_length, stride, cross_docs=cross_docs)
 
     def __repr__(self) -> str:
