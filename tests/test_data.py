@@ -73,6 +73,21 @@ def test_shard_sets_stay_segments_and_windows_cross_them(files, tmp_path):
         assert np.array_equal(stream.read_rows(starts, 9), whole.read_rows(starts, 9)), kind
 
 
+@pytest.mark.parametrize("kind", ["llmc"])  # 300-id shards: many windows straddle two
+def test_the_windows_value_of_a_shard_set_reads_its_segments_unjoined(files, tmp_path, kind):
+    """``Tokens.open(shard set).windows(...)``: rows gathered across the shards' memory maps
+    (windows straddling a shard boundary included), equal to ``embedcli batch``'s file, and
+    the shards are never joined into one array for it."""
+    import embedcli as ec
+
+    want = _batch(files[kind], tmp_path, max_length=16, stride=5, shuffle=True, seed=2)
+    windows = ec.Tokens.open(files[kind]).windows(16, 5, shuffle=True, seed=2)
+    assert len(windows.source.segments) > 1
+    assert np.array_equal(windows.inputs, want["inputs"])
+    assert np.array_equal(windows.targets, want["targets"])
+    assert windows.source._ids is None  # planned and gathered without joining the segments
+
+
 @pytest.mark.parametrize("kind", ["safetensors", "megatron"])
 def test_shuffled_and_inside_documents(files, tmp_path, kind):
     opts = {"max_length": 6, "batch_size": 5, "shuffle": True, "seed": 9, "cross_docs": False}

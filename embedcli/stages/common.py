@@ -39,7 +39,7 @@ def make_plan(source: TokenSource, opts: WindowOptions) -> WindowPlan:
     if not opts.cross_docs and source.doc_offsets is None:
         raise UsageError("--no-cross-docs needs document boundaries: give text or a token file")
     return plan_windows(
-        int(source.ids.size),
+        source.size,  # the segments never joined for it
         max_length=max_length,
         stride=opts.stride or max_length,
         batch_size=opts.batch_size or DEFAULT_BATCH_SIZE,

@@ -27,6 +27,7 @@ from embedcli.stages.common import make_plan
 
 if TYPE_CHECKING:
     from embedcli.formats.base import TokenSource
+    from embedcli.token_windows import TokenStream
 
 
 class Windows:
@@ -37,6 +38,7 @@ class Windows:
         self.source, self.opts, self.paths = source, opts, list(paths)
         self.plan = make_plan(source, opts)  # refuses what batch refuses, in its words
         self._dtype = np.dtype(opts.dtype)
+        self._ids: TokenStream | None = None  # the segments, read by position
 
     def __len__(self) -> int:
         return self.plan.n_windows
@@ -63,25 +65,20 @@ class Windows:
         return inputs[0], targets[0]
 
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Windows ``start..stop``: their inputs and targets, ``(stop - start, T)`` each."""
-        from embedcli.window_rows import gather_into
+        """Windows ``start..stop``: their inputs and targets, ``(stop - start, T)`` each,
+        gathered from the ids' segments as they are (a shard set is never joined for it)."""
+        stop = max(start, min(stop, len(self)))
+        starts = np.asarray(self.plan.starts[start:stop], np.int64)
+        rows = self._stream().read_rows(starts, self.max_length + 1)
+        return rows[:, :-1].astype(self._dtype), rows[:, 1:].astype(self._dtype)
 
-        count = max(0, min(stop, len(self)) - start)
-        pair = []
-        for shift in (0, 1):
-            out = np.empty((count, self.max_length), self._dtype)
-            if count:
-                gather_into(
-                    out,
-                    self.source.ids,
-                    self.plan.starts,
-                    start,
-                    start + count,
-                    self.max_length,
-                    shift,
-                )
-            pair.append(out)
-        return pair[0], pair[1]
+    def _stream(self) -> TokenStream:
+        if self._ids is None:
+            from embedcli.token_windows import TokenStream
+
+            source = self.source
+            self._ids = TokenStream(source.segments, source.doc_offsets, source.metadata)
+        return self._ids
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(inputs, targets)`` of ``batch_size`` windows at a time, in the plan's order: the
