@@ -79,6 +79,9 @@ def test_embeddings_of_ids_in_memory_saved_and_shown():
     embedded = emb.embed([[0, 1], [5, 2]])
     assert repr(embedded) == "Embedded(2 windows of 2 ids, dim 3, torch.float32, on cpu)"
     assert embedded.tensor is embedded.tensor  # computed once
+    windows = ec.Tokens.from_ids(np.arange(10)).windows(4)  # ids past the table's 6 rows
+    with pytest.raises(InputError, match="outside the embedding table"):
+        _ = emb.embed(windows).tensor
 
 
 def test_embeddings_of_an_array_saved_are_the_embed_command_s_for_that_windows_file(tmp_path):

@@ -166,8 +166,12 @@ class Embedded:
     def tensor(self) -> torch.Tensor:
         """All of them, computed once: for what fits in memory (``save`` streams)."""
         if self._tensor is None:
+            from embedcli.embedding.tables import check_id_range
+
+            ids = _window_ids(self.windows)
+            check_id_range(ids, self.embedding.vocab_size, where="windows")  # a Windows' too
             embedder = self.embedding.embedder(self.device, self.dtype)
-            self._tensor = embedder.embed(_window_ids(self.windows))
+            self._tensor = embedder.embed(ids)
         return self._tensor
 
     def save(
