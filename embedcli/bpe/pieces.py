@@ -269,10 +269,9 @@ def _whole_documents(
         return _jsonl_pieces(
             source, text_key, piece_chars, block_bytes, special, stats, on_progress, chooser
         )
-    rows = row_batches(source, text_key=text_key)
-    if rows is None:
+    tasks = source_row_tasks(source, text_key, piece_chars, special, stats, on_progress, chooser)
+    if tasks is None:
         return None
-    tasks = row_tasks(source, rows, piece_chars, special, stats, on_progress, chooser)
     return (
         item
         for texts, starts, which in tasks
@@ -306,6 +305,22 @@ def _jsonl_pieces(
             refuse_special(stats, doc_name(source, lineno, offset), text, lineno or 0)
         for piece, first in _document(text, True, _split(stats, k), piece_chars):
             yield piece, first, k
+
+
+def source_row_tasks(
+    source: Source,
+    text_key: str,
+    piece_chars: int,
+    special: SpecialPolicy,
+    stats: TokenizeStats,
+    on_progress: Callable[[int], None] | None,
+    chooser: tuple[float, int] | None,
+) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]] | None:
+    """:func:`row_tasks` of a source read by rows (Parquet, Arrow); None for any other."""
+    rows = row_batches(source, text_key=text_key)
+    if rows is None:
+        return None
+    return row_tasks(source, rows, piece_chars, special, stats, on_progress, chooser)
 
 
 def row_tasks(

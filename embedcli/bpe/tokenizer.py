@@ -38,12 +38,12 @@ from embedcli.bpe.pieces import (
     MemorySink,
     TokenizeStats,
     pieces,
-    row_tasks,
+    source_row_tasks,
     text_pieces,
 )
 from embedcli.bpe.pool import OrderedEncoder, Stream
 from embedcli.bpe.ranges import CHUNK_BYTES, ChunkSetup, line_ranges, splittable
-from embedcli.documents import BLOCK_BYTES, Source, row_batches
+from embedcli.documents import BLOCK_BYTES, Source
 from embedcli.documents.base import stdin_size
 from embedcli.errors import InputError, UsageError
 from embedcli.options import (
@@ -123,10 +123,11 @@ def tokenize(
                 for part in line_ranges(source, chunk_bytes):
                     encoder.submit_chunk(part, setup, on_progress)
                 continue
-            rows = None if split_on_eot else row_batches(source, text_key=text_key)
-            if rows is not None:  # whole documents by rows: a task a batch
-                for task in row_tasks(source, rows, piece_chars, special, stats, on_progress,
-                                      chooser):  # fmt: skip
+            tasks = None if split_on_eot else source_row_tasks(
+                source, text_key, piece_chars, special, stats, on_progress, chooser
+            )  # fmt: skip
+            if tasks is not None:  # whole documents by rows: a task a batch
+                for task in tasks:
                     encoder.submit_texts(*task)
                 continue
             items = pieces([source], text_key, piece_chars, block_bytes, special, stats,

@@ -119,7 +119,10 @@ class Tokenizer:
         engine costs more than it saves); :attr:`engine_note` says why where it is not the
         one ``backend`` asked for. Chosen on first use: the fast engine's self-check runs then
         (its verdict is kept on the machine)."""
-        return self._choice().name if self._choice().name == "gigatoken" else self._reference()
+        from embedcli.bpe.engines import reference_name
+
+        name = self._choice().name
+        return name if name == "gigatoken" else reference_name(self._enc)
 
     @property
     def engine_note(self) -> str | None:
@@ -133,12 +136,6 @@ class Tokenizer:
             self._chosen = choose_backend(self.backend, self.encoding, self.special,
                                           SMALL_INPUT_BYTES)  # fmt: skip
         return self._chosen
-
-    def _reference(self) -> str:
-        from embedcli.bpe.foreign import REFERENCE, ForeignEncoding
-
-        enc = self._enc
-        return REFERENCE[enc.kind] if isinstance(enc, ForeignEncoding) else "tiktoken"
 
     def encode(self, text: str) -> np.ndarray:
         """The ids of one document (int32), no separator."""
