@@ -278,8 +278,9 @@ class TokenWindows(Dataset):
         ``document``, the document it starts in (from 0), and ``offset``, its start inside
         it (both None where the input marks no documents: ids in memory, a trainer's file
         without provenance); ``origin``, for a file ``embedcli mix`` wrote, the source that
-        document came from (its name and inputs, the document's index there, the pass), as
-        ``embedcli inspect FILE --doc N`` shows it."""
+        document came from (its name and inputs, the document's index there, the pass), for
+        one ``tokenize --provenance`` wrote, the text file and its ``line`` (``row``,
+        ``byte``), as ``embedcli inspect FILE --doc N`` shows it."""
         start = self.start(index)
         offsets, origin = self._documents()
         place: dict[str, Any] = {"window": index, "start": start}
@@ -290,8 +291,8 @@ class TokenWindows(Dataset):
         return place | {"document": doc, "offset": start - int(offsets[doc]), "origin": found}
 
     def _documents(self) -> tuple[np.ndarray | None, Any]:
-        """The stream's document offsets and, for one file with a mix provenance beside it
-        that belongs to it, that provenance (read once)."""
+        """The stream's document offsets and, for one file with a provenance beside it that
+        belongs to it, that provenance (read once)."""
         if "_docs" not in self.__dict__:
             self._docs = _documents_of(self.path, self.stream())
         return self._docs

@@ -291,15 +291,16 @@ def test_the_plain_case_reader_equals_the_general_one(tmp_path, lines, trailing)
     part = Source(str(path), "jsonl", size=path.stat().st_size, byte_range=(0, path.stat().st_size))
     setup = ChunkSetup("text", 100, 16, "special", False, None, "between")
     plain, general = TokenizeStats("", 0, 0, "special"), TokenizeStats("", 0, 0, "special")
-    texts = plain_texts(part, setup, plain)
+    found = plain_texts(part, setup, plain)
     try:
         items = list(pieces([part], "text", 100, 16, "special", general, None))
     except Exception:
-        assert texts is None  # the general reader's error is the one the user sees
+        assert found is None  # the general reader's error is the one the user sees
         return
-    if texts is None:
+    if found is None:
         return  # a case only the general reader takes (a long document, a lone surrogate...)
-    assert [(t, True, 0) for t in texts] == items
+    texts, lines = found
+    assert [(t, True, 0, n) for t, n in zip(texts, lines.tolist(), strict=True)] == items
     fields = ("documents", "chars", "text_bytes", "special_found", "replaced", "input_bytes")
     assert [getattr(plain, f) for f in fields] == [getattr(general, f) for f in fields]
 
@@ -313,8 +314,10 @@ def test_plain_ranges_take_the_plain_reader(tmp_path):
     size = path.stat().st_size
     part = Source(str(path), "jsonl", size=size, byte_range=(0, size))
     stats = TokenizeStats("", 0, 0, "special")
-    texts = plain_texts(part, ChunkSetup("text", 100, 16, "special", False, None, "between"), stats)
-    assert texts == ["a", "", "b <|endoftext|> c", "é"]
+    found = plain_texts(part, ChunkSetup("text", 100, 16, "special", False, None, "between"), stats)
+    assert found is not None
+    assert found[0] == ["a", "", "b <|endoftext|> c", "é"]
+    assert found[1].tolist() == [1, 2, 3, 4]
     assert (stats.documents, stats.special_found, stats.text_bytes, stats.input_bytes) == (
         4, 1, 20, size,
     )  # fmt: skip

@@ -1,7 +1,9 @@
 """Cutting documents into the pieces the engines encode, and counting what they hold.
 
-A piece is ``(text, starts a document, stream)``: stream 0 is the main output, 1 the
-validation split (``--val-fraction``). Long text is cut only at *safe points*: just after a
+A piece is ``(text, starts a document, stream, place)``: stream 0 is the main output, 1 the
+validation split (``--val-fraction``); a piece that starts a document carries the document's
+place in its file (:func:`embedcli.documents.place_kind`: its line, row or byte offset), which
+``--provenance`` records. Long text is cut only at *safe points*: just after a
 letter that is followed by a space or newline. Every pre-tokenizer pattern tiktoken ships ends
 a letter run's piece before whitespace (none of them lets a letter piece absorb what follows),
 and no pattern looks behind, so the pieces on both sides tokenize exactly as they would inside
@@ -36,6 +38,8 @@ from embedcli.documents.base import without_lone_surrogates
 from embedcli.documents.jsonl import doc_name, jsonl_records
 from embedcli.options import EotPlacement, SpecialPolicy
 
+# A task: its pieces, which of them start a document, their streams, their documents' places.
+Task = tuple[list[str], np.ndarray, np.ndarray, np.ndarray]
 PIECE_CHARS = 1 << 18  # 256k characters: fine enough to keep 2+ threads busy
 # A letter (not a digit or underscore) followed by a space or newline: cut after the letter.
 _SAFE_POINT = re.compile(r"[^\W\d_](?=[ \n])")
@@ -107,6 +111,7 @@ class TokenizeStats:
     skipped: list[str] = field(default_factory=list)  # files input directories did not give
     val: TokenizeStats | None = None  # the validation split's counts (--val-fraction)
     doc_offsets: np.ndarray | None = None  # start of each document in the ids, plus the end
+    origins: Origins | None = None  # each document's file and place there (--provenance)
 
     def metadata(self) -> dict[str, str]:
         """The token-file metadata later stages read (see ``contract.py``)."""
@@ -135,6 +140,16 @@ class TokenizeStats:
         return {c.SPECIALS_FOUND: c.counts_str(self.specials_found)}
 
 
+@dataclass(frozen=True)
+class Origins:
+    """Where each document of a tokenize run came from: ``file[d]`` indexes the run's
+    sources, ``at[d]`` is its place in that file (a line, a row or a byte offset, as
+    :func:`embedcli.documents.place_kind` says for the file)."""
+
+    file: np.ndarray  # int32
+    at: np.ndarray  # int64
+
+
 def goes_to_val(doc: str, fraction: float, seed: int) -> bool:
     """Whether the document named ``doc`` (``a.jsonl:12``, ``b.parquet:row 3``) belongs to the
     validation split: a hash of the seed and the name, so the choice is the same in every run
@@ -155,9 +170,9 @@ def pieces(
     on_progress: Callable[[int], None] | None,
     split_on_eot: bool = False,
     chooser: tuple[float, int] | None = None,
-) -> Iterator[tuple[str, bool, int]]:
-    """(piece of text, starts a new document, stream: 0 main, 1 validation) in order, cut at
-    safe points. With ``split_on_eot`` a literal ``<|endoftext|>`` ends a document
+) -> Iterator[tuple[str, bool, int, int]]:
+    """(piece of text, starts a new document, stream: 0 main, 1 validation, the document's
+    place in its file) in order, cut at safe points. With ``split_on_eot`` a literal ``<|endoftext|>`` ends a document
     (TinyStories' separator); ``chooser=(fraction, seed)`` sends documents to validation."""
 
     for source in sources:
@@ -180,21 +195,24 @@ def pieces(
                     k = stream_of(block.doc)
                 if special == "error":
                     refuse_special(stats, block.doc, block.text, block.line)
+                at = block.line if block.at is None else block.at
                 for piece, first in _document(block.text, True, _split(stats, k), piece_chars):
-                    yield piece, first, k
+                    yield piece, first, k, at
                 continue
             if not carry:
                 carry_line = block.line
                 if starts_doc:  # a document begins: which split it goes to
                     k, part = stream_of(block.doc), 0
+                    at = block.line if block.at is None else block.at
             target = _split(stats, k)
             carry += block.text
             while split_on_eot and stats.separator_text and stats.separator_text in carry:
                 head, carry = carry.split(stats.separator_text, 1)
                 found(target, [stats.separator_text])
                 for piece, first in _document(head, starts_doc, target, piece_chars):
-                    yield piece, first, k
+                    yield piece, first, k, at
                 carry_line += head.count("\n")
+                at = carry_line if block.at is None else block.at  # the next one's
                 starts_doc, part = True, part + 1
                 k = stream_of(f"{block.doc}#{part}")
                 target = _split(stats, k)
@@ -202,7 +220,7 @@ def pieces(
                 if special == "error":
                     refuse_special(stats, block.doc, carry, carry_line)
                 for piece, first in _document(carry, starts_doc, target, piece_chars):
-                    yield piece, first, k
+                    yield piece, first, k, at
                 carry, starts_doc = "", True
             elif len(carry) >= 2 * piece_chars and stats.cuttable:
                 pieces = split_text(carry, piece_chars)
@@ -211,10 +229,11 @@ def pieces(
                     target.chars += len(piece)
                     piece = counted(piece, target)
                     count_specials(piece, target)
-                    if special == "error":  # the line is for its message alone
+                    if special == "error":  # the line is for its message
                         refuse_special(stats, block.doc, piece, carry_line)
+                    if special == "error" or split_on_eot:  # and the next document's place
                         carry_line += piece.count("\n")
-                    yield piece, starts_doc, k
+                    yield piece, starts_doc, k, at
                     starts_doc = False
 
 
@@ -227,14 +246,14 @@ def _split(stats: TokenizeStats, k: int) -> TokenizeStats:
 
 def text_pieces(
     texts: list[str], special: SpecialPolicy, stats: TokenizeStats, piece_chars: int
-) -> Iterator[tuple[str, bool, int]]:
+) -> Iterator[tuple[str, bool, int, int]]:
     """:func:`pieces` of documents given as strings (``tokenizer.encode``), named
-    ``texts[i]`` in messages."""
+    ``texts[i]`` in messages, placed at ``i``."""
     for i, text in enumerate(texts):
         if special == "error":
             refuse_special(stats, f"texts[{i}]", text, 1)
         for piece, first in _document(text, True, stats, piece_chars):
-            yield piece, first, 0
+            yield piece, first, 0, i
 
 
 def _document(
@@ -262,7 +281,7 @@ def _whole_documents(
     stats: TokenizeStats,
     on_progress: Callable[[int], None] | None,
     chooser: tuple[float, int] | None,
-) -> Iterator[tuple[str, bool, int]] | None:
+) -> Iterator[tuple[str, bool, int, int]] | None:
     """:func:`pieces` of a source whose documents are each whole where they are read (a
     jsonl line, a row), read without blocks; None for a text source."""
     if source.format == "jsonl":
@@ -274,8 +293,8 @@ def _whole_documents(
         return None
     return (
         item
-        for texts, starts, which in tasks
-        for item in zip(texts, starts.tolist(), which.tolist(), strict=True)
+        for texts, starts, which, at in tasks
+        for item in zip(texts, starts.tolist(), which.tolist(), at.tolist(), strict=True)
     )
 
 
@@ -288,7 +307,7 @@ def _jsonl_pieces(
     stats: TokenizeStats,
     on_progress: Callable[[int], None] | None,
     chooser: tuple[float, int] | None,
-) -> Iterator[tuple[str, bool, int]]:
+) -> Iterator[tuple[str, bool, int, int]]:
     """:func:`pieces` of a jsonl source, a whole document per line: the same pieces and
     counts, without a :class:`Block` or a document name per line unless one is needed."""
     for text, lineno, offset, nbytes in jsonl_records(source, text_key, block_bytes):
@@ -303,8 +322,9 @@ def _jsonl_pieces(
         )
         if special == "error" and first_special(stats.special_texts, text):
             refuse_special(stats, doc_name(source, lineno, offset), text, lineno or 0)
+        at = offset if lineno is None else lineno  # a byte offset where lines are not known
         for piece, first in _document(text, True, _split(stats, k), piece_chars):
-            yield piece, first, k
+            yield piece, first, k, at
 
 
 def source_row_tasks(
@@ -315,7 +335,7 @@ def source_row_tasks(
     stats: TokenizeStats,
     on_progress: Callable[[int], None] | None,
     chooser: tuple[float, int] | None,
-) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]] | None:
+) -> Iterator[Task] | None:
     """:func:`row_tasks` of a source read by rows (Parquet, Arrow); None for any other."""
     rows = row_batches(source, text_key=text_key)
     if rows is None:
@@ -331,9 +351,9 @@ def row_tasks(
     stats: TokenizeStats,
     on_progress: Callable[[int], None] | None,
     chooser: tuple[float, int] | None,
-) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+) -> Iterator[Task]:
     """:func:`pieces` of a columnar source (a whole document per row), a batch of rows at a
-    time, as a task (its pieces, which of them start a document, their streams): the same
+    time, as a task (its pieces, which of them start a document, their streams, places): the same
     pieces and counts as its blocks give. A batch that needs nothing per row
     (no ``--val-fraction``, no ``--special error``, no document to cut) is counted as a
     whole: its UTF-8 size is its column's (Arrow's UTF-8 holds no lone surrogate to
@@ -352,9 +372,10 @@ def row_tasks(
             stats.chars += sum(map(len, texts))
             stats.text_bytes += batch.text_bytes
             count_specials_each(texts, stats)
-            yield texts, np.ones(len(texts), bool), np.zeros(len(texts), np.int8)
+            places = np.arange(batch.first_row, batch.first_row + len(texts), dtype=np.int64)
+            yield texts, np.ones(len(texts), bool), np.zeros(len(texts), np.int8), places
             continue
-        task: list[tuple[str, bool, int]] = []
+        task: list[tuple[str, bool, int, int]] = []
         chars = 0
         for n, text in enumerate(texts):
             doc = f"{source.name}:row {batch.first_row + n}"
@@ -362,7 +383,7 @@ def row_tasks(
             if special == "error":
                 refuse_special(stats, doc, text, 0)
             for piece, first in _document(text, True, _split(stats, k), piece_chars):
-                task.append((piece, first, k))
+                task.append((piece, first, k, batch.first_row + n))
                 chars += len(piece)
                 if chars >= piece_chars:  # a long document's pieces go to the workers apart
                     yield as_task(task)
@@ -371,12 +392,13 @@ def row_tasks(
             yield as_task(task)
 
 
-def as_task(task: list[tuple[str, bool, int]]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A task's pieces, which of them start a document, and their streams, apart."""
+def as_task(task: list[tuple[str, bool, int, int]]) -> Task:
+    """A task's pieces, which of them start a document, their streams and places, apart."""
     return (
-        [piece for piece, _, _ in task],
-        np.fromiter((first for _, first, _ in task), bool, len(task)),
-        np.fromiter((k for _, _, k in task), np.int8, len(task)),
+        [piece for piece, _, _, _ in task],
+        np.fromiter((first for _, first, _, _ in task), bool, len(task)),
+        np.fromiter((k for _, _, k, _ in task), np.int8, len(task)),
+        np.fromiter((at for _, _, _, at in task), np.int64, len(task)),
     )
 
 

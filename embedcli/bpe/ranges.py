@@ -21,7 +21,7 @@ import numpy as np
 
 from embedcli.bpe.encodings import EOT
 from embedcli.bpe.engines import EngineKey, engine_for
-from embedcli.bpe.pieces import TokenizeStats, counted, pieces
+from embedcli.bpe.pieces import TokenizeStats, as_task, counted, pieces
 from embedcli.bpe.specials import count_specials
 from embedcli.documents import Source
 from embedcli.documents.jsonl import json_loads
@@ -92,11 +92,13 @@ def line_ranges(source: Source, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Sour
 def encode_chunk(engine: EngineKey, part: Source, setup: ChunkSetup) -> tuple:
     """Read, parse and encode one range in a worker (see ``OrderedEncoder.submit_chunk``).
 
-    Returns the task arrays (ids, lengths, starts, streams, eots) and each split's counts.
+    Returns the task arrays (ids, lengths, starts, streams, eots, places) and each split's
+    counts.
     """
     stats, stats.val = _counts(setup), _counts(setup)
-    texts = plain_texts(part, setup, stats)
-    if texts is not None:
+    plain = plain_texts(part, setup, stats)
+    if plain is not None:
+        texts, at = plain
         starts, which = np.ones(len(texts), bool), np.zeros(len(texts), np.int8)
     else:  # the general reader: messages, --val-fraction, long documents and all
         stats, stats.val = _counts(setup), _counts(setup)
@@ -113,15 +115,13 @@ def encode_chunk(engine: EngineKey, part: Source, setup: ChunkSetup) -> tuple:
                 setup.chooser,
             )
         )
-        texts = [piece for piece, _, _ in items]
-        starts = np.fromiter((first for _, first, _ in items), bool, len(items))
-        which = np.fromiter((k for _, _, k in items), np.int8, len(items))
+        texts, starts, which, at = as_task(items)
     counts = [tuple(getattr(s, name) for name in COUNTS) for s in (stats, stats.val)]
     eots = eots_before(starts, setup.placement)
     if not texts:  # blank lines only
-        return np.zeros(0, np.int32), np.zeros(0, np.int64), starts, which, eots, counts
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), starts, which, eots, at, counts
     ids, lengths = engine_for(*engine)(texts, eots)
-    return ids, lengths, starts, which, eots, counts
+    return ids, lengths, starts, which, eots, at, counts
 
 
 def _counts(setup: ChunkSetup) -> TokenizeStats:
@@ -131,24 +131,29 @@ def _counts(setup: ChunkSetup) -> TokenizeStats:
     return stats
 
 
-def plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[str] | None:
-    """The range's documents, counted into ``stats``, when every line is the plain case: a
-    JSON object whose text is a string shorter than a piece, with no ``--val-fraction``,
-    ``--special error`` or ``--split-on-eot`` to apply. None at the first line that is not
-    (the general reader then reads the range again and says what is wrong).
+def plain_texts(
+    part: Source, setup: ChunkSetup, stats: TokenizeStats
+) -> tuple[list[str], np.ndarray] | None:
+    """The range's documents, counted into ``stats``, and their line numbers, when every
+    line is the plain case: a JSON object whose text is a string shorter than a piece, with
+    no ``--val-fraction``, ``--special error`` or ``--split-on-eot`` to apply, in a range
+    that knows its first line. None at the first line that is not (the general reader then
+    reads the range again and says what is wrong).
 
-    The same texts and counts as the general reader (``tests/test_backends.py`` compares
-    them), at about half its cost a line: no generators, no line numbers, no names.
+    The same texts, places and counts as the general reader (``tests/test_backends.py``
+    compares them), at about half its cost a line: no generators, no names.
     """
     if setup.chooser is not None or setup.policy == "error" or setup.split_on_eot:
         return None
     begin, end = part.byte_range or (0, part.size)
+    if begin and part.first_line is None:  # its documents are placed by byte offset
+        return None
     with open(part.path, "rb") as f:
         f.seek(begin)
         data = f.read(end - begin)
     loads, key, limit = json_loads(), setup.text_key, setup.piece_chars
-    texts = []
-    for line in data.split(b"\n"):
+    texts, lines = [], []
+    for n, line in enumerate(data.split(b"\n")):
         try:
             value = loads(line)[key]
         except (ValueError, KeyError, TypeError, IndexError):
@@ -158,13 +163,15 @@ def plain_texts(part: Source, setup: ChunkSetup, stats: TokenizeStats) -> list[s
         if type(value) is not str or len(value) >= limit:
             return None
         texts.append(value)
+        lines.append(n)
     texts = [counted(text, stats) for text in texts]  # UTF-8 sizes; lone surrogates replaced
     stats.documents += len(texts)
     stats.chars += sum(map(len, texts))
     for text in texts:
         count_specials(text, stats)
     stats.input_bytes += len(data)
-    return texts
+    first = part.first_line or 1  # a range starting the file, or one that knows its line
+    return texts, np.asarray(lines, np.int64) + first
 
 
 def eots_before(starts: np.ndarray, placement: str) -> np.ndarray:

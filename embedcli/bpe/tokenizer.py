@@ -80,9 +80,11 @@ def tokenize(
     chunk_bytes: int = CHUNK_BYTES,
     on_progress: Callable[[int], None] | None = None,
     allow_empty: bool = False,
+    provenance: bool = False,
 ) -> TokenizeStats:
     """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
-    between documents; return counts and ``doc_offsets``.
+    between documents; return counts and ``doc_offsets`` (and with ``provenance`` each
+    document's source and place there, ``origins``).
 
     ``backend`` picks the engine (see :mod:`embedcli.backends`): the ids are the same either way.
     ``val=(val_sink, fraction, seed)`` sends a fraction of the documents to ``val_sink``
@@ -110,6 +112,8 @@ def tokenize(
         stats.val = _counts(encoding, special, eot)
         stats.val.sources, stats.val.backend = stats.sources, chosen.name
         streams.append(Stream(val[0], stats.val))
+    for stream in streams if provenance else ():
+        stream.origins = []
     chooser = None if val is None else (val[1], val[2])
     workers = max(1, workers or default_workers())
     setup = ChunkSetup(text_key, piece_chars, block_bytes, special, split_on_eot, chooser, eot,
@@ -118,21 +122,21 @@ def tokenize(
     threads = chosen.name == "gigatoken"
     key = (chosen.name, encoding, special, eot)
     with OrderedEncoder(key, streams, workers, threads) as encoder:
-        for source in sources:
+        for i, source in enumerate(sources):
             if splittable(source, workers, chunk_bytes):  # workers read it, ranges of lines
                 for part in line_ranges(source, chunk_bytes):
-                    encoder.submit_chunk(part, setup, on_progress)
+                    encoder.submit_chunk(part, setup, on_progress, file=i)
                 continue
             tasks = None if split_on_eot else source_row_tasks(
                 source, text_key, piece_chars, special, stats, on_progress, chooser
             )  # fmt: skip
             if tasks is not None:  # whole documents by rows: a task a batch
                 for task in tasks:
-                    encoder.submit_texts(*task)
+                    encoder.submit_texts(*task, file=i)
                 continue
             items = pieces([source], text_key, piece_chars, block_bytes, special, stats,
                              on_progress, split_on_eot, chooser)  # fmt: skip
-            _submit(encoder, items, piece_chars)
+            _submit(encoder, items, piece_chars, file=i)
     everything = stats.documents + (stats.val.documents if stats.val else 0)
     if not allow_empty and (
         everything == 0 or stats.chars + (stats.val.chars if stats.val else 0) == 0
@@ -141,6 +145,7 @@ def tokenize(
         raise InputError(f"{names}: no text to tokenize (the input is empty)")
     for stream in streams:
         stream.stats.doc_offsets = stream.doc_offsets()
+        stream.stats.origins = stream.doc_origins()
         stream.stats.seconds = time.perf_counter() - started
     return stats
 
@@ -251,19 +256,24 @@ def _counts(encoding: str, special: SpecialPolicy, eot: EotPlacement) -> Tokeniz
     return stats
 
 
-def _submit(encoder: OrderedEncoder, pieces: Iterator[tuple[str, bool, int]], size: int) -> None:
+def _submit(
+    encoder: OrderedEncoder,
+    pieces: Iterator[tuple[str, bool, int, int]],
+    size: int,
+    file: int = 0,
+) -> None:
     """Small documents (jsonl lines) are grouped into tasks of about ``size`` characters, so
-    100k tiny documents cost 100 hand-offs, not 100k."""
-    task: list[tuple[str, bool, int]] = []
+    100k tiny documents cost 100 hand-offs, not 100k; ``file``: the source they come from."""
+    task: list[tuple[str, bool, int, int]] = []
     chars = 0
     for item in pieces:
         task.append(item)
         chars += len(item[0])
         if chars >= size:
-            encoder.submit(task)
+            encoder.submit(task, file)
             task, chars = [], 0
     if task:
-        encoder.submit(task)
+        encoder.submit(task, file)
 
 
 def tokenize_with(
@@ -274,6 +284,7 @@ def tokenize_with(
     on_progress: Callable[[int], None] | None = None,
     allow_empty: bool = False,
     val: tuple[IdSink, float, int] | None = None,
+    provenance: bool = False,
 ) -> TokenizeStats:
     """:func:`tokenize` as the options of a stage ask for it."""
     return tokenize(
@@ -289,6 +300,7 @@ def tokenize_with(
         val=val,
         on_progress=on_progress,
         allow_empty=allow_empty,
+        provenance=provenance,
     )
 
 

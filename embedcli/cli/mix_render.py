@@ -90,13 +90,16 @@ def render_document(console: Console, report: DocumentReport) -> None:
     facts.add_column()
     facts.add_row("document", f"{report.document:,} of {report.documents:,} in {report.path}")
     facts.add_row("ids", f"{report.start:,} to {report.end:,} ({report.end - report.start:,})")
-    if report.origin is not None:
-        o = report.origin
+    o = report.origin or {}
+    if "source" in o:
         again = f", pass {o['pass'] + 1}" if o["pass"] else ""
         inputs = ", ".join(o["inputs"])
         facts.add_row(
             "from", f"source {o['source']}: document {o['document']:,} of {inputs}{again}"
         )
+    if "file" in o:
+        where = next(f"{kind} {o[kind]:,}" for kind in ("line", "row", "byte") if kind in o)
+        facts.add_row("read from", f"{o['file']}, {where}")
     shown = report.ids if report.end - report.start <= len(report.ids) else [*report.ids, "..."]
     facts.add_row("first ids", Text(str(shown), style="dim"))
     if report.text is not None:

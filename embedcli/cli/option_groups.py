@@ -28,6 +28,7 @@ from embedcli.cli.options import (
     HelpAll,
     MaxShardSize,
     NoClobber,
+    ProvenanceOpt,
     Quiet,
     ShardOpt,
     ShardTokens,
@@ -158,6 +159,7 @@ class TokenFile:
     shard_tokens: ShardTokens = None
     val_fraction: ValFraction = None
     seed: SplitSeed = o.DEFAULT_SEED
+    provenance: ProvenanceOpt = False
 
     def shards(self) -> tuple[int, int] | None:
         from embedcli.documents import parse_shard
@@ -170,6 +172,7 @@ class TokenFile:
             "shard_tokens": self.shard_tokens,
             "val_fraction": self.val_fraction or 0.0,
             "split_seed": self.seed,
+            "provenance": self.provenance,
         }
 
     def unused(self, token_format: str) -> Unused:

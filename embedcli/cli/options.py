@@ -189,6 +189,15 @@ SplitSeed = Annotated[
     int,
     typer.Option("--seed", metavar="INT", rich_help_panel=OUT, help="Seed for --val-fraction."),
 ]
+ProvenanceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--provenance",
+        rich_help_panel=OUT,
+        help="Also write OUT.provenance.safetensors: each document's text file and line (a "
+        "Parquet row), 12 bytes a document; inspect --doc and mix show it.",
+    ),
+]
 DryRun = Annotated[
     bool,
     typer.Option(

@@ -1,7 +1,7 @@
 """Reading documents: text, jsonl, Parquet and Arrow files, directories and stdin, as blocks
 of text in order. The layer below tokenization; it knows nothing of ids."""
 
-from embedcli.documents.base import BLOCK_BYTES, Block, DocumentFormat, Rows, Source
+from embedcli.documents.base import BLOCK_BYTES, Block, DocumentFormat, Rows, Source, place_kind
 from embedcli.documents.sources import (
     DOCUMENT_FORMATS,
     FORMATS,
@@ -24,6 +24,7 @@ __all__ = [
     "check_flag_words",
     "iter_blocks",
     "parse_shard",
+    "place_kind",
     "resolve_sources",
     "row_batches",
     "shard_sources",

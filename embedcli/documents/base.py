@@ -61,6 +61,19 @@ class Block:
     line: int  # 1-based line number of the block's first character in its file
     nbytes: int  # input bytes this block accounts for (for progress)
     last: bool
+    at: int | None = None  # the document's place when not its line: a row, a byte offset
+
+
+def place_kind(source: Source) -> str:
+    """What a document's place in ``source`` counts (``--provenance``): ``row`` of a columnar
+    file (from 0), else ``line`` (from 1), or ``byte`` (the offset of its line) for a jsonl
+    range read from mid-file, whose line numbers are not known (``--shard``)."""
+    if source.format in ("parquet", "arrow"):
+        return "row"
+    begin = source.byte_range[0] if source.byte_range else 0
+    if source.format == "jsonl" and begin > 0 and source.first_line is None:
+        return "byte"
+    return "line"
 
 
 BlockReader = Callable[[Source, str, int], Iterator[Block]]  # (source, text_key, block_bytes)

@@ -90,7 +90,8 @@ def _blocks(source: Source, rows: Iterator[Rows]) -> Iterator[Block]:
     for batch in rows:
         for k, text in enumerate(batch.texts):
             share = batch.nbytes if k == 0 else 0  # progress: the rows' share, once
-            yield Block(text, f"{source.name}:row {batch.first_row + k}", 0, share, last=True)
+            row = batch.first_row + k
+            yield Block(text, f"{source.name}:row {row}", 0, share, last=True, at=row)
 
 
 # --------------------------------------------------------------------------- parquet

@@ -23,7 +23,8 @@ def _jsonl_blocks(
     for value, lineno, offset, nbytes in _jsonl_records(reader, source, text_key, block_bytes):
         if value is None:  # trailing blank lines
             continue
-        yield Block(value, doc_name(source, lineno, offset), lineno or 0, nbytes, last=True)
+        name, at = doc_name(source, lineno, offset), None if lineno else offset
+        yield Block(value, name, lineno or 0, nbytes, last=True, at=at)
 
 
 def _jsonl_records(

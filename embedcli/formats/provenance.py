@@ -1,9 +1,16 @@
-"""Where each document of a mixed token file came from: ``OUTPUT.provenance.safetensors``.
+"""Where each document of a token file came from: ``OUTPUT.provenance.safetensors``.
 
-``embedcli mix`` writes it beside its output, in the same output set, whatever the output's
-format: for every output document its source (an index into the sources the file lists), its
-index among that source's documents, and the pass that took it (0 the first time; a source
-repeated by ``--max-repeat`` gives a document again in a later pass): 16 bytes a document.
+Written beside the output, in the same output set, whatever the output's format:
+
+- by ``embedcli mix``: for every output document its source (an index into the sources the
+  file lists), its index among that source's documents, and the pass that took it (0 the first
+  time; a source repeated by ``--max-repeat`` gives a document again in a later pass): 16
+  bytes a document;
+- by ``embedcli tokenize --provenance``: for every document the text file it was read from
+  (an index into the files listed) and its place there (``at``: a line from 1, a Parquet or
+  Arrow row from 0, or for a jsonl range read from mid-file without line numbers the byte
+  offset of its line; each file says which): 12 bytes a document.
+
 The file carries a digest of the output's document offsets, so a provenance file left beside a
 token file that something else rewrote since is recognised and not believed.
 """
@@ -14,14 +21,17 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedcli.contract import EOT_ID, EOT_PLACEMENT, SPECIAL, get_int
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.store import write_arrays
+
+if TYPE_CHECKING:
+    from embedcli.bpe.pieces import Origins
 
 SUFFIX = ".provenance.safetensors"
 
@@ -115,24 +125,64 @@ def write_provenance(
     return path
 
 
+def write_origins(
+    files: OutputSet,
+    output: str,
+    doc_offsets: np.ndarray,
+    origins: Origins,
+    texts: list[dict[str, str]],
+) -> str:
+    """Add the text files and places of ``output``'s documents (``tokenize --provenance``) to
+    ``files``; ``texts`` lists the files (``path``, and what ``at`` counts there); returns
+    its path."""
+    path = provenance_path(output)
+    tensors: dict[str, np.ndarray] = {
+        "file": np.ascontiguousarray(origins.file, np.int32),
+        "at": np.ascontiguousarray(origins.at, np.int64),
+    }
+    meta = {
+        "embedcli_provenance": "1",
+        "files": json.dumps(texts, ensure_ascii=False),
+        "doc_offsets_sha256": _digest(doc_offsets),
+    }
+    write_arrays(files.add(path), tensors, meta)
+    return path
+
+
+MIX_TENSORS = ("source", "document", "pass")
+TEXT_TENSORS = ("file", "at")
+
+
 @dataclass
 class Provenance:
-    """The provenance of a token file's documents, checked against its offsets."""
+    """The provenance of a token file's documents, checked against its offsets: the mix
+    sources they were taken from, the text files they were read from, or both."""
 
-    source: np.ndarray
-    document: np.ndarray
-    passes: np.ndarray
+    source: np.ndarray | None  # mix: each document's source, index there and pass
+    document: np.ndarray | None
+    passes: np.ndarray | None
     sources: list[dict[str, Any]]
+    file: np.ndarray | None = None  # tokenize: each document's text file and place there
+    at: np.ndarray | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def of(self, doc: int) -> dict[str, Any]:
-        """Where document ``doc`` came from: its source (name, inputs), index and pass."""
-        k = int(self.source[doc])
-        return {
-            "source": self.sources[k].get("name", str(k)),
-            "inputs": self.sources[k].get("inputs", []),
-            "document": int(self.document[doc]),
-            "pass": int(self.passes[doc]),
-        }
+        """Where document ``doc`` came from: its source (name, inputs), index and pass, for a
+        mixed file; its text file and line (``line``, ``row`` or ``byte``), for one that
+        ``tokenize --provenance`` wrote."""
+        found: dict[str, Any] = {}
+        if self.source is not None and self.document is not None and self.passes is not None:
+            k = int(self.source[doc])
+            found |= {
+                "source": self.sources[k].get("name", str(k)),
+                "inputs": self.sources[k].get("inputs", []),
+                "document": int(self.document[doc]),
+                "pass": int(self.passes[doc]),
+            }
+        if self.file is not None and self.at is not None:
+            text = self.files[int(self.file[doc])]
+            found |= {"file": text["path"], text.get("at", "line"): int(self.at[doc])}
+        return found
 
 
 def read_provenance(output: str, doc_offsets: np.ndarray) -> tuple[Provenance | None, str | None]:
@@ -141,15 +191,28 @@ def read_provenance(output: str, doc_offsets: np.ndarray) -> tuple[Provenance | 
     from safetensors import safe_open
 
     path = provenance_path(output)
+    if not os.path.isfile(path) and output.endswith((".bin", ".idx")):  # a Megatron pair's
+        path = provenance_path(output[: -len(".bin")])  # prefix names it
     if not os.path.isfile(path):
         return None, None
     try:
         with safe_open(path, framework="numpy") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in ("source", "document", "pass")}
+            held = set(f.keys())
+            t = {k: f.get_tensor(k) for k in (*MIX_TENSORS, *TEXT_TENSORS) if k in held}
+        sources = json.loads(meta.get("sources") or "[]")
+        texts = json.loads(meta.get("files") or "[]")
     except Exception:  # noqa: BLE001 (a damaged file: said, not believed)
         return None, f"{path} is not a readable provenance file"
     if meta.get("doc_offsets_sha256") != _digest(doc_offsets):
         return None, f"{path} describes other documents (the token file was rewritten since)"
-    sources = json.loads(meta.get("sources") or "[]")
-    return Provenance(tensors["source"], tensors["document"], tensors["pass"], sources), None
+    found = Provenance(
+        t.get("source"),
+        t.get("document"),
+        t.get("pass"),
+        sources,
+        t.get("file"),
+        t.get("at"),
+        texts,
+    )
+    return found, None

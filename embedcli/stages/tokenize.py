@@ -52,7 +52,10 @@ def _resolve(
     shard: tuple[int, int] | None,
     to: str | None,
     no_clobber: bool,
+    provenance: bool = False,
 ) -> _Job:
+    if provenance and output == "-":
+        raise UsageError("--provenance writes a file beside the output: name it with -o PATH")
     opts = opts or TokenizeOptions()
     fmt = format_for(to, output)
     # The format's own defaults; --split-on-eot reads the literal separator as a boundary.
@@ -118,6 +121,7 @@ def run_tokenize(
     shard_tokens: int | None = None,
     val_fraction: float = 0.0,
     split_seed: int = DEFAULT_SEED,
+    provenance: bool = False,
 ) -> TokenizeResult:
     """Tokenize text files, directories or stdin into a token file.
 
@@ -130,8 +134,11 @@ def run_tokenize(
     ``shard_tokens`` caps the ids per file of formats that number their files (llm.c).
     ``val_fraction`` of the documents (chosen by ``split_seed``, see
     :func:`embedcli.bpe.pieces.goes_to_val`) go to a second output named by :func:`val_name`.
+    ``provenance`` writes beside each output the text file and line (or row) of each of its
+    documents (:mod:`embedcli.formats.provenance`); without it, such a file left by an
+    earlier run goes.
     """
-    job = _resolve(inputs, output, opts, shard, to, no_clobber)
+    job = _resolve(inputs, output, opts, shard, to, no_clobber, provenance)
     fmt, opts, sources, read, output = job.fmt, job.opts, job.sources, job.read, job.output
     manifest, skipped, notes = job.manifest, job.skipped, job.notes
     val_output = _val_output(output, fmt, val_fraction, shard, read, no_clobber)
@@ -143,9 +150,8 @@ def run_tokenize(
         check_first_text(opts, sources)  # a rank file gives the corpus's first text back
         choose_engine_first(opts, sources, progress)  # a first run's check shows its own line
         with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
-            stats = tokenize_with(
-                opts, sources, sinks[0], on_progress=advance, allow_empty=shard is not None, val=val
-            )
+            stats = tokenize_with(opts, sources, sinks[0], on_progress=advance, val=val,
+                                  allow_empty=shard is not None, provenance=provenance)  # fmt: skip
         stats.skipped = skipped
         extra = {}
         if shard is not None and manifest is not None:
@@ -176,6 +182,7 @@ def run_tokenize(
                 shard_tokens=shard_tokens,
                 files=files,
             )
+            paths += _origins(files, path, part, sources)
         if manifest is not None:  # the pointer every shard of the run writes, last
             where = manifest_path(job.whole)
             files.replaces(older_shards(where, manifest, inputs=read))
@@ -190,6 +197,22 @@ def run_tokenize(
         result.manifest = manifest_path(job.whole)
         result.shard, result.shard_files = shard, (len(sources), len(read))
     return result
+
+
+def _origins(files: OutputSet, path: str, part: TokenizeStats, sources: list[Source]) -> list[str]:
+    """The provenance beside ``path`` (``--provenance``), or an older one there replaced."""
+    from embedcli.documents import place_kind
+    from embedcli.formats.provenance import provenance_path, write_origins
+
+    if path == "-":
+        return []
+    if part.origins is None:
+        stale = provenance_path(path)
+        files.replaces([stale] if os.path.isfile(stale) else [])
+        return []
+    assert part.doc_offsets is not None
+    texts = [{"path": s.name, "at": place_kind(s)} for s in sources]
+    return [write_origins(files, path, part.doc_offsets, part.origins, texts)]
 
 
 def _pair_digest(splits: list[tuple[str, TokenizeStats, str]], sinks: list[SpillSink]) -> str:

@@ -1,0 +1,172 @@
+"""``tokenize --provenance``: each document's text file and place there (issue 33, item 6).
+
+The places are checked against an oracle built apart from the reader (jsonl lines counted
+here, a text file's documents split at their separators here), and every document's ids
+against its text re-read from that place and encoded by tiktoken itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tiktoken_ext.openai_public  # noqa: F401 (the gpt2 constructor tiktoken's registry loads)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import load_file
+
+from embedcli.bpe.encodings import get_encoding
+from embedcli.bpe.pieces import MemorySink
+from embedcli.bpe.tokenizer import tokenize
+from embedcli.documents import place_kind, resolve_sources
+from embedcli.formats.provenance import provenance_path, read_provenance
+from embedcli.options import TokenizeOptions
+from embedcli.stages.tokenize import run_tokenize
+
+from conftest import invoke
+
+EOT_TEXT, EOT_ID = "<|endoftext|>", 50256
+TEXT = st.text(alphabet="ab \n\u00e9\u4e2d", max_size=30)
+
+
+def _spans(ids: np.ndarray, offsets: np.ndarray) -> list[list[int]]:
+    """Each document's ids, its separator left out."""
+    cuts = zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+    return [[t for t in ids[a:b].tolist() if t != EOT_ID] for a, b in cuts]
+
+
+def _files(tmp_path, texts_jsonl, blanks, text_docs, rows):
+    """A jsonl file (blank lines where ``blanks`` says), a text file of ``text_docs`` joined by
+    the literal separator, a Parquet file of ``rows``; and, per file, the oracle's documents
+    in order as (place, text) for each reading (split at the separator or not)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lines, places = [], []
+    for text, blank in zip(texts_jsonl, blanks, strict=True):
+        lines += [""] * blank
+        lines.append(json.dumps({"text": text}))
+        places.append(len(lines))  # 1-based: the line just written
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    whole = EOT_TEXT.join(text_docs)
+    (tmp_path / "b.txt").write_bytes(whole.encode("utf-8"))
+    split, start = [], 0
+    for doc in text_docs:
+        split.append((1 + whole[:start].count("\n"), doc))
+        start += len(doc) + len(EOT_TEXT)
+    pq.write_table(pa.table({"text": rows}), tmp_path / "c.parquet", row_group_size=3)
+    jsonl = list(zip(places, texts_jsonl, strict=True))
+    parquet = list(enumerate(rows))
+    return {False: [jsonl, [(1, whole)], parquet], True: [jsonl, split, parquet]}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(st.tuples(TEXT, st.integers(0, 2)), min_size=1, max_size=12),
+    st.lists(TEXT, min_size=1, max_size=5),
+    st.lists(TEXT, min_size=1, max_size=8),
+    st.booleans(),
+    st.sampled_from([(1, 1 << 20), (2, 1 << 20), (2, 40)]),
+)
+def test_every_document_is_placed_where_its_text_is(
+    tmp_path_factory, jsonl, text_docs, rows, split_on_eot, run
+):
+    tmp_path = tmp_path_factory.mktemp("prov")
+    texts, blanks = [t for t, _ in jsonl], [b for _, b in jsonl]
+    expected = _files(tmp_path, texts, blanks, text_docs, rows)[split_on_eot]
+    sources = resolve_sources([str(tmp_path / n) for n in ("a.jsonl", "b.txt", "c.parquet")])
+    workers, chunk_bytes = run  # 40 bytes: the jsonl is read in ranges by the workers
+    sink = MemorySink()
+    stats = tokenize(sources, sink, workers=workers, chunk_bytes=chunk_bytes,
+                     split_on_eot=split_on_eot, provenance=True, allow_empty=True)  # fmt: skip
+    assert stats.origins is not None and stats.doc_offsets is not None
+    oracle = [(f, at, text) for f, docs in enumerate(expected) for at, text in docs]
+    assert stats.origins.file.tolist() == [f for f, _, _ in oracle]
+    assert stats.origins.at.tolist() == [at for _, at, _ in oracle]
+    enc = get_encoding("gpt2")
+    read = [enc.encode(t, allowed_special="all") for *_, t in oracle]  # --special special
+    assert _spans(sink.array(), stats.doc_offsets) == [[t for t in r if t != EOT_ID] for r in read]
+
+
+def test_a_validation_split_places_both_sides(tmp_path):
+    docs = [f"document number {i} " * (i % 5 + 1) for i in range(60)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    out = tmp_path / "train.bin"
+    result = run_tokenize([str(path)], str(out), TokenizeOptions(), to="nanogpt",
+                          val_fraction=0.3, provenance=True)  # fmt: skip
+    seen = []
+    for part in (result.stats, result.stats.val):
+        assert part is not None and part.origins is not None
+        assert part.origins.file.tolist() == [0] * part.documents
+        seen += part.origins.at.tolist()
+        assert np.all(np.diff(part.origins.at) > 0)  # in the file's order
+    assert sorted(seen) == list(range(1, 61))
+    val = tmp_path / "val.bin"
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "train.bin.provenance.safetensors", "val.bin.provenance.safetensors"
+    }  # fmt: skip
+    for name in (out, val):
+        done = invoke("inspect", str(name), "--doc", "0", "--json", check=True)
+        origin = json.loads(done.stdout)["document"]["origin"]
+        assert origin["file"] == str(path) and origin["line"] in seen
+        shown = invoke("inspect", name.name, "--doc", "0", cwd=tmp_path, check=True)
+        assert b"read from" in shown.stdout and f"line {origin['line']}".encode() in shown.stdout
+
+
+def test_a_shard_read_from_mid_file_places_its_documents_by_byte(tmp_path):
+    docs = [f"text {i} " * 40 for i in range(40)]
+    data = "".join(json.dumps({"text": d}) + "\n" for d in docs).encode()
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(data)
+    out = tmp_path / "o.tokens.safetensors"
+    result = run_tokenize([str(path)], str(out), shard=(1, 2), provenance=True)
+    part = result.output
+    stats = result.stats
+    assert stats.origins is not None and stats.doc_offsets is not None
+    found, why = read_provenance(part, stats.doc_offsets)
+    assert why is None and found is not None
+    assert found.files == [{"path": str(path), "at": "byte"}]
+    enc = get_encoding("gpt2")
+    ids = load_file(part)["ids"]
+    for d, span in enumerate(_spans(ids, stats.doc_offsets)):
+        at = found.of(d)["byte"]
+        line = data[at:].split(b"\n", 1)[0]
+        assert span == enc.encode_ordinary(json.loads(line)["text"])
+    (source,) = resolve_sources([str(path)])
+    assert place_kind(source) == "line"
+
+
+def test_a_run_without_provenance_takes_an_older_one_away(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("some text\n", encoding="utf-8")
+    out = tmp_path / "a.tokens.safetensors"
+    invoke("tokenize", str(path), "-o", str(out), "--provenance", "-q", check=True)
+    assert (tmp_path / provenance_path("a.tokens.safetensors")).is_file()
+    invoke("tokenize", str(path), "-o", str(out), "-q", check=True)
+    assert not (tmp_path / provenance_path("a.tokens.safetensors")).exists()
+
+
+def test_provenance_to_stdout_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("x", encoding="utf-8")
+    done = invoke("tokenize", str(path), "-o", "-", "--provenance")
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode().strip().splitlines() == [
+        "Error: --provenance writes a file beside the output: name it with -o PATH"
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "megatron"])
+def test_the_loader_says_where_a_window_was_read(tmp_path, fmt):
+    from embedcli.data import TokenWindows
+
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": f"doc {i} " * 20}) + "\n" for i in range(5)))
+    out = tmp_path / ("o.tokens.safetensors" if fmt == "safetensors" else "o")
+    run_tokenize([str(path)], str(out), to=fmt, provenance=True)
+    name = str(out) if fmt == "safetensors" else str(out) + ".bin"  # a Megatron pair's .bin
+    ds = TokenWindows(name, max_length=8, stride=8)
+    last = ds.source(len(ds) - 1)
+    assert last["origin"] == {"file": str(path), "line": 5}
