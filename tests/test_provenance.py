@@ -8,6 +8,7 @@ against its text re-read from that place and encoded by tiktoken itself.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +171,100 @@ def test_the_loader_says_where_a_window_was_read(tmp_path, fmt):
     ds = TokenWindows(name, max_length=8, stride=8)
     last = ds.source(len(ds) - 1)
     assert last["origin"] == {"file": str(path), "line": 5}
+
+
+# ------------------------------------------------------------------- through embedcli mix
+
+
+@pytest.fixture()
+def recorded(tmp_path):
+    """Three token files: web (jsonl, recorded, one document twice), books (Parquet,
+    recorded), notes (jsonl, not recorded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    web = [f"web page {i} " * (i % 4 + 1) for i in range(12)]
+    web.append(web[3])
+    (tmp_path / "web.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in web) + "\n")
+    books = [f"chapter {i} of a book. " * (i % 3 + 2) for i in range(9)]
+    pq.write_table(pa.table({"text": books}), tmp_path / "books.parquet", row_group_size=4)
+    notes = "".join(json.dumps({"text": f"a note {i}"}) + "\n" for i in range(5))
+    (tmp_path / "notes.jsonl").write_text(notes)
+    for name, src, extra in [("web", "web.jsonl", ["--provenance"]),
+                             ("books", "books.parquet", ["--provenance"]),
+                             ("notes", "notes.jsonl", [])]:  # fmt: skip
+        invoke("tokenize", src, "-o", f"{name}.tokens.safetensors", "-q", *extra,
+               cwd=tmp_path, check=True)  # fmt: skip
+    return [str(tmp_path / f"{n}.tokens.safetensors") for n in ("web", "books", "notes")]
+
+
+def _read_back(tmp_path, origin):
+    """The text at a recorded place, read again from its file."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / origin["file"]
+    if "row" in origin:
+        return pq.read_table(path).column("text")[origin["row"]].as_py()
+    return json.loads(path.read_text().split("\n")[origin["line"] - 1])["text"]
+
+
+def _mixed_documents(path, tmp_path):
+    """Each document of a mixed file (a manifest's parts each with its own provenance):
+    its ids without separators and its origin."""
+    from embedcli.inputs import Request, open_input
+    from embedcli.progress import no_progress
+
+    parts = [path]
+    if path.endswith(".manifest.json"):
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        parts = [str(tmp_path / s) for s in doc["shards"]]
+    found = []
+    for part in parts:
+        with open_input([part], Request()) as got:
+            source = got.load(no_progress)
+            offsets = source.doc_offsets
+            prov, why = read_provenance(part, offsets)
+            assert why is None and prov is not None
+            spans = _spans(np.asarray(source.ids), offsets)
+            found += [(span, prov.of(d)) for d, span in enumerate(spans)]
+    return found
+
+
+@pytest.mark.parametrize("val", [False, True])
+def test_a_mixed_document_is_traced_to_its_text_line_or_row(recorded, tmp_path, val):
+    out = tmp_path / "mix.tokens.safetensors"
+    split = ["--val-fraction", "0.3"] if val else []
+    invoke("mix", *recorded, "-o", str(out), "--dedup", "exact", "--seed", "5", "-q", *split,
+           cwd=tmp_path, check=True)  # fmt: skip
+    enc = get_encoding("gpt2")
+    docs = _mixed_documents(str(out), tmp_path)
+    if val:
+        held = _mixed_documents(str(tmp_path / "mix.val.tokens.safetensors"), tmp_path)
+        assert held and docs
+        docs += held
+    assert len(docs) == 13 + 9 + 5 - 1  # the second "web page 3" dropped
+    by_source = {"web": 0, "books": 0, "notes": 0}
+    for span, origin in docs:
+        by_source[origin["source"]] += 1
+        if origin["source"] == "notes":
+            assert "file" not in origin  # tokenized without --provenance
+            continue
+        assert span == enc.encode_ordinary(_read_back(tmp_path, origin))
+    assert by_source == {"web": 12, "books": 9, "notes": 5}
+
+
+def test_two_phases_trace_each_document_as_one_process_does(recorded, tmp_path):
+    from embedcli.stages.mix import MixOptions, run_mix
+    from embedcli.stages.mix_phases import Phase, run_mix_phase
+
+    opts = MixOptions(weights="0.5,0.3,0.2", dedup=True, seed=3)
+    one = tmp_path / "one.tokens.safetensors"
+    run_mix(recorded, str(one), opts)
+    out, buckets = tmp_path / "two.tokens.safetensors", str(tmp_path / "buckets")
+    for i in range(2):
+        run_mix_phase(recorded, str(out), Phase("scatter", i, 2, buckets, 3), opts)
+    for j in range(3):
+        run_mix_phase(recorded, str(out), Phase("gather", j, 3, buckets), opts)
+    two = _mixed_documents(str(tmp_path / "two.tokens.manifest.json"), tmp_path)
+    assert two == _mixed_documents(str(one), tmp_path)
+    assert any("row" in origin for _, origin in two) and any("line" in o for _, o in two)

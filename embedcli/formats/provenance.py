@@ -42,6 +42,15 @@ def provenance_path(output: str) -> str:
     return output + SUFFIX
 
 
+def provenance_beside(output: str) -> str | None:
+    """The provenance file beside a token file, if there is one: ``output``'s own, or for a
+    Megatron pair's ``.bin``/``.idx`` its prefix's."""
+    path = provenance_path(output)
+    if not os.path.isfile(path) and output.endswith((".bin", ".idx")):
+        path = provenance_path(output[: -len(".bin")])
+    return path if os.path.isfile(path) else None
+
+
 def offsets_at_separators(ids: np.ndarray, eot: int, placement: str) -> np.ndarray:
     """Document offsets (as tokenize records them) of ids whose documents the separator
     ``eot`` marks where ``placement`` put it: right only where no document holds that id
@@ -108,8 +117,11 @@ def write_provenance(
     document: np.ndarray,
     passes: np.ndarray,
     sources: list[dict[str, Any]],
+    text: tuple[np.ndarray, np.ndarray, list[dict[str, str]]] | None = None,
 ) -> str:
-    """Add the provenance of ``output``'s documents to ``files``; returns its path."""
+    """Add the provenance of ``output``'s documents to ``files``; returns its path. ``text``:
+    each document's text file (-1: not recorded) and place there, and the files, carried
+    through from the sources' own ``tokenize --provenance``."""
     path = provenance_path(output)
     tensors: dict[str, np.ndarray] = {
         "source": np.ascontiguousarray(source, np.int32),
@@ -121,6 +133,10 @@ def write_provenance(
         "sources": json.dumps(sources, ensure_ascii=False),
         "doc_offsets_sha256": _digest(doc_offsets),
     }
+    if text is not None:
+        tensors["file"] = np.ascontiguousarray(text[0], np.int32)
+        tensors["at"] = np.ascontiguousarray(text[1], np.int64)
+        meta["files"] = json.dumps(text[2], ensure_ascii=False)
     write_arrays(files.add(path), tensors, meta)  # embedcli's header: deterministic bytes
     return path
 
@@ -179,7 +195,7 @@ class Provenance:
                 "document": int(self.document[doc]),
                 "pass": int(self.passes[doc]),
             }
-        if self.file is not None and self.at is not None:
+        if self.file is not None and self.at is not None and self.file[doc] >= 0:
             text = self.files[int(self.file[doc])]
             found |= {"file": text["path"], text.get("at", "line"): int(self.at[doc])}
         return found
@@ -190,10 +206,8 @@ def read_provenance(output: str, doc_offsets: np.ndarray) -> tuple[Provenance | 
     for one written with other documents, ``(None, None)`` when there is none."""
     from safetensors import safe_open
 
-    path = provenance_path(output)
-    if not os.path.isfile(path) and output.endswith((".bin", ".idx")):  # a Megatron pair's
-        path = provenance_path(output[: -len(".bin")])  # prefix names it
-    if not os.path.isfile(path):
+    path = provenance_beside(output)
+    if path is None:
         return None, None
     try:
         with safe_open(path, framework="numpy") as f:

@@ -32,7 +32,14 @@ from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import HELD, Selection, keys, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
-from embedcli.stages.mix_sources import MixInput, dedup, hold_out, read_source, sources_of
+from embedcli.stages.mix_sources import (
+    MixInput,
+    dedup,
+    hold_out,
+    read_source,
+    sources_of,
+    text_origins,
+)
 from embedcli.stages.results import MixResult, MixSource, Written
 from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, remote_output, spill_file
@@ -127,7 +134,10 @@ def run_mix(
                 inputs=mix.paths, no_clobber=no_clobber, files=files,
             )  # fmt: skip
             if sink.output != "-":
-                paths.append(write_provenance(files, sink.output, doc_offsets, *origin, mix.named))
+                text = text_origins(mix.read, origin[0], origin[1])
+                paths.append(
+                    write_provenance(files, sink.output, doc_offsets, *origin, mix.named, text)
+                )
         files.commit()
     header = header_if_file(output) if fmt.name == "safetensors" else None
     (sink, doc_offsets), *val = written

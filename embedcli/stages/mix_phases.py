@@ -40,6 +40,7 @@ from embedcli.stages.mix import (
     prepare,
     write_documents,
 )
+from embedcli.stages.mix_sources import text_origins
 from embedcli.stages.results import MixResult, Written
 from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, spill_file
@@ -282,7 +283,8 @@ def _gather(
             inputs=mix.paths, no_clobber=no_clobber, files=files,
         )  # fmt: skip
         origin = origins_of(mix, source[by], position[by])
-        paths.append(write_provenance(files, part, doc_offsets, *origin, mix.named))
+        text = text_origins(mix.read, origin[0], origin[1])
+        paths.append(write_provenance(files, part, doc_offsets, *origin, mix.named, text))
         where = manifest_path(output)
         files.replaces(older_shards(where, manifest, inputs=mix.paths))
         files.pointer(where, manifest)

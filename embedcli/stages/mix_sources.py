@@ -12,7 +12,8 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
-from embedcli.formats.provenance import offsets_at
+from embedcli.formats.base import sidecar_subject
+from embedcli.formats.provenance import documents, offsets_at, provenance_beside
 from embedcli.inputs import Request, TokenSource, open_input
 from embedcli.mixing import first_occurrences
 from embedcli.progress import no_progress
@@ -161,3 +162,48 @@ def _draws(source: MixInput, seed: int) -> np.ndarray:
     key = (seed & (2**64 - 1)).to_bytes(8, "little")
     kept = source.ids.digests(source.starts[source.kept], source.ends[source.kept], 8, key)
     return np.array([int.from_bytes(d, "little") for d in kept], np.uint64)
+
+
+def text_origins(
+    read: list[MixInput], source: np.ndarray, document: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]] | None:
+    """For documents given by source and index there, the text file and place that
+    ``tokenize --provenance`` recorded for each (``file`` -1 where a source's files hold no
+    such record) and the text files listed; None where no source's do."""
+    found = [_recorded(s.inputs, int(s.starts.size)) for s in read]
+    if all(f is None for f in found):
+        return None
+    file = np.full(source.size, -1, np.int32)
+    at = np.zeros(source.size, np.int64)
+    texts: list[dict[str, str]] = []
+    for k, got in enumerate(found):
+        if got is None:
+            continue
+        mine = source == k
+        file[mine] = got[0][document[mine]] + len(texts)
+        at[mine] = got[1][document[mine]]
+        texts += got[2]
+    return file, at, texts
+
+
+def _recorded(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray, list] | None:
+    """The text files and places of a source's ``count`` documents, joined across its files,
+    where every file has a provenance of its own that records them; else None."""
+    subjects = [sidecar_subject(p) for p in paths]
+    if not all(provenance_beside(s) for s in subjects):
+        return None  # the usual case: nothing more is read
+    files: list[np.ndarray] = []
+    at: list[np.ndarray] = []
+    texts: list[dict[str, str]] = []
+    for path, subject in zip(paths, subjects, strict=True):
+        with open_input([path], Request()) as found:
+            source = found.load(no_progress)
+            assert isinstance(source, TokenSource)
+            _, got, _ = documents(subject, source.doc_offsets, source.metadata, source.segments)
+        if got is None or got.file is None or got.at is None:
+            return None
+        files.append(got.file + len(texts))
+        at.append(got.at)
+        texts += got.files
+    file = np.concatenate(files)
+    return (file, np.concatenate(at), texts) if file.size == count else None
