@@ -268,3 +268,96 @@ def test_two_phases_trace_each_document_as_one_process_does(recorded, tmp_path):
     two = _mixed_documents(str(tmp_path / "two.tokens.manifest.json"), tmp_path)
     assert two == _mixed_documents(str(one), tmp_path)
     assert any("row" in origin for _, origin in two) and any("line" in o for _, o in two)
+
+
+# ------------------------------------------------------------------------------ --id-key
+
+
+def test_each_document_keeps_its_id_whichever_reader_read_it(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lines = []
+    for i in range(40):
+        lines += [""] * (i % 3 == 0)
+        lines.append(json.dumps({"id": f"doc-{i}" if i % 2 else i, "text": f"text {i} " * 9}))
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    pq.write_table(pa.table({"text": [f"row {r}" for r in range(7)], "uid": list(range(100, 107))}),
+                   tmp_path / "b.parquet", row_group_size=3)  # fmt: skip
+    want = [str(i) if i % 2 == 0 else f"doc-{i}" for i in range(40)]
+    for workers in (1, 2):
+        out = tmp_path / f"o{workers}.tokens.safetensors"
+        opts = TokenizeOptions(workers=workers)
+        for src, key, expect in [("a.jsonl", "id", want),
+                                 ("b.parquet", "uid", [str(r) for r in range(100, 107)])]:  # fmt: skip
+            result = run_tokenize([str(tmp_path / src)], str(out), opts, id_key=key)
+            found, _ = read_provenance(str(out), result.stats.doc_offsets)
+            assert found is not None and found.ids == expect
+    result = run_tokenize([str(tmp_path / "a.jsonl")], str(tmp_path / "train.bin"), to="nanogpt",
+                          val_fraction=0.4, id_key="id")  # fmt: skip
+    both = []
+    for name, part in (("train.bin", result.stats), ("val.bin", result.stats.val)):
+        found, _ = read_provenance(str(tmp_path / name), part.doc_offsets)
+        assert found is not None and found.ids is not None
+        both += found.ids
+        for d in range(part.documents):  # each id beside its own line
+            origin = found.of(d)
+            record = json.loads(lines[origin["line"] - 1])
+            assert origin["id"] == str(record["id"])  # a number as JSON writes it
+    assert sorted(both) == sorted(want)
+
+
+def test_a_shard_s_ids_are_read_at_its_byte_offsets(tmp_path):
+    data = "".join(json.dumps({"text": f"t{i} " * 30, "id": f"k{i}"}) + "\n" for i in range(30))
+    (tmp_path / "d.jsonl").write_text(data)
+    out = tmp_path / "o.tokens.safetensors"
+    result = run_tokenize([str(tmp_path / "d.jsonl")], str(out), shard=(1, 3), id_key="id")
+    found, _ = read_provenance(result.output, result.stats.doc_offsets)
+    assert found is not None and found.files[0]["at"] == "byte" and found.ids
+    for d, key in enumerate(found.ids):
+        at = found.of(d)["byte"]
+        assert json.loads(data.encode()[at:].split(b"\n", 1)[0])["id"] == key
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "args", "message"),
+    [
+        ("some text", "a.txt", [], "--id-key id: {dir}/a.txt is text; ids are read from jsonl "
+         "lines and Parquet or Arrow rows"),
+        ('{"text": "x"}\n{"text": "y", "id": 2}\n', "a.jsonl", [],
+         "{dir}/a.jsonl:1: no 'id' key for --id-key"),
+        ('{"text": "x"}\n', "-", [], "--id-key id reads the input again: give files, not stdin"),
+    ],
+)  # fmt: skip
+def test_id_key_refusals_are_one_line_and_write_nothing(tmp_path, content, name, args, message):
+    out = tmp_path / "o.tokens.safetensors"
+    if name == "-":
+        done = invoke("tokenize", "-o", str(out), "--id-key", "id", input=content.encode())
+    else:
+        (tmp_path / name).write_text(content)
+        done = invoke("tokenize", str(tmp_path / name), "-o", str(out), "--id-key", "id", *args)
+    assert done.returncode != 0
+    assert done.stderr.decode().strip().splitlines() == [f"Error: {message.format(dir=tmp_path)}"]
+    assert (
+        not out.exists() and not (tmp_path / "o.tokens.safetensors.provenance.safetensors").exists()
+    )
+
+
+def test_mix_carries_the_ids_through(tmp_path):
+    for name in ("web", "code"):
+        rows = "".join(json.dumps({"text": f"{name} {i} " * 5, "id": f"{name}/{i}"}) + "\n"
+                       for i in range(6))  # fmt: skip
+        (tmp_path / f"{name}.jsonl").write_text(rows)
+        invoke("tokenize", f"{name}.jsonl", "-o", f"{name}.tokens.safetensors", "--id-key", "id",
+               "-q", cwd=tmp_path, check=True)  # fmt: skip
+    invoke("mix", "web.tokens.safetensors", "code.tokens.safetensors", "-o", "m.tokens.safetensors",
+           "-q", cwd=tmp_path, check=True)  # fmt: skip
+    docs = _mixed_documents(str(tmp_path / "m.tokens.safetensors"), tmp_path)
+    enc = get_encoding("gpt2")
+    for span, origin in docs:
+        assert origin["id"] == f"{origin['source']}/{origin['document']}"
+        assert origin["line"] == origin["document"] + 1
+        assert span == enc.encode_ordinary(_read_back(tmp_path, origin))
+    assert sorted(o["id"] for _, o in docs) == sorted(
+        f"{n}/{i}" for n in ("web", "code") for i in range(6)
+    )

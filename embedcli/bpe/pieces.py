@@ -148,6 +148,7 @@ class Origins:
 
     file: np.ndarray  # int32
     at: np.ndarray  # int64
+    ids: list[str] | None = None  # each document's id field (--id-key)
 
 
 def goes_to_val(doc: str, fraction: float, seed: int) -> bool:

@@ -42,6 +42,7 @@ from embedcli.cli.options import (
     BLEND,
     CLUSTER,
     MORE,
+    PROVENANCE,
     TOK,
     Command,
     EmbedInputs,
@@ -238,7 +239,7 @@ def embed(
 # batch and embed tokenize only when given text: that panel waits for --help-all.
 ADVANCED_PANELS.update(
     {
-        "tokenize": (MORE, STORAGE),
+        "tokenize": (MORE, PROVENANCE, STORAGE),
         "batch": (TOK, MORE, STORAGE),
         "embed": (MORE_EMB, TOK, MORE, STORAGE),
         "mix": (BLEND, CLUSTER),

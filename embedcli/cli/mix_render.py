@@ -100,6 +100,8 @@ def render_document(console: Console, report: DocumentReport) -> None:
     if "file" in o:
         where = next(f"{kind} {o[kind]:,}" for kind in ("line", "row", "byte") if kind in o)
         facts.add_row("read from", f"{o['file']}, {where}")
+        if "id" in o:
+            facts.add_row("id", printable(o["id"]))
     shown = report.ids if report.end - report.start <= len(report.ids) else [*report.ids, "..."]
     facts.add_row("first ids", Text(str(shown), style="dim"))
     if report.text is not None:

@@ -26,6 +26,7 @@ from embedcli.cli.options import (
     DryRun,
     EotOpt,
     HelpAll,
+    IdKey,
     MaxShardSize,
     NoClobber,
     ProvenanceOpt,
@@ -160,6 +161,7 @@ class TokenFile:
     val_fraction: ValFraction = None
     seed: SplitSeed = o.DEFAULT_SEED
     provenance: ProvenanceOpt = False
+    id_key: IdKey = None
 
     def shards(self) -> tuple[int, int] | None:
         from embedcli.documents import parse_shard
@@ -173,6 +175,7 @@ class TokenFile:
             "val_fraction": self.val_fraction or 0.0,
             "split_seed": self.seed,
             "provenance": self.provenance,
+            "id_key": self.id_key,
         }
 
     def unused(self, token_format: str) -> Unused:

@@ -132,6 +132,7 @@ def path(value: str) -> str:
 TOK, WIN, EMB, OUT = "Tokenizing", "Windowing", "Embedding", "Output"
 MORE = "More tokenizing"  # rarely needed: shown by --help-all
 BLEND, CLUSTER = "Trainer blend", "Cluster"  # mix's panels that wait for --help-all
+PROVENANCE = "Provenance"  # tokenize's, waiting for --help-all
 
 TextInputs = Annotated[
     list[str] | None,
@@ -193,9 +194,20 @@ ProvenanceOpt = Annotated[
     bool,
     typer.Option(
         "--provenance",
-        rich_help_panel=OUT,
+        rich_help_panel=PROVENANCE,
         help="Also write OUT.provenance.safetensors: each document's text file and line (a "
         "Parquet row), 12 bytes a document; inspect --doc and mix show it.",
+    ),
+]
+IdKey = Annotated[
+    str | None,
+    typer.Option(
+        "--id-key",
+        metavar="KEY",
+        rich_help_panel=PROVENANCE,
+        help="With --provenance (implied): each document's id, the jsonl key or Parquet/Arrow "
+        "column KEY, read again after the text.",
+        show_default=False,
     ),
 ]
 DryRun = Annotated[

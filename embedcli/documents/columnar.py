@@ -196,5 +196,35 @@ def _arrow_stream(pa: Any, path: str) -> Any:
     return pa.PythonFile(open_object(path), mode="r") if is_url(path) else pa.memory_map(path)
 
 
+def column_values(source: Source, key: str) -> list[Any]:
+    """Every row's value in column ``key`` of a Parquet or Arrow file (``tokenize --id-key``:
+    ids are small beside the text); a missing column or a null is refused in one line."""
+    pa = _pyarrow(source)
+    try:
+        if source.format == "parquet":
+            pf = _parquet_file(source)
+            _id_column(source, pf.schema_arrow, key)
+            values = pf.read(columns=[key]).column(0).to_pylist()
+        else:
+            with _arrow_stream(pa, source.path) as stream:
+                magic = stream.read(6)
+                stream.seek(0)
+                ipc = pa.ipc.open_file if magic == b"ARROW1" else pa.ipc.open_stream
+                table = ipc(stream).read_all()
+            _id_column(source, table.schema, key)
+            values = table.column(key).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{source.name}: not a readable {source.format} file ({exc})") from None
+    if None in values:
+        raise InputError(f"{source.name}:row {values.index(None)}: {key!r} is null (--id-key)")
+    return values
+
+
+def _id_column(source: Source, schema: Any, key: str) -> None:
+    if key not in schema.names:
+        shown = ", ".join(map(repr, list(schema.names)[:8]))
+        raise InputError(f"{source.name}: no {key!r} column for --id-key (columns: {shown})")
+
+
 PARQUET = DocumentFormat("parquet", (".parquet",), _parquet_blocks, _parquet_shard, _parquet_rows)
 ARROW = DocumentFormat("arrow", (".arrow",), _arrow_blocks, rows=_arrow_rows)

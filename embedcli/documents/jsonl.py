@@ -32,15 +32,9 @@ def _jsonl_records(
 ) -> Iterator[tuple[str | None, int | None, int, int]]:
     """(text, line number or None mid-file, byte offset, bytes read) per non-blank line; the
     bytes of blank lines go with the next one, or (at the end) with a last ``None`` text."""
-    begin, end = source.byte_range or (0, None)
-    skip_partial = False
-    if begin > 0:  # a line belongs to the shard where it starts: skip one begun earlier
-        reader.raw.seek(begin - 1)
-        skip_partial = reader.raw.read(1) != b"\n"
     loads = json_loads()
     blank = 0  # bytes of blank lines not yet counted
-    lines = _lines(reader, begin, end, skip_partial, block_bytes, source.first_line)
-    for lineno, offset, line, nbytes in lines:
+    for lineno, offset, line, nbytes in _source_lines(reader, source, block_bytes):
         try:
             record = loads(line)
         except ValueError:  # blank, not JSON, or a case only the standard parser takes
@@ -98,6 +92,34 @@ def _refuse_record(record: object, text_key: str, where: str) -> None:
         raise InputError(f"{where}: no {text_key!r} key (keys: {keys}); choose one with --text-key")
     value = record[text_key]
     raise InputError(f"{where}: {text_key!r} is {type(value).__name__}, not a string")
+
+
+def _source_lines(
+    reader: CountingReader, source: Source, block_bytes: int
+) -> Iterator[tuple[int | None, int, bytes, int]]:
+    """:func:`_lines` of ``source``, its range's own lines only."""
+    begin, end = source.byte_range or (0, None)
+    skip_partial = False
+    if begin > 0:  # a line belongs to the shard where it starts: skip one begun earlier
+        reader.raw.seek(begin - 1)
+        skip_partial = reader.raw.read(1) != b"\n"
+    return _lines(reader, begin, end, skip_partial, block_bytes, source.first_line)
+
+
+def _fields_at(
+    reader: CountingReader, source: Source, key: str, block_bytes: int
+) -> Iterator[tuple[int | None, int, Any]]:
+    """(line number or None, byte offset, the value under ``key``) of each non-blank line,
+    parsed again: the id of each document (``tokenize --id-key``). A line without the key
+    is refused, naming it."""
+    loads = json_loads()
+    for lineno, offset, line, _ in _source_lines(reader, source, block_bytes):
+        if not line.strip():
+            continue
+        record = loads(line)
+        if type(record) is not dict or key not in record or record[key] is None:
+            raise InputError(f"{doc_name(source, lineno, offset)}: no {key!r} key for --id-key")
+        yield lineno, offset, record[key]
 
 
 def _lines(
@@ -160,3 +182,4 @@ def _jsonl_shard(source: Source, begin: int, end: int, last: bool) -> Source | N
 JSONL = DocumentFormat("jsonl", (".jsonl", ".ndjson"), streamed(_jsonl_blocks), _jsonl_shard)
 # A jsonl file's documents without a Block each (the tokenizer's fast path for many small ones).
 jsonl_records = streamed(_jsonl_records)
+jsonl_fields = streamed(_fields_at)  # (source, key, block_bytes): each line's value of key

@@ -117,7 +117,7 @@ def write_provenance(
     document: np.ndarray,
     passes: np.ndarray,
     sources: list[dict[str, Any]],
-    text: tuple[np.ndarray, np.ndarray, list[dict[str, str]]] | None = None,
+    text: TextOrigins | None = None,
 ) -> str:
     """Add the provenance of ``output``'s documents to ``files``; returns its path. ``text``:
     each document's text file (-1: not recorded) and place there, and the files, carried
@@ -134,9 +134,11 @@ def write_provenance(
         "doc_offsets_sha256": _digest(doc_offsets),
     }
     if text is not None:
-        tensors["file"] = np.ascontiguousarray(text[0], np.int32)
-        tensors["at"] = np.ascontiguousarray(text[1], np.int64)
-        meta["files"] = json.dumps(text[2], ensure_ascii=False)
+        tensors["file"] = np.ascontiguousarray(text.file, np.int32)
+        tensors["at"] = np.ascontiguousarray(text.at, np.int64)
+        meta["files"] = json.dumps(text.files, ensure_ascii=False)
+        if text.ids is not None:
+            tensors |= pack_ids(text.ids)
     write_arrays(files.add(path), tensors, meta)  # embedcli's header: deterministic bytes
     return path
 
@@ -161,12 +163,39 @@ def write_origins(
         "files": json.dumps(texts, ensure_ascii=False),
         "doc_offsets_sha256": _digest(doc_offsets),
     }
+    if origins.ids is not None:
+        tensors |= pack_ids(origins.ids)
     write_arrays(files.add(path), tensors, meta)
     return path
 
 
+def pack_ids(ids: list[str]) -> dict[str, np.ndarray]:
+    """Documents' ids as two tensors: their UTF-8 end to end, and where each starts."""
+    data = [i.encode("utf-8", "surrogatepass") for i in ids]
+    sizes = np.fromiter(map(len, data), np.int64, len(data))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return {"id_bytes": np.frombuffer(b"".join(data), np.uint8).copy(), "id_offsets": offsets}
+
+
+def unpack_ids(id_bytes: np.ndarray, id_offsets: np.ndarray) -> list[str]:
+    blob, cuts = id_bytes.tobytes(), id_offsets.tolist()
+    pairs = zip(cuts[:-1], cuts[1:], strict=True)
+    return [blob[a:b].decode("utf-8", "surrogatepass") for a, b in pairs]
+
+
 MIX_TENSORS = ("source", "document", "pass")
-TEXT_TENSORS = ("file", "at")
+TEXT_TENSORS = ("file", "at", "id_bytes", "id_offsets")
+
+
+@dataclass
+class TextOrigins:
+    """Documents' text files and places (and ids), as a provenance file stores them: ``file``
+    indexes ``files`` (-1: not recorded), ``at`` the place there."""
+
+    file: np.ndarray
+    at: np.ndarray
+    files: list[dict[str, Any]]
+    ids: list[str] | None = None
 
 
 @dataclass
@@ -181,6 +210,7 @@ class Provenance:
     file: np.ndarray | None = None  # tokenize: each document's text file and place there
     at: np.ndarray | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[str] | None = None  # each document's id field (--id-key)
 
     def of(self, doc: int) -> dict[str, Any]:
         """Where document ``doc`` came from: its source (name, inputs), index and pass, for a
@@ -198,6 +228,8 @@ class Provenance:
         if self.file is not None and self.at is not None and self.file[doc] >= 0:
             text = self.files[int(self.file[doc])]
             found |= {"file": text["path"], text.get("at", "line"): int(self.at[doc])}
+            if self.ids is not None:
+                found["id"] = self.ids[doc]
         return found
 
 
@@ -220,13 +252,6 @@ def read_provenance(output: str, doc_offsets: np.ndarray) -> tuple[Provenance | 
         return None, f"{path} is not a readable provenance file"
     if meta.get("doc_offsets_sha256") != _digest(doc_offsets):
         return None, f"{path} describes other documents (the token file was rewritten since)"
-    found = Provenance(
-        t.get("source"),
-        t.get("document"),
-        t.get("pass"),
-        sources,
-        t.get("file"),
-        t.get("at"),
-        texts,
-    )
-    return found, None
+    ids = unpack_ids(t["id_bytes"], t["id_offsets"]) if "id_offsets" in t else None
+    mixed = (t.get("source"), t.get("document"), t.get("pass"))
+    return Provenance(*mixed, sources, t.get("file"), t.get("at"), texts, ids), None

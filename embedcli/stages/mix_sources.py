@@ -7,13 +7,14 @@ import contextlib
 import glob
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import sidecar_subject
-from embedcli.formats.provenance import documents, offsets_at, provenance_beside
+from embedcli.formats.provenance import TextOrigins, documents, offsets_at, provenance_beside
 from embedcli.inputs import Request, TokenSource, open_input
 from embedcli.mixing import first_occurrences
 from embedcli.progress import no_progress
@@ -166,27 +167,32 @@ def _draws(source: MixInput, seed: int) -> np.ndarray:
 
 def text_origins(
     read: list[MixInput], source: np.ndarray, document: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]] | None:
+) -> TextOrigins | None:
     """For documents given by source and index there, the text file and place that
     ``tokenize --provenance`` recorded for each (``file`` -1 where a source's files hold no
-    such record) and the text files listed; None where no source's do."""
+    such record), and their ids where every source's files recorded them (``--id-key``);
+    None where no source's files recorded their text."""
     found = [_recorded(s.inputs, int(s.starts.size)) for s in read]
     if all(f is None for f in found):
         return None
     file = np.full(source.size, -1, np.int32)
     at = np.zeros(source.size, np.int64)
-    texts: list[dict[str, str]] = []
+    texts: list[dict[str, Any]] = []
+    each = all(f is not None and f.ids is not None for f in found)
+    ids = np.empty(source.size, object) if each else None
     for k, got in enumerate(found):
         if got is None:
             continue
         mine = source == k
-        file[mine] = got[0][document[mine]] + len(texts)
-        at[mine] = got[1][document[mine]]
-        texts += got[2]
-    return file, at, texts
+        file[mine] = got.file[document[mine]] + len(texts)
+        at[mine] = got.at[document[mine]]
+        texts += got.files
+        if ids is not None and got.ids is not None:
+            ids[mine] = np.asarray(got.ids, object)[document[mine]]
+    return TextOrigins(file, at, texts, None if ids is None else ids.tolist())
 
 
-def _recorded(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray, list] | None:
+def _recorded(paths: list[str], count: int) -> TextOrigins | None:
     """The text files and places of a source's ``count`` documents, joined across its files,
     where every file has a provenance of its own that records them; else None."""
     subjects = [sidecar_subject(p) for p in paths]
@@ -194,7 +200,8 @@ def _recorded(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray, lis
         return None  # the usual case: nothing more is read
     files: list[np.ndarray] = []
     at: list[np.ndarray] = []
-    texts: list[dict[str, str]] = []
+    texts: list[dict[str, Any]] = []
+    ids: list[str] | None = []
     for path, subject in zip(paths, subjects, strict=True):
         with open_input([path], Request()) as found:
             source = found.load(no_progress)
@@ -202,8 +209,9 @@ def _recorded(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray, lis
             _, got, _ = documents(subject, source.doc_offsets, source.metadata, source.segments)
         if got is None or got.file is None or got.at is None:
             return None
-        files.append(got.file + len(texts))
+        files.append(np.where(got.file >= 0, got.file + len(texts), -1))
         at.append(got.at)
         texts += got.files
+        ids = None if ids is None or got.ids is None else ids + got.ids
     file = np.concatenate(files)
-    return (file, np.concatenate(at), texts) if file.size == count else None
+    return TextOrigins(file, np.concatenate(at), texts, ids) if file.size == count else None

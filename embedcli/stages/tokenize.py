@@ -13,10 +13,13 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from embedcli import contract as c
 from embedcli.bpe.pieces import TokenizeStats
 from embedcli.bpe.tokenizer import check_first_text, choose_engine_first, tokenize_with
 from embedcli.documents import Source, resolve_sources, shard_sources
+from embedcli.documents.ids import check_id_source
 from embedcli.errors import EmbedcliError, UsageError
 from embedcli.formats import TokenFormat, format_for
 from embedcli.formats.base import read_sidecar, sidecar_files, sidecar_path
@@ -122,6 +125,7 @@ def run_tokenize(
     val_fraction: float = 0.0,
     split_seed: int = DEFAULT_SEED,
     provenance: bool = False,
+    id_key: str | None = None,
 ) -> TokenizeResult:
     """Tokenize text files, directories or stdin into a token file.
 
@@ -136,9 +140,14 @@ def run_tokenize(
     :func:`embedcli.bpe.pieces.goes_to_val`) go to a second output named by :func:`val_name`.
     ``provenance`` writes beside each output the text file and line (or row) of each of its
     documents (:mod:`embedcli.formats.provenance`); without it, such a file left by an
-    earlier run goes.
+    earlier run goes. ``id_key`` adds each document's id field (a jsonl key, a Parquet or
+    Arrow column), read again after the text; it implies ``provenance``.
     """
+    provenance = provenance or id_key is not None
     job = _resolve(inputs, output, opts, shard, to, no_clobber, provenance)
+    if id_key is not None:
+        for source in job.sources:
+            check_id_source(source, id_key)
     fmt, opts, sources, read, output = job.fmt, job.opts, job.sources, job.read, job.output
     manifest, skipped, notes = job.manifest, job.skipped, job.notes
     val_output = _val_output(output, fmt, val_fraction, shard, read, no_clobber)
@@ -153,6 +162,8 @@ def run_tokenize(
             stats = tokenize_with(opts, sources, sinks[0], on_progress=advance, val=val,
                                   allow_empty=shard is not None, provenance=provenance)  # fmt: skip
         stats.skipped = skipped
+        if id_key is not None:
+            _attach_ids([p for p in (stats, stats.val) if p is not None], sources, id_key)
         extra = {}
         if shard is not None and manifest is not None:
             extra = c.shard_fields(shard[0], shard[1], manifest["shard_set"])
@@ -171,17 +182,8 @@ def run_tokenize(
                 partner = val_output if name == "train" else output
                 meta |= c.split_fields(name, val_fraction, split_seed, partner, pair)
             sink.f.flush()
-            paths += fmt.write(
-                path,
-                sink.f,
-                sink.count,
-                part.doc_offsets,
-                meta,
-                inputs=read,
-                no_clobber=no_clobber,
-                shard_tokens=shard_tokens,
-                files=files,
-            )
+            paths += fmt.write(path, sink.f, sink.count, part.doc_offsets, meta, inputs=read,
+                               no_clobber=no_clobber, shard_tokens=shard_tokens, files=files)  # fmt: skip
             paths += _origins(files, path, part, sources)
         if manifest is not None:  # the pointer every shard of the run writes, last
             where = manifest_path(job.whole)
@@ -213,6 +215,27 @@ def _origins(files: OutputSet, path: str, part: TokenizeStats, sources: list[Sou
     assert part.doc_offsets is not None
     texts = [{"path": s.name, "at": place_kind(s)} for s in sources]
     return [write_origins(files, path, part.doc_offsets, part.origins, texts)]
+
+
+def _attach_ids(parts: list[TokenizeStats], sources: list[Source], key: str) -> None:
+    """Each document's id (``--id-key``), read again from its file at its recorded place, one
+    pass a file for both splits."""
+    from embedcli.documents import place_kind
+    from embedcli.documents.ids import ids_at
+
+    origins = [p.origins for p in parts if p.origins is not None]
+    file = np.concatenate([o.file for o in origins])
+    at = np.concatenate([o.at for o in origins])
+    ids = np.empty(file.size, object)
+    for f in np.unique(file).tolist():
+        mine = file == f
+        ids[mine] = np.asarray(ids_at(sources[f], place_kind(sources[f]), at[mine], key), object)
+    cut = 0
+    for part in parts:
+        assert part.origins is not None
+        n = int(part.origins.file.size)
+        part.origins = replace(part.origins, ids=ids[cut : cut + n].tolist())
+        cut += n
 
 
 def _pair_digest(splits: list[tuple[str, TokenizeStats, str]], sinks: list[SpillSink]) -> str:
