@@ -511,3 +511,50 @@ def test_the_loader_says_where_a_window_came_from(sources, tmp_path, to):
     assert plain["document"] is not None and plain["origin"] is None
     in_memory = TokenWindows(np.arange(40), 8).source(1)
     assert in_memory == {"window": 1, "start": 8, "document": None, "offset": None, "origin": None}
+
+
+@pytest.mark.parametrize(("to", "eot"), [(None, "between"), (None, "before"), (None, "after"),
+                                         (None, "none"), ("nanogpt", None), ("llmc", None)])  # fmt: skip
+def test_sources_read_from_their_files_mix_as_mapped_ones(sources, tmp_path, to, eot):
+    """``--memory`` below the sources' size reads them with pread (nothing mapped): the same
+    bytes, for 4-byte ids, a trainer's 2-byte ids, and documents that cross a shard set's
+    files; so do a two-phase run's scatter jobs."""
+    from embedcli.stages.mix import MixOptions, run_mix
+    from embedcli.stages.mix_phases import Phase, run_mix_phase
+
+    web, story = sources
+    text = str(SAMPLE / "articles.jsonl")
+    invoke("tokenize", text, "--to", "nanogpt", "-o", str(tmp_path / "n.bin"), "-q", check=True)
+    invoke("tokenize", text, "--to", "llmc", "-o", str(tmp_path / "s.bin"), "--shard-tokens",
+           "37", "-q", check=True)  # fmt: skip
+    inputs = [str(web), str(story), str(tmp_path / "n.bin"), str(tmp_path / "s.bin")]
+    name = "m.bin" if to else "m.tokens.safetensors"
+    written = {}
+    for memory in (1 << 40, 1):
+        out = tmp_path / str(memory) / name
+        out.parent.mkdir()
+        run_mix(inputs, str(out), MixOptions(seed=4, eot=eot, memory=memory), to=to)
+        written[memory] = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert written[1] == written[1 << 40] and len(written[1]) >= 2
+    if to is None and eot == "between":
+        opts = MixOptions(seed=4, memory=1)
+        two = tmp_path / "two.tokens.safetensors"
+        for i in range(2):
+            run_mix_phase(inputs, str(two), Phase("scatter", i, 2, str(tmp_path / "b"), 2), opts)
+        for j in range(2):
+            run_mix_phase(inputs, str(two), Phase("gather", j, 2, str(tmp_path / "b")), opts)
+        assert _stream(tmp_path / "two.tokens.manifest.json") == _stream(tmp_path / "1" / name)
+
+
+def test_file_spans_read_a_map_s_view_where_it_lies(tmp_path):
+    from embedcli.stages.segmented import FileSpans, Segmented
+
+    path = tmp_path / "ids.bin"
+    np.arange(100, dtype=np.int32).tofile(path)
+    whole = np.memmap(path, np.int32, "r")
+    ids = Segmented([whole, np.array([7], np.int32), whole[10:50]])
+    assert ids.files[0] == (str(path), 0) and ids.files[1] is None
+    assert ids.files[2] is None  # a view: its .offset is its map's, so it is read as mapped
+    spans = FileSpans(ids)
+    for a, b in [(0, 5), (98, 102), (100, 101), (101, 105), (0, 0)]:
+        assert spans.span(a, b).tolist() == ids.span(a, b).tolist()

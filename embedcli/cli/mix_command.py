@@ -9,7 +9,17 @@ import typer
 
 from embedcli import options as o
 from embedcli.cli.option_groups import Debugging, Writing
-from embedcli.cli.options import BLEND, CLUSTER, OUT, ToOpt, choice, eot_option, listed, path
+from embedcli.cli.options import (
+    BLEND,
+    CLUSTER,
+    OUT,
+    ToOpt,
+    choice,
+    eot_option,
+    listed,
+    parse_size,
+    path,
+)
 from embedcli.cli.session import progress_factory, show_result
 from embedcli.errors import UsageError
 
@@ -184,6 +194,16 @@ BucketDirOpt = Annotated[
         show_default=False,
     ),
 ]
+MemoryOpt = Annotated[
+    str,
+    typer.Option(
+        "--memory",
+        metavar="SIZE",
+        rich_help_panel=CLUSTER,
+        help="Sources larger than SIZE together are read from their files, not mapped: "
+        "resident memory stays flat whatever the corpus (a little slower). Same output.",
+    ),
+]
 
 
 @dataclass
@@ -213,6 +233,7 @@ class Blend:
             eot=file.eot,
             val_fraction=file.val_fraction or 0.0,
             val_tokens=file.val_count(),
+            memory=parse_size(file.memory) or 1,
         )
 
 
@@ -224,6 +245,7 @@ class MixFile:
     eot: MixEotOpt = None
     val_fraction: MixValFraction = None
     val_tokens: MixValTokens = None
+    memory: MemoryOpt = "256MiB"
 
     def val_count(self) -> int | None:
         from embedcli.mixing import parse_count

@@ -20,8 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,8 +39,8 @@ from embedcli.stages.mix_sources import (
     sources_of,
     text_origins,
 )
+from embedcli.stages.mix_writer import DEFAULT_MEMORY, write_documents
 from embedcli.stages.results import MixResult, MixSource, Written
-from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, remote_output, spill_file
 from embedcli.stages.tokenize import val_name
 from embedcli.storage.output_set import OutputSet
@@ -62,7 +61,6 @@ _TOKENIZER_KEYS = (
     c.ENCODING_ASSUMED,
 )
 _AGREE = (c.ENCODING, c.VOCAB_SIZE, c.EOT_ID, c.TOKENIZER_SHA256)
-WRITE_IDS = 1 << 22  # ids gathered and written at once
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,9 @@ class MixOptions:
     eot: str | None = None  # the separator's placement; None: the output format's own
     val_fraction: float = 0.0  # documents held out for a validation file beside the output
     val_tokens: int | None = None  # or this many tokens of them
+    # how much of the sources a shuffled write reads through their maps (not the output's
+    # business: left out of repr, which a two-phase run's fingerprint takes)
+    memory: int = field(default=DEFAULT_MEMORY, repr=False, compare=False)
 
     @property
     def holds_out(self) -> bool:
@@ -111,11 +112,15 @@ def run_mix(
         notes = stale_temps(output)
         source_of, position = order(mix.selection, opts.seed, opts.shuffle)
         starts, ends = _spans(mix.read, mix.selection, source_of, position)
-        written = [_written(mix, output, source_of, starts, ends, placement, stack, progress)]
+        written = [
+            _written(mix, output, source_of, starts, ends, placement, stack, progress, opts.memory)
+        ]
         origins = [origins_of(mix, source_of, position)]
         if val_output is not None:
             held, documents = _held(mix, opts)
-            written.append(_written(mix, val_output, *held, placement, stack, progress))
+            written.append(
+                _written(mix, val_output, *held, placement, stack, progress, opts.memory)
+            )
             origins.append((held[0], documents, np.zeros(documents.size, np.int64)))
         metas = [mix_metadata(mix, opts, placement, w[1]) for w in written]
         if val_output is not None:
@@ -174,11 +179,14 @@ def _written(
     placement: str,
     stack: contextlib.ExitStack,
     progress: ProgressFactory,
+    memory: int,
 ) -> tuple[SpillSink, np.ndarray]:
     """The documents written to a spill file for ``path``: the sink and their offsets."""
     sink = SpillSink(stack.enter_context(spill_file(path)), path)
     ids = [s.ids for s in mix.read]
-    offsets = write_documents(ids, source_of, starts, ends, placement, mix.eot, sink, progress)
+    offsets = write_documents(
+        ids, source_of, starts, ends, placement, mix.eot, sink, progress, memory
+    )
     sink.f.flush()
     return sink, offsets
 
@@ -325,64 +333,6 @@ def _spans(
         docs = s.kept[taken.docs[position[mine]]]
         starts[mine], ends[mine] = s.starts[docs], s.ends[docs]
     return starts, ends
-
-
-def write_documents(
-    ids: list[Segmented],
-    source_of: np.ndarray,
-    starts: np.ndarray,
-    ends: np.ndarray,
-    placement: str,
-    eot: int | None,
-    sink: SpillSink,
-    progress: ProgressFactory,
-) -> np.ndarray:
-    """The documents ``ids[source_of[j]].span(starts[j], ends[j])`` to ``sink`` in order,
-    separated as ``placement`` says; their offsets."""
-    offsets = _offsets(ends - starts, placement)
-    mark = np.array([eot if eot is not None else 0], np.int32)
-    before = placement == "before"
-    after = placement == "after"
-    between = placement == "between"
-    parts: list[np.ndarray] = []
-    pending = 0
-    with progress("mix", int(offsets[-1]), "tokens") as advance:
-        for j, (k, a, b) in enumerate(
-            zip(source_of.tolist(), starts.tolist(), ends.tolist(), strict=True)
-        ):
-            if before or (between and j):
-                parts.append(mark)
-            parts.append(ids[k].span(a, b))
-            if after:
-                parts.append(mark)
-            pending += b - a + 1
-            if pending >= WRITE_IDS:
-                _flush(parts, sink, advance)
-                pending = 0
-        _flush(parts, sink, advance)
-    return offsets
-
-
-def _offsets(lengths: np.ndarray, placement: str) -> np.ndarray:
-    """Where each document starts, and the end, as tokenize records them: at the separator
-    that opens a document (``before``), past the one that closes the document before it
-    (``between``), at the document's own ids (``after``, ``none``)."""
-    n = lengths.size
-    if placement in ("before", "after"):
-        sizes = lengths + 1
-    elif placement == "between":
-        sizes = lengths + (np.arange(n) < n - 1)  # each but the last closed by one
-    else:
-        sizes = lengths
-    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-
-
-def _flush(parts: list[np.ndarray], sink: SpillSink, advance: Callable[[int], None]) -> None:
-    if parts:
-        chunk = np.concatenate(parts).astype(np.int32, copy=False)
-        sink.write(chunk)
-        advance(int(chunk.size))
-        parts.clear()
 
 
 def _facts(

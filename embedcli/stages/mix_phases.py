@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +39,9 @@ from embedcli.stages.mix import (
     mix_metadata,
     origins_of,
     prepare,
-    write_documents,
 )
 from embedcli.stages.mix_sources import text_origins
+from embedcli.stages.mix_writer import span_readers, write_documents
 from embedcli.stages.results import MixResult, Written
 from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, spill_file
@@ -153,10 +154,11 @@ def _scatter(
         lo, hi = n * phase.index // phase.count, n * (phase.index + 1) // phase.count
         mine.append(np.flatnonzero((docs >= lo) & (docs < hi)))
     paths, docs_written, tokens = [], 0, 0
+    spans = span_readers([s.ids for s in mix.read], opts.memory)
     with progress("scatter", phase.buckets, "blocks") as advance:
         for j in range(phase.buckets):
             path = _bucket_path(phase.directory, j, phase.index, phase.count)
-            docs, ids = _write_bucket(mix, placed, mine, j, path, fingerprint)
+            docs, ids = _write_bucket(mix, placed, mine, j, path, fingerprint, spans)
             docs_written, tokens = docs_written + docs, tokens + ids
             paths.append(path)
             advance(1)
@@ -174,6 +176,7 @@ def _write_bucket(
     j: int,
     path: str,
     fingerprint: str,
+    spans: list[Callable[[int, int], np.ndarray]],
 ) -> tuple[int, int]:
     """Bucket ``j`` of this job's share: sort keys, sources, positions, lengths and ids."""
     from safetensors.numpy import save
@@ -189,7 +192,7 @@ def _write_bucket(
         position.append(at.astype(np.int64))
         lengths.append((s.ends - s.starts)[docs])
         ids += [
-            s.ids.span(a, b)
+            spans[k](a, b)
             for a, b in zip(s.starts[docs].tolist(), s.ends[docs].tolist(), strict=True)
         ]
     tensors = {

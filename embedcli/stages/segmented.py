@@ -7,6 +7,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import mmap
+import os
+import weakref
 
 import numpy as np
 
@@ -32,11 +34,17 @@ class Segmented:
 
     def __init__(self, segments: list[np.ndarray]) -> None:
         self._maps = [m for p in segments if (m := getattr(p, "_mmap", None)) is not None]
+        # each segment's file and where it starts there, for FileSpans (None: in memory)
+        self.files = [_file_of(p) for p in segments] or [None]
         # plain arrays over the same memory: np.memmap's slicing costs 6 us a document
         self.parts = [np.asarray(p).view(np.ndarray) for p in segments] or [np.zeros(0, np.int32)]
         self.bounds = np.cumsum([0, *(p.size for p in self.parts)]).tolist()
         self.size = int(self.bounds[-1])
         self.dtype = self.parts[0].dtype
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(p.nbytes) for p in self.parts)
 
     def span(self, a: int, b: int) -> np.ndarray:
         """``joined[a:b]``: a view where it lies in one file."""
@@ -96,6 +104,56 @@ class Segmented:
     def where(self, value: int) -> np.ndarray:
         """The positions that hold ``value``, one file at a time."""
         return separators_in(self.parts, value)
+
+
+class FileSpans:
+    """Spans of a :class:`Segmented` read from its files with ``pread``, not through its
+    memory maps, so that a read at random maps nothing into this process (see
+    :mod:`embedcli.stages.mix_writer`); a span in memory or across two files is its own."""
+
+    def __init__(self, ids: Segmented) -> None:
+        self.ids = ids
+        self.fds: dict[str, int] = {}
+        weakref.finalize(self, _close, self.fds)
+
+    def span(self, a: int, b: int) -> np.ndarray:
+        ids = self.ids
+        k = bisect.bisect_right(ids.bounds, a) - 1
+        where = ids.files[k] if 0 <= k < len(ids.files) else None
+        if where is None or b <= a or b > ids.bounds[k + 1]:
+            return ids.span(a, b)
+        fd = self.fds.get(where[0])
+        if fd is None:
+            fd = self.fds[where[0]] = os.open(where[0], os.O_RDONLY)
+        out = np.empty(b - a, ids.dtype)
+        got = os.preadv(fd, [out.data], where[1] + (a - ids.bounds[k]) * ids.dtype.itemsize)
+        if got != out.nbytes:  # the file shrank under us
+            raise OSError(f"{where[0]}: read {got} of {out.nbytes} bytes")
+        return out
+
+
+def _close(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
+
+
+def _file_of(segment: np.ndarray) -> tuple[str, int] | None:
+    """The file a memory-mapped segment lies in and the byte where it starts, checked by
+    reading its first and last ids there (a view of a map may not start at its offset)."""
+    path, offset = getattr(segment, "filename", None), getattr(segment, "offset", None)
+    if not path or offset is None or not segment.flags.c_contiguous or segment.size == 0:
+        return None
+    item = segment.dtype.itemsize
+    try:
+        with open(path, "rb") as f:
+            head = os.pread(f.fileno(), item, offset)
+            tail = os.pread(f.fileno(), item, offset + (segment.size - 1) * item)
+    except OSError:
+        return None
+    view = np.asarray(segment).view(np.ndarray)
+    if head != view[:1].tobytes() or tail != view[-1:].tobytes():
+        return None
+    return str(path), int(offset)
 
 
 def as_u4(ids: np.ndarray) -> np.ndarray:
