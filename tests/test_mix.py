@@ -558,3 +558,46 @@ def test_file_spans_read_a_map_s_view_where_it_lies(tmp_path):
     spans = FileSpans(ids)
     for a, b in [(0, 5), (98, 102), (100, 101), (101, 105), (0, 0)]:
         assert spans.span(a, b).tolist() == ids.span(a, b).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 9), min_size=1, max_size=30),
+    st.sampled_from(["between", "before", "after", "none"]),
+    st.integers(1, 12),
+    st.randoms(use_true_random=False),
+)
+def test_a_bucket_in_memory_is_written_as_the_loop_writes_it(lengths, placement, window, rnd):
+    """A gather job's bucket (one array in memory) is placed by index arrays, a window at a
+    time; the same ids and offsets as the document-by-document loop, whatever the window."""
+    import tempfile
+
+    from embedcli.progress import no_progress
+    from embedcli.stages import mix_writer
+    from embedcli.stages.segmented import Segmented
+    from embedcli.stages.staging import SpillSink
+
+    ids = np.arange(1, sum(lengths) + 1, dtype=np.int32)
+    ends = np.cumsum(lengths)
+    starts = ends - np.array(lengths)
+    order = list(range(len(lengths)))
+    rnd.shuffle(order)
+    by = np.array(order)
+    source = np.zeros(len(order), np.int64)
+    written = []
+    for segments in ([ids], [ids[:3], ids[3:]]):  # one array: gathered; two: the loop
+        with tempfile.TemporaryFile() as f:
+            sink = SpillSink(f, "x")
+            old = mix_writer.GATHER_IDS
+            mix_writer.GATHER_IDS = window
+            try:
+                offsets = mix_writer.write_documents(
+                    [Segmented(segments)], source, starts[by], ends[by], placement, 0, sink,
+                    no_progress,
+                )  # fmt: skip
+            finally:
+                mix_writer.GATHER_IDS = old
+            f.flush()
+            f.seek(0)
+            written.append((np.frombuffer(f.read(), np.int32).tolist(), offsets.tolist()))
+    assert written[0] == written[1]

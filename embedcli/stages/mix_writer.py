@@ -23,6 +23,7 @@ from embedcli.stages.segmented import FileSpans, Segmented
 from embedcli.stages.staging import SpillSink
 
 WRITE_IDS = 1 << 22  # ids gathered and written at once
+GATHER_IDS = 1 << 20  # the same, placed by index arrays (16 bytes of index an id)
 DEFAULT_MEMORY = 256 << 20  # --memory: the most of the sources read through their maps
 
 
@@ -49,6 +50,9 @@ def write_documents(
     separated as ``placement`` says; their offsets. Sources larger than ``memory`` together
     are read from their files (:func:`span_readers`), not through their memory maps."""
     offsets = _offsets(ends - starts, placement)
+    if len(ids) == 1 and len(ids[0].parts) == 1 and not ids[0]._maps:  # a gather's bucket
+        _write_gathered(ids[0].parts[0], starts, ends, offsets, placement, eot, sink, progress)
+        return offsets
     if sum(s.nbytes for s in ids) > memory:
         _write_from_files(ids, source_of, starts, ends, offsets, placement, eot, sink, progress)
         return offsets
@@ -119,6 +123,35 @@ def _write_from_files(
             os.close(fd)
 
 
+def _write_gathered(
+    array: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    offsets: np.ndarray,
+    placement: str,
+    eot: int | None,
+    sink: SpillSink,
+    progress: ProgressFactory,
+) -> None:
+    """:func:`write_documents` from one array in memory (a gather job's bucket): a window of
+    the output at a time, its documents' ids placed by two index arrays in one gather, into a
+    buffer filled with the separator first (what no document fills is one)."""
+    at = offsets[:-1] + (placement == "before")
+    lengths = ends - starts
+    cuts = _windows(offsets, GATHER_IDS)
+    with progress("mix", int(offsets[-1]), "tokens") as advance:
+        for j0, j1 in zip(cuts[:-1], cuts[1:], strict=True):
+            base, size = int(offsets[j0]), int(offsets[j1] - offsets[j0])
+            buf = np.full(size, eot if eot is not None else 0, np.int32)
+            n = lengths[j0:j1]
+            before = np.cumsum(n) - n  # each document's first id among the window's ids
+            step = np.arange(int(n.sum()), dtype=np.int64)
+            source = np.repeat(starts[j0:j1] - before, n) + step
+            buf[np.repeat(at[j0:j1] - base - before, n) + step] = array[source]
+            sink.write(buf)
+            advance(size)
+
+
 def _file_places(
     ids: list[Segmented], source_of: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -145,12 +178,12 @@ def _file_places(
     return fds, which, where
 
 
-def _windows(offsets: np.ndarray) -> list[int]:
-    """Document indices cutting the output into windows of about WRITE_IDS ids (a longer
+def _windows(offsets: np.ndarray, size: int = WRITE_IDS) -> list[int]:
+    """Document indices cutting the output into windows of about ``size`` ids (a longer
     document its own)."""
     cuts, j, n = [0], 0, offsets.size - 1
     while j < n:
-        j = max(int(np.searchsorted(offsets, offsets[j] + WRITE_IDS, "right")) - 1, j + 1)
+        j = max(int(np.searchsorted(offsets, offsets[j] + size, "right")) - 1, j + 1)
         cuts.append(min(j, n))
     return cuts
 
