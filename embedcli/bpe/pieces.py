@@ -173,8 +173,9 @@ def pieces(
     chooser: tuple[float, int] | None = None,
 ) -> Iterator[tuple[str, bool, int, int]]:
     """(piece of text, starts a new document, stream: 0 main, 1 validation, the document's
-    place in its file) in order, cut at safe points. With ``split_on_eot`` a literal ``<|endoftext|>`` ends a document
-    (TinyStories' separator); ``chooser=(fraction, seed)`` sends documents to validation."""
+    place in its file) in order, cut at safe points. With ``split_on_eot`` a literal
+    ``<|endoftext|>`` ends a document (TinyStories' separator); ``chooser=(fraction, seed)``
+    sends documents to validation."""
 
     for source in sources:
 

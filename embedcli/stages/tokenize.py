@@ -182,8 +182,9 @@ def run_tokenize(
                 partner = val_output if name == "train" else output
                 meta |= c.split_fields(name, val_fraction, split_seed, partner, pair)
             sink.f.flush()
-            paths += fmt.write(path, sink.f, sink.count, part.doc_offsets, meta, inputs=read,
-                               no_clobber=no_clobber, shard_tokens=shard_tokens, files=files)  # fmt: skip
+            paths += fmt.write(path, sink.f, sink.count, part.doc_offsets, meta,
+                               inputs=read, no_clobber=no_clobber, shard_tokens=shard_tokens,
+                               files=files)  # fmt: skip
             paths += _origins(files, path, part, sources)
         if manifest is not None:  # the pointer every shard of the run writes, last
             where = manifest_path(job.whole)
