@@ -536,14 +536,15 @@ def test_sources_read_from_their_files_mix_as_mapped_ones(sources, tmp_path, to,
         run_mix(inputs, str(out), MixOptions(seed=4, eot=eot, memory=memory), to=to)
         written[memory] = {p.name: p.read_bytes() for p in out.parent.iterdir()}
     assert written[1] == written[1 << 40] and len(written[1]) >= 2
-    if to is None and eot == "between":
-        opts = MixOptions(seed=4, memory=1)
-        two = tmp_path / "two.tokens.safetensors"
+    for memory in (1, 1 << 40) if to is None and eot == "between" else ():
+        opts = MixOptions(seed=4, memory=memory)
+        two, buckets = tmp_path / f"two{memory}.tokens.safetensors", str(tmp_path / f"b{memory}")
         for i in range(2):
-            run_mix_phase(inputs, str(two), Phase("scatter", i, 2, str(tmp_path / "b"), 2), opts)
+            run_mix_phase(inputs, str(two), Phase("scatter", i, 2, buckets, 2), opts)
         for j in range(2):
-            run_mix_phase(inputs, str(two), Phase("gather", j, 2, str(tmp_path / "b")), opts)
-        assert _stream(tmp_path / "two.tokens.manifest.json") == _stream(tmp_path / "1" / name)
+            run_mix_phase(inputs, str(two), Phase("gather", j, 2, buckets), opts)
+        manifest = tmp_path / f"two{memory}.tokens.manifest.json"
+        assert _stream(manifest) == _stream(tmp_path / "1" / name)
 
 
 def test_file_spans_read_a_map_s_view_where_it_lies(tmp_path):

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +40,7 @@ from embedcli.stages.mix import (
     prepare,
 )
 from embedcli.stages.mix_sources import text_origins
-from embedcli.stages.mix_writer import span_readers, write_documents
+from embedcli.stages.mix_writer import read_spans, write_documents
 from embedcli.stages.results import MixResult, Written
 from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, spill_file
@@ -154,11 +153,10 @@ def _scatter(
         lo, hi = n * phase.index // phase.count, n * (phase.index + 1) // phase.count
         mine.append(np.flatnonzero((docs >= lo) & (docs < hi)))
     paths, docs_written, tokens = [], 0, 0
-    spans = span_readers([s.ids for s in mix.read], opts.memory)
     with progress("scatter", phase.buckets, "blocks") as advance:
         for j in range(phase.buckets):
             path = _bucket_path(phase.directory, j, phase.index, phase.count)
-            docs, ids = _write_bucket(mix, placed, mine, j, path, fingerprint, spans)
+            docs, ids = _write_bucket(mix, placed, mine, j, path, fingerprint, opts.memory)
             docs_written, tokens = docs_written + docs, tokens + ids
             paths.append(path)
             advance(1)
@@ -176,12 +174,12 @@ def _write_bucket(
     j: int,
     path: str,
     fingerprint: str,
-    spans: list[Callable[[int, int], np.ndarray]],
+    memory: int,
 ) -> tuple[int, int]:
     """Bucket ``j`` of this job's share: sort keys, sources, positions, lengths and ids."""
     from safetensors.numpy import save
 
-    sort, source, position, lengths, ids = [], [], [], [], []
+    sort, source, position, lengths, starts = [], [], [], [], []
     for k, (s, taken, (key, bucket), share) in enumerate(
         zip(mix.read, mix.selection.sources, placed, mine, strict=True)
     ):
@@ -191,16 +189,15 @@ def _write_bucket(
         source.append(np.full(at.size, k, np.int64))
         position.append(at.astype(np.int64))
         lengths.append((s.ends - s.starts)[docs])
-        ids += [
-            spans[k](a, b)
-            for a, b in zip(s.starts[docs].tolist(), s.ends[docs].tolist(), strict=True)
-        ]
+        starts.append(s.starts[docs])
+    begin, length, of = np.concatenate(starts), np.concatenate(lengths), np.concatenate(source)
+    ids = read_spans([s.ids for s in mix.read], of, begin, begin + length, memory)
     tensors = {
         "sort": np.concatenate(sort).astype(np.uint64),
-        "source": np.concatenate(source),
+        "source": of,
         "position": np.concatenate(position),
-        "lengths": np.concatenate(lengths).astype(np.int64),
-        "ids": (np.concatenate(ids) if ids else np.zeros(0)).astype(np.int32),
+        "lengths": length.astype(np.int64),
+        "ids": ids,
     }
     with atomic_file(path, output=False) as f:
         f.write(save(tensors, metadata={"mix_fingerprint": fingerprint}))

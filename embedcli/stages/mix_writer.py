@@ -24,15 +24,8 @@ from embedcli.stages.staging import SpillSink
 
 WRITE_IDS = 1 << 22  # ids gathered and written at once
 GATHER_IDS = 1 << 20  # the same, placed by index arrays (16 bytes of index an id)
+GATHER_DOCS = 1 << 12  # documents of a bucket gathered by index arrays at once
 DEFAULT_MEMORY = 256 << 20  # --memory: the most of the sources read through their maps
-
-
-def span_readers(ids: list[Segmented], memory: int) -> list[Callable[[int, int], np.ndarray]]:
-    """How each source's spans are read: through its memory maps where all the sources
-    together fit in ``memory`` bytes, else from its files (where it has them)."""
-    if sum(s.nbytes for s in ids) <= memory:
-        return [s.span for s in ids]
-    return [FileSpans(s).span for s in ids]
 
 
 def write_documents(
@@ -48,7 +41,7 @@ def write_documents(
 ) -> np.ndarray:
     """The documents ``ids[source_of[j]].span(starts[j], ends[j])`` to ``sink`` in order,
     separated as ``placement`` says; their offsets. Sources larger than ``memory`` together
-    are read from their files (:func:`span_readers`), not through their memory maps."""
+    are read from their files with ``pread``, not through their memory maps."""
     offsets = _offsets(ends - starts, placement)
     if len(ids) == 1 and len(ids[0].parts) == 1 and not ids[0]._maps:  # a gather's bucket
         _write_gathered(ids[0].parts[0], starts, ends, offsets, placement, eot, sink, progress)
@@ -78,6 +71,68 @@ def write_documents(
                 pending = 0
         _flush(parts, sink, advance)
     return offsets
+
+
+def read_spans(
+    ids: list[Segmented],
+    source_of: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    memory: int = DEFAULT_MEMORY,
+) -> np.ndarray:
+    """The spans ``ids[source_of[j]].span(starts[j], ends[j])`` end to end, as int32 (a
+    scatter job's bucket): each ``pread`` into its place where the sources are larger than
+    ``memory`` together, else gathered through the maps a window at a time by index arrays
+    (a source of one file) or span by span (one of several)."""
+    lengths = ends - starts
+    at = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    out = np.empty(int(at[-1]), np.int32)
+    if sum(s.nbytes for s in ids) > memory:
+        fds, which, where = _file_places(ids, source_of, starts, ends)
+        try:
+            _pread_into(out, ids, fds, which, where, source_of, starts, lengths, at[:-1])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return out
+    for k, s in enumerate(ids):
+        mine = np.flatnonzero(source_of == k)
+        if len(s.parts) != 1:
+            for j in mine.tolist():
+                out[at[j] : at[j + 1]] = s.span(int(starts[j]), int(ends[j]))
+            continue
+        for w in range(0, mine.size, GATHER_DOCS):
+            docs = mine[w : w + GATHER_DOCS]
+            n = lengths[docs]
+            step = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+            out[np.repeat(at[docs], n) + step] = s.parts[0][np.repeat(starts[docs], n) + step]
+    return out
+
+
+def _pread_into(
+    out: np.ndarray,
+    ids: list[Segmented],
+    fds: list[int],
+    which: np.ndarray,
+    where: np.ndarray,
+    source_of: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    at: np.ndarray,
+) -> None:
+    """Each span read into ``out`` at ``at``: one ``pread`` where :func:`_file_places` found
+    its file, else through :class:`FileSpans` (2-byte ids, a span across two files)."""
+    view = out.data.cast("B")
+    spans = [FileSpans(s).span for s in ids]
+    rows = zip(which.tolist(), where.tolist(), source_of.tolist(), starts.tolist(),
+               lengths.tolist(), at.tolist(), strict=True)  # fmt: skip
+    for f, offset, k, a, n, p in rows:
+        if f >= 0:
+            got = os.preadv(fds[f], [view[4 * p : 4 * (p + n)]], offset)
+            if got != 4 * n:
+                raise OSError(f"a source file shrank: read {got} of {4 * n} bytes")
+        elif n:
+            out[p : p + n] = spans[k](a, a + n)
 
 
 def _write_from_files(
