@@ -602,3 +602,19 @@ def test_a_bucket_in_memory_is_written_as_the_loop_writes_it(lengths, placement,
             f.seek(0)
             written.append((np.frombuffer(f.read(), np.int32).tolist(), offsets.tolist()))
     assert written[0] == written[1]
+
+
+def test_shard_tokens_splits_an_llmc_mix_into_files_that_read_as_one(sources, tmp_path):
+    web, story = sources
+    whole, split = tmp_path / "whole.bin", tmp_path / "split.bin"
+    invoke("mix", str(web), str(story), "--to", "llmc", "-o", str(whole), "-q", check=True)
+    invoke("mix", str(web), str(story), "--to", "llmc", "--shard-tokens", "300", "-o",
+           str(split), "-q", check=True)  # fmt: skip
+    assert len(list(tmp_path.glob("split_*.bin"))) > 2
+    assert _documents(tmp_path / "split.bin.json") == _documents(whole)
+    warned = invoke("mix", str(web), "-o", str(tmp_path / "m.tokens.safetensors"),
+                    "--shard-tokens", "300")  # fmt: skip
+    assert warned.returncode == 0 and b"--shard-tokens applies to --to llmc only" in warned.stderr
+    phased = invoke("mix", str(web), "--to", "llmc", "--shard-tokens", "300", "-o", str(split),
+                    "--phase", "scatter", "--shard", "0/1", "--buckets", "1")  # fmt: skip
+    assert phased.returncode == 2 and b"--shard-tokens splits a one-process mix" in phased.stderr

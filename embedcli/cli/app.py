@@ -42,6 +42,7 @@ from embedcli.cli.options import (
     BLEND,
     CLUSTER,
     MORE,
+    MORE_OUT,
     PROVENANCE,
     TOK,
     Command,
@@ -242,7 +243,7 @@ ADVANCED_PANELS.update(
         "tokenize": (MORE, PROVENANCE, STORAGE),
         "batch": (TOK, MORE, STORAGE),
         "embed": (MORE_EMB, TOK, MORE, STORAGE),
-        "mix": (BLEND, CLUSTER),
+        "mix": (BLEND, MORE_OUT, CLUSTER),
     }
 )
 

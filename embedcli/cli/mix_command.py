@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from embedcli import options as o
+from embedcli.cli.errors import warn_unused
 from embedcli.cli.option_groups import Debugging, Writing
 from embedcli.cli.options import (
     BLEND,
     CLUSTER,
+    MORE_OUT,
     OUT,
     ToOpt,
     choice,
@@ -194,6 +196,18 @@ BucketDirOpt = Annotated[
         show_default=False,
     ),
 ]
+MixShardTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--shard-tokens",
+        min=1,
+        max=2**31 - 1,
+        metavar="N",
+        rich_help_panel=MORE_OUT,
+        help="--to llmc: ids per file \\[default: 100,000,000, as llm.c's scripts].",
+        show_default=False,
+    ),
+]
 MemoryOpt = Annotated[
     str,
     typer.Option(
@@ -233,6 +247,7 @@ class Blend:
             eot=file.eot,
             val_fraction=file.val_fraction or 0.0,
             val_tokens=file.val_count(),
+            shard_tokens=file.shard_tokens,
             memory=parse_size(file.memory) or 1,
         )
 
@@ -245,7 +260,15 @@ class MixFile:
     eot: MixEotOpt = None
     val_fraction: MixValFraction = None
     val_tokens: MixValTokens = None
+    shard_tokens: MixShardTokens = None
     memory: MemoryOpt = "256MiB"
+
+    def unused(self, output: str) -> list[tuple[str, bool, str]]:
+        """The options that cannot act on this output (warned of, as tokenize's)."""
+        from embedcli.formats import format_for
+
+        llmc = format_for(self.to, output).name == "llmc"
+        return [("shard_tokens", not llmc, "--shard-tokens applies to --to llmc only")]
 
     def val_count(self) -> int | None:
         from embedcli.mixing import parse_count
@@ -280,6 +303,7 @@ class ClusterJob:
 
 
 def mix(
+    ctx: typer.Context,
     inputs: MixInputs = None,
     output: MixOutput = None,
     *,
@@ -309,6 +333,7 @@ def mix(
 
     if not output:
         raise UsageError("name the mixed file with -o PATH (mix has no default name)")
+    warn_unused(ctx, run.quiet, file.unused(output))
     sources, opts = list(inputs or []), blend.options(file)
     if blend.emit_weights is not None:
         return _emit(sources, output, opts, blend, file, cluster, run)

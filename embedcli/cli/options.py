@@ -132,6 +132,7 @@ def path(value: str) -> str:
 TOK, WIN, EMB, OUT = "Tokenizing", "Windowing", "Embedding", "Output"
 MORE = "More tokenizing"  # rarely needed: shown by --help-all
 BLEND, CLUSTER = "Trainer blend", "Cluster"  # mix's panels that wait for --help-all
+MORE_OUT = "More output"
 PROVENANCE = "Provenance"  # tokenize's, waiting for --help-all
 
 TextInputs = Annotated[

@@ -76,6 +76,7 @@ class MixOptions:
     eot: str | None = None  # the separator's placement; None: the output format's own
     val_fraction: float = 0.0  # documents held out for a validation file beside the output
     val_tokens: int | None = None  # or this many tokens of them
+    shard_tokens: int | None = None  # --to llmc: ids per file (llm.c's 100M by default)
     # how much of the sources a shuffled write reads through their maps (not the output's
     # business: left out of repr, which a two-phase run's fingerprint takes)
     memory: int = field(default=DEFAULT_MEMORY, repr=False, compare=False)
@@ -135,8 +136,8 @@ def run_mix(
         paths: list[str] = []
         for (sink, doc_offsets), meta, origin in zip(written, metas, origins, strict=True):
             paths += fmt.write(
-                sink.output, sink.f, sink.count, doc_offsets, meta,
-                inputs=mix.paths, no_clobber=no_clobber, files=files,
+                sink.output, sink.f, sink.count, doc_offsets, meta, inputs=mix.paths,
+                no_clobber=no_clobber, files=files, shard_tokens=opts.shard_tokens,
             )  # fmt: skip
             if sink.output != "-":
                 text = text_origins(mix.read, origin[0], origin[1])

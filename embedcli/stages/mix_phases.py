@@ -83,6 +83,11 @@ def run_mix_phase(
     placement = opts.eot or fmt.default_eot
     if phase.name not in PHASES:
         raise UsageError(f"unknown --phase {phase.name!r}; use scatter or gather")
+    if opts.shard_tokens is not None:
+        raise UsageError(
+            "--shard-tokens splits a one-process mix's llm.c output; a two-phase run's parts "
+            "are its files (--shard J/M of the gather jobs)"
+        )
     if opts.holds_out:
         raise UsageError(
             "a two-phase run writes no validation split yet: run the mix in one process for "
