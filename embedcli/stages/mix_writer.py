@@ -43,7 +43,7 @@ def write_documents(
     separated as ``placement`` says; their offsets. Sources larger than ``memory`` together
     are read from their files with ``pread``, not through their memory maps."""
     offsets = _offsets(ends - starts, placement)
-    if len(ids) == 1 and len(ids[0].parts) == 1 and not ids[0]._maps:  # a gather's bucket
+    if len(ids) == 1 and len(ids[0].parts) == 1 and not ids[0].mapped:  # a gather's bucket
         _write_gathered(ids[0].parts[0], starts, ends, offsets, placement, eot, sink, progress)
         return offsets
     if sum(s.nbytes for s in ids) > memory:

@@ -46,6 +46,11 @@ class Segmented:
     def nbytes(self) -> int:
         return sum(int(p.nbytes) for p in self.parts)
 
+    @property
+    def mapped(self) -> bool:
+        """Whether any of its ids lie in a memory-mapped file (else all are in memory)."""
+        return bool(self._maps)
+
     def span(self, a: int, b: int) -> np.ndarray:
         """``joined[a:b]``: a view where it lies in one file."""
         if len(self.parts) == 1 or b <= a:
