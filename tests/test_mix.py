@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from embedcli.errors import UsageError
+from embedcli.errors import InputError, UsageError
 from embedcli.mixing import first_occurrences, order, parse_count, parse_weights, select
 
 from conftest import SAMPLE, invoke
@@ -618,3 +618,25 @@ def test_shard_tokens_splits_an_llmc_mix_into_files_that_read_as_one(sources, tm
     phased = invoke("mix", str(web), "--to", "llmc", "--shard-tokens", "300", "-o", str(split),
                     "--phase", "scatter", "--shard", "0/1", "--buckets", "1")  # fmt: skip
     assert phased.returncode == 2 and b"--shard-tokens splits a one-process mix" in phased.stderr
+
+
+def test_buckets_under_an_object_store_prefix_give_the_same_stream(sources, tmp_path):
+    """``--bucket-dir`` may be a URL: a scatter job uploads its buckets and then its marker,
+    a gather job fetches the markers and its own bucket (fsspec's memory:// here; the S3
+    tests run the same against a real server)."""
+    from embedcli.stages.mix import MixOptions, run_mix
+    from embedcli.stages.mix_phases import Phase, run_mix_phase
+
+    web, story = sources
+    inputs, opts = [str(web), str(story)], MixOptions(seed=2, dedup=True)
+    one = tmp_path / "one.tokens.safetensors"
+    run_mix(inputs, str(one), opts)
+    out, prefix = tmp_path / "two.tokens.safetensors", f"memory://mix-buckets/{tmp_path.name}"
+    with pytest.raises(InputError, match="no scatter job of this run has finished"):
+        run_mix_phase(inputs, str(out), Phase("gather", 0, 2, prefix), opts)
+    for i in range(3):
+        done = run_mix_phase(inputs, str(out), Phase("scatter", i, 3, prefix, 2), opts)
+        assert all(p.startswith(prefix + "/") for p in done.written.paths)
+    for j in range(2):
+        run_mix_phase(inputs, str(out), Phase("gather", j, 2, prefix), opts)
+    assert _stream(tmp_path / "two.tokens.manifest.json") == _stream(one)

@@ -247,3 +247,32 @@ def test_peak_memory_is_flat_in_the_object_size(tmp_path, s3env):
             assert out.stat().st_size == 2 * body.count("\n") * 2002
     grown = {where: p[1] - p[0] for where, p in peaks.items()}
     assert grown["s3"] < grown["local"] + 16, peaks  # 30 MB more object, no more buffers
+
+
+def test_a_two_phase_mix_keeps_its_buckets_in_the_bucket(tmp_path, s3env, corpus):
+    """``mix --phase scatter|gather --bucket-dir s3://...``: the buckets and markers are
+    objects; the parts read through the manifest are the one-process mix."""
+    web, story = tmp_path / "web.tokens.safetensors", tmp_path / "story.tokens.safetensors"
+    invoke("tokenize", str(SAMPLE / "articles.jsonl"), "-o", str(web), "-q", check=True)
+    invoke("tokenize", str(corpus), "-o", str(story), "-q", check=True)
+    base = ["mix", str(web), str(story), "--dedup", "exact", "--seed", "3", "-q"]
+    prefix = f"s3://{BUCKET}/buckets/run1"
+    for i in (1, 0):
+        invoke(*base, "-o", str(tmp_path / "two.tokens.safetensors"), "--phase", "scatter",
+               "--shard", f"{i}/2", "--buckets", "2", "--bucket-dir", prefix, check=True)  # fmt: skip
+    listed = keys(s3env, "buckets/run1/")
+    assert [k for k in listed if k.endswith(".done.json")] == [
+        "buckets/run1/scatter-00001-of-00002.done.json",
+        "buckets/run1/scatter-00002-of-00002.done.json",
+    ]
+    assert sum(k.startswith("buckets/run1/bucket-") for k in listed) == 4
+    for j in (1, 0):
+        invoke(*base, "-o", str(tmp_path / "two.tokens.safetensors"), "--phase", "gather",
+               "--shard", f"{j}/2", "--bucket-dir", prefix, check=True)  # fmt: skip
+    invoke(*base, "-o", str(tmp_path / "one.tokens.safetensors"), check=True)
+    from embedcli.inputs import load_input
+
+    with load_input([str(tmp_path / "two.tokens.manifest.json")]) as two:
+        one = load_file(tmp_path / "one.tokens.safetensors")
+        assert two.ids.tobytes() == one["ids"].tobytes()
+        assert two.doc_offsets.tobytes() == one["doc_offsets"].tobytes()

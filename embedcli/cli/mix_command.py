@@ -191,8 +191,8 @@ BucketDirOpt = Annotated[
         "--bucket-dir",
         metavar="DIR",
         rich_help_panel=CLUSTER,
-        help="Where the bucket files live: a directory every job reaches "
-        "\\[default: the output's name + .buckets].",
+        help="Where the bucket files live: a directory every job reaches, or an object-store "
+        "prefix (s3://bucket/run) \\[default: the output's name + .buckets].",
         show_default=False,
     ),
 ]

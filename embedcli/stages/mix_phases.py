@@ -21,8 +21,10 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,6 +50,7 @@ from embedcli.storage.atomic import atomic_file
 from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output
+from embedcli.storage.remote import fetch, is_url, list_objects, upload
 from embedcli.storage.store import header_if_file
 
 PHASES = ("scatter", "gather")
@@ -93,24 +96,58 @@ def run_mix_phase(
             "a two-phase run writes no validation split yet: run the mix in one process for "
             "--val-fraction/--val-tokens, or hold out a source of your own"
         )
+    if phase.name == "scatter" and (not phase.buckets or phase.buckets < 1):
+        raise UsageError("--phase scatter needs --buckets M: the number of gather jobs")
     with contextlib.ExitStack() as stack:
         mix = prepare(inputs, sources, opts, placement, stack)
         fingerprint = _fingerprint(mix, opts, placement, fmt.name)
+        here = stack.enter_context(_buckets_at(phase))  # a URL's: through a local directory
         if phase.name == "scatter":
-            if not phase.buckets or phase.buckets < 1:
-                raise UsageError("--phase scatter needs --buckets M: the number of gather jobs")
-            paths, docs, tokens = _scatter(mix, opts, phase, fingerprint, progress)
+            paths, docs, tokens = _scatter(mix, opts, here, fingerprint, progress)
             header = None
         else:
             paths, docs, tokens = _gather(
-                mix, opts, phase, fingerprint, output, fmt, placement, no_clobber, progress
+                mix, opts, here, fingerprint, output, fmt, placement, no_clobber, progress
             )
             header = header_if_file(paths[0]) if fmt.name == "safetensors" else None
+        written = Written.of(paths, main=0)
+        if here is not phase:  # the buckets as they will be named, once uploaded
+            written.paths = [_as_url(p, here.directory, phase.directory) for p in written.paths]
+            paths = written.paths
     return MixResult(
-        paths[0], Written.of(paths, main=0), mix.facts, mix.selection.budget, tokens, docs,
+        paths[0], written, mix.facts, mix.selection.budget, tokens, docs,
         opts.seed, opts.shuffle, opts.dedup, time.perf_counter() - started, fmt.name, header,
         phase=f"{phase.name} {phase.index + 1}/{phase.count}",
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _buckets_at(phase: Phase) -> Iterator[Phase]:
+    """The job's phase with its buckets in a local directory: the phase's own, or for an
+    object-store prefix (``--bucket-dir s3://b/run``) a temporary one, filled first from the
+    prefix for a gather job (the markers and its own bucket of every scatter job), uploaded
+    after a scatter job's work (its buckets, then its marker, so a marker never stands for a
+    bucket that is not there)."""
+    if not is_url(phase.directory):
+        yield phase
+        return
+    prefix = phase.directory.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="embedcli-buckets-") as local:
+        if phase.name == "gather":
+            mine = f"bucket-{phase.index:05d}-from-"
+            found, _ = list_objects(prefix + "/", lambda _, n: n.startswith(("scatter-", mine)))
+            for url, _ in found:
+                fetch(url, local)
+        yield replace(phase, directory=local)
+        if phase.name == "scatter":
+            names = sorted(os.listdir(local), key=lambda n: (n.startswith("scatter-"), n))
+            for name in names:
+                upload(os.path.join(local, name), f"{prefix}/{name}")
+
+
+def _as_url(path: str, local: str, prefix: str) -> str:
+    inside = os.path.relpath(path, local)
+    return path if inside.startswith("..") else f"{prefix.rstrip('/')}/{inside}"
 
 
 def _fingerprint(mix: Prepared, opts: MixOptions, placement: str, fmt: str) -> str:
