@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
 from embedcli.paths import PathArg, path_list
-from embedcli.vocab import OutOfVocab, out_of_vocab
+from embedcli.vocab import out_of_vocab_in
 from embedcli.window_rows import row_items, take_rows
 from embedcli.windows import DocumentWindows, count_windows
 
@@ -47,23 +47,13 @@ class TokenStream:
         vocab = get_int(self.metadata, VOCAB_SIZE)
         if not vocab:
             return
-        from functools import partial
-
-        from embedcli.storage.store import release_pages
-
         # the pages of each memory map handed back behind the scan: a 1 GB shard set's check
         # left 1.1 GB of its pages in the process (and in every DataLoader worker's peak)
-        found = [
-            (k, out_of_vocab(s, vocab, partial(release_pages, s)))
-            for k, s in enumerate(self.segments)
-        ]
-        bad = [(k, f) for k, f in found if f is not None]
-        if bad:
-            k, first = bad[0]
-            total = OutOfVocab(
-                sum(f.count for _, f in bad), int(self.bounds[k]) + first.position, first.id
-            )
-            raise FormatError(total.message(name, vocab, (len(self),)))
+        from embedcli.storage.store import release_pages
+
+        found = out_of_vocab_in(self.segments, vocab, release_pages)
+        if found is not None:
+            raise FormatError(found.message(name, vocab, (len(self),)))
 
     def read_rows(self, starts: np.ndarray, count: int) -> np.ndarray:
         """``(len(starts), count)``: the ids from each start, in the file's own dtype, in one

@@ -49,6 +49,27 @@ class OutOfVocab:
         )
 
 
+def out_of_vocab_in(
+    segments: list[np.ndarray],
+    vocab_size: int,
+    release: Callable[[np.ndarray, int], None] | None = None,
+) -> OutOfVocab | None:
+    """:func:`out_of_vocab` of ids held as segments (a shard set's files, never joined), the
+    first one's position counted in the whole stream; ``release(segment, n)`` hears that a
+    segment's first ``n`` ids are checked (its memory map's pages handed back behind)."""
+    from functools import partial
+
+    count, first, before = 0, None, 0
+    for segment in segments:
+        done = partial(release, segment) if release is not None else None
+        found = out_of_vocab(segment, vocab_size, done)
+        if found is not None:
+            count += found.count
+            first = first or (before + found.position, found.id)
+        before += int(segment.size)
+    return None if first is None else OutOfVocab(count, *first)
+
+
 def out_of_vocab(
     ids: np.ndarray, vocab_size: int, done: Callable[[int], None] | None = None
 ) -> OutOfVocab | None:

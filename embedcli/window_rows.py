@@ -9,7 +9,7 @@ gathered while the previous one is written, so memory stays flat.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,9 +17,22 @@ from numpy.lib.stride_tricks import sliding_window_view
 from embedcli.windows import ArithmeticStarts, WindowPlan
 
 
+class RowSource(Protocol):
+    """Ids held as several files (a shard set's segments: ``TokenStream``), read as rows."""
+
+    def read_rows(self, starts: np.ndarray, count: int) -> np.ndarray: ...
+
+    def release_before(self, position: int) -> None: ...
+
+    def span(self, start: int, stop: int) -> np.ndarray: ...
+
+
+Ids = np.ndarray | RowSource  # one array, or segments never joined
+
+
 def gather_into(
     out: np.ndarray,
-    ids: np.ndarray,
+    ids: Ids,
     starts: np.ndarray | ArithmeticStarts,
     i: int,
     j: int,
@@ -30,9 +43,15 @@ def gather_into(
     ``out[: j - i]``, converted to ``out``'s dtype in the same pass.
 
     An in-order plan's rows are a strided slice of the sliding view (no index array at all);
-    other plans index it.
+    other plans index it; segments are read row by row where they lie (``read_rows``).
     """
-    if isinstance(starts, ArithmeticStarts):
+    if not isinstance(ids, np.ndarray) and isinstance(starts, ArithmeticStarts):
+        step, lo = starts.stride, i * starts.stride  # the chunk's ids: one range of the stream
+        span = ids.span(lo + shift, (j - 1) * step + max_length + shift)
+        rows = sliding_window_view(span, max_length)[::step]
+    elif not isinstance(ids, np.ndarray):
+        rows = ids.read_rows(np.asarray(starts[i:j], np.int64) + shift, max_length)
+    elif isinstance(starts, ArithmeticStarts):
         step = starts.stride
         rows = sliding_window_view(ids[shift:], max_length)[i * step : (j - 1) * step + 1 : step]
     else:
@@ -86,7 +105,7 @@ def random_access_ids(ids: np.ndarray, step: int = 1 << 22) -> np.ndarray:
 
 def write_windows(
     f: BinaryIO,
-    ids: np.ndarray,
+    ids: Ids,
     plan: WindowPlan,
     a: int,
     b: int,
@@ -111,12 +130,16 @@ def write_windows(
             chunk = gather_into(buffers[k % 2], ids, plan.starts, i, min(i + rows, b), t, shift)
             writer.write(array_bytes(chunk))
             if in_order and k:  # chunk k-1 is written: the ids before it are not needed again
-                release_pages(ids, (i - rows) * plan.stride + shift)
+                upto = (i - rows) * plan.stride + shift
+                if isinstance(ids, np.ndarray):
+                    release_pages(ids, upto)
+                else:
+                    ids.release_before(upto)
 
 
 def write_window_pairs(
     f: BinaryIO,
-    ids: np.ndarray,
+    ids: Ids,
     plan: WindowPlan,
     a: int,
     b: int,
@@ -133,6 +156,8 @@ def write_window_pairs(
     False (nothing written) for anything else (a pipe, a device, ``>> file``); ``f``'s
     position is left after the targets.
     """
+    if not isinstance(ids, np.ndarray):  # segments: the two passes of write_windows
+        return False
     import fcntl
     import stat
 

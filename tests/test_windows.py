@@ -5,10 +5,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.numpy import load_file
 
 from embedcli.errors import InputError, UsageError
 from embedcli.windows import count_windows, gather, plan_windows
 
+from conftest import SAMPLE, invoke
 from reference import reference_windows
 
 
@@ -309,3 +311,47 @@ def test_shuffled_coverage_in_chunks_equals_a_plain_count(
         starts = ArithmeticStarts(count_windows(n, t, stride), stride)
         order = np.random.default_rng(5).permutation(len(starts))
         assert covered_tokens(starts, order, plan.n_windows, t + 1, chunk) == len(covered)
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [("llmc", ["--max-length", "8"]), ("llmc", ["--max-length", "5", "--stride", "3"]),
+     ("llmc", ["--max-length", "4", "--shuffle"]), ("shards", ["--max-length", "7"]),
+     ("shards", ["--max-length", "6", "--no-cross-docs"])],
+)  # fmt: skip
+def test_batch_of_a_shard_set_equals_one_file_and_reads_it_unjoined(
+    tmp_path, monkeypatch, kind, extra
+):
+    """An llm.c shard set (documents across its files) or a manifest of tokenize --shard
+    parts batches to the bytes of the same ids in one file; an in-order plan reads the files
+    where they lie, never joined (issue 34)."""
+    from embedcli.formats.base import TokenSource
+
+    text = str(SAMPLE / "articles.jsonl")
+    if kind == "llmc":
+        one, many = tmp_path / "one.bin", tmp_path / "many.bin.json"
+        invoke("tokenize", text, "--to", "llmc", "-o", str(one), "-q", check=True)
+        invoke("tokenize", text, "--to", "llmc", "-o", str(tmp_path / "many.bin"),
+               "--shard-tokens", "37", "-q", check=True)  # fmt: skip
+    else:
+        one, many = tmp_path / "one.tokens.safetensors", tmp_path / "m.tokens.manifest.json"
+        invoke("tokenize", text, "-o", str(one), "-q", check=True)
+        for i in range(3):
+            invoke("tokenize", text, "-o", str(tmp_path / "m.tokens.safetensors"), "--shard",
+                   f"{i}/3", "-q", check=True)  # fmt: skip
+    outs = []
+    for name, source in (("one", one), ("many", many)):
+        out = tmp_path / f"{name}.windows.safetensors"
+        if name == "many" and "--shuffle" not in extra:
+
+            def guarded(s, joined=TokenSource.ids.fget):
+                return joined(s) if len(s.segments) == 1 else pytest.fail("joined")
+
+            monkeypatch.setattr(TokenSource, "ids", property(guarded))
+        invoke("batch", str(source), "-o", str(out), "--batch-size", "2", "-q", *extra,
+               check=True)  # fmt: skip
+        monkeypatch.undo()
+        outs.append(load_file(out))
+    assert outs[0].keys() == outs[1].keys()
+    for key in outs[0]:
+        assert outs[0][key].tobytes() == outs[1][key].tobytes(), key

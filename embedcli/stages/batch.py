@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -27,6 +26,7 @@ from embedcli.stages.common import (
     CHUNK_BYTES,
     announce,
     first_window,
+    ids_of,
     make_plan,
     plan_result,
     split_note,
@@ -42,7 +42,7 @@ from embedcli.storage.outputs import (
     write_tensors,
 )
 from embedcli.storage.store import TensorSpec, header_if_file, release_pages
-from embedcli.vocab import out_of_vocab
+from embedcli.vocab import out_of_vocab_in
 from embedcli.window_rows import random_access_ids, write_window_pairs, write_windows
 from embedcli.windows import ArithmeticStarts, PlanFacts, WindowPlan
 
@@ -158,7 +158,7 @@ def run_batch(
         Written.of(paths),
         job.facts,
         opts.dtype,
-        int(src.ids.size),
+        src.size,
         time.perf_counter() - started,
         tokenized=src.stats,
         first_window=first,
@@ -188,7 +188,7 @@ def write_windows_file(
         chunk_bytes = min(chunk_bytes, SHUFFLED_CHUNK_BYTES)
     rows = max(1, chunk_bytes // (plan.max_length * dtype.itemsize))
     # A shuffled plan reads at random: from ids as small as they fit (windows.py)
-    ids = src.ids if plan.shuffle_seed is None else random_access_ids(src.ids)
+    ids = random_access_ids(src.ids) if plan.shuffle_seed is not None else ids_of(src)
     indexed = not isinstance(plan.starts, ArithmeticStarts)
 
     def write_rows(f: BinaryIO, a: int, b: int) -> None:
@@ -217,11 +217,11 @@ def _vocab_notes(src: TokenSource, inputs: list[str]) -> list[str]:
     of ids is data, whatever they index), but no embedding of the encoding can take them."""
     vocab = c.get_int(src.metadata, c.VOCAB_SIZE)
     # the scan reads every id once: pages of a memory map are handed back behind it
-    found = out_of_vocab(src.ids, vocab, partial(release_pages, src.ids)) if vocab else None
+    found = out_of_vocab_in(src.segments, vocab, release_pages) if vocab else None
     if found is None or vocab is None:
         return []
     name = inputs[0] if len(inputs) == 1 and inputs[0] != "-" else "the input"
-    message = found.message(name, vocab, tuple(src.ids.shape))
+    message = found.message(name, vocab, (src.size,))
     return [f"{message}; windowed as they are (embed refuses them)"]
 
 

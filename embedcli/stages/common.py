@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import UsageError
@@ -26,6 +28,9 @@ from embedcli.windows import (
     plan_windows,
     windows_metadata,
 )
+
+if TYPE_CHECKING:
+    from embedcli.window_rows import Ids
 
 CHUNK_BYTES = 32 << 20  # default bytes of windows gathered (batch) or embedded (embed) at once
 
@@ -107,9 +112,25 @@ def announce(
         notify(f"writing {human_bytes(total)} to {where}")
 
 
+def ids_of(source: TokenSource) -> Ids:
+    """A token input's ids as the window writers read them: one file's array, or a shard
+    set's segments read where they lie (:class:`~embedcli.stages.segmented.Segmented`), never
+    joined into one copy."""
+    if len(source.segments) == 1:
+        return source.segments[0]
+    from embedcli.stages.segmented import Segmented
+
+    return Segmented(source.segments)
+
+
 def first_window(source: TokenSource, plan: WindowPlan) -> FirstWindow:
     from embedcli.bpe.encodings import decoder_for
 
-    ids = [int(i) for i in gather(source.ids, plan.starts[:1], plan.max_length)[0]]
+    held = ids_of(source)
+    if isinstance(held, np.ndarray):
+        first = gather(held, plan.starts[:1], plan.max_length)[0]
+    else:
+        first = held.read_rows(np.asarray(plan.starts[:1], np.int64), plan.max_length)[0]
+    ids = [int(i) for i in first]
     decode = decoder_for(source.metadata, None)
     return FirstWindow(ids, decode(ids) if decode is not None else "")

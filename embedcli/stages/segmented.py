@@ -38,6 +38,7 @@ class Segmented:
         self.files = [_file_of(p) for p in segments] or [None]
         # plain arrays over the same memory: np.memmap's slicing costs 6 us a document
         self.parts = [np.asarray(p).view(np.ndarray) for p in segments] or [np.zeros(0, np.int32)]
+        self._arrays = list(segments) or self.parts  # as given: release_pages needs the maps
         self.bounds = np.cumsum([0, *(p.size for p in self.parts)]).tolist()
         self.size = int(self.bounds[-1])
         self.dtype = self.parts[0].dtype
@@ -64,6 +65,33 @@ class Segmented:
             pieces.append(self.parts[k][a - self.bounds[k] : end - self.bounds[k]])
             a, k = end, k + 1
         return np.concatenate(pieces) if pieces else self.parts[0][:0]
+
+    def read_rows(self, starts: np.ndarray, count: int) -> np.ndarray:
+        """``(len(starts), count)`` ids from each start (an indexed window plan's rows), in
+        one gather a file where the rows lie in it; a row across two files on its own."""
+        from embedcli.window_rows import row_items, take_rows
+
+        out = np.empty((starts.size, count), self.dtype)
+        bounds = np.asarray(self.bounds, np.int64)
+        k = np.searchsorted(bounds, starts, "right") - 1
+        inside = starts + count <= bounds[np.minimum(k + 1, len(self.parts))]
+        for part in np.unique(k[inside]).tolist():
+            rows = np.flatnonzero(inside & (k == part))
+            items = row_items(self.parts[part], count)
+            out[rows] = take_rows(items, starts[rows] - bounds[part], self.dtype)
+        for row in np.flatnonzero(~inside).tolist():
+            out[row] = self.span(int(starts[row]), int(starts[row]) + count)
+        return out
+
+    def release_before(self, position: int) -> None:
+        """Hand back the pages of the files' maps before ``position`` (an in-order pass has
+        read them): :func:`~embedcli.storage.store.release_pages`."""
+        from embedcli.storage.store import release_pages
+
+        for k, part in enumerate(self.parts):
+            if position <= self.bounds[k]:
+                break
+            release_pages(self._arrays[k], min(position - self.bounds[k], part.size))
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """``joined[positions]`` (increasing: a document's marks), read a chunk at a time."""
