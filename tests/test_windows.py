@@ -355,3 +355,31 @@ def test_batch_of_a_shard_set_equals_one_file_and_reads_it_unjoined(
     assert outs[0].keys() == outs[1].keys()
     for key in outs[0]:
         assert outs[0][key].tobytes() == outs[1][key].tobytes(), key
+
+
+def test_embed_of_a_shard_set_equals_one_file_and_reads_it_unjoined(tmp_path, monkeypatch):
+    """``embed`` of an llm.c set whose documents cross its files: the one-file bytes, the
+    windows read where they lie (issue 34)."""
+    from embedcli.formats.base import TokenSource
+
+    text = str(SAMPLE / "articles.jsonl")
+    one = tmp_path / "one.bin"
+    invoke("tokenize", text, "--to", "llmc", "-o", str(one), "-q", check=True)
+    invoke("tokenize", text, "--to", "llmc", "-o", str(tmp_path / "many.bin"), "--shard-tokens",
+           "37", "-q", check=True)  # fmt: skip
+    outs = []
+    for name, source in (("one", one), ("many", tmp_path / "many.bin.json")):
+        out = tmp_path / f"{name}.embeddings.safetensors"
+        if name == "many":
+
+            def guarded(s, joined=TokenSource.ids.fget):
+                return joined(s) if len(s.segments) == 1 else pytest.fail("joined")
+
+            monkeypatch.setattr(TokenSource, "ids", property(guarded))
+        invoke("embed", str(source), "-o", str(out), "--dim", "8", "--max-length", "6",
+               "--stride", "5", "-q", check=True)  # fmt: skip
+        monkeypatch.undo()
+        outs.append(load_file(out))
+    assert outs[0].keys() == outs[1].keys()
+    for key in outs[0]:
+        assert outs[0][key].tobytes() == outs[1][key].tobytes(), key

@@ -30,7 +30,7 @@ from embedcli.errors import DeviceError, FormatError, InputError, UsageError
 from embedcli.options import DEFAULT_DIM, POS_KINDS, FloatDtype
 from embedcli.storage.atomic import Writable, WriteBehind
 from embedcli.units import human_bytes
-from embedcli.vocab import out_of_vocab
+from embedcli.vocab import out_of_vocab, out_of_vocab_in
 
 if TYPE_CHECKING:
     import numpy as np
@@ -180,13 +180,17 @@ def load_weights(
     return LoadedWeights(token, pos, tok_name, pos_name)
 
 
-def check_id_range(ids: np.ndarray, vocab_size: int, *, where: str) -> None:
+def check_id_range(ids: np.ndarray | list[np.ndarray], vocab_size: int, *, where: str) -> None:
     """Refuse ids outside ``[0, vocab_size)`` before any lookup (on CUDA it would be a device
-    assert that kills the process)."""
-    found = out_of_vocab(ids, vocab_size)
+    assert that kills the process); ``ids`` an array, or a shard set's files as a list."""
+    if isinstance(ids, list):
+        found = out_of_vocab_in(ids, vocab_size)
+        shape: tuple[int, ...] = (sum(int(s.size) for s in ids),)
+    else:
+        found, shape = out_of_vocab(ids, vocab_size), tuple(ids.shape)
     if found is not None:
         raise InputError(
-            found.message(where, vocab_size, tuple(ids.shape), of="the embedding table")
+            found.message(where, vocab_size, shape, of="the embedding table")
             + ": use the ids' own vocabulary (--vocab-size, --weights)"
         )
 

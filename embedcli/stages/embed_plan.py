@@ -31,6 +31,7 @@ from embedcli.errors import UsageError
 from embedcli.inputs import TokenSource, WindowSource
 from embedcli.options import EmbedOptions
 from embedcli.progress import ProgressFactory
+from embedcli.stages.common import ids_of
 from embedcli.storage.atomic import Writable
 from embedcli.storage.outputs import write_tensors
 from embedcli.storage.store import TensorSpec, build_header
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
     from embedcli.embedding.distributed import Group
     from embedcli.inspection.stats import Histogram
+    from embedcli.window_rows import Ids
 
 
 @dataclass
@@ -65,7 +67,7 @@ class EmbedPlan:
     rows_per_chunk: int
     windows_facts: PlanFacts | None  # None when the input was already windowed
     windows: np.ndarray | None = None  # already-windowed input, or
-    ids: np.ndarray | None = None  # ids and the window starts to gather
+    ids: Ids | None = None  # ids (a shard set's as its files) and the window starts to gather
     starts: np.ndarray | ArithmeticStarts | None = None
 
     @property
@@ -81,7 +83,11 @@ class EmbedPlan:
                 yield self.windows[i:j]
             else:
                 assert self.ids is not None and self.starts is not None
-                yield gather(self.ids, self.starts[i:j], self.max_length)
+                if isinstance(self.ids, np.ndarray):
+                    yield gather(self.ids, self.starts[i:j], self.max_length)
+                else:  # a shard set's files, read where the rows lie
+                    starts = np.asarray(self.starts[i:j], np.int64)
+                    yield self.ids.read_rows(starts, self.max_length)
 
 
 def make_embed_plan(
@@ -100,13 +106,15 @@ def make_embed_plan(
     an :class:`~embedcli.Embedding`'s). Checks every id against the token table's size."""
     import torch
 
+    ids: Ids  # windows already made, one file's ids, or a shard set's files
     if isinstance(src, WindowSource):
         n, t = (int(d) for d in src.inputs.shape)
         facts, base, starts, ids = None, dict(src.metadata), None, src.inputs
+        checked: np.ndarray | list[np.ndarray] = src.inputs
     else:
         assert windows is not None
         n, t, facts = windows.n_windows, windows.max_length, windows.facts()
-        starts, ids = windows.starts, src.ids
+        starts, ids, checked = windows.starts, ids_of(src), src.segments
         # The lineage: the input's metadata plus how the windows were made here.
         base = windows_metadata(src.metadata, facts, "int64")
     base.pop(c.IDS_DTYPE, None)
@@ -115,7 +123,7 @@ def make_embed_plan(
         dim=opts.dim, context_length=opts.context_length, seed=opts.seed, pos=opts.pos_kind,
         weights=opts.weights, token_key=opts.token_key, pos_key=opts.pos_key,
     )  # fmt: skip
-    check_id_range(ids, tables.vocab_size, where=where)
+    check_id_range(checked, tables.vocab_size, where=where)
     specs = _specs(opts, tables, _lead_dims(n, windows, base, opts, batched), t)
     meta = c.stage_metadata(
         "embeddings",
