@@ -22,7 +22,7 @@ from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
 from embedcli.paths import PathArg, path_list
 from embedcli.vocab import out_of_vocab_in
-from embedcli.window_rows import row_items, take_rows
+from embedcli.window_rows import row_items, segment_rows, take_rows
 from embedcli.windows import DocumentWindows, count_windows
 
 
@@ -61,15 +61,10 @@ class TokenStream:
         crosses segments is read on its own)."""
         if len(self.segments) == 1:  # the common case: one fancy index, one memcpy a row
             return self._rows(0, count, starts)
-        out = np.empty((starts.size, count), dtype=np.result_type(*self.segments))
-        k = np.searchsorted(self.bounds, starts, side="right") - 1
-        inside = starts + count <= self.bounds[np.minimum(k + 1, len(self.segments))]
-        for seg in np.unique(k[inside]):
-            rows = np.flatnonzero(inside & (k == seg))
-            out[rows] = self._rows(seg, count, starts[rows] - int(self.bounds[seg]))
-        for row in np.flatnonzero(~inside):
-            out[row] = self.read(int(starts[row]), count)
-        return out
+        dtype = np.result_type(*self.segments)
+        return segment_rows(self.bounds, starts, count, dtype,
+                            lambda k, local: self._rows(k, count, local),
+                            lambda a: self.read(a, count))  # fmt: skip
 
     def _rows(self, segment: int, count: int, starts: np.ndarray) -> np.ndarray:
         """Rows of ``count`` ids of segment ``segment`` from ``starts``, gathered from its

@@ -9,6 +9,7 @@ gathered while the previous one is written, so memory stays flat.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 import numpy as np
@@ -71,6 +72,30 @@ def row_items(ids: np.ndarray, max_length: int) -> np.ndarray:
     item = np.dtype((np.void, max_length * ids.itemsize))
     count = max(0, ids.size - max_length + 1)
     return np.ndarray((count,), item, buffer=ids, strides=(ids.itemsize,))
+
+
+def segment_rows(
+    bounds: np.ndarray | list[int],
+    starts: np.ndarray,
+    count: int,
+    dtype: np.dtype,
+    rows_in: Callable[[int, np.ndarray], np.ndarray],
+    row_at: Callable[[int], np.ndarray],
+) -> np.ndarray:
+    """``(len(starts), count)`` ids from each start of a stream held in parts (a shard set's
+    files) that begin at ``bounds`` (its last: the end): ``rows_in(k, starts)`` gathers at once
+    the rows that lie inside part ``k`` (starts counted in it), ``row_at(start)`` reads a row
+    across two parts on its own."""
+    out = np.empty((starts.size, count), dtype)
+    bounds = np.asarray(bounds, np.int64)
+    k = np.searchsorted(bounds, starts, "right") - 1
+    inside = starts + count <= bounds[np.minimum(k + 1, bounds.size - 1)]
+    for part in np.unique(k[inside]).tolist():
+        rows = np.flatnonzero(inside & (k == part))
+        out[rows] = rows_in(part, starts[rows] - bounds[part])
+    for row in np.flatnonzero(~inside).tolist():
+        out[row] = row_at(int(starts[row]))
+    return out
 
 
 def take_rows(items: np.ndarray, starts: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -21,6 +21,7 @@ from embedcli.cli.options import (
     listed,
     parse_size,
     path,
+    shard_tokens_option,
 )
 from embedcli.cli.session import progress_factory, show_result
 from embedcli.errors import UsageError
@@ -196,18 +197,7 @@ BucketDirOpt = Annotated[
         show_default=False,
     ),
 ]
-MixShardTokens = Annotated[
-    int | None,
-    typer.Option(
-        "--shard-tokens",
-        min=1,
-        max=2**31 - 1,
-        metavar="N",
-        rich_help_panel=MORE_OUT,
-        help="--to llmc: ids per file \\[default: 100,000,000, as llm.c's scripts].",
-        show_default=False,
-    ),
-]
+MixShardTokens = Annotated[int | None, shard_tokens_option(MORE_OUT)]
 MemoryOpt = Annotated[
     str,
     typer.Option(

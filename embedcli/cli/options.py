@@ -368,17 +368,21 @@ def eot_option(panel: str) -> typer.models.OptionInfo:
 
 
 EotOpt = Annotated[str | None, eot_option(TOK)]
-ShardTokens = Annotated[
-    int | None,
-    typer.Option(
+
+
+def shard_tokens_option(panel: str) -> typer.models.OptionInfo:
+    """``--shard-tokens``, tokenize's and mix's: one help text, in each command's own panel."""
+    return typer.Option(
         "--shard-tokens",
         min=1,
         max=2**31 - 1,
         metavar="N",
-        rich_help_panel=OUT,
+        rich_help_panel=panel,
         help="--to llmc: ids per file \\[default: 100,000,000, as llm.c's scripts].",
-    ),
-]
+    )
+
+
+ShardTokens = Annotated[int | None, shard_tokens_option(OUT)]
 MaxShardSize = Annotated[
     str | None,
     typer.Option(

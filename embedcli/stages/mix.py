@@ -36,6 +36,7 @@ from embedcli.stages.mix_sources import (
     dedup,
     hold_out,
     read_source,
+    recorded_texts,
     sources_of,
     text_origins,
 )
@@ -134,13 +135,14 @@ def run_mix(
                 meta |= c.split_fields(name, fraction, opts.seed, partner, pair)
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))
         paths: list[str] = []
+        recorded = recorded_texts(mix.read) if output != "-" else []  # once for both files
         for (sink, doc_offsets), meta, origin in zip(written, metas, origins, strict=True):
             paths += fmt.write(
                 sink.output, sink.f, sink.count, doc_offsets, meta, inputs=mix.paths,
                 no_clobber=no_clobber, files=files, shard_tokens=opts.shard_tokens,
             )  # fmt: skip
             if sink.output != "-":
-                text = text_origins(mix.read, origin[0], origin[1])
+                text = text_origins(recorded, origin[0], origin[1])
                 paths.append(
                     write_provenance(files, sink.output, doc_offsets, *origin, mix.named, text)
                 )

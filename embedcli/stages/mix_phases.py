@@ -41,7 +41,7 @@ from embedcli.stages.mix import (
     origins_of,
     prepare,
 )
-from embedcli.stages.mix_sources import text_origins
+from embedcli.stages.mix_sources import recorded_texts, text_origins
 from embedcli.stages.mix_writer import read_spans, write_documents
 from embedcli.stages.results import MixResult, Written
 from embedcli.stages.segmented import Segmented
@@ -325,7 +325,7 @@ def _gather(
             inputs=mix.paths, no_clobber=no_clobber, files=files,
         )  # fmt: skip
         origin = origins_of(mix, source[by], position[by])
-        text = text_origins(mix.read, origin[0], origin[1])
+        text = text_origins(recorded_texts(mix.read), origin[0], origin[1])
         paths.append(write_provenance(files, part, doc_offsets, *origin, mix.named, text))
         where = manifest_path(output)
         files.replaces(older_shards(where, manifest, inputs=mix.paths))

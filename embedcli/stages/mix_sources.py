@@ -165,14 +165,19 @@ def _draws(source: MixInput, seed: int) -> np.ndarray:
     return np.array([int.from_bytes(d, "little") for d in kept], np.uint64)
 
 
+def recorded_texts(read: list[MixInput]) -> list[TextOrigins | None]:
+    """Each source's documents' text files and places, as ``tokenize --provenance`` recorded
+    them (None for a source whose files did not): read once a run, for all its outputs."""
+    return [_recorded(s.inputs, int(s.starts.size)) for s in read]
+
+
 def text_origins(
-    read: list[MixInput], source: np.ndarray, document: np.ndarray
+    found: list[TextOrigins | None], source: np.ndarray, document: np.ndarray
 ) -> TextOrigins | None:
-    """For documents given by source and index there, the text file and place that
-    ``tokenize --provenance`` recorded for each (``file`` -1 where a source's files hold no
-    such record), and their ids where every source's files recorded them (``--id-key``);
-    None where no source's files recorded their text."""
-    found = [_recorded(s.inputs, int(s.starts.size)) for s in read]
+    """For documents given by source and index there, the text file and place recorded for
+    each (:func:`recorded_texts`; ``file`` -1 where a source's files hold no such record),
+    and their ids where every source's files recorded them (``--id-key``); None where no
+    source's files recorded their text."""
     if all(f is None for f in found):
         return None
     file = np.full(source.size, -1, np.int32)

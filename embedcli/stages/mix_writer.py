@@ -88,12 +88,8 @@ def read_spans(
     at = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     out = np.empty(int(at[-1]), np.int32)
     if sum(s.nbytes for s in ids) > memory:
-        fds, which, where = _file_places(ids, source_of, starts, ends)
-        try:
-            _pread_into(out, ids, fds, which, where, source_of, starts, lengths, at[:-1])
-        finally:
-            for fd in fds:
-                os.close(fd)
+        with _Preads(ids, source_of, starts, ends, at[:-1]) as reads:
+            reads.into(out, 0, source_of.size)
         return out
     for k, s in enumerate(ids):
         mine = np.flatnonzero(source_of == k)
@@ -103,36 +99,58 @@ def read_spans(
             continue
         for w in range(0, mine.size, GATHER_DOCS):
             docs = mine[w : w + GATHER_DOCS]
-            n = lengths[docs]
-            step = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-            out[np.repeat(at[docs], n) + step] = s.parts[0][np.repeat(starts[docs], n) + step]
+            dest, source = _index_pairs(at[docs], starts[docs], lengths[docs])
+            out[dest] = s.parts[0][source]
     return out
 
 
-def _pread_into(
-    out: np.ndarray,
-    ids: list[Segmented],
-    fds: list[int],
-    which: np.ndarray,
-    where: np.ndarray,
-    source_of: np.ndarray,
-    starts: np.ndarray,
-    lengths: np.ndarray,
-    at: np.ndarray,
-) -> None:
-    """Each span read into ``out`` at ``at``: one ``pread`` where :func:`_file_places` found
-    its file, else through :class:`FileSpans` (2-byte ids, a span across two files)."""
-    view = out.data.cast("B")
-    spans = [FileSpans(s).span for s in ids]
-    rows = zip(which.tolist(), where.tolist(), source_of.tolist(), starts.tolist(),
-               lengths.tolist(), at.tolist(), strict=True)  # fmt: skip
-    for f, offset, k, a, n, p in rows:
-        if f >= 0:
-            got = os.preadv(fds[f], [view[4 * p : 4 * (p + n)]], offset)
-            if got != 4 * n:
-                raise OSError(f"a source file shrank: read {got} of {4 * n} bytes")
-        elif n:
-            out[p : p + n] = spans[k](a, a + n)
+def _index_pairs(
+    dest: np.ndarray, source: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays that copy span ``i`` (``lengths[i]`` ids from ``source[i]``) to
+    ``dest[i]``, all spans in one gather."""
+    step = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+    return np.repeat(dest, lengths) + step, np.repeat(source, lengths) + step
+
+
+class _Preads:
+    """Documents read from the sources' files, each with one ``pread`` into its place ``at``
+    in a buffer where :func:`_file_places` found its file, else through :class:`FileSpans`
+    (2-byte ids, a span across two files); the descriptors closed on exit."""
+
+    def __init__(
+        self,
+        ids: list[Segmented],
+        source_of: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        at: np.ndarray,
+    ) -> None:
+        self.fds, which, where = _file_places(ids, source_of, starts, ends)
+        self.spans = [FileSpans(s).span for s in ids]
+        columns = (which, where, source_of, starts, ends - starts, at)
+        self.rows = list(zip(*(c.tolist() for c in columns), strict=True))
+
+    def into(self, out: np.ndarray, j0: int, j1: int, base: int = 0) -> None:
+        """Documents ``j0..j1`` into ``out``, each at its place less ``base``."""
+        view = out.data.cast("B")
+        for f, offset, k, a, n, p in self.rows[j0:j1]:
+            p -= base
+            if f >= 0:
+                got = os.preadv(self.fds[f], [view[4 * p : 4 * (p + n)]], offset)
+                if got != 4 * n:
+                    raise OSError(f"a source file shrank: read {got} of {4 * n} bytes")
+            elif n:
+                out[p : p + n] = self.spans[k](a, a + n)
+
+    def __enter__(self) -> _Preads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.fds:
+            os.close(fd)
 
 
 def _write_from_files(
@@ -149,33 +167,20 @@ def _write_from_files(
     """:func:`write_documents` reading each document with one ``pread`` into its place in a
     buffer of the output (filled with the separator first: what no document fills is one),
     a window of about :data:`WRITE_IDS` ids at a time."""
-    fds, which, where = _file_places(ids, source_of, starts, ends)
-    spans = [FileSpans(s).span for s in ids]  # what cannot be read so: in memory, two files
-    at = (offsets[:-1] + (placement == "before")).tolist()
-    lengths = (ends - starts).tolist()
+    at = offsets[:-1] + (placement == "before")
     cuts = _windows(offsets)
     longest = int(np.diff(offsets).max()) if offsets.size > 1 else 0
     buf = np.empty(WRITE_IDS + longest + 1, np.int32)
-    view = buf.data.cast("B")
-    k_of, a_of, which, where = source_of.tolist(), starts.tolist(), which.tolist(), where.tolist()
-    try:
-        with progress("mix", int(offsets[-1]), "tokens") as advance:
-            for j0, j1 in zip(cuts[:-1], cuts[1:], strict=True):
-                base, size = int(offsets[j0]), int(offsets[j1] - offsets[j0])
-                buf[:size] = eot if eot is not None else 0
-                for j in range(j0, j1):
-                    p, n = at[j] - base, lengths[j]
-                    if which[j] >= 0:
-                        got = os.preadv(fds[which[j]], [view[4 * p : 4 * (p + n)]], where[j])
-                        if got != 4 * n:
-                            raise OSError(f"a source file shrank: read {got} of {4 * n} bytes")
-                    elif n:
-                        buf[p : p + n] = spans[k_of[j]](a_of[j], a_of[j] + n)
-                sink.write(buf[:size])
-                advance(size)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    with (
+        _Preads(ids, source_of, starts, ends, at) as reads,
+        progress("mix", int(offsets[-1]), "tokens") as advance,
+    ):
+        for j0, j1 in zip(cuts[:-1], cuts[1:], strict=True):
+            base, size = int(offsets[j0]), int(offsets[j1] - offsets[j0])
+            buf[:size] = eot if eot is not None else 0
+            reads.into(buf, j0, j1, base)
+            sink.write(buf[:size])
+            advance(size)
 
 
 def _write_gathered(
@@ -198,11 +203,8 @@ def _write_gathered(
         for j0, j1 in zip(cuts[:-1], cuts[1:], strict=True):
             base, size = int(offsets[j0]), int(offsets[j1] - offsets[j0])
             buf = np.full(size, eot if eot is not None else 0, np.int32)
-            n = lengths[j0:j1]
-            before = np.cumsum(n) - n  # each document's first id among the window's ids
-            step = np.arange(int(n.sum()), dtype=np.int64)
-            source = np.repeat(starts[j0:j1] - before, n) + step
-            buf[np.repeat(at[j0:j1] - base - before, n) + step] = array[source]
+            dest, source = _index_pairs(at[j0:j1] - base, starts[j0:j1], lengths[j0:j1])
+            buf[dest] = array[source]
             sink.write(buf)
             advance(size)
 

@@ -5,6 +5,7 @@ search and digest, never joined (``mix``'s sources, :class:`~embedcli.stages.tok
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import mmap
 import os
@@ -34,14 +35,18 @@ class Segmented:
 
     def __init__(self, segments: list[np.ndarray]) -> None:
         self._maps = [m for p in segments if (m := getattr(p, "_mmap", None)) is not None]
-        # each segment's file and where it starts there, for FileSpans (None: in memory)
-        self.files = [_file_of(p) for p in segments] or [None]
         # plain arrays over the same memory: np.memmap's slicing costs 6 us a document
         self.parts = [np.asarray(p).view(np.ndarray) for p in segments] or [np.zeros(0, np.int32)]
-        self._arrays = list(segments) or self.parts  # as given: release_pages needs the maps
+        self._arrays = list(segments)  # as given: release_pages and files need the maps
         self.bounds = np.cumsum([0, *(p.size for p in self.parts)]).tolist()
         self.size = int(self.bounds[-1])
         self.dtype = self.parts[0].dtype
+
+    @functools.cached_property
+    def files(self) -> list[tuple[str, int] | None]:
+        """Each segment's file and the byte where it starts there (None: in memory), for
+        reads that bypass the maps (:class:`FileSpans`); looked up when first asked."""
+        return [_file_of(p) for p in self._arrays] if self._arrays else [None]
 
     @property
     def nbytes(self) -> int:
@@ -69,29 +74,23 @@ class Segmented:
     def read_rows(self, starts: np.ndarray, count: int) -> np.ndarray:
         """``(len(starts), count)`` ids from each start (an indexed window plan's rows), in
         one gather a file where the rows lie in it; a row across two files on its own."""
-        from embedcli.window_rows import row_items, take_rows
+        from embedcli.window_rows import row_items, segment_rows, take_rows
 
-        out = np.empty((starts.size, count), self.dtype)
-        bounds = np.asarray(self.bounds, np.int64)
-        k = np.searchsorted(bounds, starts, "right") - 1
-        inside = starts + count <= bounds[np.minimum(k + 1, len(self.parts))]
-        for part in np.unique(k[inside]).tolist():
-            rows = np.flatnonzero(inside & (k == part))
-            items = row_items(self.parts[part], count)
-            out[rows] = take_rows(items, starts[rows] - bounds[part], self.dtype)
-        for row in np.flatnonzero(~inside).tolist():
-            out[row] = self.span(int(starts[row]), int(starts[row]) + count)
-        return out
+        def rows_in(k: int, local: np.ndarray) -> np.ndarray:
+            return take_rows(row_items(self.parts[k], count), local, self.dtype)
+
+        return segment_rows(self.bounds, starts, count, self.dtype, rows_in,
+                            lambda a: self.span(a, a + count))  # fmt: skip
 
     def release_before(self, position: int) -> None:
         """Hand back the pages of the files' maps before ``position`` (an in-order pass has
         read them): :func:`~embedcli.storage.store.release_pages`."""
         from embedcli.storage.store import release_pages
 
-        for k, part in enumerate(self.parts):
+        for k, array in enumerate(self._arrays):
             if position <= self.bounds[k]:
                 break
-            release_pages(self._arrays[k], min(position - self.bounds[k], part.size))
+            release_pages(array, min(position - self.bounds[k], array.size))
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """``joined[positions]`` (increasing: a document's marks), read a chunk at a time."""
