@@ -198,6 +198,17 @@ BucketDirOpt = Annotated[
     ),
 ]
 MixShardTokens = Annotated[int | None, shard_tokens_option(MORE_OUT)]
+MixMaxShardSize = Annotated[
+    str | None,
+    typer.Option(
+        "--max-shard-size",
+        metavar="SIZE",
+        rich_help_panel=MORE_OUT,
+        help="Write the mix as parts whose ids take at most SIZE each (e.g. 2GB), cut "
+        "between documents, plus a manifest that reads as the one file.",
+        show_default=False,
+    ),
+]
 MemoryOpt = Annotated[
     str,
     typer.Option(
@@ -238,6 +249,7 @@ class Blend:
             val_fraction=file.val_fraction or 0.0,
             val_tokens=file.val_count(),
             shard_tokens=file.shard_tokens,
+            max_shard_size=parse_size(file.max_shard_size),
             memory=parse_size(file.memory) or 1,
         )
 
@@ -251,6 +263,7 @@ class MixFile:
     val_fraction: MixValFraction = None
     val_tokens: MixValTokens = None
     shard_tokens: MixShardTokens = None
+    max_shard_size: MixMaxShardSize = None
     memory: MemoryOpt = "256MiB"
 
     def unused(self, output: str) -> list[tuple[str, bool, str]]:

@@ -129,6 +129,7 @@ class TokenFormat:
     claims: Callable[[list[str]], bool] | None = None  # None: read as safetensors
     read: Callable[[list[str], str], TokenSource] | None = None
     files: Callable[[list[str]], list[str]] = list
+    id_bytes: Callable[[int], int] = lambda vocab: 4  # an id's size on disk, for a vocabulary
 
 
 def vocab_of(metadata: dict[str, str]) -> int:

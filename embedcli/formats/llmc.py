@@ -218,4 +218,5 @@ LLMC = TokenFormat(
     claims=claims,
     read=load,
     files=files,
+    id_bytes=lambda vocab: int(_version(vocab)[2][-1]),
 )

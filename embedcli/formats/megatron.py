@@ -168,4 +168,5 @@ MEGATRON = TokenFormat(
     claims=lambda inputs: len(inputs) == 1 and prefix_of(inputs[0]) is not None,
     read=lambda paths, encoding: load(prefix_of(paths[0]) or paths[0], encoding),
     files=_files,
+    id_bytes=lambda vocab: ids_dtype(vocab).itemsize,
 )

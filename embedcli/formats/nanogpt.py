@@ -91,4 +91,5 @@ NANOGPT = TokenFormat(
     load=load,
     claims=claims,
     read=lambda paths, encoding: load(paths[0], encoding),
+    id_bytes=lambda vocab: 2,
 )

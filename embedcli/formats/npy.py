@@ -86,4 +86,5 @@ NPY = TokenFormat(
         len(inputs) == 1 and inputs[0].endswith(".npy") and os.path.isfile(inputs[0])
     ),
     read=lambda paths, encoding: load(paths[0], encoding),
+    id_bytes=lambda vocab: ids_dtype(vocab).itemsize,
 )

@@ -31,6 +31,13 @@ from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import HELD, Selection, keys, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
+from embedcli.stages.mix_parts import (
+    check_split,
+    part_cuts,
+    part_names,
+    replace_older,
+    set_name,
+)
 from embedcli.stages.mix_sources import (
     MixInput,
     dedup,
@@ -44,6 +51,7 @@ from embedcli.stages.mix_writer import DEFAULT_MEMORY, write_documents
 from embedcli.stages.results import MixResult, MixSource, Written
 from embedcli.stages.staging import SpillSink, remote_output, spill_file
 from embedcli.stages.tokenize import val_name
+from embedcli.storage.manifest import manifest_path, shard_manifest
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output, stale_temps
 from embedcli.storage.store import header_if_file
@@ -78,6 +86,9 @@ class MixOptions:
     val_fraction: float = 0.0  # documents held out for a validation file beside the output
     val_tokens: int | None = None  # or this many tokens of them
     shard_tokens: int | None = None  # --to llmc: ids per file (llm.c's 100M by default)
+    # bytes of ids a file holds at most: the output as parts (a one-process run's alone: out of
+    # a two-phase run's fingerprint, as is memory)
+    max_shard_size: int | None = field(default=None, repr=False)
     # how much of the sources a shuffled write reads through their maps (not the output's
     # business: left out of repr, which a two-phase run's fingerprint takes)
     memory: int = field(default=DEFAULT_MEMORY, repr=False, compare=False)
@@ -106,36 +117,31 @@ def run_mix(
     fmt = format_for(to, output)
     placement = opts.eot or fmt.default_eot
     val_output = _val_output(output, fmt, opts)
+    check_split(opts.max_shard_size, fmt, output)
     with contextlib.ExitStack() as stack:
         mix = prepare(inputs, sources, opts, placement, stack)
-        check_output(output, inputs=mix.paths, no_clobber=no_clobber)
-        if val_output is not None:
-            check_output(val_output, inputs=mix.paths, no_clobber=no_clobber)
-        notes = stale_temps(output)
         source_of, position = order(mix.selection, opts.seed, opts.shuffle)
         starts, ends = _spans(mix.read, mix.selection, source_of, position)
-        written = [
-            _written(mix, output, source_of, starts, ends, placement, stack, progress, opts.memory)
-        ]
-        origins = [origins_of(mix, source_of, position)]
+        cuts, names = _parts(mix, output, fmt, opts, placement, ends - starts)
+        for name in [*names, *([val_output] if val_output is not None else [])]:
+            check_output(name, inputs=mix.paths, no_clobber=no_clobber)
+        notes = stale_temps(output)
+        written, origins = [], []
+        for name, a, b in zip(names, cuts, cuts[1:], strict=False):
+            at = slice(a, b)
+            written.append(_written(mix, name, source_of[at], starts[at], ends[at], placement,
+                                    stack, progress, opts.memory))  # fmt: skip
+            origins.append(origins_of(mix, source_of[at], position[at]))
         if val_output is not None:
             held, documents = _held(mix, opts)
             written.append(
                 _written(mix, val_output, *held, placement, stack, progress, opts.memory)
             )
             origins.append((held[0], documents, np.zeros(documents.size, np.int64)))
-        metas = [mix_metadata(mix, opts, placement, w[1]) for w in written]
-        if val_output is not None:
-            pair = _pair_digest(written, metas)
-            names = [("train", val_output), ("val", output)]
-            n_held = sum(int(s.held.size) for s in mix.read)  # --val-tokens: the share taken
-            pool = n_held + sum(int(s.kept.size) for s in mix.read)
-            fraction = opts.val_fraction or round(n_held / max(pool, 1), 6)
-            for meta, (name, partner) in zip(metas, names, strict=True):
-                meta |= c.split_fields(name, fraction, opts.seed, partner, pair)
+        metas, manifest = _metas(mix, opts, placement, written, output, val_output, fmt, names)
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))
         paths: list[str] = []
-        recorded = recorded_texts(mix.read) if output != "-" else []  # once for both files
+        recorded = recorded_texts(mix.read) if output != "-" else []  # once for every file
         for (sink, doc_offsets), meta, origin in zip(written, metas, origins, strict=True):
             paths += fmt.write(
                 sink.output, sink.f, sink.count, doc_offsets, meta, inputs=mix.paths,
@@ -146,17 +152,90 @@ def run_mix(
                 paths.append(
                     write_provenance(files, sink.output, doc_offsets, *origin, mix.named, text)
                 )
+        paths += replace_older(files, output, fmt, manifest, mix.paths, val_output)
         files.commit()
-    header = header_if_file(output) if fmt.name == "safetensors" else None
-    (sink, doc_offsets), *val = written
+    return _result(mix, opts, output, fmt, paths, written, val_output, notes, started)
+
+
+def _parts(
+    mix: Prepared,
+    output: str,
+    fmt: TokenFormat,
+    opts: MixOptions,
+    placement: str,
+    lengths: np.ndarray,
+) -> tuple[list[int], list[str]]:
+    """Where the output's documents are cut into files, and the files' names: one file, or
+    the parts of ``--max-shard-size``."""
+    if opts.max_shard_size is None:
+        return [0, int(lengths.size)], [output]
+    vocab = c.get_int(mix.first.metadata, c.VOCAB_SIZE) or 0
+    cuts = part_cuts(lengths, placement, opts.max_shard_size, fmt, vocab)
+    return cuts, part_names(output, len(cuts) - 1, fmt)
+
+
+def _metas(
+    mix: Prepared,
+    opts: MixOptions,
+    placement: str,
+    written: list[tuple[SpillSink, np.ndarray]],
+    output: str,
+    val_output: str | None,
+    fmt: TokenFormat,
+    names: list[str],
+) -> tuple[list[dict[str, str]], dict | None]:
+    """Each file's metadata: the mix's, a validation pair's fields on both sides, a split
+    output's part fields; and a split output's manifest."""
+    metas = [mix_metadata(mix, opts, placement, w[1]) for w in written]
+    split = opts.max_shard_size is not None
+    if val_output is not None:
+        pair = _pair_digest(written, metas)
+        n_held = sum(int(s.held.size) for s in mix.read)  # --val-tokens: the share taken
+        pool = n_held + sum(int(s.kept.size) for s in mix.read)
+        fraction = opts.val_fraction or round(n_held / max(pool, 1), 6)
+        train_name = manifest_path(output) if split else output
+        sides = [("train", val_output)] * len(names) + [("val", train_name)]
+        for meta, (name, partner) in zip(metas, sides, strict=True):
+            meta |= c.split_fields(name, fraction, opts.seed, partner, pair)
+    if not split:
+        return metas, None
+    listing = [(set_name(metas[: len(names)]), 0)]
+    manifest = shard_manifest(output, listing, len(names), fmt.name, fmt.suffixes)
+    for j, meta in enumerate(metas[: len(names)]):
+        meta |= c.shard_fields(j, len(names), manifest["shard_set"])
+    return metas, manifest
+
+
+def _result(
+    mix: Prepared,
+    opts: MixOptions,
+    output: str,
+    fmt: TokenFormat,
+    paths: list[str],
+    written: list[tuple[SpillSink, np.ndarray]],
+    val_output: str | None,
+    notes: list[str],
+    started: float,
+) -> MixResult:
+    split = opts.max_shard_size is not None
+    header = header_if_file(output) if fmt.name == "safetensors" and not split else None
+    train = written[:-1] if val_output is not None else written
+    tokens = sum(sink.count for sink, _ in train)
+    documents = sum(int(offsets.size - 1) for _, offsets in train)
+    main = len(paths) - 1 if split else 0  # a split output's manifest, else its (first) file
     result = MixResult(
-        output, Written.of(paths, main=0), mix.facts, mix.selection.budget, sink.count,
-        int(doc_offsets.size - 1), opts.seed, opts.shuffle, opts.dedup,
-        time.perf_counter() - started, fmt.name, header, notes,
+        output, Written.of(paths, main=main), mix.facts, mix.selection.budget, tokens,
+        documents, opts.seed, opts.shuffle, opts.dedup, time.perf_counter() - started,
+        fmt.name, header, notes,
     )  # fmt: skip
-    if val:
-        result.val_output, result.val_tokens = val_output, val[0][0].count
-        result.val_documents = int(val[0][1].size - 1)
+    if val_output is not None:
+        result.val_output, result.val_tokens = val_output, written[-1][0].count
+        result.val_documents = int(written[-1][1].size - 1)
+    if split:
+        result.notes.append(
+            f"--max-shard-size split the mix into {len(train)} parts; read them through "
+            f"{manifest_path(output)}"
+        )
     return result
 
 
@@ -235,7 +314,7 @@ def _pair_digest(written: list[tuple[SpillSink, np.ndarray]], metas: list[dict[s
     for (_, offsets), meta in zip(written, metas, strict=True):
         digest.update(offsets.tobytes())
         digest.update(json.dumps(meta, sort_keys=True).encode())
-    fd, at = written[1][0].f.fileno(), 0
+    fd, at = written[-1][0].f.fileno(), 0
     while block := os.pread(fd, 1 << 22, at):
         digest.update(block)
         at += len(block)

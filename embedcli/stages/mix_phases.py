@@ -91,6 +91,11 @@ def run_mix_phase(
             "--shard-tokens splits a one-process mix's llm.c output; a two-phase run's parts "
             "are its files (--shard J/M of the gather jobs)"
         )
+    if opts.max_shard_size is not None:
+        raise UsageError(
+            "--max-shard-size splits a one-process mix; a two-phase run's parts are its files "
+            "(--shard J/M of the gather jobs)"
+        )
     if opts.holds_out:
         raise UsageError(
             "a two-phase run writes no validation split yet: run the mix in one process for "

@@ -42,7 +42,7 @@ def write_documents(
     """The documents ``ids[source_of[j]].span(starts[j], ends[j])`` to ``sink`` in order,
     separated as ``placement`` says; their offsets. Sources larger than ``memory`` together
     are read from their files with ``pread``, not through their memory maps."""
-    offsets = _offsets(ends - starts, placement)
+    offsets = document_offsets(ends - starts, placement)
     if len(ids) == 1 and len(ids[0].parts) == 1 and not ids[0].mapped:  # a gather's bucket
         _write_gathered(ids[0].parts[0], starts, ends, offsets, placement, eot, sink, progress)
         return offsets
@@ -169,7 +169,7 @@ def _write_from_files(
     buffer of the output (filled with the separator first: what no document fills is one),
     a window of about :data:`WRITE_IDS` ids at a time."""
     at = offsets[:-1] + (placement == "before")
-    cuts = _windows(offsets)
+    cuts = document_cuts(offsets)
     longest = int(np.diff(offsets).max()) if offsets.size > 1 else 0
     buf = np.empty(WRITE_IDS + longest + 1, np.int32)
     with (
@@ -199,7 +199,7 @@ def _write_gathered(
     buffer filled with the separator first (what no document fills is one)."""
     at = offsets[:-1] + (placement == "before")
     lengths = ends - starts
-    cuts = _windows(offsets, GATHER_IDS)
+    cuts = document_cuts(offsets, GATHER_IDS)
     with progress("mix", int(offsets[-1]), "tokens") as advance:
         for j0, j1 in zip(cuts[:-1], cuts[1:], strict=True):
             base, size = int(offsets[j0]), int(offsets[j1] - offsets[j0])
@@ -236,7 +236,7 @@ def _file_places(
     return fds, which, where
 
 
-def _windows(offsets: np.ndarray, size: int = WRITE_IDS) -> list[int]:
+def document_cuts(offsets: np.ndarray, size: int = WRITE_IDS) -> list[int]:
     """Document indices cutting the output into windows of about ``size`` ids (a longer
     document its own)."""
     cuts, j, n = [0], 0, offsets.size - 1
@@ -246,7 +246,7 @@ def _windows(offsets: np.ndarray, size: int = WRITE_IDS) -> list[int]:
     return cuts
 
 
-def _offsets(lengths: np.ndarray, placement: str) -> np.ndarray:
+def document_offsets(lengths: np.ndarray, placement: str) -> np.ndarray:
     """Where each document starts, and the end, as tokenize records them: at the separator
     that opens a document (``before``), past the one that closes the document before it
     (``between``), at the document's own ids (``after``, ``none``)."""

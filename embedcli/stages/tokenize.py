@@ -264,22 +264,28 @@ def _pair_digest(splits: list[tuple[str, TokenizeStats, str]], sinks: list[Spill
 
 def stale_val(path: str, fmt: TokenFormat) -> list[str]:
     """The files of a validation split an earlier ``--val-fraction`` run wrote at ``path``
-    (its lineage says so), which a run without one replaces: a training script would read
-    them as this corpus's validation set. Anything else of that name is left alone."""
+    (its lineage says so), its provenance among them, which a run without one replaces: a
+    training script would read them as this corpus's validation set. Anything else of that
+    name is left alone."""
+    from embedcli.formats.provenance import provenance_path
+
     if fmt.name == "safetensors":
         try:
             header = read_header(path).metadata or {}
         except EmbedcliError:
             return []
-        return [path] if header.get(c.SPLIT) == "val" else []
-    try:
-        lineage = read_sidecar(path)
-        listed = sidecar_files(path) if lineage is not None else None
-    except EmbedcliError:
-        return []
-    if lineage is None or lineage.get(c.SPLIT) != "val":
-        return []
-    return [*(listed or []), sidecar_path(path)]
+        found = [path] if header.get(c.SPLIT) == "val" else []
+    else:
+        try:
+            lineage = read_sidecar(path)
+            listed = sidecar_files(path) if lineage is not None else None
+        except EmbedcliError:
+            return []
+        if lineage is None or lineage.get(c.SPLIT) != "val":
+            return []
+        found = [*(listed or []), sidecar_path(path)]
+    beside = provenance_path(path)
+    return [*found, beside] if found and os.path.isfile(beside) else found
 
 
 def val_name(output: str, suffixes: tuple[str, ...]) -> str:
