@@ -94,6 +94,42 @@ def test_dedup_keeps_first_occurrences(values):
     assert [v for v, k in zip(values, keep, strict=True) if k] == list(dict.fromkeys(values))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.lists(st.integers(0, 1), max_size=7), max_size=12), min_size=1, max_size=3
+    ),
+    st.integers(1, 4),
+)
+def test_dedup_drops_exactly_the_repeated_documents(docs, files):
+    """Sources of documents over two ids (many of one length, first, middle and last ids:
+    the cheap key shared, the documents not equal) split across files: dedup keeps the first
+    of each distinct document in source order, as comparing them all would."""
+    from embedcli.stages.mix_sources import MixInput, Segmented, dedup
+
+    sources = []
+    for k, mine in enumerate(docs):
+        flat = np.array([i for d in mine for i in d], np.int32)
+        cuts = np.linspace(0, flat.size, files + 1).astype(int)
+        ids = Segmented([flat[a:b] for a, b in zip(cuts, cuts[1:], strict=False)])
+        ends = np.cumsum([len(d) for d in mine]).astype(np.int64)
+        starts = ends - np.array([len(d) for d in mine], np.int64)
+        sources.append(MixInput(f"s{k}", [], ids, starts, ends, {}))
+    dedup(sources)
+    seen, want = set(), []
+    for mine in docs:
+        keep = []
+        for j, d in enumerate(mine):
+            if tuple(d) not in seen:
+                seen.add(tuple(d))
+                keep.append(j)
+        want.append(keep)
+    assert [s.kept.tolist() for s in sources] == want
+    assert [s.duplicates for s in sources] == [
+        len(m) - len(w) for m, w in zip(docs, want, strict=True)
+    ]
+
+
 def test_weights_and_counts_are_read_or_refused_in_one_line():
     assert parse_weights("0.25,0.75", ["a", "b"], [1, 1]) == [0.25, 0.75]
     assert parse_weights(None, ["a", "b"], [1, 3]) == [0.25, 0.75]
@@ -357,6 +393,38 @@ def test_two_phases_write_the_one_process_stream(sources, tmp_path, shuffle, sca
     for j in reversed(range(gather)):  # any order
         run_mix_phase(inputs, str(out), Phase("gather", j, gather, buckets), opts)
     assert _stream(tmp_path / "two.tokens.manifest.json") == _stream(one)
+
+
+def test_gather_jobs_take_the_duplicates_the_scatter_phase_found(sources, tmp_path, monkeypatch):
+    """--dedup exact: scatter job 1 writes what it keeps, a bit a document, and the gather jobs
+    read it rather than hash every document again; a file of another run is not believed."""
+    import embedcli.stages.mix as mix_stage
+    from embedcli.stages.mix import MixOptions, run_mix
+    from embedcli.stages.mix_phases import Phase, run_mix_phase
+
+    inputs = [str(p) for p in sources]
+    opts = MixOptions(dedup=True, seed=3)
+    one = tmp_path / "one.tokens.safetensors"
+    run_mix(inputs, str(one), opts)
+    out, buckets = tmp_path / "two.tokens.safetensors", str(tmp_path / "buckets")
+    for i in range(2):
+        run_mix_phase(inputs, str(out), Phase("scatter", i, 2, buckets, 2), opts)
+    assert (tmp_path / "buckets" / "dedup-kept.safetensors").is_file()
+    hashed = []
+    real = mix_stage.dedup
+    monkeypatch.setattr(mix_stage, "dedup", lambda read: hashed.append(1) or real(read))
+    for j in range(2):
+        result = run_mix_phase(inputs, str(out), Phase("gather", j, 2, buckets), opts)
+        assert result.sources[1].duplicates == 1  # the story's repeated paragraph
+    assert hashed == [] and _stream(tmp_path / "two.tokens.manifest.json") == _stream(one)
+    other = MixOptions(dedup=True, seed=4)  # another run's file under the same name
+    run_mix_phase(inputs, str(out), Phase("scatter", 0, 1, str(tmp_path / "b4"), 1), other)
+    hashed.clear()  # the scatter job hashes, as every scatter job does
+    shutil.copyfile(
+        tmp_path / "b4" / "dedup-kept.safetensors", tmp_path / "buckets" / "dedup-kept.safetensors"
+    )
+    run_mix_phase(inputs, str(out), Phase("gather", 0, 2, buckets), opts)
+    assert hashed == [1]
 
 
 def test_a_gather_job_refuses_an_unfinished_or_other_scatter(sources, tmp_path):

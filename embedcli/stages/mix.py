@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,7 @@ from embedcli.stages.mix_sources import (
     MixInput,
     dedup,
     hold_out,
+    keep_only,
     read_source,
     recorded_texts,
     sources_of,
@@ -69,6 +71,8 @@ _TOKENIZER_KEYS = (
     c.EOS_ID,
     c.ENCODING_ASSUMED,
 )
+# A two-phase run's duplicates found once: the sources as listed and read -> their masks.
+KeptMasks = Callable[[list[tuple[str, list[str]]], list[MixInput]], list[np.ndarray] | None]
 _AGREE = (c.ENCODING, c.VOCAB_SIZE, c.EOT_ID, c.TOKENIZER_SHA256)
 
 
@@ -353,15 +357,22 @@ def prepare(
     opts: MixOptions,
     placement: str,
     stack: contextlib.ExitStack,
+    kept: KeptMasks | None = None,
 ) -> Prepared:
-    """Read the sources (kept open by ``stack``), drop duplicates, select the documents."""
+    """Read the sources (kept open by ``stack``), drop duplicates, select the documents.
+    ``kept`` may give the duplicates already found (a two-phase run's gather jobs read what
+    the scatter phase found): each source's mask of documents to keep, or None."""
     if opts.max_repeat <= 0:
         raise UsageError(f"--max-repeat must be above 0 (got {opts.max_repeat:g})")
     listed = sources_of(inputs, list(sources or []))
     read = [read_source(name, files, stack) for name, files in listed]
     first = _agreeing(read, placement)
     if opts.dedup:
-        dedup(read)
+        masks = kept(listed, read) if kept is not None else None
+        if masks is None:
+            dedup(read)
+        else:
+            keep_only(read, masks)
     else:
         for s in read:
             s.kept = np.arange(s.starts.size, dtype=np.int64)

@@ -23,7 +23,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,13 +35,14 @@ from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import ORDER, keys
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.mix import (
+    KeptMasks,
     MixOptions,
     Prepared,
     mix_metadata,
     origins_of,
     prepare,
 )
-from embedcli.stages.mix_sources import recorded_texts, text_origins
+from embedcli.stages.mix_sources import MixInput, recorded_texts, text_origins
 from embedcli.stages.mix_writer import read_spans, write_documents
 from embedcli.stages.results import MixResult, Written
 from embedcli.stages.segmented import Segmented
@@ -54,6 +55,7 @@ from embedcli.storage.remote import fetch, is_url, list_objects, upload
 from embedcli.storage.store import header_if_file
 
 PHASES = ("scatter", "gather")
+_KEPT = "dedup-kept"  # the scatter phase's --dedup exact result, for the gather jobs
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,11 @@ def run_mix_phase(
     if phase.name == "scatter" and (not phase.buckets or phase.buckets < 1):
         raise UsageError("--phase scatter needs --buckets M: the number of gather jobs")
     with contextlib.ExitStack() as stack:
-        mix = prepare(inputs, sources, opts, placement, stack)
-        fingerprint = _fingerprint(mix, opts, placement, fmt.name)
         here = stack.enter_context(_buckets_at(phase))  # a URL's: through a local directory
+        fingerprinted = lambda listed, read: _fingerprint(listed, read, opts, placement, fmt.name)  # noqa: E731
+        kept = _kept_from(here, fingerprinted) if phase.name == "gather" else None
+        mix = prepare(inputs, sources, opts, placement, stack, kept)
+        fingerprint = fingerprinted(mix.listed, mix.read)
         if phase.name == "scatter":
             paths, docs, tokens = _scatter(mix, opts, here, fingerprint, progress)
             header = None
@@ -140,7 +144,9 @@ def _buckets_at(phase: Phase) -> Iterator[Phase]:
     with tempfile.TemporaryDirectory(prefix="embedcli-buckets-") as local:
         if phase.name == "gather":
             mine = f"bucket-{phase.index:05d}-from-"
-            found, _ = list_objects(prefix + "/", lambda _, n: n.startswith(("scatter-", mine)))
+            found, _ = list_objects(
+                prefix + "/", lambda _, n: n.startswith(("scatter-", _KEPT, mine))
+            )
             for url, _ in found:
                 fetch(url, local)
         yield replace(phase, directory=local)
@@ -155,12 +161,18 @@ def _as_url(path: str, local: str, prefix: str) -> str:
     return path if inside.startswith("..") else f"{prefix.rstrip('/')}/{inside}"
 
 
-def _fingerprint(mix: Prepared, opts: MixOptions, placement: str, fmt: str) -> str:
+def _fingerprint(
+    listed: list[tuple[str, list[str]]],
+    read: list[MixInput],
+    opts: MixOptions,
+    placement: str,
+    fmt: str,
+) -> str:
     """What every job of one run agrees on: the sources as given (names, files, document and
     token counts: the same in every job, wherever a URL was fetched to) and the options."""
     listing = [
         [name, files, int(s.starts.size), int((s.ends - s.starts).sum())]
-        for (name, files), s in zip(mix.listed, mix.read, strict=True)
+        for (name, files), s in zip(listed, read, strict=True)
     ]
     doc = [listing, repr(opts), placement, fmt]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
@@ -207,6 +219,8 @@ def _scatter(
             docs_written, tokens = docs_written + docs, tokens + ids
             paths.append(path)
             advance(1)
+    if opts.dedup and phase.index == 0:  # what every job found: the gather jobs read it
+        paths.append(_write_kept(mix, phase.directory, fingerprint))
     marker = _marker_path(phase.directory, phase.index, phase.count)
     done = {"fingerprint": fingerprint, "buckets": phase.buckets, "scatter_jobs": phase.count}
     with atomic_file(marker, output=False) as f:
@@ -249,6 +263,45 @@ def _write_bucket(
     with atomic_file(path, output=False) as f:
         f.write(save(tensors, metadata={"mix_fingerprint": fingerprint}))
     return int(tensors["lengths"].size), int(tensors["ids"].size)
+
+
+def _write_kept(mix: Prepared, directory: str, fingerprint: str) -> str:
+    """The documents ``--dedup exact`` keeps, a bit each, for the gather jobs: every job finds
+    the same, but hashing every document of every source is most of a job's work."""
+    from safetensors.numpy import save
+
+    tensors = {}
+    for k, s in enumerate(mix.read):
+        mask = np.zeros(s.starts.size, bool)
+        mask[s.kept] = True
+        tensors[f"kept_{k}"] = np.packbits(mask)
+    path = os.path.join(directory, _KEPT + ".safetensors")
+    with atomic_file(path, output=False) as f:
+        f.write(save(tensors, metadata={"mix_fingerprint": fingerprint}))
+    return path
+
+
+def _kept_from(phase: Phase, fingerprint: Callable[..., str]) -> KeptMasks:
+    """What the scatter phase found ``--dedup exact`` keeps, if it wrote it for this run (a
+    gather job hashes every document itself otherwise)."""
+
+    def found(listed: list[tuple[str, list[str]]], read: list[MixInput]) -> list[np.ndarray] | None:
+        from safetensors import SafetensorError, safe_open
+
+        path = os.path.join(phase.directory, _KEPT + ".safetensors")
+        try:
+            with safe_open(path, framework="numpy") as f:
+                if (f.metadata() or {}).get("mix_fingerprint") != fingerprint(listed, read):
+                    return None
+                packed = [f.get_tensor(f"kept_{k}") for k in range(len(read))]
+        except (OSError, SafetensorError):
+            return None
+        return [
+            np.unpackbits(p, count=s.starts.size).astype(bool)
+            for p, s in zip(packed, read, strict=True)
+        ]
+
+    return found
 
 
 def _bucket_path(directory: str, bucket: int, job: int, jobs: int) -> str:
