@@ -169,3 +169,25 @@ def test_a_size_that_would_make_too_many_files_is_refused():
     with pytest.raises(UsageError, match=r"into 1,001 files \(at most 1,000\)"):
         part_cuts(lengths, "after", 8, fmt, 50257)
     assert part_cuts(np.zeros(0, np.int64), "between", 16, fmt, 50257) == [0, 0]
+
+
+@pytest.mark.parametrize(("soft", "hard", "ok"), [(40, 4096, True), (40, 60, False)])
+def test_many_parts_raise_the_open_file_limit_or_are_refused(sources, tmp_path, soft, hard, ok):
+    """A split whose files exceed ``ulimit -n`` raises the soft limit to what it needs, or,
+    past the hard limit, is refused in one line before anything is written."""
+    import shlex
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.tokens.safetensors"
+    argv = [sys.executable, "-m", "embedcli", "mix", *sources, "-o", str(out), "-q",
+            "--max-shard-size", "8"]  # fmt: skip
+    script = f"ulimit -Sn {soft} && ulimit -Hn {hard} && exec {shlex.join(argv)}"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, timeout=120)
+    err = proc.stderr.decode()
+    if ok:
+        assert proc.returncode == 0, err
+        assert len(read_manifest(str(tmp_path / "m.tokens.manifest.json")).files) == 12
+    else:
+        assert proc.returncode != 0 and "needs 100 open files" in err, err
+        assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []

@@ -62,7 +62,29 @@ def part_cuts(
 
 
 def part_names(output: str, count: int, fmt: TokenFormat) -> list[str]:
+    """The parts' names; the files they need open at once allowed (each part's spill file,
+    and its file and provenance held by the output set until it commits)."""
+    _allow_open_files(3 * count + 64)
     return split_names(output, count, fmt.suffixes)
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's soft limit on open files to ``needed`` (at most the hard limit),
+    or refuse a split that needs more, before anything is written."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: no such limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    ceiling = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+    if ceiling < needed:
+        raise UsageError(
+            f"--max-shard-size: writing these parts needs {needed:,} open files and this "
+            f"process may open {hard:,} (ulimit -n); give a larger size"
+        )
 
 
 def set_name(metas: list[dict[str, str]]) -> str:
