@@ -688,10 +688,11 @@ def test_shard_tokens_splits_an_llmc_mix_into_files_that_read_as_one(sources, tm
     assert phased.returncode == 2 and b"--shard-tokens splits a one-process mix" in phased.stderr
 
 
-def test_buckets_under_an_object_store_prefix_give_the_same_stream(sources, tmp_path):
+def test_buckets_under_an_object_store_prefix_give_the_same_stream(sources, tmp_path, monkeypatch):
     """``--bucket-dir`` may be a URL: a scatter job uploads its buckets and then its marker,
-    a gather job fetches the markers and its own bucket (fsspec's memory:// here; the S3
-    tests run the same against a real server)."""
+    a gather job fetches the markers, the duplicates found and its own bucket (fsspec's
+    memory:// here; the S3 tests run the same against a real server)."""
+    import embedcli.stages.mix as mix_stage
     from embedcli.stages.mix import MixOptions, run_mix
     from embedcli.stages.mix_phases import Phase, run_mix_phase
 
@@ -705,6 +706,7 @@ def test_buckets_under_an_object_store_prefix_give_the_same_stream(sources, tmp_
     for i in range(3):
         done = run_mix_phase(inputs, str(out), Phase("scatter", i, 3, prefix, 2), opts)
         assert all(p.startswith(prefix + "/") for p in done.written.paths)
+    monkeypatch.setattr(mix_stage, "dedup", lambda read: pytest.fail("a gather job hashed"))
     for j in range(2):
         run_mix_phase(inputs, str(out), Phase("gather", j, 2, prefix), opts)
     assert _stream(tmp_path / "two.tokens.manifest.json") == _stream(one)

@@ -18,6 +18,7 @@ one bucket in memory (about 1/M of the output); a scatter job one bucket of its 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -107,7 +108,9 @@ def run_mix_phase(
         raise UsageError("--phase scatter needs --buckets M: the number of gather jobs")
     with contextlib.ExitStack() as stack:
         here = stack.enter_context(_buckets_at(phase))  # a URL's: through a local directory
-        fingerprinted = lambda listed, read: _fingerprint(listed, read, opts, placement, fmt.name)  # noqa: E731
+        fingerprinted = functools.partial(
+            _fingerprint, opts=opts, placement=placement, fmt=fmt.name
+        )
         kept = _kept_from(here, fingerprinted) if phase.name == "gather" else None
         mix = prepare(inputs, sources, opts, placement, stack, kept)
         fingerprint = fingerprinted(mix.listed, mix.read)
