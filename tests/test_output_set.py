@@ -530,6 +530,24 @@ def test_a_sharded_rerun_with_fewer_shards_leaves_no_old_shard(tmp_path):
     assert invoke("batch", str(manifest), "-T", "4", "-o", "-").returncode == 0
 
 
+@pytest.mark.parametrize(("to", "name"), [("megatron", "c"), ("nanogpt", "c.bin")])
+def test_a_trainer_format_rerun_with_fewer_shards_leaves_no_old_file(tmp_path, to, name):
+    """A manifest lists a Megatron shard by its prefix and a nanoGPT shard by its .bin; the
+    files those stand for (a prefix's .bin and .idx, every sidecar) go with the old shard."""
+    out = tmp_path / "s" / name
+    out.parent.mkdir()
+    for count in (3, 2):
+        for i in range(count):
+            args = ("tokenize", str(SAMPLE), "--to", to, "-o", str(out), "--shard", f"{i}/{count}")
+            proc = invoke(*args, "-q")
+            assert proc.returncode == 0, proc.stderr
+    left = _names(out.parent)
+    assert not [n for n in left if "-of-00003" in n], left
+    assert len([n for n in left if "-of-00002" in n]) == (6 if to == "megatron" else 4), left
+    manifest = next(out.parent.glob("*.manifest.json"))
+    assert invoke("batch", str(manifest), "-T", "4", "-o", "-").returncode == 0
+
+
 def test_a_manifest_listing_a_shard_of_another_run_is_refused(tmp_path):
     """An older run's shard under a name the new manifest lists (the new run's shard job
     never ran, or was killed): refused, not read as part of this run."""
@@ -551,3 +569,26 @@ def test_a_manifest_whose_commit_was_killed_is_refused(tmp_path):
         proc = invoke(*command)
         assert proc.returncode == 1, command
         assert "killed while committing" in one_error_line(proc)
+
+
+@pytest.mark.parametrize("command", [["batch"], ["embed", "--dim", "8"]])
+@pytest.mark.parametrize(("soft", "hard", "ok"), [(40, 4096, True), (40, 60, False)])
+def test_split_outputs_raise_the_open_file_limit_or_are_refused(tmp_path, command, soft, hard, ok):
+    """The output set holds every part open until it commits: parts beyond ``ulimit -n`` raise
+    the soft limit to what they need, or, past the hard limit, are refused in one line with
+    nothing written (they failed part way with "Too many open files" before)."""
+    import shlex
+
+    out = tmp_path / "o" / "w.safetensors"
+    out.parent.mkdir()
+    argv = [sys.executable, "-m", "embedcli", *command, STORY, "-T", "4", "-o", str(out), "-q",
+            "--max-shard-size", "200B"]  # fmt: skip
+    script = f"ulimit -Sn {soft} && ulimit -Hn {hard} && exec {shlex.join(argv)}"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, timeout=120)
+    if ok:
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert (out.parent / "w.safetensors.index.json").is_file()
+        assert len(list(out.parent.glob("w-*-of-*.safetensors"))) > 40
+    else:
+        assert "open files and this process may open 60" in one_error_line(proc)
+        assert list(out.parent.iterdir()) == []

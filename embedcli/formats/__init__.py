@@ -18,6 +18,7 @@ from embedcli.formats.megatron import MEGATRON
 from embedcli.formats.nanogpt import NANOGPT
 from embedcli.formats.npy import NPY
 from embedcli.formats.safetensors import SAFETENSORS
+from embedcli.storage.manifest import older_shards
 from embedcli.storage.outputs import stem_output
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "TokenSource",
     "default_token_output",
     "format_for",
+    "output_files",
+    "stale_shards",
     "token_format",
 ]
 
@@ -88,3 +91,24 @@ def token_format(name: str) -> TokenFormat:
         raise UsageError(
             f"unknown token format {name!r}; use one of {', '.join(TOKEN_FORMATS)}"
         ) from None
+
+
+def output_files(path: str, fmt: TokenFormat) -> list[str]:
+    """The files one token output ``path`` of ``fmt`` stands for that are there: its data files
+    (a Megatron prefix's ``.bin`` and ``.idx``), its sidecar and its provenance file."""
+    from embedcli.formats.base import sidecar_path
+    from embedcli.formats.provenance import provenance_path
+
+    found = [*fmt.files([path]), sidecar_path(path), provenance_path(path)]
+    return [p for p in dict.fromkeys(found) if os.path.isfile(p)]
+
+
+def stale_shards(where: str, manifest: dict, inputs: list[str]) -> list[str]:
+    """Every file of the shards the older manifest at ``where`` lists and ``manifest`` does
+    not, in the older manifest's format, sidecars and provenance included (inputs never)."""
+
+    def expand(shard: str, name: str) -> list[str]:
+        fmt = TOKEN_FORMATS.get(name)
+        return output_files(shard, fmt) if fmt else [shard]
+
+    return older_shards(where, manifest, inputs=inputs, expand=expand)

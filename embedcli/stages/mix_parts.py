@@ -17,13 +17,11 @@ import os
 import numpy as np
 
 from embedcli.errors import EmbedcliError, UsageError
-from embedcli.formats import TokenFormat, format_for
-from embedcli.formats.base import sidecar_path
-from embedcli.formats.provenance import provenance_path
+from embedcli.formats import TokenFormat, output_files, stale_shards
 from embedcli.stages.mix_writer import document_cuts, document_offsets
 from embedcli.stages.tokenize import stale_val, val_name
-from embedcli.storage.manifest import manifest_path, older_shards, read_manifest
-from embedcli.storage.output_set import OutputSet
+from embedcli.storage.manifest import manifest_path, read_manifest
+from embedcli.storage.output_set import OutputSet, allow_open_files
 from embedcli.storage.split import MAX_FILES, split_names
 
 
@@ -64,27 +62,8 @@ def part_cuts(
 def part_names(output: str, count: int, fmt: TokenFormat) -> list[str]:
     """The parts' names; the files they need open at once allowed (each part's spill file,
     and its file and provenance held by the output set until it commits)."""
-    _allow_open_files(3 * count + 64)
+    allow_open_files(3 * count + 64)
     return split_names(output, count, fmt.suffixes)
-
-
-def _allow_open_files(needed: int) -> None:
-    """Raise this process's soft limit on open files to ``needed`` (at most the hard limit),
-    or refuse a split that needs more, before anything is written."""
-    try:
-        import resource
-    except ImportError:  # not POSIX: no such limit to raise
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or needed <= soft:
-        return
-    ceiling = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
-    if ceiling < needed:
-        raise UsageError(
-            f"--max-shard-size: writing these parts needs {needed:,} open files and this "
-            f"process may open {hard:,} (ulimit -n); give a larger size"
-        )
 
 
 def set_name(metas: list[dict[str, str]]) -> str:
@@ -95,19 +74,13 @@ def set_name(metas: list[dict[str, str]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _with_sidecars(path: str, fmt: TokenFormat) -> list[str]:
-    """The files one token output ``path`` of ``fmt`` stands for, that are there."""
-    found = [*fmt.files([path]), sidecar_path(path), provenance_path(path)]
-    return [p for p in dict.fromkeys(found) if os.path.isfile(p)]
-
-
 def stale_whole(output: str, fmt: TokenFormat, inputs: list[str]) -> list[str]:
     """The whole file (and its sidecars) an older run wrote at ``output``, which parts now
     stand for."""
     if not fmt.exists(output):
         return []
     keep = {os.path.abspath(p) for p in inputs}
-    return [p for p in _with_sidecars(output, fmt) if os.path.abspath(p) not in keep]
+    return [p for p in output_files(output, fmt) if os.path.abspath(p) not in keep]
 
 
 def stale_parts(output: str, inputs: list[str]) -> list[str]:
@@ -118,12 +91,10 @@ def stale_parts(output: str, inputs: list[str]) -> list[str]:
     if not os.path.isfile(where) or os.path.abspath(where) in keep:
         return []
     try:
-        old = read_manifest(where)
-        fmt = format_for(old.format, old.files[0])
+        read_manifest(where)
     except EmbedcliError:
         return []
-    found = [p for f in old.files for p in _with_sidecars(f, fmt)]
-    return [where, *(p for p in found if os.path.abspath(p) not in keep)]
+    return [where, *stale_shards(where, {"shards": []}, inputs)]
 
 
 def replace_older(
@@ -145,6 +116,6 @@ def replace_older(
         files.replaces(stale_parts(output, inputs))
         return []
     where = manifest_path(output)
-    files.replaces(older_shards(where, manifest, inputs=inputs) + stale_whole(output, fmt, inputs))
+    files.replaces(stale_shards(where, manifest, inputs) + stale_whole(output, fmt, inputs))
     files.pointer(where, manifest)
     return [where]

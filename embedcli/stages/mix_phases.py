@@ -31,7 +31,7 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import InputError, UsageError
-from embedcli.formats import TokenFormat, format_for
+from embedcli.formats import TokenFormat, format_for, stale_shards
 from embedcli.formats.provenance import write_provenance
 from embedcli.mixing import ORDER, keys
 from embedcli.progress import ProgressFactory, no_progress
@@ -49,7 +49,7 @@ from embedcli.stages.results import MixResult, Written
 from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, spill_file
 from embedcli.storage.atomic import atomic_file
-from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
+from embedcli.storage.manifest import manifest_path, shard_manifest
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output
 from embedcli.storage.remote import fetch, is_url, list_objects, upload
@@ -389,7 +389,7 @@ def _gather(
         text = text_origins(recorded_texts(mix.read), origin[0], origin[1])
         paths.append(write_provenance(files, part, doc_offsets, *origin, mix.named, text))
         where = manifest_path(output)
-        files.replaces(older_shards(where, manifest, inputs=mix.paths))
+        files.replaces(stale_shards(where, manifest, mix.paths))
         files.pointer(where, manifest)
         files.commit()
     return [*paths, where], int(doc_offsets.size - 1), sink.count

@@ -21,13 +21,13 @@ from embedcli.bpe.tokenizer import check_first_text, choose_engine_first, tokeni
 from embedcli.documents import Source, resolve_sources, shard_sources
 from embedcli.documents.ids import check_id_source
 from embedcli.errors import EmbedcliError, UsageError
-from embedcli.formats import TokenFormat, format_for
+from embedcli.formats import TokenFormat, format_for, stale_shards
 from embedcli.formats.base import read_sidecar, sidecar_files, sidecar_path
 from embedcli.options import DEFAULT_SEED, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
 from embedcli.stages.staging import SpillSink, remote_output, spill_file
-from embedcli.storage.manifest import manifest_path, older_shards, shard_manifest
+from embedcli.storage.manifest import manifest_path, shard_manifest
 from embedcli.storage.output_set import OutputSet
 from embedcli.storage.outputs import check_output, stale_temps
 from embedcli.storage.store import header_if_file, read_header
@@ -188,7 +188,7 @@ def run_tokenize(
             paths += _origins(files, path, part, sources)
         if manifest is not None:  # the pointer every shard of the run writes, last
             where = manifest_path(job.whole)
-            files.replaces(older_shards(where, manifest, inputs=read))
+            files.replaces(stale_shards(where, manifest, read))
             files.pointer(where, manifest)
         files.commit()
     header = header_if_file(output) if fmt.name == "safetensors" else None

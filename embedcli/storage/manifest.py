@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,19 +109,31 @@ def read_manifest(path: str) -> Manifest:
     return Manifest(files, str(doc.get("format", "safetensors")), shard_set if shard_set else None)
 
 
-def older_shards(path: str, manifest: dict[str, Any], *, inputs: list[str]) -> list[str]:
-    """The shard files an older run's manifest at ``path`` lists and ``manifest`` (this run's)
-    does not: a rerun with fewer shards replaces them (see :class:`OutputSet`). Each shard job
-    of the new run names the same files; whichever commits first removes them. Inputs are
-    never among them, nor anything when the old manifest cannot be read."""
+def older_shards(
+    path: str,
+    manifest: dict[str, Any],
+    *,
+    inputs: list[str],
+    expand: Callable[[str, str], list[str]] | None = None,
+) -> list[str]:
+    """The files of the shards an older run's manifest at ``path`` lists and ``manifest`` (this
+    run's) does not: a rerun with fewer shards replaces them (see :class:`OutputSet`). Each shard
+    job of the new run names the same files; whichever commits first removes them.
+
+    ``expand(shard, format)`` gives the files on disk that one listed shard stands for (a
+    Megatron prefix's ``.bin`` and ``.idx``, a sidecar, a provenance file); without it, the
+    listed name alone. Inputs are never among them, nor anything when the old manifest cannot
+    be read."""
     try:
         old = read_manifest(path)
     except EmbedcliError:
         return []
     base = os.path.dirname(path)
-    new = {os.path.abspath(os.path.join(base, s)) for s in manifest["shards"]}
-    keep = new | {os.path.abspath(p) for p in inputs}
-    return [f for f in old.files if os.path.abspath(f) not in keep]
+    keep = {os.path.abspath(os.path.join(base, s)) for s in manifest["shards"]}
+    keep |= {os.path.abspath(p) for p in inputs}
+    listed = [f for f in old.files if os.path.abspath(f) not in keep]
+    found = [p for f in listed for p in (expand(f, old.format) if expand else [f])]
+    return [p for p in dict.fromkeys(found) if os.path.abspath(p) not in keep]
 
 
 def check_listed(path: str, shard_set: str | None, metas: list[dict[str, str]]) -> None:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from embedcli.errors import InputError, OutputError
+from embedcli.errors import InputError, OutputError, UsageError
 from embedcli.storage import atomic
 from embedcli.storage.atomic import (
     COMMITTED,
@@ -304,6 +304,27 @@ def _signals_deferred() -> Iterator[None]:
             handler(signum, None)
         elif handler == signal.SIG_DFL:
             signal.raise_signal(signum)
+
+
+def allow_open_files(needed: int) -> None:
+    """Raise this process's soft limit on open files to ``needed`` (at most the hard limit),
+    or refuse a split that needs more, before anything is written: an :class:`OutputSet`
+    holds each of its files open until it commits, so ``--max-shard-size`` parts beyond
+    ``ulimit -n`` (often 1,024) would fail part way with "Too many open files"."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: no such limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    ceiling = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+    if ceiling < needed:
+        raise UsageError(
+            f"--max-shard-size: writing these parts needs {needed:,} open files and this "
+            f"process may open {hard:,} (ulimit -n); give a larger size"
+        )
 
 
 def incomplete_document(names: list[str]) -> bytes:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from embedcli.errors import OutputError, UsageError
 from embedcli.storage.atomic import atomic_file, preallocate, validate_safetensors, write_errors
-from embedcli.storage.output_set import OutputSet, joined
+from embedcli.storage.output_set import OutputSet, allow_open_files, joined
 from embedcli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -267,6 +267,7 @@ def write_tensors(
             f"--max-shard-size {human_bytes(max_shard_size)} would write {len(parts):,} files; "
             f"use at least {least} (about {MAX_FILES:,} files) or more"
         )
+    allow_open_files(len(parts) + 64)  # the set holds every part open until it commits
     index = index_path(output)
     for path in [*(shard.path for shard, _ in parts), index]:  # refused before the work
         check_output(path, inputs=read, no_clobber=no_clobber)
