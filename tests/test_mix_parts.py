@@ -66,13 +66,15 @@ def test_parts_read_through_their_manifest_are_the_one_file(
     fmt = format_for(to, name)
     opts = MixOptions(seed=seed, eot=eot)
     (tmp / "one").mkdir(), (tmp / "split").mkdir()
-    run_mix(sources, str(tmp / "one" / name), opts, to=to)
+    whole = run_mix(sources, str(tmp / "one" / name), opts, to=to)
     result = run_mix(sources, str(tmp / "split" / name), MixOptions(seed=seed, eot=eot,
                      max_shard_size=size), to=to)  # fmt: skip
     manifest = tmp / "split" / (name.replace(".safetensors", "") + ".manifest.json")
     assert result.written.paths[result.written.main] == str(manifest)
     placement = eot or fmt.default_eot
     assert _load(manifest, placement) == _load(tmp / "one" / name, placement)
+    # the summary counts the stream as read: the separators between parts too
+    assert result.tokens == whole.tokens == len(_load(manifest, placement)[0])
     listed = read_manifest(str(manifest)).files
     _, whole_docs = _load(tmp / "one" / name, placement)
     assert sum(len(_load(p, placement)[1]) - 1 for p in listed) == len(whole_docs) - 1

@@ -158,7 +158,7 @@ def run_mix(
                 )
         paths += replace_older(files, output, fmt, manifest, mix.paths, val_output)
         files.commit()
-    return _result(mix, opts, output, fmt, paths, written, val_output, notes, started)
+    return _result(mix, opts, output, fmt, paths, written, val_output, notes, started, placement)
 
 
 def _parts(
@@ -220,11 +220,14 @@ def _result(
     val_output: str | None,
     notes: list[str],
     started: float,
+    placement: str,
 ) -> MixResult:
     split = opts.max_shard_size is not None
     header = header_if_file(output) if fmt.name == "safetensors" and not split else None
     train = written[:-1] if val_output is not None else written
     tokens = sum(sink.count for sink, _ in train)
+    if split and placement == "between":  # the one the manifest's reader puts between parts
+        tokens += max(len(train) - 1, 0)
     documents = sum(int(offsets.size - 1) for _, offsets in train)
     main = len(paths) - 1 if split else 0  # a split output's manifest, else its (first) file
     result = MixResult(

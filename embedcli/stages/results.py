@@ -135,7 +135,7 @@ class MixResult:
     written: Written
     sources: list[MixSource]
     budget: int
-    tokens: int  # written, separators included
+    tokens: int  # the stream as read, separators included (those between parts too)
     documents: int
     seed: int
     shuffle: bool
