@@ -137,18 +137,37 @@ def _id_array(ids: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _documents_of(path: Any, stream: TokenStream) -> tuple[np.ndarray | None, Any]:
+def _documents_of(
+    path: Any, stream: TokenStream, encoding: str | None = None
+) -> tuple[np.ndarray | None, Any]:
     """:meth:`TokenWindows._documents`, as ``inspect --doc`` finds them
-    (:func:`~embedcli.formats.provenance.documents`): ids in memory or several files have
-    no one provenance."""
+    (:func:`~embedcli.formats.provenance.documents`): a file's own provenance; for several
+    parts (a manifest's, a shard set), theirs joined; ids in memory have none."""
     from embedcli.formats.base import sidecar_subject
-    from embedcli.formats.provenance import documents
+    from embedcli.formats.provenance import documents, joined_documents
 
-    if isinstance(path, np.ndarray) or not isinstance(path, (str, os.PathLike)):
+    if isinstance(path, np.ndarray | TokenStream):
         return stream.doc_offsets, None
-    subject = sidecar_subject(os.fspath(path))
+    paths = path_list(path, "path")
+    parts = _token_parts(paths, encoding)
+    if parts is not None and len(parts.parts) > 1:
+        return joined_documents(
+            stream.doc_offsets, stream.metadata, stream.segments, parts.provenance()
+        )
+    subject = sidecar_subject(paths[0])
     offsets, found, _ = documents(subject, stream.doc_offsets, stream.metadata, stream.segments)
     return offsets, found
+
+
+def _token_parts(paths: list[str], encoding: str | None) -> Any:
+    """The token files ``paths`` resolve to (a ResolvedTokenFiles), or None for another input."""
+    from embedcli.inputs import Request, open_input
+    from embedcli.inputs.token_files import ResolvedTokenFiles
+    from embedcli.options import TokenizeOptions
+
+    request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
+    with open_input(paths, request) as found:
+        return found if isinstance(found, ResolvedTokenFiles) else None
 
 
 class TokenWindows(Dataset):
@@ -279,7 +298,7 @@ class TokenWindows(Dataset):
         """The stream's document offsets and, for one file with a provenance beside it that
         belongs to it, that provenance (read once)."""
         if "_docs" not in self.__dict__:
-            self._docs = _documents_of(self.path, self.stream())
+            self._docs = _documents_of(self.path, self.stream(), self.encoding)
         return self._docs
 
     def rows(self, indices: list[int] | np.ndarray) -> np.ndarray:

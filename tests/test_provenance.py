@@ -268,6 +268,55 @@ def test_two_phases_trace_each_document_as_one_process_does(recorded, tmp_path):
     two = _mixed_documents(str(tmp_path / "two.tokens.manifest.json"), tmp_path)
     assert two == _mixed_documents(str(one), tmp_path)
     assert any("row" in origin for _, origin in two) and any("line" in o for _, o in two)
+    # read through the manifest, the loader and inspect --doc give the one file's origins
+    from embedcli.data import TokenWindows
+    from embedcli.inspection.documents import document_report
+
+    manifest = str(tmp_path / "two.tokens.manifest.json")
+    split, whole = TokenWindows(manifest, 4), TokenWindows(str(one), 4)
+    sources = [split.source(i) for i in range(len(split))]
+    assert sources == [whole.source(i) for i in range(len(whole))]
+    assert all(s["origin"] for s in sources)
+    for d, (span, origin) in enumerate(two):
+        report = document_report(manifest, doc=d)
+        assert report.origin == origin and [t for t in report.ids if t != EOT_ID] == span[:64]
+
+
+@pytest.mark.parametrize("to", ["safetensors", "nanogpt"])
+def test_a_shard_set_read_through_its_manifest_traces_every_document(tmp_path, to):
+    """``tokenize --shard --provenance`` shards each record their own text files: read through
+    the manifest, each document is traced to its file and line (the shards' lists joined)."""
+    from embedcli.data import TokenWindows
+
+    names = []
+    for f in range(3):
+        docs = [f"file {f} document {i} " * (i % 3 + 2) for i in range(7)]
+        names.append(tmp_path / f"d{f}.jsonl")
+        names[-1].write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    out = tmp_path / ("o.tokens.safetensors" if to == "safetensors" else "o.bin")
+    for i in range(3):
+        run_tokenize([str(n) for n in names], str(out), to=to, shard=(i, 3), provenance=True)
+    manifest = next(tmp_path.glob("o*.manifest.json"))
+    ds = TokenWindows(str(manifest), max_length=2, stride=1)
+    offsets, _ = ds._documents()
+    enc = get_encoding("gpt2")
+    seen = set()
+    for d in range(offsets.size - 1):
+        window = int(np.searchsorted(np.arange(len(ds)), offsets[d]))
+        origin = ds.source(window)["origin"]
+        assert origin is not None, d
+        seen.add((origin["file"], origin.get("line", origin.get("byte"))))
+        ids = [t for t in ds.stream().read(offsets[d], offsets[d + 1] - offsets[d]) if t != EOT_ID]
+        text = Path(origin["file"]).read_bytes()
+        at = origin.get("byte")
+        line = (text[at:].split(b"\n", 1)[0] if at is not None
+                else text.split(b"\n")[origin["line"] - 1])  # fmt: skip
+        assert ids == enc.encode_ordinary(json.loads(line)["text"])
+    assert len(seen) == 21
+    # a part whose provenance is gone: no origin for any document, never a wrong one
+    next(tmp_path.glob("o-00002-of-00003*.provenance.safetensors")).unlink()
+    again = TokenWindows(str(manifest), max_length=2, stride=1)
+    assert {again.source(i)["origin"] for i in range(0, len(again), 5)} == {None}
 
 
 # ------------------------------------------------------------------------------ --id-key

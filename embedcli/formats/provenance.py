@@ -105,6 +105,73 @@ def documents(
     return doc_offsets, found, why
 
 
+def joined_documents(
+    doc_offsets: np.ndarray | None,
+    metadata: dict[str, str],
+    segments: Sequence[np.ndarray],
+    found: Provenance | None,
+) -> tuple[np.ndarray | None, Provenance | None]:
+    """The document offsets of a stream of several parts (a manifest's, a shard set's) and
+    ``found``, their provenance joined (:func:`join_provenance`), kept where it holds one
+    entry a document. Parts in a trainer's format mark no documents: they are found at the
+    separators, as :func:`documents` finds them in one file, believed where every part's own
+    provenance confirmed its own."""
+    if found is None:
+        return doc_offsets, None
+    offsets = doc_offsets
+    if offsets is None:
+        eot = get_int(metadata, EOT_ID)
+        if eot is None:
+            return None, None
+        size = sum(int(s.size) for s in segments)
+        offsets = offsets_at(
+            separators_in(segments, eot), size, metadata.get(EOT_PLACEMENT, "between")
+        )
+    return offsets, (found if len(found) == offsets.size - 1 else None)
+
+
+def join_provenance(found: Sequence[Provenance]) -> Provenance:
+    """The provenance of parts read one after another, document for document: their sources
+    and text files gathered into one list each (an entry the parts share listed once), each
+    document's index into them renumbered."""
+    sources: dict[str, int] = {}
+    files: dict[str, int] = {}
+
+    def renumber(table: dict[str, int], entries: list[dict[str, Any]]) -> np.ndarray:
+        keys = [json.dumps(e, sort_keys=True, ensure_ascii=False) for e in entries]
+        return np.array([table.setdefault(k, len(table)) for k in keys] + [-1], np.int64)
+
+    mixed = all(p.source is not None and p.document is not None and p.passes is not None
+                for p in found)  # fmt: skip
+    texts = all(p.file is not None and p.at is not None for p in found)
+    source, file = [], []
+    for p in found:
+        if mixed:
+            source.append(renumber(sources, p.sources)[np.asarray(p.source, np.int64)])
+        if texts:
+            local = np.asarray(p.file, np.int64)  # -1: not recorded, kept so
+            file.append(renumber(files, p.files)[np.where(local >= 0, local, -1)])
+
+    def joined(arrays: Sequence[np.ndarray | None], dtype: Any) -> np.ndarray:
+        return (
+            np.concatenate([np.asarray(a, dtype) for a in arrays]) if arrays else np.zeros(0, dtype)
+        )
+
+    ids = (
+        [i for p in found for i in (p.ids or [])] if all(p.ids is not None for p in found) else None
+    )
+    return Provenance(
+        joined(source, np.int32) if mixed else None,
+        joined([p.document for p in found], np.int64) if mixed else None,
+        joined([p.passes for p in found], np.int32) if mixed else None,
+        [json.loads(k) for k in sources],
+        joined(file, np.int32) if texts else None,
+        joined([p.at for p in found], np.int64) if texts else None,
+        [json.loads(k) for k in files],
+        ids,
+    )
+
+
 def _digest(doc_offsets: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(doc_offsets, "<i8").tobytes()).hexdigest()[:16]
 
@@ -211,6 +278,11 @@ class Provenance:
     at: np.ndarray | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
     ids: list[str] | None = None  # each document's id field (--id-key)
+
+    def __len__(self) -> int:
+        """The documents it describes."""
+        held = self.source if self.source is not None else self.file
+        return 0 if held is None else int(held.size)
 
     def of(self, doc: int) -> dict[str, Any]:
         """Where document ``doc`` came from: its source (name, inputs), index and pass, for a

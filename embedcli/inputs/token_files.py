@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from embedcli.progress import ProgressFactory
 from embedcli.storage.manifest import check_listed, is_manifest, order_shards, read_manifest
 from embedcli.storage.remote import origin
 from embedcli.storage.store import is_safetensors
+
+if TYPE_CHECKING:
+    from embedcli.formats.provenance import Provenance
 
 
 @dataclass
@@ -161,6 +165,26 @@ class ResolvedTokenFiles:
             documents = sum(c.get_int(m, c.DOCUMENTS) or 0 for m in metas)
         meta = self._metadata(metas, documents, position)
         return segments, doc_offsets if known else None, meta
+
+    def provenance(self) -> Provenance | None:
+        """The parts' provenance joined, document for document, in the order :meth:`join`
+        reads them; None unless every part with documents has one that belongs to it."""
+        from embedcli.formats.base import sidecar_subject
+        from embedcli.formats.provenance import documents, join_provenance
+
+        found = []
+        for part in self.parts:
+            source = part.load()
+            subject = sidecar_subject(part.path)
+            offsets, own, _ = documents(
+                subject, source.doc_offsets, source.metadata, source.segments
+            )
+            if offsets is not None and offsets.size <= 1:
+                continue  # no document: join skips it too
+            if own is None:
+                return None
+            found.append(own)
+        return join_provenance(found) if found else None
 
     def _metadata(self, metas: list[dict[str, str]], documents: int, tokens: int) -> dict:
         meta = c.without(metas[0], c.SHARD_KEYS)

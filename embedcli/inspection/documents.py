@@ -16,7 +16,7 @@ import numpy as np
 from embedcli.bpe.encodings import decoding_for
 from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import sidecar_subject
-from embedcli.formats.provenance import Provenance, documents
+from embedcli.formats.provenance import Provenance, documents, joined_documents
 
 SHOWN_IDS = 64  # ids listed; the text is shown whole up to SHOWN_CHARS
 SHOWN_CHARS = 2000
@@ -52,13 +52,15 @@ def document_report(
         source = found.load(no_progress)
         if not isinstance(source, TokenSource):
             raise UsageError(f"{path}: holds windows, not documents; give its token file")
-        parts = (
-            [p.path for p in found.parts]
-            if isinstance(found, ResolvedTokenFiles)
-            else [sidecar_subject(path)]
-        )
         notes: list[str] = []
-        offsets, origin = _offsets_and_origin(source, parts, notes)
+        if isinstance(found, ResolvedTokenFiles) and len(found.parts) > 1:
+            offsets, origin = joined_documents(
+                source.doc_offsets, source.metadata, source.segments, found.provenance()
+            )
+        else:
+            offsets, origin = _offsets_and_origin(source, sidecar_subject(path), notes)
+        if offsets is None:
+            raise FormatError(f"{path}: does not record where its documents start (no doc_offsets)")
         n = int(offsets.size - 1)
         if token is not None:
             if not 0 <= token < int(offsets[-1]):
@@ -68,7 +70,7 @@ def document_report(
         if not 0 <= doc < n:
             raise UsageError(f"--doc {doc}: the file has documents 0 to {n - 1}")
         start, end = int(offsets[doc]), int(offsets[doc + 1])
-        ids = np.asarray(source.ids[start:end]).astype(np.int64).tolist()
+        ids = _ids(source.segments, start, end)
         decoding = decoding_for(source.metadata, None, tokenizer)
         text = decoding.decode(ids)[:SHOWN_CHARS] if decoding.decode else None
         if decoding.note:
@@ -80,17 +82,22 @@ def document_report(
 
 
 def _offsets_and_origin(
-    source: Any, parts: list[str], notes: list[str]
-) -> tuple[np.ndarray, Provenance | None]:
-    """The stream's document offsets and, where every part has one, their provenance."""
-    if len(parts) != 1:  # a manifest's parts: each has its own (inspect a part for it)
-        offsets, found = source.doc_offsets, None
-    else:
-        offsets, found, why = documents(
-            parts[0], source.doc_offsets, source.metadata, source.segments
-        )
-        if why:
-            notes.append(why)
-    if offsets is None:
-        raise FormatError(f"{parts[0]}: does not record where its documents start (no doc_offsets)")
+    source: Any, subject: str, notes: list[str]
+) -> tuple[np.ndarray | None, Provenance | None]:
+    """One file's document offsets and, where it has one, its provenance."""
+    offsets, found, why = documents(subject, source.doc_offsets, source.metadata, source.segments)
+    if why:
+        notes.append(why)
     return offsets, found
+
+
+def _ids(segments: list[np.ndarray], start: int, end: int) -> list[int]:
+    """Ids ``[start, end)`` of the stream the segments make, read from the segments they lie
+    in (a manifest's parts are never joined into memory for one document)."""
+    out, base = [], 0
+    for segment in segments:
+        lo, hi = max(start - base, 0), min(end - base, segment.size)
+        if lo < hi:
+            out.append(np.asarray(segment[lo:hi]).astype(np.int64))
+        base += int(segment.size)
+    return np.concatenate(out).tolist() if out else []
