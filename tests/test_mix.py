@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from embedcli.errors import InputError, UsageError
 from embedcli.mixing import first_occurrences, order, parse_count, parse_weights, select
+from embedcli.storage.manifest import read_manifest
 
 from conftest import SAMPLE, invoke
 
@@ -395,6 +396,52 @@ def test_two_phases_write_the_one_process_stream(sources, tmp_path, shuffle, sca
     assert _stream(tmp_path / "two.tokens.manifest.json") == _stream(one)
 
 
+@pytest.mark.parametrize("held", [{"val_fraction": 0.3}, {"val_tokens": 120}])
+@pytest.mark.parametrize(("scatter", "gather"), [(1, 1), (3, 2)])
+def test_two_phases_hold_out_the_one_process_validation_split(
+    sources, tmp_path, monkeypatch, held, scatter, gather
+):
+    """--val-fraction/--val-tokens in a two-phase run: the parts are the one process's
+    training stream, and gather job 1 writes its validation file, id for id and document
+    for document, paired with the manifest; the gather jobs read the split the scatter
+    phase found rather than hash every document; a rerun without a split removes it."""
+    import embedcli.stages.mix as mix_stage
+    from embedcli.stages.mix import MixOptions, run_mix
+    from embedcli.stages.mix_phases import Phase, run_mix_phase
+
+    inputs = [str(p) for p in sources]
+    opts = MixOptions(weights="0.4,0.6", dedup=True, seed=4, **held)
+    one = tmp_path / "one.tokens.safetensors"
+    run_mix(inputs, str(one), opts)
+    out, buckets = tmp_path / "two.tokens.safetensors", str(tmp_path / "buckets")
+    for i in range(scatter):
+        run_mix_phase(inputs, str(out), Phase("scatter", i, scatter, buckets, gather), opts)
+    hashed = []
+    for name in ("dedup", "hold_out"):
+        real = getattr(mix_stage, name)
+        monkeypatch.setattr(mix_stage, name, lambda *a, r=real: hashed.append(1) or r(*a))
+    results = [
+        run_mix_phase(inputs, str(out), Phase("gather", j, gather, buckets), opts)
+        for j in range(gather)
+    ]
+    assert hashed == []
+    manifest, val = tmp_path / "two.tokens.manifest.json", tmp_path / "two.val.tokens.safetensors"
+    assert _stream(manifest) == _stream(one)
+    assert _stream(val) == _stream(tmp_path / "one.val.tokens.safetensors")
+    assert results[0].val_output == str(val) and all(r.val_output is None for r in results[1:])
+    assert results[0].val_documents == len(_stream(val)[1]) - 1 > 0
+    meta = _load(val).metadata
+    assert meta["split"] == "val" and meta["split_partner"] == manifest.name
+    part = _load(read_manifest(str(manifest)).files[-1]).metadata
+    assert part["split_partner"] == val.name and part["split_pair"] == meta["split_pair"]
+    assert invoke("batch", str(val), "-T", "4", "-o", "-").returncode == 0
+    plain = MixOptions(weights="0.4,0.6", dedup=True, seed=4)
+    buckets2 = str(tmp_path / "b2")
+    run_mix_phase(inputs, str(out), Phase("scatter", 0, 1, buckets2, 1), plain)
+    run_mix_phase(inputs, str(out), Phase("gather", 0, 1, buckets2), plain)
+    assert not val.exists() and not list(tmp_path.glob("two.val*"))
+
+
 def test_gather_jobs_take_the_duplicates_the_scatter_phase_found(sources, tmp_path, monkeypatch):
     """--dedup exact: scatter job 1 writes what it keeps, a bit a document, and the gather jobs
     read it rather than hash every document again; a file of another run is not believed."""
@@ -409,7 +456,7 @@ def test_gather_jobs_take_the_duplicates_the_scatter_phase_found(sources, tmp_pa
     out, buckets = tmp_path / "two.tokens.safetensors", str(tmp_path / "buckets")
     for i in range(2):
         run_mix_phase(inputs, str(out), Phase("scatter", i, 2, buckets, 2), opts)
-    assert (tmp_path / "buckets" / "dedup-kept.safetensors").is_file()
+    assert (tmp_path / "buckets" / "kept.safetensors").is_file()
     hashed = []
     real = mix_stage.dedup
     monkeypatch.setattr(mix_stage, "dedup", lambda read: hashed.append(1) or real(read))
@@ -420,9 +467,7 @@ def test_gather_jobs_take_the_duplicates_the_scatter_phase_found(sources, tmp_pa
     other = MixOptions(dedup=True, seed=4)  # another run's file under the same name
     run_mix_phase(inputs, str(out), Phase("scatter", 0, 1, str(tmp_path / "b4"), 1), other)
     hashed.clear()  # the scatter job hashes, as every scatter job does
-    shutil.copyfile(
-        tmp_path / "b4" / "dedup-kept.safetensors", tmp_path / "buckets" / "dedup-kept.safetensors"
-    )
+    shutil.copyfile(tmp_path / "b4" / "kept.safetensors", tmp_path / "buckets" / "kept.safetensors")
     run_mix_phase(inputs, str(out), Phase("gather", 0, 2, buckets), opts)
     assert hashed == [1]
 
@@ -481,8 +526,10 @@ def test_a_validation_split_is_held_out_before_the_mix(sources, tmp_path):
     ("extra", "message"),
     [
         (["--val-fraction", "0.1", "--val-tokens", "5"], "not both"),
-        (["--val-fraction", "0.1", "--phase", "scatter", "--shard", "0/1", "--buckets", "1"],
-         "no validation split yet"),
+        (["--val-fraction", "0.1", "--val-tokens", "5", "--phase", "scatter", "--shard", "0/1",
+          "--buckets", "1"], "not both"),
+        (["--val-fraction", "1.5", "--phase", "scatter", "--shard", "0/1", "--buckets", "1"],
+         "must be from 0.0 to 1.0"),
     ],
 )  # fmt: skip
 def test_validation_refusals(sources, tmp_path, extra, message):

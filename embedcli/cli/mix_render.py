@@ -24,14 +24,15 @@ def mix_facts(result: MixResult, written: str) -> dict[str, str]:
     dropped = sum(s.duplicates for s in result.sources)
     taken = sum(s.tokens for s in result.sources)
     if result.phase is not None:  # one job of a two-phase run: its own part of the whole
-        return {
+        job = {
             "job": f"{result.phase} of a two-phase run ({order})",
             "this job's documents": f"{result.documents:,}",
             "this job's ids": f"{result.tokens:,}",
             "the whole mix": f"{taken:,} tokens of documents (budget {result.budget:,})",
-            "time": f"{result.seconds:.2f} s",
-            "output": written,
         }
+        if result.val_output is not None:  # gather job 1 writes the split
+            job["validation"] = _validation(result)
+        return job | {"time": f"{result.seconds:.2f} s", "output": written}
     facts = {
         "documents": f"{result.documents:,}, {order}",
         "tokens": f"{taken:,} of documents (budget {result.budget:,}), "
@@ -41,9 +42,7 @@ def mix_facts(result: MixResult, written: str) -> dict[str, str]:
     if result.dedup:
         facts["exact duplicates"] = f"{dropped:,} documents dropped"
     if result.val_output is not None:
-        facts["validation"] = (
-            f"{result.val_documents:,} documents, {result.val_tokens:,} ids -> {result.val_output}"
-        )
+        facts["validation"] = _validation(result)
     facts["time"] = f"{result.seconds:.2f} s"
     facts["output"] = written
     return facts
@@ -125,3 +124,7 @@ def render_weights(console: Console, result: MixWeights) -> None:
     title = f"mix --emit-weights {result.kind}: the blend of {len(result.sources)} sources"
     console.print(Panel(table, title=title, title_align="left", expand=False))
     console.print(f"wrote {where}: nothing copied, weights by tokens", highlight=False)
+
+
+def _validation(result: MixResult) -> str:
+    return f"{result.val_documents:,} documents, {result.val_tokens:,} ids -> {result.val_output}"

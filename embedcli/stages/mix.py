@@ -29,7 +29,7 @@ from embedcli import contract as c
 from embedcli.errors import UsageError
 from embedcli.formats import TokenFormat, format_for
 from embedcli.formats.provenance import write_provenance
-from embedcli.mixing import HELD, Selection, keys, order, parse_weights, select
+from embedcli.mixing import Selection, order, parse_weights, select
 from embedcli.options import DEFAULT_SEED
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.mix_parts import (
@@ -42,6 +42,9 @@ from embedcli.stages.mix_parts import (
 from embedcli.stages.mix_sources import (
     MixInput,
     dedup,
+    held_documents,
+    held_fraction,
+    held_only,
     hold_out,
     keep_only,
     read_source,
@@ -72,7 +75,9 @@ _TOKENIZER_KEYS = (
     c.ENCODING_ASSUMED,
 )
 # A two-phase run's duplicates found once: the sources as listed and read -> their masks.
-KeptMasks = Callable[[list[tuple[str, list[str]]], list[MixInput]], list[np.ndarray] | None]
+# What a two-phase run's scatter phase found, read back by the gather jobs: for "kept" (the
+# documents --dedup exact keeps) or "held" (the validation split), a mask a source, or None.
+KeptMasks = Callable[[list[tuple[str, list[str]]], list[MixInput], str], list[np.ndarray] | None]
 _AGREE = (c.ENCODING, c.VOCAB_SIZE, c.EOT_ID, c.TOKENIZER_SHA256)
 
 
@@ -120,7 +125,7 @@ def run_mix(
     opts = opts or MixOptions()
     fmt = format_for(to, output)
     placement = opts.eot or fmt.default_eot
-    val_output = _val_output(output, fmt, opts)
+    val_output = val_output_of(output, fmt, opts)
     check_split(opts.max_shard_size, fmt, output)
     with contextlib.ExitStack() as stack:
         mix = prepare(inputs, sources, opts, placement, stack)
@@ -133,13 +138,13 @@ def run_mix(
         written, origins = [], []
         for name, a, b in zip(names, cuts, cuts[1:], strict=False):
             at = slice(a, b)
-            written.append(_written(mix, name, source_of[at], starts[at], ends[at], placement,
+            written.append(spill_documents(mix, name, source_of[at], starts[at], ends[at], placement,
                                     stack, progress, opts.memory))  # fmt: skip
             origins.append(origins_of(mix, source_of[at], position[at]))
         if val_output is not None:
-            held, documents = _held(mix, opts)
+            held, documents = held_documents(mix.read, opts.seed, opts.shuffle)
             written.append(
-                _written(mix, val_output, *held, placement, stack, progress, opts.memory)
+                spill_documents(mix, val_output, *held, placement, stack, progress, opts.memory)
             )
             origins.append((held[0], documents, np.zeros(documents.size, np.int64)))
         metas, manifest = _metas(mix, opts, placement, written, output, val_output, fmt, names)
@@ -194,9 +199,7 @@ def _metas(
     split = opts.max_shard_size is not None
     if val_output is not None:
         pair = _pair_digest(written, metas)
-        n_held = sum(int(s.held.size) for s in mix.read)  # --val-tokens: the share taken
-        pool = n_held + sum(int(s.kept.size) for s in mix.read)
-        fraction = opts.val_fraction or round(n_held / max(pool, 1), 6)
+        fraction = held_fraction(mix.read, opts.val_fraction)
         train_name = manifest_path(output) if split else output
         sides = [("train", val_output)] * len(names) + [("val", train_name)]
         for meta, (name, partner) in zip(metas, sides, strict=True):
@@ -246,7 +249,7 @@ def _result(
     return result
 
 
-def _val_output(output: str, fmt: TokenFormat, opts: MixOptions) -> str | None:
+def val_output_of(output: str, fmt: TokenFormat, opts: MixOptions) -> str | None:
     """The validation file beside ``output`` (tokenize's name for it), when one is asked for."""
     if not opts.holds_out:
         return None
@@ -259,7 +262,7 @@ def _val_output(output: str, fmt: TokenFormat, opts: MixOptions) -> str | None:
     return val_name(output, fmt.suffixes)
 
 
-def _written(
+def spill_documents(
     mix: Prepared,
     path: str,
     source_of: np.ndarray,
@@ -278,24 +281,6 @@ def _written(
     )
     sink.f.flush()
     return sink, offsets
-
-
-def _held(
-    mix: Prepared, opts: MixOptions
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """The validation documents, each once: shuffled by their keys, or in source order;
-    ``((source, starts, ends), document indices)``."""
-    source_of, starts, ends, sort, documents = [], [], [], [], []
-    for k, s in enumerate(mix.read):
-        docs = np.sort(s.held)
-        source_of.append(np.full(docs.size, k, np.int64))
-        starts.append(s.starts[docs])
-        ends.append(s.ends[docs])
-        sort.append(keys(opts.seed, HELD, k, np.zeros(docs.size, np.int64), docs))
-        documents.append(docs)
-    joined = [np.concatenate(x) for x in (source_of, starts, ends, sort, documents)]
-    by = np.argsort(joined[3], kind="stable") if opts.shuffle else np.arange(joined[0].size)
-    return (joined[0][by], joined[1][by], joined[2][by]), joined[4][by]
 
 
 def origins_of(
@@ -362,16 +347,17 @@ def prepare(
     stack: contextlib.ExitStack,
     kept: KeptMasks | None = None,
 ) -> Prepared:
-    """Read the sources (kept open by ``stack``), drop duplicates, select the documents.
-    ``kept`` may give the duplicates already found (a two-phase run's gather jobs read what
-    the scatter phase found): each source's mask of documents to keep, or None."""
+    """Read the sources (kept open by ``stack``), drop duplicates, hold out the validation
+    split, select the documents. ``kept`` may give the duplicates and the split already found
+    (a two-phase run's gather jobs read what the scatter phase found): each source's mask of
+    documents to keep, or to hold out, or None."""
     if opts.max_repeat <= 0:
         raise UsageError(f"--max-repeat must be above 0 (got {opts.max_repeat:g})")
     listed = sources_of(inputs, list(sources or []))
     read = [read_source(name, files, stack) for name, files in listed]
     first = _agreeing(read, placement)
     if opts.dedup:
-        masks = kept(listed, read) if kept is not None else None
+        masks = kept(listed, read, "kept") if kept is not None else None
         if masks is None:
             dedup(read)
         else:
@@ -380,7 +366,11 @@ def prepare(
         for s in read:
             s.kept = np.arange(s.starts.size, dtype=np.int64)
     if opts.holds_out:  # before the selection: no held-out document is trained on
-        hold_out(read, opts.seed, opts.val_fraction, opts.val_tokens)
+        masks = kept(listed, read, "held") if kept is not None else None
+        if masks is None:
+            hold_out(read, opts.seed, opts.val_fraction, opts.val_tokens)
+        else:
+            held_only(read, masks)
     names = [s.name for s in read]
     lengths = [s.lengths for s in read]
     weights = parse_weights(opts.weights, names, [int(x.sum()) for x in lengths])

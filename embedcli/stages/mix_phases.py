@@ -42,12 +42,21 @@ from embedcli.stages.mix import (
     mix_metadata,
     origins_of,
     prepare,
+    spill_documents,
+    val_output_of,
 )
-from embedcli.stages.mix_sources import MixInput, recorded_texts, text_origins
+from embedcli.stages.mix_sources import (
+    MixInput,
+    held_documents,
+    held_fraction,
+    recorded_texts,
+    text_origins,
+)
 from embedcli.stages.mix_writer import read_spans, write_documents
 from embedcli.stages.results import MixResult, Written
 from embedcli.stages.segmented import Segmented
 from embedcli.stages.staging import SpillSink, spill_file
+from embedcli.stages.tokenize import stale_val, val_name
 from embedcli.storage.atomic import atomic_file
 from embedcli.storage.manifest import manifest_path, shard_manifest
 from embedcli.storage.output_set import OutputSet
@@ -56,7 +65,7 @@ from embedcli.storage.remote import fetch, is_url, list_objects, upload
 from embedcli.storage.store import header_if_file
 
 PHASES = ("scatter", "gather")
-_KEPT = "dedup-kept"  # the scatter phase's --dedup exact result, for the gather jobs
+_KEPT = "kept"  # what the scatter phase's --dedup exact and split found, for the gather jobs
 
 
 @dataclass(frozen=True)
@@ -99,11 +108,7 @@ def run_mix_phase(
             "--max-shard-size splits a one-process mix; a two-phase run's parts are its files "
             "(--shard J/M of the gather jobs)"
         )
-    if opts.holds_out:
-        raise UsageError(
-            "a two-phase run writes no validation split yet: run the mix in one process for "
-            "--val-fraction/--val-tokens, or hold out a source of your own"
-        )
+    val_output_of(output, fmt, opts)  # its options checked in every job, before the work
     if phase.name == "scatter" and (not phase.buckets or phase.buckets < 1):
         raise UsageError("--phase scatter needs --buckets M: the number of gather jobs")
     with contextlib.ExitStack() as stack:
@@ -116,9 +121,9 @@ def run_mix_phase(
         fingerprint = fingerprinted(mix.listed, mix.read)
         if phase.name == "scatter":
             paths, docs, tokens = _scatter(mix, opts, here, fingerprint, progress)
-            header = None
+            header, val = None, None
         else:
-            paths, docs, tokens = _gather(
+            paths, docs, tokens, val = _gather(
                 mix, opts, here, fingerprint, output, fmt, placement, no_clobber, progress
             )
             header = header_if_file(paths[0]) if fmt.name == "safetensors" else None
@@ -126,11 +131,14 @@ def run_mix_phase(
         if here is not phase:  # the buckets as they will be named, once uploaded
             written.paths = [_as_url(p, here.directory, phase.directory) for p in written.paths]
             paths = written.paths
-    return MixResult(
+    result = MixResult(
         paths[0], written, mix.facts, mix.selection.budget, tokens, docs,
         opts.seed, opts.shuffle, opts.dedup, time.perf_counter() - started, fmt.name, header,
         phase=f"{phase.name} {phase.index + 1}/{phase.count}",
     )  # fmt: skip
+    if phase.name == "gather" and val is not None:
+        result.val_output, result.val_documents, result.val_tokens = val
+    return result
 
 
 @contextlib.contextmanager
@@ -222,8 +230,8 @@ def _scatter(
             docs_written, tokens = docs_written + docs, tokens + ids
             paths.append(path)
             advance(1)
-    if opts.dedup and phase.index == 0:  # what every job found: the gather jobs read it
-        paths.append(_write_kept(mix, phase.directory, fingerprint))
+    if (opts.dedup or opts.holds_out) and phase.index == 0:  # what every job found, for
+        paths.append(_write_kept(mix, phase.directory, fingerprint))  # the gather jobs
     marker = _marker_path(phase.directory, phase.index, phase.count)
     done = {"fingerprint": fingerprint, "buckets": phase.buckets, "scatter_jobs": phase.count}
     with atomic_file(marker, output=False) as f:
@@ -269,15 +277,20 @@ def _write_bucket(
 
 
 def _write_kept(mix: Prepared, directory: str, fingerprint: str) -> str:
-    """The documents ``--dedup exact`` keeps, a bit each, for the gather jobs: every job finds
-    the same, but hashing every document of every source is most of a job's work."""
+    """What ``--dedup exact`` keeps and what the validation split holds out, a bit a document,
+    for the gather jobs: every job finds the same, but hashing every document of every source
+    is most of a job's work."""
     from safetensors.numpy import save
 
     tensors = {}
     for k, s in enumerate(mix.read):
         mask = np.zeros(s.starts.size, bool)
         mask[s.kept] = True
+        mask[s.held] = True  # dedup's result, before the validation split took its share
         tensors[f"kept_{k}"] = np.packbits(mask)
+        held = np.zeros(s.starts.size, bool)
+        held[s.held] = True
+        tensors[f"held_{k}"] = np.packbits(held)
     path = os.path.join(directory, _KEPT + ".safetensors")
     with atomic_file(path, output=False) as f:
         f.write(save(tensors, metadata={"mix_fingerprint": fingerprint}))
@@ -285,10 +298,13 @@ def _write_kept(mix: Prepared, directory: str, fingerprint: str) -> str:
 
 
 def _kept_from(phase: Phase, fingerprint: Callable[..., str]) -> KeptMasks:
-    """What the scatter phase found ``--dedup exact`` keeps, if it wrote it for this run (a
-    gather job hashes every document itself otherwise)."""
+    """What the scatter phase found (``--dedup exact``'s documents kept, the validation
+    split's held out), if it wrote it for this run (a gather job hashes every document itself
+    otherwise)."""
 
-    def found(listed: list[tuple[str, list[str]]], read: list[MixInput]) -> list[np.ndarray] | None:
+    def found(
+        listed: list[tuple[str, list[str]]], read: list[MixInput], which: str
+    ) -> list[np.ndarray] | None:
         from safetensors import SafetensorError, safe_open
 
         path = os.path.join(phase.directory, _KEPT + ".safetensors")
@@ -296,7 +312,7 @@ def _kept_from(phase: Phase, fingerprint: Callable[..., str]) -> KeptMasks:
             with safe_open(path, framework="numpy") as f:
                 if (f.metadata() or {}).get("mix_fingerprint") != fingerprint(listed, read):
                     return None
-                packed = [f.get_tensor(f"kept_{k}") for k in range(len(read))]
+                packed = [f.get_tensor(f"{which}_{k}") for k in range(len(read))]
         except (OSError, SafetensorError):
             return None
         return [
@@ -361,7 +377,9 @@ def _gather(
     placement: str,
     no_clobber: bool,
     progress: ProgressFactory,
-) -> tuple[list[str], int, int]:
+) -> tuple[list[str], int, int, tuple[str, int, int] | None]:
+    """Gather job J: part J of the output, the manifest last; job 1 also writes the validation
+    split (what one process writes, from the sources) or removes an older run's."""
     jobs = _scatter_jobs(phase.directory, fingerprint, phase.count)
     sort, source, position, lengths, ids = _bucket(phase.directory, phase.index, jobs, fingerprint)
     # the one process's order: by key, ties in source then position order (or by rank)
@@ -371,6 +389,8 @@ def _gather(
     manifest = shard_manifest(output, [(fingerprint, 0)], phase.count, fmt.name, fmt.suffixes)
     part = os.path.join(os.path.dirname(output), manifest["shards"][phase.index])
     check_output(part, inputs=mix.paths, no_clobber=no_clobber)
+    if phase.index == 0 and opts.holds_out:
+        check_output(val_name(output, fmt.suffixes), inputs=mix.paths, no_clobber=no_clobber)
     with contextlib.ExitStack() as stack:
         sink = SpillSink(stack.enter_context(spill_file(part)), part)
         which = np.zeros(by.size, np.int64)
@@ -379,8 +399,18 @@ def _gather(
         )
         meta = mix_metadata(mix, opts, placement, doc_offsets)
         meta |= c.shard_fields(phase.index, phase.count, manifest["shard_set"])
+        val_output = val_name(output, fmt.suffixes)
+        if opts.holds_out:  # every part names the split; the run's fingerprint pairs them
+            fraction = held_fraction(mix.read, opts.val_fraction)
+            meta |= c.split_fields("train", fraction, opts.seed, val_output, fingerprint)
         sink.f.flush()
         files = stack.enter_context(OutputSet(no_clobber=no_clobber))
+        val = None
+        if phase.index == 0 and opts.holds_out:
+            where = manifest_path(output)  # the split's partner
+            val = _held_out(mix, opts, val_output, where, fmt, placement, fingerprint, files, stack)
+        elif phase.index == 0:
+            files.replaces(stale_val(val_output, fmt))
         paths = fmt.write(
             part, sink.f, sink.count, doc_offsets, meta,
             inputs=mix.paths, no_clobber=no_clobber, files=files,
@@ -392,7 +422,40 @@ def _gather(
         files.replaces(stale_shards(where, manifest, mix.paths))
         files.pointer(where, manifest)
         files.commit()
-    return [*paths, where], int(doc_offsets.size - 1), sink.count
+    written = [*paths, *(val[0] if val else []), where]
+    return written, int(doc_offsets.size - 1), sink.count, val[1] if val else None
+
+
+def _held_out(
+    mix: Prepared,
+    opts: MixOptions,
+    val_output: str,
+    train: str,
+    fmt: TokenFormat,
+    placement: str,
+    pair: str,
+    files: OutputSet,
+    stack: contextlib.ExitStack,
+) -> tuple[list[str], tuple[str, int, int]]:
+    """The validation split, as the one-process run writes it (its documents read from the
+    sources, in its order), paired with the manifest; added to ``files``. Returns its paths
+    and ``(name, documents, ids)``."""
+    held, documents = held_documents(mix.read, opts.seed, opts.shuffle)
+    sink, offsets = spill_documents(
+        mix, val_output, *held, placement, stack, no_progress, opts.memory
+    )
+    meta = mix_metadata(mix, opts, placement, offsets)
+    meta |= c.split_fields(
+        "val", held_fraction(mix.read, opts.val_fraction), opts.seed, train, pair
+    )
+    paths = fmt.write(
+        val_output, sink.f, sink.count, offsets, meta,
+        inputs=mix.paths, no_clobber=files.no_clobber, files=files,
+    )  # fmt: skip
+    origin = (held[0], documents, np.zeros(documents.size, np.int64))
+    text = text_origins(recorded_texts(mix.read), origin[0], origin[1])
+    paths.append(write_provenance(files, val_output, offsets, *origin, mix.named, text))
+    return paths, (val_output, int(offsets.size - 1), sink.count)
 
 
 def _bucket(

@@ -16,7 +16,7 @@ from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import sidecar_subject
 from embedcli.formats.provenance import TextOrigins, documents, offsets_at, provenance_beside
 from embedcli.inputs import Request, TokenSource, open_input
-from embedcli.mixing import first_occurrences
+from embedcli.mixing import HELD, first_occurrences, keys
 from embedcli.progress import no_progress
 from embedcli.stages.segmented import Segmented
 
@@ -165,6 +165,40 @@ def keep_only(sources: list[MixInput], masks: list[np.ndarray]) -> None:
     for s, mine in zip(sources, masks, strict=True):
         s.kept = np.flatnonzero(mine).astype(np.int64)
         s.duplicates = int(mine.size - s.kept.size)
+
+
+def held_fraction(read: list[MixInput], val_fraction: float) -> float:
+    """The share of documents held out, as the split's metadata records it (``--val-tokens``:
+    the share that budget took)."""
+    n_held = sum(int(s.held.size) for s in read)
+    pool = n_held + sum(int(s.kept.size) for s in read)
+    return val_fraction or round(n_held / max(pool, 1), 6)
+
+
+def held_documents(
+    read: list[MixInput], seed: int, shuffle: bool
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The validation documents, each once: shuffled by their keys, or in source order;
+    ``((source, starts, ends), document indices)``."""
+    source_of, starts, ends, sort, documents = [], [], [], [], []
+    for k, s in enumerate(read):
+        docs = np.sort(s.held)
+        source_of.append(np.full(docs.size, k, np.int64))
+        starts.append(s.starts[docs])
+        ends.append(s.ends[docs])
+        sort.append(keys(seed, HELD, k, np.zeros(docs.size, np.int64), docs))
+        documents.append(docs)
+    joined = [np.concatenate(x) for x in (source_of, starts, ends, sort, documents)]
+    by = np.argsort(joined[3], kind="stable") if shuffle else np.arange(joined[0].size)
+    return (joined[0][by], joined[1][by], joined[2][by]), joined[4][by]
+
+
+def held_only(sources: list[MixInput], masks: list[np.ndarray]) -> None:
+    """Each source's kept documents where its mask is true moved to the validation split, as
+    :func:`hold_out` found them (in a scatter job)."""
+    for s, mine in zip(sources, masks, strict=True):
+        pick = mine[s.kept]
+        s.held, s.kept = s.kept[pick], s.kept[~pick]
 
 
 def hold_out(sources: list[MixInput], seed: int, fraction: float, tokens: int | None) -> None:
