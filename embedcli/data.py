@@ -27,13 +27,15 @@ from embedcli.errors import UsageError
 from embedcli.mixture import MixtureWindows, is_mixture
 from embedcli.options import DEFAULT_SEED
 from embedcli.paths import PathArg
-from embedcli.token_windows import TokenStream, TokenWindows, WindowBatch, open_tokens
+from embedcli.token_windows import Cache, TokenStream, TokenWindows, WindowBatch, open_tokens
 from embedcli.windows import shuffle_order
 
 if TYPE_CHECKING:
     from embedcli.mixture import MixtureSpec
+    from embedcli.storage.shard_cache import Prefetcher
 
 __all__ = [  # the dataset's names, here too: where the loader's users import them from
+    "Cache",
     "TokenStream",
     "TokenWindows",
     "WindowBatch",
@@ -138,9 +140,14 @@ class WindowLoader(DataLoader):
 
     def __iter__(self):
         sampler = self.window_sampler
-        for batch in super().__iter__():
-            sampler.consumed += 1
-            yield batch
+        prefetch = _prefetcher(self)
+        try:
+            for batch in super().__iter__():
+                sampler.consumed += 1
+                yield batch
+        finally:
+            if prefetch is not None:
+                prefetch.stop()
         sampler.consumed = 0  # the epoch is complete: the next pass starts at its beginning
 
     @property
@@ -161,6 +168,39 @@ class WindowLoader(DataLoader):
         self.window_sampler.load_state_dict(state)
 
 
+def _prefetcher(loader: WindowLoader) -> Prefetcher | None:
+    """For windows of shards in an object store: a thread that fetches the shards this
+    rank's remaining batches need, in the order they first need them, ahead of the batches
+    (and of the workers' own read-ahead)."""
+    from embedcli.storage.shard_cache import Prefetcher, RemoteIds
+
+    ds, sampler = loader.dataset, loader.window_sampler
+    if not isinstance(ds, TokenWindows) or not ds.stream().remote:
+        return None
+    stream = ds.stream()
+    batches = sampler.batches()[sampler.consumed :]
+    if not batches:
+        return None
+    starts = ds.starts(np.concatenate(batches))
+    last = len(stream.segments) - 1
+    first = np.searchsorted(stream.bounds, starts, side="right") - 1
+    end = np.minimum(np.searchsorted(stream.bounds, starts + ds.max_length, side="right") - 1, last)
+    when = np.repeat(np.arange(len(batches)), [b.size for b in batches])
+    segment, when = np.concatenate([first, end]), np.concatenate([when, when])
+    by = np.lexsort((segment, when))
+    found, at = np.unique(segment[by], return_index=True)
+    held: list[Any] = list(stream.segments)  # the shards' RemoteIds, and separators
+    remote = [j for j, s in enumerate(held) if isinstance(s, RemoteIds)]
+    place = {j: i for i, j in enumerate(remote)}
+    needs = sorted(
+        (int(when[by][a]), place[int(k)]) for k, a in zip(found, at, strict=True) if k in place
+    )
+    shards = [held[j] for j in remote]
+    base = sampler.consumed
+    lead = max(loader.num_workers, 1) * (loader.prefetch_factor or 2)  # the workers' read-ahead
+    return Prefetcher(shards, needs, lambda: sampler.consumed - base + lead).start()
+
+
 def create_dataloader(
     path: PathArg | Sequence[PathArg] | np.ndarray | MixtureSpec,
     batch_size: int,
@@ -178,6 +218,9 @@ def create_dataloader(
     equal_shares: bool = False,
     encoding: str | None = None,
     num_windows: int | None = None,
+    cache_dir: str | None = None,
+    cache_limit: int | str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> WindowLoader:
     """``(inputs, targets)`` batches ``(batch_size, max_length)`` from a token file, or from
     a mixture of several: ``[("web.bin", 0.7), ("code.bin", 0.3)]`` (or a dict), windows drawn
@@ -191,6 +234,12 @@ def create_dataloader(
     initialised) give disjoint shares that together cover every batch; ``equal_shares=True``
     makes the shares the same size, as ``DistributedDataParallel`` needs. Resume with
     ``loader.load_state_dict(saved)``, where ``saved = loader.state_dict()``.
+
+    ``path`` may be in an object store (``s3://bucket/c.tokens.manifest.json``: embedcli's
+    safetensors token files or their manifest): the headers are read once, and each shard is
+    fetched whole into ``cache_dir`` when a batch first needs it (the least recently used
+    removed past ``cache_limit``, e.g. ``"20GB"``), with ``storage_options`` for the
+    filesystem; the batches are the local files' exactly.
     """
     if rank is None or world_size is None:
         dist = torch.distributed
@@ -208,9 +257,10 @@ def create_dataloader(
     elif num_windows is not None:
         raise UsageError("num_windows applies to a mixture of several token inputs only")
     else:
+        cache = Cache(cache_dir, cache_limit, storage_options=storage_options)
         dataset = TokenWindows(
             path,  # type: ignore[arg-type]  # not a mixture: a path, paths or ids
-            max_length, stride, cross_docs=cross_docs, encoding=encoding,
+            max_length, stride, cross_docs=cross_docs, encoding=encoding, cache=cache,
         )  # fmt: skip
     sampler = WindowBatchSampler(
         len(dataset),

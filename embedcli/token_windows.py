@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from embedcli.contract import VOCAB_SIZE, get_int
 from embedcli.errors import FormatError, UsageError
 from embedcli.paths import PathArg, path_list
+from embedcli.storage.shard_cache import CacheConfig, RemoteIds, default_cache_dir
 from embedcli.vocab import out_of_vocab_in
 from embedcli.window_rows import row_items, segment_rows, take_rows
 from embedcli.windows import DocumentWindows, count_windows
@@ -37,6 +38,13 @@ class TokenStream:
     def __post_init__(self) -> None:
         self.bounds = np.cumsum([0, *(s.size for s in self.segments)])
         self._views: dict[tuple[int, int], np.ndarray] = {}  # (segment, count): row_items
+        # shards in an object store: fetched into the local cache when first read
+        self.remote = any(isinstance(s, RemoteIds) for s in self.segments)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_views"] = {}  # views of this process's memory maps
+        return state
 
     def __len__(self) -> int:
         return int(self.bounds[-1])
@@ -45,7 +53,7 @@ class TokenStream:
         """Refuse ids outside the vocabulary the metadata names (the model's embedding would
         fail on them, on a GPU with a device assert)."""
         vocab = get_int(self.metadata, VOCAB_SIZE)
-        if not vocab:
+        if not vocab or self.remote:  # a remote shard checks its ids when it is first read
             return
         # the pages of each memory map handed back behind the scan: a 1 GB shard set's check
         # left 1.1 GB of its pages in the process (and in every DataLoader worker's peak)
@@ -61,7 +69,7 @@ class TokenStream:
         crosses segments is read on its own)."""
         if len(self.segments) == 1:  # the common case: one fancy index, one memcpy a row
             return self._rows(0, count, starts)
-        dtype = np.result_type(*self.segments)
+        dtype = np.result_type(*(s.dtype for s in self.segments))
         return segment_rows(self.bounds, starts, count, dtype,
                             lambda k, local: self._rows(k, count, local),
                             lambda a: self.read(a, count))  # fmt: skip
@@ -70,6 +78,8 @@ class TokenStream:
         """Rows of ``count`` ids of segment ``segment`` from ``starts``, gathered from its
         windows as opaque items (:func:`~embedcli.window_rows.row_items`: the view is kept)."""
         ids = self.segments[segment]
+        if isinstance(ids, RemoteIds):  # no view kept: the cache may let go of its map
+            return take_rows(row_items(ids.array(), count), starts, ids.dtype)
         items = self._views.get((segment, count))
         if items is None:
             items = self._views[segment, count] = row_items(ids, count)
@@ -91,13 +101,41 @@ class TokenStream:
         return out
 
 
+@dataclass(frozen=True)
+class Cache:
+    """Where the loader keeps shards read from an object store (``s3://``, ``gs://``, any
+    fsspec URL): ``directory`` (default ``$EMBEDCLI_CACHE/shards`` or
+    ``~/.cache/embedcli/shards``), at most ``limit`` bytes (``"20GB"`` or an int; None: no
+    limit), each read tried ``retries`` times; ``storage_options`` for the filesystem
+    (``{"endpoint_url": ...}``, credentials: as ``--storage-options``)."""
+
+    directory: str | None = None
+    limit: int | str | None = None
+    retries: int = 3
+    storage_options: dict[str, Any] | None = None
+
+    def config(self) -> CacheConfig:
+        from embedcli.units import parse_size
+
+        limit = parse_size(self.limit) if isinstance(self.limit, str) else self.limit
+        if limit is not None and limit < 1:
+            raise UsageError(f"cache limit must be above 0 bytes (got {self.limit!r})")
+        options = tuple(sorted((self.storage_options or {}).items()))
+        return CacheConfig(self.directory or default_cache_dir(), limit, self.retries, options)
+
+
 def open_tokens(
-    path: PathArg | Sequence[PathArg] | np.ndarray | TokenStream, *, encoding: str | None = None
+    path: PathArg | Sequence[PathArg] | np.ndarray | TokenStream,
+    *,
+    encoding: str | None = None,
+    cache: Cache | None = None,
 ) -> TokenStream:
     """Any token input embedcli reads, without copying its ids (see :class:`TokenStream`):
     a token file, a shard set (a list of files, or a manifest), ids already in memory (a
     1-D integer array: one stream, no document boundaries), or a stream already open (an
-    ``embedcli.Tokens``'s ids, documents and all)."""
+    ``embedcli.Tokens``'s ids, documents and all). A URL (``s3://b/c.tokens.manifest.json``,
+    safetensors token files) is read through a local cache of whole shards (:class:`Cache`):
+    its headers now, each shard's ids when a window first needs them."""
     if isinstance(path, TokenStream):
         return path
     if isinstance(path, np.ndarray):
@@ -106,16 +144,16 @@ def open_tokens(
     from embedcli.inputs.token_files import ResolvedTokenFiles
     from embedcli.options import TokenizeOptions
     from embedcli.progress import no_progress
-    from embedcli.storage.remote import is_url, public_url
+    from embedcli.storage.remote import is_url
 
     paths = path_list(path, "path")
-    for p in paths:
-        if is_url(p):  # a training loop reads at random: an object store per window is slow
-            url = public_url(p)
-            raise UsageError(
-                f"{url}: the loader memory-maps local files; copy it (and its shards) to local "
-                f"disk first, e.g. aws s3 cp --recursive {url.rsplit('/', 1)[0]}/ data/"
-            )
+    remote = [is_url(p) for p in paths]
+    if any(remote):  # a training loop reads at random: whole shards, cached, not a GET a window
+        from embedcli.inputs.remote_tokens import open_remote
+
+        if not all(remote):
+            raise UsageError("give token files all local or all in object storage, not both")
+        return TokenStream(*open_remote(paths, (cache or Cache()).config()).join())
     request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
     with open_input(paths, request) as found:
         if found.reader == "text":
@@ -146,8 +184,8 @@ def _documents_of(
     from embedcli.formats.base import sidecar_subject
     from embedcli.formats.provenance import documents, joined_documents
 
-    if isinstance(path, np.ndarray | TokenStream):
-        return stream.doc_offsets, None
+    if isinstance(path, np.ndarray | TokenStream) or stream.remote:  # no provenance read
+        return stream.doc_offsets, None  # from an object store (yet)
     paths = path_list(path, "path")
     parts = _token_parts(paths, encoding)
     if parts is not None and len(parts.parts) > 1:
@@ -177,6 +215,8 @@ class TokenWindows(Dataset):
     ``ds[i]`` is row ``i`` of its ``inputs`` and ``targets``: windows start at ``0, stride,
     2*stride, ...`` (``cross_docs=False``: inside each document's span, as ``--no-cross-docs``).
     Starts are arithmetic, never an array: memory is the per-document counts at most.
+    ``path`` may be a URL (safetensors token files or their manifest in an object store),
+    read through the local shard cache ``cache`` describes (:class:`Cache`).
     """
 
     def __init__(
@@ -187,8 +227,9 @@ class TokenWindows(Dataset):
         *,
         cross_docs: bool = True,
         encoding: str | None = None,
+        cache: Cache | None = None,
     ):
-        self.path, self.encoding = path, encoding
+        self.path, self.encoding, self.cache = path, encoding, cache
         # What errors call the input: its path, or "ids" for an array.
         name = "ids" if isinstance(path, np.ndarray | TokenStream) else str(path)
         self.max_length, self.stride = max_length, stride or max_length
@@ -212,18 +253,20 @@ class TokenWindows(Dataset):
             )
 
     def _open(self) -> None:
-        self._stream = open_tokens(self.path, encoding=self.encoding)
+        self._stream = open_tokens(self.path, encoding=self.encoding, cache=self.cache)
         self._pid = os.getpid()
 
     def stream(self) -> TokenStream:
-        """The ids, opened in this process (a DataLoader worker opens its own memory maps)."""
-        if "_stream" not in self.__dict__ or self._pid != os.getpid():
+        """The ids, opened in this process (a DataLoader worker opens its own memory maps; a
+        remote stream travels as it is, its headers read once, its shards from the cache)."""
+        if "_stream" not in self.__dict__ or self._pid != os.getpid() and not self._stream.remote:
             self._open()
         return self._stream
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.pop("_stream", None)  # a worker process opens the files itself
+        if not (state.get("_stream") and state["_stream"].remote):
+            state.pop("_stream", None)  # a worker process opens the files itself
         state.pop("_docs", None)
         return state
 

@@ -281,10 +281,10 @@ def test_without_fsspec_a_url_names_the_extra(monkeypatch):
     )
 
 
-def test_the_loader_points_to_a_local_copy():
+def test_the_loader_points_to_a_local_copy_for_a_trainer_format():
     from embedcli.data import TokenWindows
 
-    with pytest.raises(UsageError, match="memory-maps local files; copy it"):
+    with pytest.raises(UsageError, match="reads embedcli's safetensors token files.*copy it"):
         TokenWindows("s3://bucket/out/train.bin", max_length=4)
 
 

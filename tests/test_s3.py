@@ -276,3 +276,83 @@ def test_a_two_phase_mix_keeps_its_buckets_in_the_bucket(tmp_path, s3env, corpus
         one = load_file(tmp_path / "one.tokens.safetensors")
         assert two.ids.tobytes() == one["ids"].tobytes()
         assert two.doc_offsets.tobytes() == one["doc_offsets"].tobytes()
+
+
+def _loader_set(tmp_path, count=3):
+    """Three shards of 150 documents on local disk (a manifest and its parts)."""
+    text = tmp_path / "d.jsonl"
+    words = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
+    text.write_text("".join(json.dumps({"text": " ".join(words[i : i + 30])}) + "\n"
+                            for i in range(150)))  # fmt: skip
+    out = tmp_path / "set" / "c.tokens.safetensors"
+    out.parent.mkdir()
+    for i in range(count):
+        invoke("tokenize", str(text), "-o", str(out), "--shard", f"{i}/{count}", "-q", check=True)
+    return out.parent
+
+
+def test_the_loader_reads_the_bucket_through_a_cache_smaller_than_the_corpus(tmp_path, s3env):
+    """Batches from s3:// equal the same files read locally, shuffled, for two ranks, with a
+    cache that holds one shard of three (so it evicts) and a resumed epoch."""
+    from embedcli.data import create_dataloader
+
+    local = _loader_set(tmp_path)
+    s3 = client(s3env)
+    for path in local.iterdir():
+        s3.put_object(Bucket=BUCKET, Key=f"loader/{path.name}", Body=path.read_bytes())
+    url = f"s3://{BUCKET}/loader/c.tokens.manifest.json"
+    shard = max(p.stat().st_size for p in local.glob("c-*.tokens.safetensors"))
+    cache = dict(cache_dir=str(tmp_path / "cache"), cache_limit=shard + 1)
+    for rank in range(2):
+        kwargs = dict(shuffle=True, seed=5, rank=rank, world_size=2)
+        mine = create_dataloader(str(local / "c.tokens.manifest.json"), 4, 16, **kwargs)
+        remote = create_dataloader(url, 4, 16, **kwargs, **cache)
+        pairs = list(zip(remote, mine, strict=True))
+        assert pairs and all((a == c).all() and (b == d).all() for (a, b), (c, d) in pairs)
+    first = create_dataloader(url, 4, 16, shuffle=True, seed=5, **cache)
+    it = iter(first)
+    next(it), next(it)
+    state = first.state_dict()
+    again = create_dataloader(url, 4, 16, shuffle=True, seed=5, **cache)
+    again.load_state_dict(state)
+    rest = [a.tolist() for a, _ in again]
+    whole = [a.tolist() for a, _ in create_dataloader(str(local / "c.tokens.manifest.json"), 4,
+                                                      16, shuffle=True, seed=5)]  # fmt: skip
+    assert rest == whole[2:]
+    cached = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert len(cached) == 1
+
+
+def test_a_server_stopped_mid_epoch_is_one_error_after_the_retries(tmp_path):
+    """The loader's own server (its endpoint and keys given as storage_options), stopped after
+    the first shard was read: the next shard's read fails in one line naming its URL."""
+    import contextlib
+
+    from embedcli.data import Cache, TokenWindows
+    from embedcli.errors import InputError
+
+    local = _loader_set(tmp_path)
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(seaweedfs(tmp_path / "weed"))
+        except Unavailable as exc:
+            pytest.skip(f"no S3 server on this machine: {exc}")
+        s3 = client(server.env)
+        s3.create_bucket(Bucket="stopped")
+        for path in local.iterdir():
+            s3.put_object(Bucket="stopped", Key=path.name, Body=path.read_bytes())
+        options = {
+            "endpoint_url": server.env["AWS_ENDPOINT_URL"],
+            "key": server.env["AWS_ACCESS_KEY_ID"],
+            "secret": server.env["AWS_SECRET_ACCESS_KEY"],
+            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
+        }
+        cache = Cache(str(tmp_path / "cache"), retries=2, storage_options=options)
+        ds = TokenWindows("s3://stopped/c.tokens.manifest.json", 16, cache=cache)
+        ds.rows([0])  # the first shard, fetched
+    # the server is gone: the last window lies in the last shard, not fetched yet
+    with pytest.raises(InputError) as caught:
+        ds.rows([len(ds) - 1])
+    message = str(caught.value)
+    assert message.startswith("s3://stopped/c-00003-of-00003.tokens.safetensors: ")
+    assert "(after 2 tries)" in message and "\n" not in message

@@ -1,0 +1,107 @@
+"""Token files in an object store, opened for the loader without fetching their ids: a
+safetensors token file (``s3://b/c.tokens.safetensors``), several, or a shard manifest
+(``s3://b/c.tokens.manifest.json``, every part of ``tokenize --shard``, a two-phase mix or
+``mix --max-shard-size``).
+
+Each shard's header, and its document offsets, are read by ranged GETs (a few KB of a shard
+of GBs); its ids are a :class:`~embedcli.storage.shard_cache.RemoteIds`, fetched whole into
+the local cache when a window first needs it. The shards are checked, ordered and joined as
+local ones are (:class:`~embedcli.inputs.token_files.ResolvedTokenFiles`), so the stream, its
+documents and its metadata are the local files' exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+from embedcli import contract as c
+from embedcli.errors import FormatError, UsageError
+from embedcli.formats.base import TokenSource
+from embedcli.inputs.token_files import Part, ResolvedTokenFiles, _ordered
+from embedcli.options import DEFAULT_TOKEN_KEY
+from embedcli.storage.manifest import check_listed
+from embedcli.storage.output_set import check_complete
+from embedcli.storage.remote import public_url
+from embedcli.storage.shard_cache import CacheConfig, RemoteIds, object_size, read_range
+from embedcli.storage.store import DTYPES, INTEGER_DTYPES, MAX_HEADER_BYTES, Header, parse_header
+
+_LOCAL_ONLY = "copy it (and its shards) to local disk first, e.g. aws s3 cp --recursive"
+
+
+def open_remote(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
+    """The token files ``urls`` stand for (files, or one manifest), their ids not fetched."""
+    if len(urls) == 1 and urls[0].endswith(".manifest.json"):
+        shards, shard_set = _manifest(urls[0], config)
+    else:
+        shards, shard_set = urls, None
+    for url in shards:
+        if not url.endswith(".safetensors"):
+            shown = public_url(url)
+            raise UsageError(
+                f"{shown}: the loader reads embedcli's safetensors token files (and their "
+                f"manifests) from object storage; for this format, {_LOCAL_ONLY} "
+                f"{shown.rsplit('/', 1)[0]}/ data/"
+            )
+    parts = [_part(url, config) for url in shards]
+    if shard_set is not None:
+        check_listed(public_url(urls[0]), shard_set, [p.metadata for p in parts])
+    alone = len(parts) == 1 and shard_set is None  # one file, read as it is (as locally)
+    return ResolvedTokenFiles("remote", list(urls), 0, parts if alone else _ordered(parts))
+
+
+def _manifest(url: str, config: CacheConfig) -> tuple[list[str], str | None]:
+    """The shard URLs a manifest object lists (beside it), and its run's fingerprint."""
+    shown = public_url(url)
+    size, _ = object_size(url, config)
+    try:
+        doc = json.loads(read_range(url, 0, size, config))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatError(f"{shown}: not a readable embedcli manifest ({exc})") from None
+    check_complete(shown, doc)
+    shards = doc.get("shards") if isinstance(doc, dict) else None
+    if not isinstance(shards, list) or not shards or not all(isinstance(s, str) for s in shards):
+        raise FormatError(f'{shown}: a manifest needs a non-empty "shards" list of paths')
+    if doc.get("format", "safetensors") != "safetensors":
+        raise UsageError(
+            f"{shown}: lists {doc['format']} shards; the loader reads safetensors token files "
+            f"from object storage: {_LOCAL_ONLY} {shown.rsplit('/', 1)[0]}/ data/"
+        )
+    parent = url.rsplit("/", 1)[0]
+    return [s if "://" in s else f"{parent}/{s}" for s in shards], doc.get("shard_set") or None
+
+
+def _part(url: str, config: CacheConfig) -> Part:
+    """One shard: its header read by ranged GETs, checked as a local token file's is."""
+    shown = public_url(url)
+    size, tag = object_size(url, config)
+    if size < 8:
+        raise FormatError(f"{shown}: not a safetensors file: {size} bytes")
+    (n,) = struct.unpack("<Q", read_range(url, 0, 8, config))
+    if n > MAX_HEADER_BYTES or n > size - 8:
+        raise FormatError(f"{shown}: not a safetensors token file (header length {n:,})")
+    header = parse_header(read_range(url, 8, 8 + n, config), path=shown, file_size=size)
+    if header.embedcli_kind not in (None, "tokens"):
+        raise FormatError(f"{shown}: is a {header.embedcli_kind} file; expected token files")
+    info = header.tensor(DEFAULT_TOKEN_KEY)
+    if info.dtype not in INTEGER_DTYPES or len(info.shape) != 1:
+        raise FormatError(f"{shown}: 'ids' must be 1-D integer ids, got {info.dtype} {info.shape}")
+    meta = dict(header.metadata or {})
+    ids = RemoteIds(
+        url, size, tag, header.data_start + info.start, np.dtype(DTYPES[info.dtype][1]),
+        info.numel, config, c.get_int(meta, c.VOCAB_SIZE),
+    )  # fmt: skip
+    doc = _doc_offsets(url, header, config)
+    return Part(url, meta, lambda: TokenSource(ids, doc, meta))  # type: ignore[arg-type]
+
+
+def _doc_offsets(url: str, header: Header, config: CacheConfig) -> np.ndarray | None:
+    names = {t.name for t in header.tensors}
+    if "doc_offsets" not in names:
+        return None
+    info = header.tensor("doc_offsets")
+    at = header.data_start + info.start
+    raw = read_range(url, at, at + info.nbytes, config)
+    return np.frombuffer(raw, dtype=DTYPES[info.dtype][1]).astype(np.int64)

@@ -1,0 +1,398 @@
+"""Token files in an object store, read by a training loop through a local cache of whole shards.
+
+A loader reads windows at random positions, which an object store serves badly (a request a
+window). So each shard is fetched whole, once, into ``cache_dir`` (ranged reads of the object,
+written to a temporary name and renamed, so a reader never sees a partial shard), then
+memory-mapped like a local file. ``cache_limit`` bounds the cache: when a new shard would go
+past it, the least recently used shards are removed (a shard in use by this process is
+unmapped first; another process's map of a removed shard stays valid until it lets go, as
+POSIX keeps an unlinked file's pages for whoever maps it). DataLoader workers share the cache:
+a lock file a shard means one process downloads it while the others wait for it.
+
+What the loader needs before any window is read (each shard's size, dtype and document
+offsets: a safetensors header is its first bytes) is read by ranged GETs once, in the process
+that opens the dataset, and travels to the workers with it (:class:`RemoteIds` pickles as its
+description, never as its ids).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedcli.errors import FormatError, InputError, OutputError
+from embedcli.storage.remote import (
+    READ_BLOCK,
+    filesystem,
+    public_url,
+    storage_errors,
+    using_storage_options,
+)
+
+DEFAULT_RETRIES = 3
+
+
+def default_cache_dir() -> str:
+    """``$EMBEDCLI_CACHE/shards``, else ``~/.cache/embedcli/shards`` (``$XDG_CACHE_HOME``)."""
+    base = os.environ.get("EMBEDCLI_CACHE")
+    if base is None:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(xdg, "embedcli")
+    return os.path.join(base, "shards")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Where shards are kept, how many bytes at most (None: no limit), how often a failed read
+    is tried, and the filesystem's options (``storage_options``)."""
+
+    directory: str
+    limit: int | None = None
+    retries: int = DEFAULT_RETRIES
+    storage_options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def options(self) -> dict[str, Any] | None:
+        return dict(self.storage_options) if self.storage_options else None
+
+
+def read_range(url: str, start: int, end: int, config: CacheConfig) -> bytes:
+    """Bytes ``[start, end)`` of the object ``url`` (a header, an index), tried
+    ``config.retries`` times."""
+
+    def get() -> bytes:
+        fs, path = filesystem(url)
+        return bytes(fs.cat_file(path, start=start, end=end))
+
+    return _tried(url, config, get)
+
+
+def object_size(url: str, config: CacheConfig) -> tuple[int, str]:
+    """The object's size and a tag that changes when it is rewritten (its ETag, else its
+    modification time; empty when the store gives neither)."""
+
+    def get() -> tuple[int, str]:
+        fs, path = filesystem(url)
+        info = fs.info(path)
+        tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime")
+        return int(info.get("size") or 0), str(tag or "").strip('"')
+
+    return _tried(url, config, get)
+
+
+def _tried(url: str, config: CacheConfig, action: Any) -> Any:
+    """``action()``, again after a pause when the store fails, ``config.retries`` times in all;
+    then the last failure as one line naming the URL. A missing object is not tried again."""
+    tries = max(config.retries, 1)
+    for attempt in range(tries):
+        try:
+            with using_storage_options(config.options), storage_errors(url):
+                return action()
+        except InputError as exc:
+            if "no such object" in str(exc) or attempt == tries - 1:
+                if tries > 1 and "no such object" not in str(exc):
+                    raise InputError(f"{exc} (after {tries} tries)") from None
+                raise
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class RemoteIds:
+    """The ids of one shard in an object store: ``count`` ids of ``dtype`` at byte ``offset``
+    of the object ``url`` (``size`` bytes, ``tag`` its version), memory-mapped from the local
+    cache when first read (:meth:`array`). Sized and typed like the array it stands for, so a
+    stream's layout is known before any shard is fetched."""
+
+    url: str
+    size_bytes: int
+    tag: str
+    offset: int
+    dtype: np.dtype
+    count: int
+    config: CacheConfig
+    vocab: int | None = None  # ids are checked against it when the shard is first mapped
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def size(self) -> int:
+        return self.count
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.count,)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def array(self) -> np.ndarray:
+        """The ids, memory-mapped from the cached shard (fetched first if it is not there)."""
+        with self._lock:
+            return _MAPS.get(self)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.array()[key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        ids = self.array()
+        return ids if dtype is None else ids.astype(dtype)
+
+    def local_name(self) -> str:
+        """The shard's file in the cache: a digest of its URL and version, and its own name."""
+        digest = hashlib.sha256(f"{self.url}\0{self.tag}\0{self.size_bytes}".encode()).hexdigest()
+        return f"{digest[:20]}-{self.url.rstrip('/').rsplit('/', 1)[-1]}"
+
+
+class _OpenShards:
+    """This process's memory maps of cached shards, least recently used first: a map is
+    dropped before its file is evicted, and the maps kept hold at most the cache's limit."""
+
+    def __init__(self) -> None:
+        self.maps: OrderedDict[str, tuple[RemoteIds, np.ndarray]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, ids: RemoteIds) -> np.ndarray:
+        name = ids.local_name()
+        with self.lock:
+            if name in self.maps:
+                self.maps.move_to_end(name)
+                return self.maps[name][1]
+        mapped = ShardCache(ids.config).open(ids)
+        if ids.vocab:
+            _check_vocab(mapped, ids)
+        with self.lock:
+            self.maps[name] = (ids, mapped)
+            self._trim(ids.config.limit)
+        return mapped
+
+    def forget(self, name: str) -> None:
+        with self.lock:
+            self.maps.pop(name, None)
+
+    def _trim(self, limit: int | None) -> None:
+        if limit is None:
+            return
+        held = sum(i.size_bytes for i, _ in self.maps.values())
+        while len(self.maps) > 1 and held > limit:
+            _, (old, _) = self.maps.popitem(last=False)
+            held -= old.size_bytes
+
+    def clear(self) -> None:
+        with self.lock:
+            self.maps.clear()
+
+
+_MAPS = _OpenShards()
+
+
+def _check_vocab(ids: np.ndarray, shard: RemoteIds) -> None:
+    from embedcli.vocab import out_of_vocab
+
+    assert shard.vocab is not None
+    found = out_of_vocab(ids, shard.vocab)
+    if found is not None:
+        raise FormatError(found.message(public_url(shard.url), shard.vocab, ids.shape))
+
+
+class ShardCache:
+    """Whole shards in ``config.directory``, fetched once, the least recently used removed
+    past ``config.limit``."""
+
+    def __init__(self, config: CacheConfig) -> None:
+        self.config = config
+        self.directory = config.directory
+
+    def local(self, shard: RemoteIds) -> str:
+        """The cached file of ``shard``, fetched (by one process at a time) if it is not there."""
+        with self._held(shard) as path:
+            return path
+
+    def open(self, shard: RemoteIds) -> np.ndarray:
+        """``shard``'s ids memory-mapped from its cached file (fetched first if need be), mapped
+        under its lock, so no other process can evict the file in between."""
+        with self._held(shard) as path:
+            return np.memmap(
+                path, dtype=shard.dtype, mode="r", offset=shard.offset, shape=(shard.count,)
+            )
+
+    @contextlib.contextmanager
+    def _held(self, shard: RemoteIds) -> Iterator[str]:
+        """The shard's cached file, there and locked for the block."""
+        os.makedirs(self._locks, exist_ok=True)
+        name = shard.local_name()
+        path = os.path.join(self.directory, name)
+        with _locked(os.path.join(self._locks, name)):
+            if _is_whole(path, shard.size_bytes):
+                os.utime(path)  # most recently used
+            else:
+                self._make_room(shard.size_bytes, keep=path)
+                _tried(shard.url, self.config, lambda: self._download(shard, path))
+            yield path
+
+    @property
+    def _locks(self) -> str:
+        return os.path.join(self.directory, ".locks")  # one a shard, beside the cache
+
+    def _download(self, shard: RemoteIds, path: str) -> None:
+        fs, where = filesystem(shard.url)
+        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".part-")
+        try:
+            with fs.open(where, "rb", block_size=READ_BLOCK) as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, READ_BLOCK)
+            if os.path.getsize(temp) != shard.size_bytes:
+                raise InputError(
+                    f"{public_url(shard.url)}: read {os.path.getsize(temp):,} bytes of "
+                    f"{shard.size_bytes:,} (the object changed while it was read?)"
+                )
+            os.replace(temp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+    def _make_room(self, needed: int, *, keep: str) -> None:
+        """Remove the least recently used shards until ``needed`` more bytes fit the limit."""
+        if self.config.limit is None:
+            return
+        cached = []
+        for entry in os.scandir(self.directory):
+            if entry.name.startswith(".") or entry.path == keep:  # locks, partial fetches
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                st = entry.stat()
+                cached.append((st.st_mtime, st.st_size, entry.path, entry.name))
+        held = sum(size for _, size, _, _ in cached)
+        for _, size, path, name in sorted(cached):
+            if held + needed <= self.config.limit:
+                break
+            with _locked(os.path.join(self._locks, name), wait=False) as mine:
+                if not mine:  # being fetched or mapped by another process: the next one
+                    continue
+                _MAPS.forget(name)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                held -= size
+
+
+def _is_whole(path: str, size: int) -> bool:
+    try:
+        return os.path.getsize(path) == size
+    except OSError:
+        return False
+
+
+_NAMED: dict[str, threading.Lock] = {}  # one lock a shard among this process's threads
+_NAMED_LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    """A forked DataLoader worker starts with no lock held (one held by a thread of the parent,
+    the prefetcher, would never be released in the child)."""
+    global _NAMED_LOCK
+    _NAMED.clear()
+    _NAMED_LOCK = threading.Lock()
+    _MAPS.lock = threading.Lock()
+    _MAPS.maps.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+@contextlib.contextmanager
+def _locked(path: str, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on ``path`` among this process's threads and across processes.
+    Across processes it is a POSIX record lock (``lockf``), which a forked child does not
+    inherit (a ``flock`` held by the parent's prefetch thread at a fork would stay held by the
+    child's copy of the descriptor); none where the platform has no ``fcntl``."""
+    with _NAMED_LOCK:
+        mine = _NAMED.setdefault(path, threading.Lock())
+    if not mine.acquire(blocking=wait):
+        yield False
+        return
+    try:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: processes may fetch the same shard twice, harmlessly
+            yield True
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot lock the shard cache ({exc.strerror})") from None
+        try:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by another process (only when not waiting)
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+    finally:
+        mine.release()
+
+
+class Prefetcher:
+    """Fetches shards into the cache ahead of a consumer, in the order it will first need
+    them: ``needs`` is each shard's first batch (``(batch, shard)`` pairs, in batch order),
+    ``at()`` the batch the consumer is at. At most ``ahead`` shards beyond the one in use are
+    fetched (fewer when the cache's limit holds fewer), so prefetching never evicts what the
+    consumer reads now. A failed fetch is left for the consumer's own read to report."""
+
+    def __init__(
+        self, shards: list[RemoteIds], needs: list[tuple[int, int]], at: Any, ahead: int = 2
+    ) -> None:
+        self.shards, self.needs, self.at = shards, needs, at
+        limit = shards[0].config.limit if shards else None
+        largest = max((s.size_bytes for s in shards), default=1)
+        fits = ahead if limit is None else max(0, min(ahead, limit // max(largest, 1) - 1))
+        self.ahead = fits
+        self.stopped = threading.Event()
+        self.fetched = 0  # shards this thread brought into the cache
+        self.thread = threading.Thread(target=self._run, name="embedcli-prefetch", daemon=True)
+
+    def start(self) -> Prefetcher:
+        if self.ahead > 0 and self.needs:
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=60)
+
+    def _run(self) -> None:
+        for i, (_, shard) in enumerate(self.needs):
+            # wait until the consumer is within `ahead` shards of this one
+            behind = self.needs[max(i - self.ahead, 0)][0]
+            while self.at() < behind:
+                if self.stopped.wait(0.01):
+                    return
+            if self.stopped.is_set():
+                return
+            ids = self.shards[shard]
+            try:
+                ShardCache(ids.config).local(ids)
+                self.fetched += 1
+            except Exception:  # noqa: BLE001 (the consumer's read reports it, in its words)
+                return

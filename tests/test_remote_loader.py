@@ -1,0 +1,256 @@
+"""The loader on token files in an object store (issue 34, item 2), on fsspec's in-process
+``memory://`` store: batches equal to the same files read locally (in order and shuffled,
+with DataLoader workers, for two DDP ranks, resumed mid-epoch) through a cache smaller than
+the corpus; headers read once; shards fetched once and evicted least recently used first;
+prefetching in the order the batches need them; one line for a shard that cannot be read.
+``test_s3.py`` runs the loader against a real S3 server."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, invoke
+
+fsspec = pytest.importorskip("fsspec")
+
+from embedcli.data import Cache, TokenWindows, create_dataloader  # noqa: E402
+from embedcli.errors import FormatError, InputError, UsageError  # noqa: E402
+from embedcli.storage import shard_cache  # noqa: E402
+from embedcli.storage.shard_cache import CacheConfig, Prefetcher, RemoteIds  # noqa: E402
+
+SHARDS = 5
+
+
+@pytest.fixture
+def memfs():
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    shard_cache._MAPS.clear()
+    yield fs
+    fs.store.clear()
+    shard_cache._MAPS.clear()
+
+
+@pytest.fixture(scope="module")
+def local_set(tmp_path_factory):
+    """A manifest of five shards of 200 documents, on local disk."""
+    import json
+
+    text = tmp_path_factory.mktemp("text") / "d.jsonl"
+    story = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
+    text.write_text("".join(json.dumps({"text": " ".join(story[i : i + 20 + i % 7])}) + "\n"
+                            for i in range(200)))  # fmt: skip
+    out = tmp_path_factory.mktemp("set") / "c.tokens.safetensors"
+    for i in range(SHARDS):
+        invoke("tokenize", str(text), "-o", str(out), "--shard", f"{i}/{SHARDS}", "-q",
+               check=True)  # fmt: skip
+    return out.parent
+
+
+def _upload(fs, directory, prefix="/b/set"):
+    for path in sorted(directory.iterdir()):
+        fs.pipe_file(f"{prefix}/{path.name}", path.read_bytes())
+    return f"memory:/{prefix}/c.tokens.manifest.json"
+
+
+def _batches(loader):
+    return [(a.numpy().tolist(), b.numpy().tolist()) for a, b in loader]
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """The shards each download fetched, in order."""
+    seen = []
+    real = shard_cache.ShardCache._download
+
+    def counted(self, shard, path):
+        seen.append(shard.url.rsplit("/", 1)[-1])
+        return real(self, shard, path)
+
+    monkeypatch.setattr(shard_cache.ShardCache, "_download", counted)
+    return seen
+
+
+def _shard_bytes(local_set):
+    return max(p.stat().st_size for p in local_set.glob("c-*.tokens.safetensors"))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_from_the_store_equal_local_through_a_small_cache(
+    memfs, local_set, tmp_path, downloads, shuffle, workers
+):
+    url = _upload(memfs, local_set)
+    limit = 2 * _shard_bytes(local_set)  # two of the five shards at a time
+    kwargs = dict(shuffle=shuffle, seed=7, drop_last=False)
+    local = create_dataloader(str(local_set / "c.tokens.manifest.json"), 4, 8, **kwargs)
+    remote = create_dataloader(url, 4, 8, num_workers=workers, cache_dir=str(tmp_path / "cache"),
+                               cache_limit=limit, **kwargs)  # fmt: skip
+    assert _batches(remote) == _batches(local)
+    cached = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert sum(p.stat().st_size for p in cached) <= limit
+    if workers == 0:  # (the workers' downloads happen in their own processes)
+        # in order: each shard once; shuffled: evicted, and fetched again when needed again
+        assert len(downloads) > SHARDS if shuffle else len(downloads) == SHARDS
+
+
+def test_two_ranks_and_a_resumed_epoch_equal_local(memfs, local_set, tmp_path):
+    url = _upload(memfs, local_set)
+    cache = str(tmp_path / "cache")
+    for rank in range(2):
+        kwargs = dict(shuffle=True, seed=3, rank=rank, world_size=2)
+        local = create_dataloader(str(local_set / "c.tokens.manifest.json"), 2, 8, **kwargs)
+        remote = create_dataloader(url, 2, 8, cache_dir=cache, **kwargs)
+        assert _batches(remote) == _batches(local)
+    first = create_dataloader(url, 2, 8, shuffle=True, seed=3, cache_dir=cache)
+    seen = []
+    for batch in first:
+        seen.append(batch)
+        if len(seen) == 5:
+            break
+    state = first.state_dict()
+    again = create_dataloader(url, 2, 8, shuffle=True, seed=3, cache_dir=cache)
+    again.load_state_dict(state)
+    everything = create_dataloader(str(local_set / "c.tokens.manifest.json"), 2, 8,
+                                   shuffle=True, seed=3)  # fmt: skip
+    assert _batches(again) == _batches(everything)[5:]
+
+
+def test_headers_are_read_once_and_shards_fetched_once(memfs, local_set, tmp_path, downloads):
+    url = _upload(memfs, local_set)
+    ds = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache")))
+    assert downloads == []  # opening reads headers and offsets only
+    local = TokenWindows(str(local_set / "c.tokens.manifest.json"), 8)
+    assert len(ds) == len(local) and ds.stream().doc_offsets.tolist() == (
+        local.stream().doc_offsets.tolist()
+    )
+    rows = ds.rows(list(range(len(ds))))
+    assert rows.tolist() == local.rows(list(range(len(local)))).tolist()
+    assert sorted(downloads) == sorted(f"c-{i:05d}-of-{SHARDS:05d}.tokens.safetensors"
+                                       for i in range(1, SHARDS + 1))  # fmt: skip
+    shard_cache._MAPS.clear()  # a new process: the files are in the cache already
+    again = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache")))
+    assert again.rows(list(range(len(again)))).tolist() == rows.tolist()
+    assert len(downloads) == SHARDS
+
+
+def test_one_file_and_a_list_of_files(memfs, local_set, tmp_path):
+    _upload(memfs, local_set)
+    names = sorted(p.name for p in local_set.glob("c-*.tokens.safetensors"))
+    one = TokenWindows(f"memory://b/set/{names[0]}", 4, cache=Cache(str(tmp_path / "c")))
+    assert (
+        one.rows([0, 1]).tolist()
+        == TokenWindows(str(local_set / names[0]), 4).rows([0, 1]).tolist()
+    )
+    urls = [f"memory://b/set/{n}" for n in reversed(names)]  # put back in shard order
+    many = TokenWindows(urls, 4, cache=Cache(str(tmp_path / "c")))
+    local = TokenWindows([str(local_set / n) for n in names], 4)
+    assert (
+        many.rows(list(range(len(many)))).tolist() == local.rows(list(range(len(local)))).tolist()
+    )
+
+
+def test_prefetch_fetches_shards_in_the_order_batches_need_them(memfs, local_set, tmp_path,
+                                                                downloads):  # fmt: skip
+    url = _upload(memfs, local_set)
+    ds = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache")))
+    shards = [s for s in ds.stream().segments if isinstance(s, RemoteIds)]
+    at = [0]
+    needs = [(0, 3), (2, 0), (2, 4), (9, 1)]
+    prefetch = Prefetcher(shards, needs, lambda: at[0], ahead=1).start()
+    # it fetches what batch 0 needs and one shard ahead, then waits for the consumer
+    while len(downloads) < 2:
+        prefetch.thread.join(0.01)
+    at[0] = 100
+    prefetch.thread.join(30)
+    assert not prefetch.thread.is_alive() and prefetch.fetched == 4
+    order = [int(n.split("-")[1]) - 1 for n in downloads]
+    assert order == [3, 0, 4, 1]
+
+
+def test_a_shard_that_cannot_be_read_is_one_error_naming_it(memfs, local_set, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    url = _upload(memfs, local_set)
+    ds = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache"), retries=3))
+    memfs.rm("/b/set/c-00002-of-00005.tokens.safetensors")  # gone mid-epoch
+    with pytest.raises(InputError, match=r"memory://b/set/c-00002-of-00005\.tokens\.safetensors"
+                       r": no such object"):  # fmt: skip
+        ds.rows(list(range(len(ds))))
+    # a store that fails every read: tried three times, then one line
+    calls = []
+    monkeypatch.setattr(shard_cache.time, "sleep", lambda s: calls.append(s))
+
+    def broken(self, *a, **k):
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(type(memfs), "open", broken)
+    with pytest.raises(InputError, match=r"c-00002-of-00005.*cannot reach.*\(after 3 tries\)"):
+        ds.rows(list(range(len(ds))))
+    assert len(calls) == 2
+
+
+def test_a_flaky_read_is_tried_again(memfs, local_set, tmp_path, monkeypatch):
+    url = _upload(memfs, local_set)
+    ds = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache")))
+    monkeypatch.setattr(shard_cache.time, "sleep", lambda s: None)
+    real, failed = type(memfs).open, []
+
+    def flaky(self, path, *a, **k):
+        if not failed:
+            failed.append(path)
+            raise ConnectionError("connection reset")
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(type(memfs), "open", flaky)
+    local = TokenWindows(str(local_set / "c.tokens.manifest.json"), 8)
+    assert ds.rows(list(range(len(ds)))).tolist() == local.rows(list(range(len(ds)))).tolist()
+    assert failed
+
+
+def test_refusals_are_one_line(memfs, local_set, tmp_path):
+    out = tmp_path / "n" / "t.bin"
+    out.parent.mkdir()
+    invoke("tokenize", str(SAMPLE), "--to", "nanogpt", "-o", str(out), "--shard", "0/1", "-q",
+           check=True)  # fmt: skip
+    for path in out.parent.iterdir():
+        memfs.pipe_file(f"/n/{path.name}", path.read_bytes())
+    manifest = next(p.name for p in out.parent.iterdir() if p.name.endswith("manifest.json"))
+    with pytest.raises(UsageError, match="lists nanogpt shards; the loader reads safetensors"):
+        TokenWindows(f"memory://n/{manifest}", 4)
+    with pytest.raises(UsageError, match="reads embedcli's safetensors token files"):
+        TokenWindows("memory://n/t-00001-of-00001.bin", 4)
+    with pytest.raises(UsageError, match="all local or all in object storage"):
+        TokenWindows(["memory://n/a.tokens.safetensors", str(out)], 4)
+    with pytest.raises(UsageError, match="cache limit must be above 0"):
+        TokenWindows("memory://n/a.tokens.safetensors", 4, cache=Cache(limit=0))
+
+
+def test_ids_outside_the_vocabulary_are_refused_when_read(memfs, tmp_path):
+    from safetensors.numpy import save
+
+    ids = np.array([1, 2, 3, 60000, 4, 5, 6, 7, 8], np.int32)
+    memfs.pipe_file("/v/x.tokens.safetensors", save({"ids": ids}, metadata={"vocab_size": "50257"}))
+    ds = TokenWindows("memory://v/x.tokens.safetensors", 2, cache=Cache(str(tmp_path / "c")))
+    with pytest.raises(FormatError, match="memory://v/x.tokens.safetensors"):
+        ds.rows([0])
+
+
+def test_workers_receive_the_stream_not_a_reopened_one(memfs, local_set, tmp_path):
+    """A DataLoader worker gets the remote stream as it was opened (headers read once)."""
+    import pickle
+
+    url = _upload(memfs, local_set)
+    ds = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache")))
+    ds.rows([0])
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy.stream().remote and len(pickle.dumps(ds)) < 20_000
+    memfs.rm("/b/set/c.tokens.manifest.json")  # no header is read again
+    assert copy.rows([0, 1]).tolist() == ds.rows([0, 1]).tolist()
+    assert isinstance(copy.stream().segments[0], RemoteIds)
+    assert os.path.isdir(tmp_path / "cache" / ".locks")
+    assert CacheConfig(str(tmp_path)).limit is None
