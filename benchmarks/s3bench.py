@@ -2,6 +2,11 @@
 local S3 server (SeaweedFS, started here on free ports, as the tests do) against the same files
 on local disk, in the same run (issue 24: at most 1.3x), and peak memory with the objects whole
 and quartered (flat in the object size). Same ids on both sides, checked.
+
+Then the loader (issue 34): one pass of ``create_dataloader`` (batch 32, T=1024) over a
+four-shard manifest of those tokens, from the bucket with a cold cache and a warm one, against
+the same files on local disk (goals: warm within 1.2x of local, cold within 3x); the batches
+are checked equal.
 """
 
 from __future__ import annotations
@@ -29,6 +34,20 @@ if not fs.exists(sys.argv[2].split("/")[0]):
 fs.put(sys.argv[1] + "/", sys.argv[2] + "/", recursive=True)
 """
 
+
+LOADER = """
+import hashlib, sys, time
+t0 = time.perf_counter()
+from embedcli.data import create_dataloader
+path, cache, shuffle = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+kw = dict(cache_dir=cache) if path.startswith("s3://") else {}
+loader = create_dataloader(path, 32, 1024, shuffle=shuffle, seed=1, **kw)
+digest, n = hashlib.sha256(), 0
+for inputs, targets in loader:
+    digest.update(inputs.numpy().tobytes())
+    n += inputs.shape[0]
+print(n, time.perf_counter() - t0, digest.hexdigest()[:16])
+"""
 
 CLIENT = """
 import s3fs
@@ -101,6 +120,44 @@ def bench_s3(tmp: Path, repeats: int = 3) -> None:
             "peak, 4 objects of 8 MB against 16 of 2 MB",
             f"{peak['s3']:5.0f} / {peak['s3 16 objects']:5.0f} MiB  (local {peak['local']:.0f})",
         )
+        _bench_loader(tmp, text, repeats)
     finally:
         server.stdin.close()  # type: ignore[union-attr]
         server.wait()
+
+
+def _bench_loader(tmp: Path, text: Path, repeats: int) -> None:
+    import shutil
+
+    from run import PY, child, measure, row
+
+    shards = tmp / "loader"
+    shards.mkdir()
+    out = shards / "c.tokens.safetensors"
+    for i in range(4):
+        measure([PY, "-m", "embedcli", "tokenize", str(text), "-o", str(out), "--shard",
+                 f"{i}/4", "-q"])  # fmt: skip
+    measure(child(UPLOAD, str(shards), "bench/loader"))
+    size = sum(p.stat().st_size for p in shards.glob("c-*")) / 1e6
+    manifest = "c.tokens.manifest.json"
+    print(f"\nloader from s3: a manifest of 4 shards, {size:.0f} MB of ids; batch 32, T=1024; "
+          f"whole process, best of {repeats}")  # fmt: skip
+    for shuffle in ("0", "1"):
+        runs: dict[str, list[float]] = {"local": [], "s3 cold": [], "s3 warm": []}
+        digests = set()
+        for _ in range(repeats):
+            cache = tmp / "cache"
+            shutil.rmtree(cache, ignore_errors=True)
+            for name, path in (("local", str(shards / manifest)),
+                               ("s3 cold", f"s3://bench/loader/{manifest}"),
+                               ("s3 warm", f"s3://bench/loader/{manifest}")):  # fmt: skip
+                got = measure(child(LOADER, path, str(cache), shuffle))
+                windows, _, digest = got["stdout"].split()
+                runs[name].append(got["seconds"])
+                digests.add(digest)
+        best = {name: min(times) for name, times in runs.items()}
+        order = "shuffled" if shuffle == "1" else "in order"
+        for name, seconds in best.items():
+            ratio = "" if name == "local" else f"  {seconds / best['local']:.2f}x local"
+            row(f"loader, {order}, {name}", f"{seconds:6.2f} s  {int(windows):,} windows{ratio}")
+        row(f"loader, {order}: the same batches", str(len(digests) == 1))

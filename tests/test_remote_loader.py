@@ -68,9 +68,9 @@ def downloads(monkeypatch):
     seen = []
     real = shard_cache.ShardCache._download
 
-    def counted(self, shard, path):
+    def counted(self, shard, *rest):
         seen.append(shard.url.rsplit("/", 1)[-1])
-        return real(self, shard, path)
+        return real(self, shard, *rest)
 
     monkeypatch.setattr(shard_cache.ShardCache, "_download", counted)
     return seen
@@ -121,7 +121,9 @@ def test_two_ranks_and_a_resumed_epoch_equal_local(memfs, local_set, tmp_path):
     assert _batches(again) == _batches(everything)[5:]
 
 
-def test_headers_are_read_once_and_shards_fetched_once(memfs, local_set, tmp_path, downloads):
+def test_headers_are_read_once_and_shards_fetched_once(
+    memfs, local_set, tmp_path, downloads, monkeypatch
+):
     url = _upload(memfs, local_set)
     ds = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache")))
     assert downloads == []  # opening reads headers and offsets only
@@ -134,7 +136,13 @@ def test_headers_are_read_once_and_shards_fetched_once(memfs, local_set, tmp_pat
     assert sorted(downloads) == sorted(f"c-{i:05d}-of-{SHARDS:05d}.tokens.safetensors"
                                        for i in range(1, SHARDS + 1))  # fmt: skip
     shard_cache._MAPS.clear()  # a new process: the files are in the cache already
+    from embedcli.inputs import remote_tokens
+
+    reads = []
+    real = remote_tokens.read_range
+    monkeypatch.setattr(remote_tokens, "read_range", lambda *a: reads.append(a[0]) or real(*a))
     again = TokenWindows(url, 8, cache=Cache(str(tmp_path / "cache")))
+    assert reads == [url]  # the manifest; one listing; the headers from the cached shards
     assert again.rows(list(range(len(again)))).tolist() == rows.tolist()
     assert len(downloads) == SHARDS
 
@@ -164,8 +172,10 @@ def test_prefetch_fetches_shards_in_the_order_batches_need_them(memfs, local_set
     needs = [(0, 3), (2, 0), (2, 4), (9, 1)]
     prefetch = Prefetcher(shards, needs, lambda: at[0], ahead=1).start()
     # it fetches what batch 0 needs and one shard ahead, then waits for the consumer
-    while len(downloads) < 2:
+    while len(downloads) < 2 and prefetch.thread.is_alive():
         prefetch.thread.join(0.01)
+    assert downloads == ["c-00004-of-00005.tokens.safetensors",
+                         "c-00001-of-00005.tokens.safetensors"]  # fmt: skip
     at[0] = 100
     prefetch.thread.join(30)
     assert not prefetch.thread.is_alive() and prefetch.fetched == 4

@@ -25,8 +25,15 @@ from embedcli.options import DEFAULT_TOKEN_KEY
 from embedcli.storage.manifest import check_listed
 from embedcli.storage.output_set import check_complete
 from embedcli.storage.remote import public_url
-from embedcli.storage.shard_cache import CacheConfig, RemoteIds, object_size, read_range
-from embedcli.storage.store import DTYPES, INTEGER_DTYPES, MAX_HEADER_BYTES, Header, parse_header
+from embedcli.storage.shard_cache import (
+    CacheConfig,
+    RemoteIds,
+    cached_file,
+    listed_sizes,
+    object_size,
+    read_range,
+)
+from embedcli.storage.store import DTYPES, INTEGER_DTYPES, MAX_HEADER_BYTES, parse_header
 
 _LOCAL_ONLY = "copy it (and its shards) to local disk first, e.g. aws s3 cp --recursive"
 
@@ -45,7 +52,11 @@ def open_remote(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
                 f"manifests) from object storage; for this format, {_LOCAL_ONLY} "
                 f"{shown.rsplit('/', 1)[0]}/ data/"
             )
-    parts = [_part(url, config) for url in shards]
+    known = _sizes(shards, config)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:  # a few GETs a shard
+        parts = list(pool.map(lambda url: _part(url, config, known.get(url)), shards))
     if shard_set is not None:
         check_listed(public_url(urls[0]), shard_set, [p.metadata for p in parts])
     alone = len(parts) == 1 and shard_set is None  # one file, read as it is (as locally)
@@ -55,9 +66,8 @@ def open_remote(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
 def _manifest(url: str, config: CacheConfig) -> tuple[list[str], str | None]:
     """The shard URLs a manifest object lists (beside it), and its run's fingerprint."""
     shown = public_url(url)
-    size, _ = object_size(url, config)
     try:
-        doc = json.loads(read_range(url, 0, size, config))
+        doc = json.loads(read_range(url, 0, None, config))
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormatError(f"{shown}: not a readable embedcli manifest ({exc})") from None
     check_complete(shown, doc)
@@ -73,16 +83,35 @@ def _manifest(url: str, config: CacheConfig) -> tuple[list[str], str | None]:
     return [s if "://" in s else f"{parent}/{s}" for s in shards], doc.get("shard_set") or None
 
 
-def _part(url: str, config: CacheConfig) -> Part:
-    """One shard: its header read by ranged GETs, checked as a local token file's is."""
+def _sizes(urls: list[str], config: CacheConfig) -> dict[str, tuple[int, str]]:
+    """The shards' sizes and versions: one listing of the directory most of them are in."""
+    parents = {u.rsplit("/", 1)[0] + "/" for u in urls}
+    if len(urls) < 3 or len(parents) != 1:
+        return {}
+    found = listed_sizes(parents.pop(), config)
+    return {u: found[u] for u in urls if u in found}
+
+
+def _part(url: str, config: CacheConfig, known: tuple[int, str] | None) -> Part:
+    """One shard: its header read by ranged GETs (or from its cached file, when the cache
+    holds this version of it), checked as a local token file's is."""
     shown = public_url(url)
-    size, tag = object_size(url, config)
+    size, tag = known if known is not None else object_size(url, config)
     if size < 8:
         raise FormatError(f"{shown}: not a safetensors file: {size} bytes")
-    (n,) = struct.unpack("<Q", read_range(url, 0, 8, config))
+    local = cached_file(RemoteIds(url, size, tag, 0, np.dtype("u1"), 0, config))
+
+    def read(start: int, end: int) -> bytes:
+        if local is None:
+            return read_range(url, start, end, config)
+        with open(local, "rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+
+    (n,) = struct.unpack("<Q", read(0, 8))
     if n > MAX_HEADER_BYTES or n > size - 8:
         raise FormatError(f"{shown}: not a safetensors token file (header length {n:,})")
-    header = parse_header(read_range(url, 8, 8 + n, config), path=shown, file_size=size)
+    header = parse_header(read(8, 8 + n), path=shown, file_size=size)
     if header.embedcli_kind not in (None, "tokens"):
         raise FormatError(f"{shown}: is a {header.embedcli_kind} file; expected token files")
     info = header.tensor(DEFAULT_TOKEN_KEY)
@@ -93,15 +122,10 @@ def _part(url: str, config: CacheConfig) -> Part:
         url, size, tag, header.data_start + info.start, np.dtype(DTYPES[info.dtype][1]),
         info.numel, config, c.get_int(meta, c.VOCAB_SIZE),
     )  # fmt: skip
-    doc = _doc_offsets(url, header, config)
+    doc = None
+    if "doc_offsets" in {t.name for t in header.tensors}:
+        offsets = header.tensor("doc_offsets")
+        at = header.data_start + offsets.start
+        raw = read(at, at + offsets.nbytes)
+        doc = np.frombuffer(raw, dtype=DTYPES[offsets.dtype][1]).astype(np.int64)
     return Part(url, meta, lambda: TokenSource(ids, doc, meta))  # type: ignore[arg-type]
-
-
-def _doc_offsets(url: str, header: Header, config: CacheConfig) -> np.ndarray | None:
-    names = {t.name for t in header.tensors}
-    if "doc_offsets" not in names:
-        return None
-    info = header.tensor("doc_offsets")
-    at = header.data_start + info.start
-    raw = read_range(url, at, at + info.nbytes, config)
-    return np.frombuffer(raw, dtype=DTYPES[info.dtype][1]).astype(np.int64)

@@ -67,9 +67,9 @@ class CacheConfig:
         return dict(self.storage_options) if self.storage_options else None
 
 
-def read_range(url: str, start: int, end: int, config: CacheConfig) -> bytes:
-    """Bytes ``[start, end)`` of the object ``url`` (a header, an index), tried
-    ``config.retries`` times."""
+def read_range(url: str, start: int, end: int | None, config: CacheConfig) -> bytes:
+    """Bytes ``[start, end)`` of the object ``url`` (a header, an index; ``end`` None: to its
+    end), tried ``config.retries`` times."""
 
     def get() -> bytes:
         fs, path = filesystem(url)
@@ -89,6 +89,35 @@ def object_size(url: str, config: CacheConfig) -> tuple[int, str]:
         return int(info.get("size") or 0), str(tag or "").strip('"')
 
     return _tried(url, config, get)
+
+
+def listed_sizes(prefix: str, config: CacheConfig) -> dict[str, tuple[int, str]]:
+    """Every object directly under ``prefix`` (a URL ending in ``/``): its URL -> its size and
+    version tag, in one listing (the shards of a manifest, rather than a request each)."""
+
+    def get() -> dict[str, tuple[int, str]]:
+        fs, path = filesystem(prefix)
+        found = {}
+        for info in fs.ls(path.rstrip("/"), detail=True):
+            if info.get("type", "file") != "file":
+                continue
+            tag = (
+                info.get("ETag")
+                or info.get("etag")
+                or info.get("LastModified")
+                or info.get("mtime")
+            )
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            found[prefix + name] = (int(info.get("size") or 0), str(tag or "").strip('"'))
+        return found
+
+    return _tried(prefix, config, get)
+
+
+def cached_file(shard: RemoteIds) -> str | None:
+    """The shard's file in the cache when it is there whole (its header can be read there)."""
+    path = os.path.join(shard.config.directory, shard.local_name())
+    return path if _is_whole(path, shard.size_bytes) else None
 
 
 def _tried(url: str, config: CacheConfig, action: Any) -> Any:
@@ -224,73 +253,89 @@ class ShardCache:
 
     def local(self, shard: RemoteIds) -> str:
         """The cached file of ``shard``, fetched (by one process at a time) if it is not there."""
-        with self._held(shard) as path:
-            return path
+        return self._there(shard)
 
     def open(self, shard: RemoteIds) -> np.ndarray:
         """``shard``'s ids memory-mapped from its cached file (fetched first if need be), mapped
-        under its lock, so no other process can evict the file in between."""
-        with self._held(shard) as path:
-            return np.memmap(
-                path, dtype=shard.dtype, mode="r", offset=shard.offset, shape=(shard.count,)
-            )
+        under the cache's lock, which eviction takes too: the file cannot go in between."""
+        for _ in range(3):  # evicted by another process between its fetch and its map: again
+            path = self._there(shard)
+            with _locked(self._cache_lock):
+                if _is_whole(path, shard.size_bytes):
+                    os.utime(path)  # most recently used
+                    return np.memmap(
+                        path, dtype=shard.dtype, mode="r", offset=shard.offset,
+                        shape=(shard.count,),
+                    )  # fmt: skip
+        raise OutputError(
+            f"{self.directory}: {public_url(shard.url)} is evicted as soon as it is fetched: "
+            "the cache limit is too small for the processes sharing it"
+        )
 
-    @contextlib.contextmanager
-    def _held(self, shard: RemoteIds) -> Iterator[str]:
-        """The shard's cached file, there and locked for the block."""
+    def _there(self, shard: RemoteIds) -> str:
+        """The shard's cached file, fetched first (by one process at a time) if need be."""
         os.makedirs(self._locks, exist_ok=True)
         name = shard.local_name()
         path = os.path.join(self.directory, name)
         with _locked(os.path.join(self._locks, name)):
-            if _is_whole(path, shard.size_bytes):
-                os.utime(path)  # most recently used
-            else:
-                self._make_room(shard.size_bytes, keep=path)
-                _tried(shard.url, self.config, lambda: self._download(shard, path))
-            yield path
+            if not _is_whole(path, shard.size_bytes):
+                with _locked(self._cache_lock):
+                    self._make_room(shard.size_bytes, keep=path)
+                    fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".part-")
+                    os.ftruncate(fd, shard.size_bytes)  # counted by the others' room from now
+                try:
+                    _tried(shard.url, self.config, lambda: self._download(shard, fd, temp, path))
+                finally:
+                    os.close(fd)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp)
+        return path
 
     @property
     def _locks(self) -> str:
         return os.path.join(self.directory, ".locks")  # one a shard, beside the cache
 
-    def _download(self, shard: RemoteIds, path: str) -> None:
+    @property
+    def _cache_lock(self) -> str:
+        return os.path.join(self._locks, ".cache")  # eviction, and mapping
+
+    def _download(self, shard: RemoteIds, fd: int, temp: str, path: str) -> None:
         fs, where = filesystem(shard.url)
-        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".part-")
-        try:
-            with fs.open(where, "rb", block_size=READ_BLOCK) as src, os.fdopen(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst, READ_BLOCK)
-            if os.path.getsize(temp) != shard.size_bytes:
-                raise InputError(
-                    f"{public_url(shard.url)}: read {os.path.getsize(temp):,} bytes of "
-                    f"{shard.size_bytes:,} (the object changed while it was read?)"
-                )
-            os.replace(temp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+        os.lseek(fd, 0, os.SEEK_SET)  # a try again starts from the first byte
+        with (
+            fs.open(where, "rb", block_size=READ_BLOCK) as src,
+            open(fd, "wb", closefd=False) as dst,
+        ):
+            shutil.copyfileobj(src, dst, READ_BLOCK)
+            got = dst.tell()
+        if got != shard.size_bytes:
+            raise InputError(
+                f"{public_url(shard.url)}: read {got:,} bytes of {shard.size_bytes:,} (the "
+                "object changed while it was read?)"
+            )
+        os.replace(temp, path)
 
     def _make_room(self, needed: int, *, keep: str) -> None:
-        """Remove the least recently used shards until ``needed`` more bytes fit the limit."""
+        """Remove the least recently used shards until ``needed`` more bytes fit the limit
+        (shards being fetched count at their full size; called under the cache's lock)."""
         if self.config.limit is None:
             return
-        cached = []
+        cached, held = [], 0
         for entry in os.scandir(self.directory):
-            if entry.name.startswith(".") or entry.path == keep:  # locks, partial fetches
+            if entry.path == keep or not entry.is_file():
                 continue
             with contextlib.suppress(FileNotFoundError):
                 st = entry.stat()
-                cached.append((st.st_mtime, st.st_size, entry.path, entry.name))
-        held = sum(size for _, size, _, _ in cached)
+                held += st.st_size
+                if not entry.name.startswith("."):  # a fetch under way is never a victim
+                    cached.append((st.st_mtime, st.st_size, entry.path, entry.name))
         for _, size, path, name in sorted(cached):
             if held + needed <= self.config.limit:
                 break
-            with _locked(os.path.join(self._locks, name), wait=False) as mine:
-                if not mine:  # being fetched or mapped by another process: the next one
-                    continue
-                _MAPS.forget(name)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                held -= size
+            _MAPS.forget(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            held -= size
 
 
 def _is_whole(path: str, size: int) -> bool:
@@ -356,8 +401,8 @@ class Prefetcher:
     """Fetches shards into the cache ahead of a consumer, in the order it will first need
     them: ``needs`` is each shard's first batch (``(batch, shard)`` pairs, in batch order),
     ``at()`` the batch the consumer is at. At most ``ahead`` shards beyond the one in use are
-    fetched (fewer when the cache's limit holds fewer), so prefetching never evicts what the
-    consumer reads now. A failed fetch is left for the consumer's own read to report."""
+    fetched (fewer when the cache's limit holds fewer, none when it holds two shards or
+    less), so prefetching does not evict what the consumer reads now. A failed fetch is left for the consumer's own read to report."""
 
     def __init__(
         self, shards: list[RemoteIds], needs: list[tuple[int, int]], at: Any, ahead: int = 2
@@ -365,7 +410,8 @@ class Prefetcher:
         self.shards, self.needs, self.at = shards, needs, at
         limit = shards[0].config.limit if shards else None
         largest = max((s.size_bytes for s in shards), default=1)
-        fits = ahead if limit is None else max(0, min(ahead, limit // max(largest, 1) - 1))
+        # room for the shard in use and the one the read-ahead of batches may still be in
+        fits = ahead if limit is None else max(0, min(ahead, limit // max(largest, 1) - 2))
         self.ahead = fits
         self.stopped = threading.Event()
         self.fetched = 0  # shards this thread brought into the cache
