@@ -105,26 +105,33 @@ def take_rows(items: np.ndarray, starts: np.ndarray, dtype: np.dtype) -> np.ndar
     return items[index].view(dtype).reshape(index.size, items.dtype.itemsize // dtype.itemsize)
 
 
-def random_access_ids(ids: np.ndarray, step: int = 1 << 22) -> np.ndarray:
-    """The ids a shuffled plan gathers from: a ``uint16`` copy when every id fits in one
-    (GPT-2's vocabulary does), else ``ids`` as they are.
+def random_access_ids(segments: list[np.ndarray], step: int = 1 << 22) -> np.ndarray:
+    """The ids a shuffled plan gathers from, as one array: a ``uint16`` copy when every id
+    fits in one (GPT-2's vocabulary does), else the ids in their own dtype.
 
     A shuffled plan reads windows at random, so every page of the ids stays in memory; two
     bytes an id halve that memory (the copy's) and the cache footprint of the gather, and the
-    pages of a memory-mapped ``ids`` are handed back as they are copied. Ids outside
-    ``[0, 65535]`` (a file beyond its vocabulary, or a large one) keep their own dtype.
+    pages of a memory-mapped segment are handed back as they are copied. A shard set's
+    segments are copied one after another into the one array, never joined at their own
+    width first (which held both copies at once). Ids outside ``[0, 65535]`` (a file beyond
+    its vocabulary, or a large one) keep their own dtype.
     """
     from embedcli.storage.store import release_pages
 
-    if ids.dtype.itemsize <= 2 or ids.size == 0:
-        return ids
-    small = np.empty(ids.size, np.uint16)
-    for a in range(0, ids.size, step):
-        part = ids[a : a + step]
-        if int(part.min()) < 0 or int(part.max()) > 0xFFFF:
-            return ids
-        small[a : a + step] = part
-        release_pages(ids, min(a + step, ids.size))
+    if len(segments) == 1 and (segments[0].dtype.itemsize <= 2 or segments[0].size == 0):
+        return segments[0]
+    total = sum(int(s.size) for s in segments)
+    small = np.empty(total, np.uint16)
+    at = 0
+    for ids in segments:
+        for a in range(0, ids.size, step):
+            part = ids[a : a + step]
+            fits = part.dtype.kind == "u" and part.dtype.itemsize <= 2
+            if not fits and part.size and (int(part.min()) < 0 or int(part.max()) > 0xFFFF):
+                return segments[0] if len(segments) == 1 else np.concatenate(segments)
+            small[at + a : at + a + part.size] = part
+            release_pages(ids, min(a + step, ids.size))
+        at += int(ids.size)
     return small
 
 

@@ -203,7 +203,11 @@ def test_written_windows_equal_gathered_ones(
 
     ids = np.random.default_rng(n).integers(0, high, n).astype(np.int32)
     plan = plan_windows(n, max_length=t, stride=stride, shuffle_seed=1 if shuffle else None)
-    source = random_access_ids(ids, step=7) if shuffle else ids
+    if shuffle:  # as one array, and as a shard set's segments (copied in, never joined first)
+        cuts = sorted({0, n, *np.random.default_rng(t).integers(0, n, 3).tolist()})
+        parts = [ids[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        assert np.array_equal(random_access_ids(parts, step=5), random_access_ids([ids], step=7))
+    source = random_access_ids([ids], step=7) if shuffle else ids
     assert source.dtype == (np.uint16 if shuffle and ids.max() < 65536 else np.int32)
     for shift in (0, 1):
         out = io.BytesIO()
@@ -232,7 +236,7 @@ def test_one_gather_for_both_tensors_writes_the_bytes_of_two_passes(
 
     from embedcli.window_rows import random_access_ids, write_window_pairs, write_windows
 
-    ids = random_access_ids(np.random.default_rng(n).integers(0, 50257, n).astype(np.int32))
+    ids = random_access_ids([np.random.default_rng(n).integers(0, 50257, n).astype(np.int32)])
     docs = np.unique(np.r_[0, np.random.default_rng(t).integers(0, n, 4), n])
     try:
         plan = plan_windows(
@@ -274,9 +278,9 @@ def test_released_pages_still_read_the_same(tmp_path):
     assert np.array_equal(mapped, ids)
     from embedcli.window_rows import random_access_ids
 
-    narrow = random_access_ids(memmap_array(header, header.tensor("ids")) % 60000, step=1 << 20)
+    narrow = random_access_ids([memmap_array(header, header.tensor("ids")) % 60000], step=1 << 20)
     assert narrow.dtype == np.uint16 and np.array_equal(narrow, ids % 60000)
-    big = random_access_ids(mapped, step=1 << 20)  # ids past 65535: kept as they are
+    big = random_access_ids([mapped], step=1 << 20)  # ids past 65535: kept as they are
     assert big is mapped and np.array_equal(big, ids)
 
 

@@ -188,7 +188,7 @@ def write_windows_file(
         chunk_bytes = min(chunk_bytes, SHUFFLED_CHUNK_BYTES)
     rows = max(1, chunk_bytes // (plan.max_length * dtype.itemsize))
     # A shuffled plan reads at random: from ids as small as they fit (windows.py)
-    ids = random_access_ids(src.ids) if plan.shuffle_seed is not None else ids_of(src)
+    ids = random_access_ids(src.segments) if plan.shuffle_seed is not None else ids_of(src)
     indexed = not isinstance(plan.starts, ArithmeticStarts)
 
     def write_rows(f: BinaryIO, a: int, b: int) -> None:

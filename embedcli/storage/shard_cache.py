@@ -199,6 +199,7 @@ class _OpenShards:
     def __init__(self) -> None:
         self.maps: OrderedDict[str, tuple[RemoteIds, np.ndarray]] = OrderedDict()
         self.lock = threading.Lock()
+        self.checked: set[str] = set()  # shards whose ids this process has checked
 
     def get(self, ids: RemoteIds) -> np.ndarray:
         name = ids.local_name()
@@ -207,8 +208,9 @@ class _OpenShards:
                 self.maps.move_to_end(name)
                 return self.maps[name][1]
         mapped = ShardCache(ids.config).open(ids)
-        if ids.vocab:
+        if ids.vocab and name not in self.checked:  # once, not at each map after an eviction
             _check_vocab(mapped, ids)
+            self.checked.add(name)
         with self.lock:
             self.maps[name] = (ids, mapped)
             self._trim(ids.config.limit)
@@ -229,6 +231,7 @@ class _OpenShards:
     def clear(self) -> None:
         with self.lock:
             self.maps.clear()
+            self.checked.clear()
 
 
 _MAPS = _OpenShards()
