@@ -205,6 +205,8 @@ def _read_back(tmp_path, origin):
     path = tmp_path / origin["file"]
     if "row" in origin:
         return pq.read_table(path).column("text")[origin["row"]].as_py()
+    if "byte" in origin:  # a --shard part that starts inside the file
+        return json.loads(path.read_bytes()[origin["byte"] :].split(b"\n", 1)[0])["text"]
     return json.loads(path.read_text().split("\n")[origin["line"] - 1])["text"]
 
 
@@ -410,3 +412,22 @@ def test_mix_carries_the_ids_through(tmp_path):
     assert sorted(o["id"] for _, o in docs) == sorted(
         f"{n}/{i}" for n in ("web", "code") for i in range(6)
     )
+
+
+def test_a_mix_of_a_sharded_source_traces_its_documents_to_their_text(tmp_path):
+    """A source given as a ``tokenize --shard --provenance`` manifest: each mixed document is
+    traced through its part's provenance to its text file and line."""
+    docs = [f"sharded document {i} " * (i % 4 + 2) for i in range(30)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    for i in range(3):
+        invoke("tokenize", "d.jsonl", "-o", "s.tokens.safetensors", "--shard", f"{i}/3",
+               "--provenance", "-q", cwd=tmp_path, check=True)  # fmt: skip
+    out = tmp_path / "m.tokens.safetensors"
+    invoke("mix", "s.tokens.manifest.json", "-o", str(out), "--seed", "2", "-q", cwd=tmp_path,
+           check=True)  # fmt: skip
+    enc = get_encoding("gpt2")
+    mixed = _mixed_documents(str(out), tmp_path)
+    assert len(mixed) == 30
+    for span, origin in mixed:
+        assert "file" in origin, origin
+        assert span == enc.encode_ordinary(_read_back(tmp_path, origin))

@@ -16,9 +16,11 @@ from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import sidecar_subject
 from embedcli.formats.provenance import TextOrigins, documents, offsets_at, provenance_beside
 from embedcli.inputs import Request, TokenSource, open_input
+from embedcli.inputs.token_files import ResolvedTokenFiles
 from embedcli.mixing import HELD, first_occurrences, keys
 from embedcli.progress import no_progress
 from embedcli.stages.segmented import Segmented
+from embedcli.storage.manifest import is_manifest
 
 
 @dataclass
@@ -265,8 +267,12 @@ def text_origins(
 def _recorded(paths: list[str], count: int) -> TextOrigins | None:
     """The text files and places of a source's ``count`` documents, joined across its files,
     where every file has a provenance of its own that records them; else None."""
+    if paths and is_manifest(paths[0]):  # [manifest, *its parts]: the parts' own, joined
+        paths = paths[:1]
     subjects = [sidecar_subject(p) for p in paths]
-    if not all(provenance_beside(s) for s in subjects):
+    if not all(
+        is_manifest(p) or provenance_beside(s) for p, s in zip(paths, subjects, strict=True)
+    ):
         return None  # the usual case: nothing more is read
     files: list[np.ndarray] = []
     at: list[np.ndarray] = []
@@ -276,7 +282,10 @@ def _recorded(paths: list[str], count: int) -> TextOrigins | None:
         with open_input([path], Request()) as found:
             source = found.load(no_progress)
             assert isinstance(source, TokenSource)
-            _, got, _ = documents(subject, source.doc_offsets, source.metadata, source.segments)
+            if isinstance(found, ResolvedTokenFiles) and len(found.parts) > 1:
+                got = found.provenance()
+            else:
+                got = documents(subject, source.doc_offsets, source.metadata, source.segments)[1]
         if got is None or got.file is None or got.at is None:
             return None
         files.append(np.where(got.file >= 0, got.file + len(texts), -1))
