@@ -76,6 +76,18 @@ REFERENCE_TEXT = (
 
 
 @pytest.fixture
+def memfs():
+    """An empty ``memory://`` store (one per process; emptied around each test)."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    yield fs
+    fs.store.clear()
+
+
+@pytest.fixture
 def story_text() -> str:
     return (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8")
 

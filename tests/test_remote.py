@@ -21,17 +21,6 @@ from embedcli.inputs import load_input  # noqa: E402
 from embedcli.storage import remote  # noqa: E402
 
 
-@pytest.fixture
-def memfs():
-    """An empty ``memory://`` store (one per process; emptied around each test)."""
-    fs = fsspec.filesystem("memory")
-    fs.store.clear()
-    fs.pseudo_dirs.clear()
-    fs.pseudo_dirs.append("")
-    yield fs
-    fs.store.clear()
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Every document format, compressed and not, in a directory with a subdirectory."""

@@ -24,15 +24,11 @@ from embedcli.storage.shard_cache import CacheConfig, Prefetcher, RemoteIds  # n
 SHARDS = 5
 
 
-@pytest.fixture
-def memfs():
-    fs = fsspec.filesystem("memory")
-    fs.store.clear()
-    fs.pseudo_dirs.clear()
-    fs.pseudo_dirs.append("")
+@pytest.fixture(autouse=True)
+def _no_maps_between_tests():
+    """This process's maps of cached shards: none carried from one test to the next."""
     shard_cache._MAPS.clear()
-    yield fs
-    fs.store.clear()
+    yield
     shard_cache._MAPS.clear()
 
 
