@@ -12,8 +12,10 @@ commands::
     run_embed(["corpus.windows.safetensors"], "corpus.embeddings.safetensors",
               EmbedOptions(dim=256, seed=123))
 
-Each ``run_*`` returns a typed result (``TokenizeResult``, ``BatchResult``, ``EmbedResult``) of
-numbers, shapes and paths; ``plan_*`` returns what the run would write (``--dry-run``).
+Each ``run_*`` returns a typed result (``TokenizeResult``, ``BatchResult``, ``EmbedResult``,
+``MixResult`` of ``run_mix``) of numbers, shapes and paths; ``plan_*`` returns what the run
+would write (``--dry-run``). Every type a result or report holds (``TokenizeStats``,
+``PlanFacts``, ``Header``, ``Histogram``...) is public here too.
 ``Tokenizer("gpt2")`` (or ``Tokenizer.from_file(path)``) is a tokenizer built once:
 ``encode``, ``encode_batch`` (one array per document), ``decode``; ``Tokens`` is ids of
 documents as a value (``Tokens.open(path)``, ``.from_text``, ``.from_ids``; ``save`` in any
@@ -43,6 +45,7 @@ _EXPORTS = {
     "plan_tokenize": "embedcli.stages.tokenize",
     "plan_batch": "embedcli.stages.batch",
     "plan_embed": "embedcli.stages.embed",
+    "run_mix": "embedcli.stages.mix",
     "inspect_file": "embedcli.inspection.files",
     "diff_files": "embedcli.inspection.diff",
     "encode": "embedcli.bpe.tokenizer",
@@ -54,6 +57,9 @@ _EXPORTS = {
     # training
     "create_dataloader": "embedcli.data",
     "TokenWindows": "embedcli.data",
+    "TokenStream": "embedcli.data",
+    "WindowLoader": "embedcli.data",
+    "Cache": "embedcli.data",
     # options and results
     "TokenizeOptions": "embedcli.options",
     "WindowOptions": "embedcli.options",
@@ -62,8 +68,33 @@ _EXPORTS = {
     "BatchResult": "embedcli.stages.results",
     "EmbedResult": "embedcli.stages.results",
     "PlanResult": "embedcli.stages.results",
+    "MixOptions": "embedcli.stages.mix",
+    "MixResult": "embedcli.stages.results",
     "FileReport": "embedcli.inspection.report",
     "DiffReport": "embedcli.inspection.diff",
+    # what the results and reports hold (fields of the above, public so a caller can name them)
+    "TokenizeStats": "embedcli.bpe.pieces",
+    "Origins": "embedcli.bpe.pieces",
+    "PlanFacts": "embedcli.windows",
+    "Written": "embedcli.stages.results",
+    "FirstWindow": "embedcli.stages.results",
+    "MixSource": "embedcli.stages.results",
+    "Header": "embedcli.storage.store",
+    "TensorInfo": "embedcli.storage.store",
+    "Histogram": "embedcli.inspection.stats",
+    "CorpusStats": "embedcli.inspection.stats",
+    "DocLengths": "embedcli.inspection.stats",
+    "TopToken": "embedcli.inspection.stats",
+    "WindowStats": "embedcli.inspection.stats",
+    "RowNorms": "embedcli.inspection.stats",
+    "Neighbors": "embedcli.inspection.stats",
+    "Neighbor": "embedcli.inspection.stats",
+    "TensorReport": "embedcli.inspection.report",
+    "Stats": "embedcli.inspection.report",
+    "Decoded": "embedcli.inspection.report",
+    "Part": "embedcli.inspection.report",
+    "TensorDiff": "embedcli.inspection.diff",
+    "Layout": "embedcli.inspection.diff",
     # errors
     "EmbedcliError": "embedcli.errors",
     "UsageError": "embedcli.errors",
@@ -77,9 +108,14 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from embedcli.bpe.pieces import Origins as Origins
+    from embedcli.bpe.pieces import TokenizeStats as TokenizeStats
     from embedcli.bpe.tokenizer import encode as encode
     from embedcli.bpe.value import Tokenizer as Tokenizer
+    from embedcli.data import Cache as Cache
+    from embedcli.data import TokenStream as TokenStream
     from embedcli.data import TokenWindows as TokenWindows
+    from embedcli.data import WindowLoader as WindowLoader
     from embedcli.data import create_dataloader as create_dataloader
     from embedcli.errors import DeviceError as DeviceError
     from embedcli.errors import EmbedcliError as EmbedcliError
@@ -89,9 +125,23 @@ if TYPE_CHECKING:
     from embedcli.errors import OutputError as OutputError
     from embedcli.errors import UsageError as UsageError
     from embedcli.inspection.diff import DiffReport as DiffReport
+    from embedcli.inspection.diff import Layout as Layout
+    from embedcli.inspection.diff import TensorDiff as TensorDiff
     from embedcli.inspection.diff import diff_files as diff_files
     from embedcli.inspection.files import inspect_file as inspect_file
+    from embedcli.inspection.report import Decoded as Decoded
     from embedcli.inspection.report import FileReport as FileReport
+    from embedcli.inspection.report import Part as Part
+    from embedcli.inspection.report import Stats as Stats
+    from embedcli.inspection.report import TensorReport as TensorReport
+    from embedcli.inspection.stats import CorpusStats as CorpusStats
+    from embedcli.inspection.stats import DocLengths as DocLengths
+    from embedcli.inspection.stats import Histogram as Histogram
+    from embedcli.inspection.stats import Neighbor as Neighbor
+    from embedcli.inspection.stats import Neighbors as Neighbors
+    from embedcli.inspection.stats import RowNorms as RowNorms
+    from embedcli.inspection.stats import TopToken as TopToken
+    from embedcli.inspection.stats import WindowStats as WindowStats
     from embedcli.options import EmbedOptions as EmbedOptions
     from embedcli.options import TokenizeOptions as TokenizeOptions
     from embedcli.options import WindowOptions as WindowOptions
@@ -101,14 +151,23 @@ if TYPE_CHECKING:
     from embedcli.stages.embed import run_embed as run_embed
     from embedcli.stages.embedding_value import Embedded as Embedded
     from embedcli.stages.embedding_value import Embedding as Embedding
+    from embedcli.stages.mix import MixOptions as MixOptions
+    from embedcli.stages.mix import run_mix as run_mix
     from embedcli.stages.results import BatchResult as BatchResult
     from embedcli.stages.results import EmbedResult as EmbedResult
+    from embedcli.stages.results import FirstWindow as FirstWindow
+    from embedcli.stages.results import MixResult as MixResult
+    from embedcli.stages.results import MixSource as MixSource
     from embedcli.stages.results import PlanResult as PlanResult
     from embedcli.stages.results import TokenizeResult as TokenizeResult
+    from embedcli.stages.results import Written as Written
     from embedcli.stages.tokenize import plan_tokenize as plan_tokenize
     from embedcli.stages.tokenize import run_tokenize as run_tokenize
     from embedcli.stages.tokens import Tokens as Tokens
     from embedcli.stages.windows_value import Windows as Windows
+    from embedcli.storage.store import Header as Header
+    from embedcli.storage.store import TensorInfo as TensorInfo
+    from embedcli.windows import PlanFacts as PlanFacts
 
 
 def __getattr__(name: str) -> Any:

@@ -279,3 +279,53 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, module
+
+
+def _type_hints(obj):
+    """``typing.get_type_hints`` of ``obj``, its module's ``TYPE_CHECKING`` imports included."""
+    import inspect
+    import sys
+    import typing
+
+    module = sys.modules[obj.__module__]
+    names = dict(vars(module))
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            exec(compile(ast.Module(node.body, []), module.__file__, "exec"), names)
+    return typing.get_type_hints(obj, globalns=names)
+
+
+def test_results_and_reports_hold_only_public_types():
+    """Every embedcli class a public result, report or value holds in a field (or a public
+    function returns), at any depth, is itself exported by ``embedcli``."""
+    import dataclasses
+    import typing
+
+    import embedcli
+
+    seen, private = set(), {}
+
+    def walk(hint, where):
+        if typing.get_origin(hint) is not None:
+            for arg in typing.get_args(hint):
+                walk(arg, where)
+            return
+        if not isinstance(hint, type) or not hint.__module__.startswith("embedcli"):
+            return
+        if hint.__name__ not in embedcli.__all__:
+            private.setdefault(f"{hint.__module__}.{hint.__name__}", where)
+        if hint in seen or not dataclasses.is_dataclass(hint):
+            return
+        seen.add(hint)
+        hints = _type_hints(hint)
+        for f in dataclasses.fields(hint):
+            if not f.name.startswith("_"):
+                walk(hints[f.name], f"{hint.__name__}.{f.name}")
+
+    for name in embedcli.__all__:
+        obj = getattr(embedcli, name)
+        if isinstance(obj, type):
+            walk(obj, name)
+        elif callable(obj):
+            walk(_type_hints(obj).get("return"), f"{name}()")
+    assert len(seen) > 20 and private == {}
