@@ -153,7 +153,7 @@ def open_tokens(
 
         if not all(remote):
             raise UsageError("give token files all local or all in object storage, not both")
-        return TokenStream(*open_remote(paths, (cache or Cache()).config()).join())
+        return TokenStream(*open_remote(paths, (cache or Cache()).config(), encoding or "gpt2"))
     request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
     with open_input(paths, request) as found:
         if found.reader == "text":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 
 import numpy as np
@@ -270,11 +271,17 @@ def test_without_fsspec_a_url_names_the_extra(monkeypatch):
     )
 
 
-def test_the_loader_points_to_a_local_copy_for_a_trainer_format():
+def test_the_loader_points_to_a_local_copy_for_a_trainer_format(memfs):
     from embedcli.data import TokenWindows
 
+    memfs.pipe_file("/out/train.bin", np.arange(100, dtype=np.uint16).tobytes())  # nanoGPT's
     with pytest.raises(UsageError, match="reads embedcli's safetensors token files.*copy it"):
-        TokenWindows("s3://bucket/out/train.bin", max_length=4)
+        TokenWindows("memory://out/train.bin", max_length=4)
+    pytest.importorskip("s3fs")
+    if any(k in os.environ for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_ENDPOINT_URL")):
+        pytest.skip("credentials in the environment: the refusal below needs none")
+    with pytest.raises(InputError, match="s3://bucket/out/train.bin: no credentials found"):
+        TokenWindows("s3://bucket/out/train.bin", max_length=4)  # said at once, not retried
 
 
 def test_a_fetched_copy_brings_its_sidecars_and_shards(tmp_path, memfs):

@@ -33,14 +33,20 @@ def _no_maps_between_tests():
 
 
 @pytest.fixture(scope="module")
-def local_set(tmp_path_factory):
-    """A manifest of five shards of 200 documents, on local disk."""
+def text(tmp_path_factory):
+    """200 documents of 20 to 26 words, as jsonl."""
     import json
 
-    text = tmp_path_factory.mktemp("text") / "d.jsonl"
+    path = tmp_path_factory.mktemp("text") / "d.jsonl"
     story = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
-    text.write_text("".join(json.dumps({"text": " ".join(story[i : i + 20 + i % 7])}) + "\n"
+    path.write_text("".join(json.dumps({"text": " ".join(story[i : i + 20 + i % 7])}) + "\n"
                             for i in range(200)))  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_set(tmp_path_factory, text):
+    """A manifest of five shards of the 200 documents, on local disk."""
     out = tmp_path_factory.mktemp("set") / "c.tokens.safetensors"
     for i in range(SHARDS):
         invoke("tokenize", str(text), "-o", str(out), "--shard", f"{i}/{SHARDS}", "-q",
@@ -260,3 +266,48 @@ def test_workers_receive_the_stream_not_a_reopened_one(memfs, local_set, tmp_pat
     assert isinstance(copy.stream().segments[0], RemoteIds)
     assert os.path.isdir(tmp_path / "cache" / ".locks")
     assert CacheConfig(str(tmp_path)).limit is None
+
+
+@pytest.fixture(scope="module")
+def llmc_set(tmp_path_factory, text):
+    """The same documents as llm.c shards of 700 ids (embedcli's set: NAME_00000K.bin and the
+    sidecar NAME.bin.json that lists them)."""
+    out = tmp_path_factory.mktemp("llmc") / "c.bin"
+    invoke("tokenize", str(text), "--to", "llmc", "-o", str(out), "--shard-tokens", "700", "-q",
+           check=True)  # fmt: skip
+    assert len(list(out.parent.glob("c_*.bin"))) > 3
+    return out
+
+
+@pytest.mark.parametrize("name", ["c.bin", "c.bin.json"])
+def test_an_llmc_set_from_the_store_equals_local(memfs, llmc_set, tmp_path, name, downloads):
+    url = _upload(memfs, llmc_set.parent, "/b/llmc").replace("c.tokens.manifest.json", name)
+    ds = TokenWindows(url, 16, cache=Cache(str(tmp_path / "c")))
+    assert ds.stream().metadata == TokenWindows(str(llmc_set), 16).stream().metadata
+    assert downloads == [] and ds.stream().doc_offsets is None  # llm.c marks no documents
+    local = create_dataloader(str(llmc_set), 4, 16, shuffle=True, seed=2)
+    remote = create_dataloader(url, 4, 16, shuffle=True, seed=2, cache_dir=str(tmp_path / "c"),
+                               num_workers=2)  # fmt: skip
+    assert _batches(remote) == _batches(local)
+
+
+def test_llmcs_own_shards_by_a_glob_equal_local(memfs, llmc_set, tmp_path):
+    """Shards as llm.c's scripts leave them (no sidecar): a glob of them, in name order; the
+    metadata is the header's word (GPT-2's ids), as for the same files on disk."""
+    shards = sorted(llmc_set.parent.glob("c_*.bin"))
+    for path in shards:
+        memfs.pipe_file(f"/o/{path.name}", path.read_bytes())
+    remote = TokenWindows("memory://o/c_*.bin", 16, cache=Cache(str(tmp_path / "c")))
+    local = TokenWindows([str(p) for p in shards], 16)
+    every = list(range(len(local)))
+    assert len(remote) == len(local) and remote.rows(every).tolist() == local.rows(every).tolist()
+    meta = remote.stream().metadata
+    assert (
+        meta["encoding"] == "gpt2" and meta["format"] == "llmc" and "encoding_assumed" not in meta
+    )
+    memfs.pipe_file("/o/bad.bin", b"\x00" * 2048)  # no llm.c magic: not read as one
+    with pytest.raises(UsageError, match="safetensors token files .* and llm.c shards"):
+        TokenWindows("memory://o/bad.bin", 4)
+    memfs.pipe_file("/o/short_000000.bin", shards[0].read_bytes()[:-2])
+    with pytest.raises(FormatError, match=r"short_000000.bin: header says .* bytes"):
+        TokenWindows("memory://o/short_*.bin", 4)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,21 @@ from embedcli.storage.store import DTYPES, INTEGER_DTYPES, MAX_HEADER_BYTES, par
 _LOCAL_ONLY = "copy it (and its shards) to local disk first, e.g. aws s3 cp --recursive"
 
 
-def open_remote(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
-    """The token files ``urls`` stand for (files, or one manifest), their ids not fetched."""
+def open_remote(
+    urls: list[str], config: CacheConfig, encoding: str
+) -> tuple[list[Any], np.ndarray | None, dict[str, str]]:
+    """The stream of the token files ``urls`` stand for (safetensors files, or their manifest;
+    llm.c shards: :mod:`~embedcli.inputs.remote_llmc`): its segments (no ids fetched), its
+    document offsets and metadata, as the local files give them."""
+    from embedcli.inputs.remote_llmc import is_llmc, open_llmc
+
+    if len(urls) == 1 and is_llmc(urls[0], config):
+        return open_llmc(urls[0], config, encoding)
+    return _safetensors(urls, config).join()
+
+
+def _safetensors(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
+    """embedcli's safetensors token files ``urls`` stand for (or one manifest's)."""
     if len(urls) == 1 and urls[0].endswith(".manifest.json"):
         shards, shard_set = _manifest(urls[0], config)
     else:
@@ -49,8 +63,8 @@ def open_remote(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
             shown = public_url(url)
             raise UsageError(
                 f"{shown}: the loader reads embedcli's safetensors token files (and their "
-                f"manifests) from object storage; for this format, {_LOCAL_ONLY} "
-                f"{shown.rsplit('/', 1)[0]}/ data/"
+                f"manifests) and llm.c shards from object storage; for this format, "
+                f"{_LOCAL_ONLY} {shown.rsplit('/', 1)[0]}/ data/"
             )
     known = _sizes(shards, config)
     from concurrent.futures import ThreadPoolExecutor

@@ -41,6 +41,8 @@ from embedcli.storage.remote import (
 )
 
 DEFAULT_RETRIES = 3
+# what storage_errors says of a failure no retry mends: the object, the key, the permission
+_FINAL = ("no such object", "no credentials", "access denied")
 
 
 def default_cache_dir() -> str:
@@ -122,17 +124,20 @@ def cached_file(shard: RemoteIds) -> str | None:
 
 def _tried(url: str, config: CacheConfig, action: Any) -> Any:
     """``action()``, again after a pause when the store fails, ``config.retries`` times in all;
-    then the last failure as one line naming the URL. A missing object is not tried again."""
+    then the last failure as one line naming the URL. A missing object, missing credentials
+    or a denied access are not tried again."""
     tries = max(config.retries, 1)
     for attempt in range(tries):
         try:
             with using_storage_options(config.options), storage_errors(url):
                 return action()
         except InputError as exc:
-            if "no such object" in str(exc) or attempt == tries - 1:
-                if tries > 1 and "no such object" not in str(exc):
-                    raise InputError(f"{exc} (after {tries} tries)") from None
-                raise
+            if any(word in str(exc) for word in _FINAL):
+                raise  # trying again cannot help
+            if attempt == tries - 1:
+                raise InputError(
+                    f"{exc} (after {tries} tries)" if tries > 1 else str(exc)
+                ) from None
             time.sleep(min(0.2 * 2**attempt, 5.0))
     raise AssertionError("unreachable")
 

@@ -1,0 +1,127 @@
+"""llm.c token shards in an object store, for the loader: ``s3://b/fineweb_train_*.bin`` (a
+glob of llm.c's own shards), one shard, or a set embedcli wrote (``NAME.bin`` or its sidecar
+``NAME.bin.json``, which lists the shards).
+
+Each shard's 1 KB header (magic, version, token count) is read by a ranged GET and checked
+against the object's size, as :func:`embedcli.formats.llmc.read_header` checks a local file;
+its ids are a :class:`~embedcli.storage.shard_cache.RemoteIds` after the header, fetched into
+the local cache when a window needs them. The metadata is what the local reader gives: the
+set's sidecar's lineage, or, for llm.c's own shards, the header's word on whose ids they are.
+llm.c marks no documents, so the stream has none (``cross_docs=False`` is refused, as for the
+same files on disk).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from embedcli import contract as c
+from embedcli.errors import FormatError, InputError
+from embedcli.formats.base import foreign_metadata
+from embedcli.formats.llmc import GPT2, HEADER_INTS, LLAMA3, NAME, _header_says
+from embedcli.storage.output_set import check_complete
+from embedcli.storage.remote import list_objects, public_url
+from embedcli.storage.shard_cache import CacheConfig, RemoteIds, object_size, read_range
+
+MAGICS = (GPT2[0], LLAMA3[0])
+
+
+def is_llmc(url: str, config: CacheConfig) -> bool:
+    """Whether ``url`` names llm.c shards: a glob of ``.bin`` objects, a set's sidecar, a
+    ``.bin`` object whose first bytes are llm.c's magic, or a set's logical ``NAME.bin``."""
+    if url.endswith(".bin.json"):
+        return _sidecar(url, config) is not None
+    if not url.endswith(".bin"):
+        return False
+    if any(ch in url.rsplit("/", 1)[-1] for ch in "*?["):
+        return True
+    try:
+        head = read_range(url, 0, 4, config)
+    except InputError as exc:
+        if "no such object" not in str(exc):
+            raise
+        return _sidecar(url + ".json", config) is not None  # NAME.bin of an embedcli set
+    return len(head) == 4 and int.from_bytes(head, "little") in MAGICS
+
+
+def open_llmc(
+    url: str, config: CacheConfig, encoding: str
+) -> tuple[list[Any], None, dict[str, str]]:
+    """The shards ``url`` names as a stream's segments (none fetched), no document offsets,
+    and the metadata the local reader gives."""
+    logical = url[: -len(".json")] if url.endswith(".bin.json") else url
+    sidecar = _sidecar(logical + ".json", config)
+    if sidecar is not None and isinstance(sidecar.get("files"), list) and sidecar["files"]:
+        parent = logical.rsplit("/", 1)[0]
+        shards = [f"{parent}/{name}" for name in sidecar["files"]]
+    elif any(ch in logical.rsplit("/", 1)[-1] for ch in "*?["):
+        shards = [u for u, _ in list_objects(logical, lambda _, n: True)[0]]
+        if not shards:
+            raise InputError(f"{public_url(logical)}: matches no object")
+    else:
+        shards = [logical]
+    with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:  # one GET a header
+        found = list(pool.map(lambda u: _shard(u, config), shards))
+    versions = {v for _, v in found}
+    if len(versions) > 1:
+        raise FormatError(f"{public_url(url)}: its shards have different llm.c headers")
+    version = versions.pop()
+    fields = {c.IDS_DTYPE: str(np.dtype(version[2])), "llmc_magic": version[0],
+              "llmc_version": version[1]}  # fmt: skip
+    if sidecar is not None:
+        meta = {str(k): str(v) for k, v in sidecar["metadata"].items()}
+        meta.update({c.FORMAT: NAME, **{k: c.to_str(v) for k, v in fields.items()}})
+    else:
+        meta = foreign_metadata(NAME, encoding, fields, _header_says(version))
+    vocab = c.get_int(meta, c.VOCAB_SIZE)
+    segments = []
+    for ids, _ in found:
+        ids.vocab = vocab
+        segments.append(ids)
+    return segments, None, meta
+
+
+def _shard(url: str, config: CacheConfig) -> tuple[RemoteIds, tuple]:
+    """One shard's ids (after its header), checked as the local reader checks a file."""
+    shown = public_url(url)
+    size, tag = object_size(url, config)
+    raw = read_range(url, 0, HEADER_INTS * 4, config)
+    if len(raw) != HEADER_INTS * 4:
+        raise FormatError(f"{shown}: not an llm.c token file (shorter than its header)")
+    ints = np.frombuffer(raw, dtype="<i4")
+    version = next((v for v in (GPT2, LLAMA3) if ints[0] == v[0]), None)
+    if version is None or ints[1] != version[1]:
+        raise FormatError(f"{shown}: not an llm.c token file (bad magic or version)")
+    tokens, dtype = int(ints[2]), np.dtype(version[2])
+    expected = HEADER_INTS * 4 + tokens * dtype.itemsize
+    if size != expected:
+        raise FormatError(
+            f"{shown}: header says {tokens:,} tokens ({expected:,} bytes) but the object has "
+            f"{size:,} bytes"
+        )
+    return RemoteIds(url, size, tag, HEADER_INTS * 4, dtype, tokens, config), version
+
+
+def _sidecar(url: str, config: CacheConfig) -> dict[str, Any] | None:
+    """An embedcli llm.c sidecar object, or None when there is none (or it is another
+    format's: a nanoGPT ``NAME.bin.json``)."""
+    try:
+        raw = read_range(url, 0, None, config)
+    except InputError as exc:
+        if "no such object" not in str(exc):
+            raise
+        return None
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise FormatError(f"{public_url(url)}: not a readable embedcli sidecar") from None
+    check_complete(public_url(url), doc)
+    if not isinstance(doc, dict) or doc.get("format") != NAME:
+        return None
+    if not isinstance(doc.get("metadata"), dict):
+        raise FormatError(f"{public_url(url)}: not a readable embedcli sidecar")
+    return doc
