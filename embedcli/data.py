@@ -249,15 +249,15 @@ def create_dataloader(
             world_size if world_size is not None else (dist.get_world_size() if ready else 1)
         )
     dataset: Dataset
+    cache = Cache(cache_dir, cache_limit, storage_options=storage_options)
     if is_mixture(path):
         dataset = MixtureWindows(
             path, max_length, stride, num_windows=num_windows, cross_docs=cross_docs,
-            encoding=encoding,
+            encoding=encoding, cache=cache,
         )  # fmt: skip
     elif num_windows is not None:
         raise UsageError("num_windows applies to a mixture of several token inputs only")
     else:
-        cache = Cache(cache_dir, cache_limit, storage_options=storage_options)
         dataset = TokenWindows(
             path,  # type: ignore[arg-type]  # not a mixture: a path, paths or ids
             max_length, stride, cross_docs=cross_docs, encoding=encoding, cache=cache,

@@ -32,7 +32,7 @@ from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
 from embedcli.paths import PathArg
 from embedcli.storage.remote import is_url
-from embedcli.token_windows import TokenWindows, WindowBatch
+from embedcli.token_windows import Cache, TokenWindows, WindowBatch
 
 MixtureSpec = Sequence[tuple[Any, float]] | Mapping[Any, float] | PathArg
 
@@ -135,6 +135,7 @@ class MixtureWindows(Dataset):
         num_windows: int | None = None,
         cross_docs: bool = True,
         encoding: str | None = None,
+        cache: Cache | None = None,
     ):
         from_file = read_mixture(sources) if isinstance(sources, (str, os.PathLike)) else None
         if from_file is not None:
@@ -152,7 +153,9 @@ class MixtureWindows(Dataset):
             self.names = [_name(path) for path, _ in pairs]
         self.weights = _normalised([weight for _, weight in pairs])
         self.sets = [
-            TokenWindows(path, max_length, stride, cross_docs=cross_docs, encoding=encoding)
+            TokenWindows(
+                path, max_length, stride, cross_docs=cross_docs, encoding=encoding, cache=cache
+            )
             for path, _ in pairs
         ]
         _same_tokenizer(self.names, self.sets)

@@ -311,3 +311,16 @@ def test_llmcs_own_shards_by_a_glob_equal_local(memfs, llmc_set, tmp_path):
     memfs.pipe_file("/o/short_000000.bin", shards[0].read_bytes()[:-2])
     with pytest.raises(FormatError, match=r"short_000000.bin: header says .* bytes"):
         TokenWindows("memory://o/short_*.bin", 4)
+
+
+def test_a_mixture_of_sources_in_the_store_uses_the_given_cache(memfs, local_set, llmc_set,
+                                                                 tmp_path):  # fmt: skip
+    url = _upload(memfs, local_set)
+    lurl = _upload(memfs, llmc_set.parent, "/b/llmc").replace("c.tokens.manifest.json", "c.bin")
+    cache = tmp_path / "mine"
+    remote = create_dataloader([(url, 0.6), (lurl, 0.4)], 4, 8, shuffle=True, seed=1,
+                               cache_dir=str(cache))  # fmt: skip
+    local = create_dataloader([(str(local_set / "c.tokens.manifest.json"), 0.6),
+                               (str(llmc_set), 0.4)], 4, 8, shuffle=True, seed=1)  # fmt: skip
+    assert _batches(remote) == _batches(local)
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) > SHARDS
