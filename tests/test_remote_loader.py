@@ -7,6 +7,7 @@ prefetching in the order the batches need them; one line for a shard that cannot
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -232,7 +233,7 @@ def test_refusals_are_one_line(memfs, local_set, tmp_path):
     for path in out.parent.iterdir():
         memfs.pipe_file(f"/n/{path.name}", path.read_bytes())
     manifest = next(p.name for p in out.parent.iterdir() if p.name.endswith("manifest.json"))
-    with pytest.raises(UsageError, match="lists nanogpt shards; the loader reads safetensors"):
+    with pytest.raises(UsageError, match="lists nanogpt shards; the loader reads a manifest of"):
         TokenWindows(f"memory://n/{manifest}", 4)
     with pytest.raises(UsageError, match="reads embedcli's safetensors token files"):
         TokenWindows("memory://n/t-00001-of-00001.bin", 4)
@@ -306,7 +307,7 @@ def test_llmcs_own_shards_by_a_glob_equal_local(memfs, llmc_set, tmp_path):
         meta["encoding"] == "gpt2" and meta["format"] == "llmc" and "encoding_assumed" not in meta
     )
     memfs.pipe_file("/o/bad.bin", b"\x00" * 2048)  # no llm.c magic: not read as one
-    with pytest.raises(UsageError, match="safetensors token files .* and llm.c shards"):
+    with pytest.raises(UsageError, match="safetensors token files .*, llm.c shards and Megatron"):
         TokenWindows("memory://o/bad.bin", 4)
     memfs.pipe_file("/o/short_000000.bin", shards[0].read_bytes()[:-2])
     with pytest.raises(FormatError, match=r"short_000000.bin: header says .* bytes"):
@@ -324,3 +325,30 @@ def test_a_mixture_of_sources_in_the_store_uses_the_given_cache(memfs, local_set
                                (str(llmc_set), 0.4)], 4, 8, shuffle=True, seed=1)  # fmt: skip
     assert _batches(remote) == _batches(local)
     assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) > SHARDS
+
+
+def test_megatron_pairs_and_their_manifest_from_the_store_equal_local(memfs, text, tmp_path):
+    """One pair (by its .bin or .idx) and a manifest of three pairs: the index fetched at
+    open (the documents' offsets), the ids when read; windows inside documents too."""
+    one, sharded = tmp_path / "one" / "m", tmp_path / "set" / "m"
+    one.parent.mkdir(), sharded.parent.mkdir()
+    invoke("tokenize", str(text), "--to", "megatron", "-o", str(one), "-q", check=True)
+    for i in range(3):
+        invoke("tokenize", str(text), "--to", "megatron", "-o", str(sharded), "--shard", f"{i}/3",
+               "-q", check=True)  # fmt: skip
+    cache = Cache(str(tmp_path / "cache"))
+    for folder, name, local in ((one.parent, "m.bin", str(one) + ".bin"),
+                                (one.parent, "m.idx", str(one) + ".bin"),
+                                (sharded.parent, "m.manifest.json",
+                                 str(sharded.parent / "m.manifest.json"))):  # fmt: skip
+        url = _upload(memfs, folder, f"/mg/{folder.name}").replace("c.tokens.manifest.json", name)
+        for cross in (True, False):
+            remote = TokenWindows(url, 8, cross_docs=cross, cache=cache)
+            mine = TokenWindows(local, 8, cross_docs=cross)
+            every = list(range(len(mine)))
+            assert remote.rows(every).tolist() == mine.rows(every).tolist(), (name, cross)
+            assert remote.stream().doc_offsets.tolist() == mine.stream().doc_offsets.tolist()
+            theirs, ours = dict(remote.stream().metadata), dict(mine.stream().metadata)
+            shards = json.loads(theirs.pop("shards", "[]"))  # the set's: named by URL
+            ours.pop("shards", None)
+            assert theirs == ours and all(s.startswith("memory://mg/") for s in shards)

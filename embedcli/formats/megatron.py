@@ -101,11 +101,15 @@ def write(
 
 def read_index(prefix: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
     """(dtype, sequence lengths, sequence pointers, document indices), checked."""
-    import numpy as np
-
     path = prefix + ".idx"
     with open(path, "rb") as f:
-        raw = f.read()
+        return parse_index(f.read(), path)
+
+
+def parse_index(raw: bytes, path: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`read_index` of the index's bytes ``raw`` (read from ``path``)."""
+    import numpy as np
+
     head = 9 + 8 + 1 + 8 + 8
     if len(raw) < head or raw[:9] != MAGIC:
         raise FormatError(f"{path}: not a Megatron index (bad magic)")
@@ -122,18 +126,29 @@ def read_index(prefix: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarra
 
 
 def load(prefix: str, encoding: str) -> TokenSource:
-    import numpy as np
 
     read_sidecar(prefix)  # first: a set whose commit was killed is refused as such
-    dtype, lengths, pointers, docs = read_index(prefix)
-    total = int(lengths.sum(dtype=np.int64))
+    index = read_index(prefix)
     path = prefix + ".bin"
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file (the data of {prefix}.idx)")
-    if os.path.getsize(path) != total * dtype.itemsize:
-        raise FormatError(
-            f"{path}: {os.path.getsize(path):,} bytes but {prefix}.idx says {total:,} ids"
-        )
+    dtype, total, offsets, fields = layout(prefix, index, os.path.getsize(path))
+    return TokenSource(
+        memmap(path, dtype, 0, total), offsets, lineage(prefix, NAME, encoding, fields)
+    )
+
+
+def layout(
+    prefix: str, index: tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray], size: int
+) -> tuple[np.dtype, int, np.ndarray, dict[str, Any]]:
+    """What an index says of ``PREFIX.bin`` of ``size`` bytes, checked against it: the ids'
+    dtype and count, the document offsets, and the metadata fields the format records."""
+    import numpy as np
+
+    dtype, lengths, pointers, docs = index
+    total = int(lengths.sum(dtype=np.int64))
+    if size != total * dtype.itemsize:
+        raise FormatError(f"{prefix}.bin: {size:,} bytes but {prefix}.idx says {total:,} ids")
     starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
     if lengths.size and not np.array_equal(pointers, starts[:-1] * dtype.itemsize):
         raise FormatError(f"{prefix}.idx: sequences are not stored back to back")
@@ -145,9 +160,7 @@ def load(prefix: str, encoding: str) -> TokenSource:
         "megatron_sequences": lengths.size,
         "megatron_dtype_code": next(k for k, v in DTYPES.items() if np.dtype(v) == dtype),
     }
-    return TokenSource(
-        memmap(path, dtype, 0, total), offsets, lineage(prefix, NAME, encoding, fields)
-    )
+    return dtype, total, offsets, fields
 
 
 def _files(inputs: list[str]) -> list[str]:

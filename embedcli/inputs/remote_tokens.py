@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -43,32 +44,42 @@ def open_remote(
     urls: list[str], config: CacheConfig, encoding: str
 ) -> tuple[list[Any], np.ndarray | None, dict[str, str]]:
     """The stream of the token files ``urls`` stand for (safetensors files, or their manifest;
-    llm.c shards: :mod:`~embedcli.inputs.remote_llmc`): its segments (no ids fetched), its
+    llm.c shards: :mod:`~embedcli.inputs.remote_trainers`): its segments (no ids fetched), its
     document offsets and metadata, as the local files give them."""
-    from embedcli.inputs.remote_llmc import is_llmc, open_llmc
+    from embedcli.inputs.remote_trainers import is_llmc, is_megatron, megatron_part, open_llmc
 
+    if len(urls) == 1 and is_megatron(urls[0], config):
+        source = megatron_part(urls[0], config, encoding).load()  # one pair, as it is
+        return source.segments, source.doc_offsets, source.metadata
     if len(urls) == 1 and is_llmc(urls[0], config):
         return open_llmc(urls[0], config, encoding)
-    return _safetensors(urls, config).join()
+    return _safetensors(urls, config, encoding).join()
 
 
-def _safetensors(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
-    """embedcli's safetensors token files ``urls`` stand for (or one manifest's)."""
+def _safetensors(urls: list[str], config: CacheConfig, encoding: str) -> ResolvedTokenFiles:
+    """embedcli's safetensors token files ``urls`` stand for, or one manifest's shards
+    (safetensors, or Megatron pairs)."""
     if len(urls) == 1 and urls[0].endswith(".manifest.json"):
-        shards, shard_set = _manifest(urls[0], config)
+        shards, shard_set, fmt = _manifest(urls[0], config)
     else:
-        shards, shard_set = urls, None
+        shards, shard_set, fmt = urls, None, "safetensors"
+    if fmt == "megatron":
+        from embedcli.inputs.remote_trainers import megatron_part
+
+        with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
+            pairs = list(pool.map(lambda url: megatron_part(url, config, encoding), shards))
+        check_listed(public_url(urls[0]), shard_set, [p.metadata for p in pairs])
+        return ResolvedTokenFiles("remote", list(urls), 0, _ordered(pairs))
     for url in shards:
         if not url.endswith(".safetensors"):
             shown = public_url(url)
             raise UsageError(
                 f"{shown}: the loader reads embedcli's safetensors token files (and their "
-                f"manifests) and llm.c shards from object storage; for this format, "
+                f"manifests), llm.c shards and Megatron pairs from object storage; for this "
+                f"format, "
                 f"{_LOCAL_ONLY} {shown.rsplit('/', 1)[0]}/ data/"
             )
     known = _sizes(shards, config)
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:  # a few GETs a shard
         parts = list(pool.map(lambda url: _part(url, config, known.get(url)), shards))
     if shard_set is not None:
@@ -77,8 +88,9 @@ def _safetensors(urls: list[str], config: CacheConfig) -> ResolvedTokenFiles:
     return ResolvedTokenFiles("remote", list(urls), 0, parts if alone else _ordered(parts))
 
 
-def _manifest(url: str, config: CacheConfig) -> tuple[list[str], str | None]:
-    """The shard URLs a manifest object lists (beside it), and its run's fingerprint."""
+def _manifest(url: str, config: CacheConfig) -> tuple[list[str], str | None, str]:
+    """The shard URLs a manifest object lists (beside it), its run's fingerprint, and the
+    shards' format (safetensors or megatron; another is refused)."""
     shown = public_url(url)
     try:
         doc = json.loads(read_range(url, 0, None, config))
@@ -88,13 +100,15 @@ def _manifest(url: str, config: CacheConfig) -> tuple[list[str], str | None]:
     shards = doc.get("shards") if isinstance(doc, dict) else None
     if not isinstance(shards, list) or not shards or not all(isinstance(s, str) for s in shards):
         raise FormatError(f'{shown}: a manifest needs a non-empty "shards" list of paths')
-    if doc.get("format", "safetensors") != "safetensors":
+    fmt = doc.get("format", "safetensors")
+    if fmt not in ("safetensors", "megatron"):
         raise UsageError(
-            f"{shown}: lists {doc['format']} shards; the loader reads safetensors token files "
-            f"from object storage: {_LOCAL_ONLY} {shown.rsplit('/', 1)[0]}/ data/"
+            f"{shown}: lists {fmt} shards; the loader reads a manifest of safetensors or "
+            f"Megatron shards from object storage: {_LOCAL_ONLY} {shown.rsplit('/', 1)[0]}/ data/"
         )
     parent = url.rsplit("/", 1)[0]
-    return [s if "://" in s else f"{parent}/{s}" for s in shards], doc.get("shard_set") or None
+    listed = [s if "://" in s else f"{parent}/{s}" for s in shards]
+    return listed, doc.get("shard_set") or None, fmt
 
 
 def _sizes(urls: list[str], config: CacheConfig) -> dict[str, tuple[int, str]]:

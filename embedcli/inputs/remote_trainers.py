@@ -1,14 +1,20 @@
-"""llm.c token shards in an object store, for the loader: ``s3://b/fineweb_train_*.bin`` (a
-glob of llm.c's own shards), one shard, or a set embedcli wrote (``NAME.bin`` or its sidecar
-``NAME.bin.json``, which lists the shards).
+"""Trainers' token files in an object store, for the loader.
 
-Each shard's 1 KB header (magic, version, token count) is read by a ranged GET and checked
-against the object's size, as :func:`embedcli.formats.llmc.read_header` checks a local file;
-its ids are a :class:`~embedcli.storage.shard_cache.RemoteIds` after the header, fetched into
-the local cache when a window needs them. The metadata is what the local reader gives: the
-set's sidecar's lineage, or, for llm.c's own shards, the header's word on whose ids they are.
-llm.c marks no documents, so the stream has none (``cross_docs=False`` is refused, as for the
-same files on disk).
+**llm.c**: ``s3://b/fineweb_train_*.bin`` (a glob of llm.c's own shards), one shard, or a set
+embedcli wrote (``NAME.bin`` or its sidecar ``NAME.bin.json``, which lists the shards). Each
+shard's 1 KB header (magic, version, token count) is read by a ranged GET and checked against
+the object's size, as :func:`embedcli.formats.llmc.read_header` checks a local file. llm.c
+marks no documents, so the stream has none (``cross_docs=False`` is refused, as for the same
+files on disk).
+
+**Megatron**: ``PREFIX.idx`` or ``PREFIX.bin`` (the pair), or a manifest of such pairs that
+``tokenize --to megatron --shard`` wrote: each index is fetched whole (its documents' offsets)
+and checked against the ``.bin`` object's size, as :func:`embedcli.formats.megatron.load`
+checks a local pair.
+
+The ids are :class:`~embedcli.storage.shard_cache.RemoteIds`, fetched into the local cache
+when a window needs them; the metadata is what the local reader gives (the sidecar's lineage,
+or, for files embedcli did not write, what their headers say).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import FormatError, InputError
-from embedcli.formats.base import foreign_metadata
+from embedcli.formats.base import TokenSource, foreign_metadata
 from embedcli.formats.llmc import GPT2, HEADER_INTS, LLAMA3, NAME, _header_says
+from embedcli.inputs.token_files import Part
 from embedcli.storage.output_set import check_complete
 from embedcli.storage.remote import list_objects, public_url
 from embedcli.storage.shard_cache import CacheConfig, RemoteIds, object_size, read_range
@@ -106,9 +113,9 @@ def _shard(url: str, config: CacheConfig) -> tuple[RemoteIds, tuple]:
     return RemoteIds(url, size, tag, HEADER_INTS * 4, dtype, tokens, config), version
 
 
-def _sidecar(url: str, config: CacheConfig) -> dict[str, Any] | None:
-    """An embedcli llm.c sidecar object, or None when there is none (or it is another
-    format's: a nanoGPT ``NAME.bin.json``)."""
+def _sidecar(url: str, config: CacheConfig, fmt: str = NAME) -> dict[str, Any] | None:
+    """An embedcli sidecar object of format ``fmt`` (llm.c's by default), or None when there
+    is none (or it is another format's: a nanoGPT ``NAME.bin.json``)."""
     try:
         raw = read_range(url, 0, None, config)
     except InputError as exc:
@@ -120,8 +127,45 @@ def _sidecar(url: str, config: CacheConfig) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         raise FormatError(f"{public_url(url)}: not a readable embedcli sidecar") from None
     check_complete(public_url(url), doc)
-    if not isinstance(doc, dict) or doc.get("format") != NAME:
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
         return None
     if not isinstance(doc.get("metadata"), dict):
         raise FormatError(f"{public_url(url)}: not a readable embedcli sidecar")
     return doc
+
+
+def is_megatron(url: str, config: CacheConfig) -> bool:
+    """Whether ``url`` is one of a Megatron pair: ``PREFIX.idx``, or a ``.bin`` beside one."""
+    if url.endswith(".idx"):
+        return True
+    if not url.endswith(".bin"):
+        return False
+    try:
+        object_size(url[: -len(".bin")] + ".idx", config)
+    except InputError as exc:
+        if "no such object" not in str(exc):
+            raise
+        return False
+    return True
+
+
+def megatron_part(url: str, config: CacheConfig, encoding: str) -> Part:
+    """The pair ``url`` names (``PREFIX``, ``PREFIX.bin`` or ``PREFIX.idx``): its index fetched,
+    checked against the ``.bin`` object, its ids not."""
+    from embedcli.formats.megatron import NAME as MEGATRON
+    from embedcli.formats.megatron import layout, parse_index
+
+    prefix = url[: -len(".bin")] if url.endswith((".bin", ".idx")) else url
+    shown = public_url(prefix)
+    index = parse_index(read_range(prefix + ".idx", 0, None, config), shown + ".idx")
+    size, tag = object_size(prefix + ".bin", config)
+    dtype, total, offsets, fields = layout(shown, index, size)
+    sidecar = _sidecar(prefix + ".json", config, MEGATRON)
+    if sidecar is not None:
+        meta = {str(k): str(v) for k, v in sidecar["metadata"].items()}
+        meta.update({c.FORMAT: MEGATRON, **{k: c.to_str(v) for k, v in fields.items()}})
+    else:
+        meta = foreign_metadata(MEGATRON, encoding, fields)
+    ids = RemoteIds(prefix + ".bin", size, tag, 0, np.dtype(dtype), total, config,
+                    c.get_int(meta, c.VOCAB_SIZE))  # fmt: skip
+    return Part(prefix, meta, lambda: TokenSource(ids, offsets, meta))  # type: ignore[arg-type]
