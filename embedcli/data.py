@@ -16,7 +16,7 @@ The windows themselves are ``token_windows.py``'s; a mixture of several inputs `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -177,28 +177,41 @@ def _prefetcher(loader: WindowLoader) -> Prefetcher | None:
     ds, sampler = loader.dataset, loader.window_sampler
     if not isinstance(ds, TokenWindows) or not ds.stream().remote:
         return None
-    stream = ds.stream()
-    batches = sampler.batches()[sampler.consumed :]
-    if not batches:
-        return None
-    starts = ds.starts(np.concatenate(batches))
-    last = len(stream.segments) - 1
-    first = np.searchsorted(stream.bounds, starts, side="right") - 1
-    end = np.minimum(np.searchsorted(stream.bounds, starts + ds.max_length, side="right") - 1, last)
-    when = np.repeat(np.arange(len(batches)), [b.size for b in batches])
-    segment, when = np.concatenate([first, end]), np.concatenate([when, when])
-    by = np.lexsort((segment, when))
-    found, at = np.unique(segment[by], return_index=True)
-    held: list[Any] = list(stream.segments)  # the shards' RemoteIds, and separators
+    held: list[Any] = list(ds.stream().segments)  # the shards' RemoteIds, and separators
     remote = [j for j, s in enumerate(held) if isinstance(s, RemoteIds)]
-    place = {j: i for i, j in enumerate(remote)}
-    needs = sorted(
-        (int(when[by][a]), place[int(k)]) for k, a in zip(found, at, strict=True) if k in place
-    )
-    shards = [held[j] for j in remote]
     base = sampler.consumed
     lead = max(loader.num_workers, 1) * (loader.prefetch_factor or 2)  # the workers' read-ahead
-    return Prefetcher(shards, needs, lambda: sampler.consumed - base + lead).start()
+    needs = _first_needs(ds, sampler.state_dict(), sampler, remote)
+    at = lambda: sampler.consumed - base + lead  # noqa: E731
+    return Prefetcher([held[j] for j in remote], needs, at).start()
+
+
+def _first_needs(
+    ds: TokenWindows, state: dict, sampler: WindowBatchSampler, remote: list[int], block: int = 1024
+) -> Iterator[tuple[int, int]]:
+    """``(batch, shard)``: the batch (counted from where the epoch resumes) in which each
+    remote shard is first needed, in batch order; worked out in the prefetch thread, a block
+    of batches at a time, and no further than every shard's first need (a shuffled epoch
+    needs them all within its first batches)."""
+    stream, place = ds.stream(), {j: i for i, j in enumerate(remote)}
+    batches = sampler.batches()[state["batches_consumed"] :]
+    last, seen = len(stream.segments) - 1, set()
+    for b0 in range(0, len(batches), block):
+        chunk = batches[b0 : b0 + block]
+        starts = ds.starts(np.concatenate(chunk))
+        first = np.searchsorted(stream.bounds, starts, side="right") - 1
+        end = np.searchsorted(stream.bounds, starts + ds.max_length, side="right") - 1
+        when = np.repeat(np.arange(b0, b0 + len(chunk)), [b.size for b in chunk])
+        segment = np.concatenate([first, np.minimum(end, last)])
+        when = np.concatenate([when, when])
+        by = np.lexsort((segment, when))
+        found, at = np.unique(segment[by], return_index=True)
+        for batch, k in sorted((int(when[by][a]), int(k)) for k, a in zip(found, at, strict=True)):
+            if k in place and k not in seen:
+                seen.add(k)
+                yield batch, place[k]
+        if len(seen) == len(place):
+            return
 
 
 def create_dataloader(

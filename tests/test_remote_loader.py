@@ -352,3 +352,28 @@ def test_megatron_pairs_and_their_manifest_from_the_store_equal_local(memfs, tex
             shards = json.loads(theirs.pop("shards", "[]"))  # the set's: named by URL
             ours.pop("shards", None)
             assert theirs == ours and all(s.startswith("memory://mg/") for s in shards)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_first_needs_are_each_shards_first_batch_in_batch_order(memfs, local_set, tmp_path,
+                                                                shuffle):  # fmt: skip
+    """What the prefetch thread works out a block of batches at a time: the batch in which
+    each shard is first read (a window's last id included), checked against every window."""
+    from embedcli.data import WindowBatchSampler, _first_needs
+
+    ds = TokenWindows(_upload(memfs, local_set), 8, cache=Cache(str(tmp_path / "c")))
+    sampler = WindowBatchSampler(len(ds), 3, shuffle=shuffle, seed=4)
+    sampler.consumed = 2  # resumed: batches are counted from here
+    stream = ds.stream()
+    remote = [j for j, s in enumerate(stream.segments) if isinstance(s, RemoteIds)]
+    want, seen = [], set()
+    for b, batch in enumerate(sampler.batches()[2:]):
+        for start in ds.starts(batch).tolist():
+            for at in (start, start + ds.max_length):
+                k = min(int(np.searchsorted(stream.bounds, at, side="right")) - 1,
+                        len(stream.segments) - 1)  # fmt: skip
+                if k in remote and k not in seen:
+                    seen.add(k)
+                    want.append((b, remote.index(k)))
+    got = list(_first_needs(ds, sampler.state_dict(), sampler, remote, block=4))
+    assert got == sorted(want) and len(got) == SHARDS

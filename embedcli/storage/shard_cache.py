@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -407,13 +407,13 @@ def _locked(path: str, *, wait: bool = True) -> Iterator[bool]:
 
 class Prefetcher:
     """Fetches shards into the cache ahead of a consumer, in the order it will first need
-    them: ``needs`` is each shard's first batch (``(batch, shard)`` pairs, in batch order),
-    ``at()`` the batch the consumer is at. At most ``ahead`` shards beyond the one in use are
+    them: ``needs`` gives each shard's first batch (``(batch, shard)`` pairs, in batch order;
+    an iterable, worked through in the thread), ``at()`` the batch the consumer is at. At most ``ahead`` shards beyond the one in use are
     fetched (fewer when the cache's limit holds fewer, none when it holds two shards or
     less), so prefetching does not evict what the consumer reads now. A failed fetch is left for the consumer's own read to report."""
 
     def __init__(
-        self, shards: list[RemoteIds], needs: list[tuple[int, int]], at: Any, ahead: int = 2
+        self, shards: list[RemoteIds], needs: Iterable[tuple[int, int]], at: Any, ahead: int = 2
     ) -> None:
         self.shards, self.needs, self.at = shards, needs, at
         limit = shards[0].config.limit if shards else None
@@ -426,7 +426,7 @@ class Prefetcher:
         self.thread = threading.Thread(target=self._run, name="embedcli-prefetch", daemon=True)
 
     def start(self) -> Prefetcher:
-        if self.ahead > 0 and self.needs:
+        if self.ahead > 0 and self.shards:
             self.thread.start()
         return self
 
@@ -436,17 +436,22 @@ class Prefetcher:
             self.thread.join(timeout=60)
 
     def _run(self) -> None:
-        for i, (_, shard) in enumerate(self.needs):
+        try:
+            self._fetch_ahead()
+        except Exception:  # noqa: BLE001 (the consumer's own read reports it, in its words)
+            return
+
+    def _fetch_ahead(self) -> None:
+        firsts: list[int] = []  # each shard's first batch, as the needs come
+        for when, shard in self.needs:
+            firsts.append(when)
             # wait until the consumer is within `ahead` shards of this one
-            behind = self.needs[max(i - self.ahead, 0)][0]
+            behind = firsts[max(len(firsts) - 1 - self.ahead, 0)]
             while self.at() < behind:
                 if self.stopped.wait(0.01):
                     return
             if self.stopped.is_set():
                 return
             ids = self.shards[shard]
-            try:
-                ShardCache(ids.config).local(ids)
-                self.fetched += 1
-            except Exception:  # noqa: BLE001 (the consumer's read reports it, in its words)
-                return
+            ShardCache(ids.config).local(ids)
+            self.fetched += 1
