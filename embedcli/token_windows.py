@@ -176,7 +176,7 @@ def _id_array(ids: np.ndarray) -> np.ndarray:
 
 
 def _documents_of(
-    path: Any, stream: TokenStream, encoding: str | None = None
+    path: Any, stream: TokenStream, encoding: str | None = None, cache: Cache | None = None
 ) -> tuple[np.ndarray | None, Any]:
     """:meth:`TokenWindows._documents`, as ``inspect --doc`` finds them
     (:func:`~embedcli.formats.provenance.documents`): a file's own provenance; for several
@@ -184,9 +184,14 @@ def _documents_of(
     from embedcli.formats.base import sidecar_subject
     from embedcli.formats.provenance import documents, joined_documents
 
-    if isinstance(path, np.ndarray | TokenStream) or stream.remote:  # no provenance read
-        return stream.doc_offsets, None  # from an object store (yet)
+    if isinstance(path, np.ndarray | TokenStream):
+        return stream.doc_offsets, None
     paths = path_list(path, "path")
+    if stream.remote:  # each part's provenance object, fetched beside the cache
+        from embedcli.inputs.remote_tokens import remote_provenance
+
+        found = remote_provenance(paths, (cache or Cache()).config(), encoding or "gpt2")
+        return joined_documents(stream.doc_offsets, stream.metadata, stream.segments, found)
     parts = _token_parts(paths, encoding)
     if parts is not None and len(parts.parts) > 1:
         return joined_documents(
@@ -341,7 +346,7 @@ class TokenWindows(Dataset):
         """The stream's document offsets and, for one file with a provenance beside it that
         belongs to it, that provenance (read once)."""
         if "_docs" not in self.__dict__:
-            self._docs = _documents_of(self.path, self.stream(), self.encoding)
+            self._docs = _documents_of(self.path, self.stream(), self.encoding, self.cache)
         return self._docs
 
     def rows(self, indices: list[int] | np.ndarray) -> np.ndarray:

@@ -377,3 +377,27 @@ def test_first_needs_are_each_shards_first_batch_in_batch_order(memfs, local_set
                     want.append((b, remote.index(k)))
     got = list(_first_needs(ds, sampler.state_dict(), sampler, remote, block=4))
     assert got == sorted(want) and len(got) == SHARDS
+
+
+def test_a_window_from_the_store_says_where_it_came_from(memfs, local_set, tmp_path):
+    """``source(i)`` of a mix written as parts, read from the store: each part's provenance
+    object fetched and joined, the same origins as the local files give; none when a part's
+    provenance is missing."""
+    out = tmp_path / "mix" / "m.tokens.safetensors"
+    out.parent.mkdir()
+    invoke("mix", str(local_set / "c.tokens.manifest.json"), "-o", str(out), "--seed", "3",
+           "--max-shard-size", "3KB", "-q", check=True)  # fmt: skip
+    url = _upload(memfs, out.parent, "/p").replace(
+        "c.tokens.manifest.json", "m.tokens.manifest.json"
+    )
+    remote = TokenWindows(url, 8, cache=Cache(str(tmp_path / "c")))
+    local = TokenWindows(str(out.parent / "m.tokens.manifest.json"), 8)
+    every = range(0, len(local), 7)
+    mine = [local.source(i) for i in every]
+    assert all(s["origin"] and s["origin"]["source"] == "c" for s in mine)
+    assert [remote.source(i) for i in every] == mine
+    listed = memfs.ls("/p", detail=False)
+    gone = next(n for n in listed if "-00002-of-" in n and n.endswith("provenance.safetensors"))
+    memfs.rm(gone)
+    again = TokenWindows(url, 8, cache=Cache(str(tmp_path / "c2")))
+    assert {again.source(i)["origin"] for i in every} == {None}

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import struct
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedcli import contract as c
-from embedcli.errors import FormatError, UsageError
+from embedcli.errors import FormatError, InputError, UsageError
 from embedcli.formats.base import TokenSource
 from embedcli.inputs.token_files import Part, ResolvedTokenFiles, _ordered
 from embedcli.options import DEFAULT_TOKEN_KEY
@@ -36,6 +36,9 @@ from embedcli.storage.shard_cache import (
     read_range,
 )
 from embedcli.storage.store import DTYPES, INTEGER_DTYPES, MAX_HEADER_BYTES, parse_header
+
+if TYPE_CHECKING:
+    from embedcli.formats.provenance import Provenance
 
 _LOCAL_ONLY = "copy it (and its shards) to local disk first, e.g. aws s3 cp --recursive"
 
@@ -54,6 +57,47 @@ def open_remote(
     if len(urls) == 1 and is_llmc(urls[0], config):
         return open_llmc(urls[0], config, encoding)
     return _safetensors(urls, config, encoding).join()
+
+
+def remote_provenance(urls: list[str], config: CacheConfig, encoding: str) -> Provenance | None:
+    """The provenance of the remote stream ``urls`` stand for: each part's own
+    (``PART.provenance.safetensors`` beside it, fetched into the cache's ``.provenance``
+    folder), checked against that part's documents and joined; None when a part has none (or
+    the stream marks no documents: llm.c)."""
+    import hashlib
+    import os
+
+    from embedcli.formats.provenance import SUFFIX, join_provenance, read_provenance
+    from embedcli.inputs.remote_trainers import is_llmc, is_megatron, megatron_part
+
+    if len(urls) == 1 and is_megatron(urls[0], config):
+        parts = [megatron_part(urls[0], config, encoding)]
+    elif len(urls) == 1 and is_llmc(urls[0], config):
+        return None
+    else:
+        parts = _safetensors(urls, config, encoding).parts
+    found = []
+    for part in parts:
+        offsets = part.load().doc_offsets
+        if offsets is None:
+            return None
+        folder = os.path.join(config.directory, ".provenance",
+                              hashlib.sha256(part.path.encode()).hexdigest()[:16])  # fmt: skip
+        local = os.path.join(folder, part.path.rstrip("/").rsplit("/", 1)[-1])
+        try:
+            raw = read_range(part.path + SUFFIX, 0, None, config)
+        except InputError as exc:
+            if "no such object" not in str(exc):
+                raise
+            return None
+        os.makedirs(folder, exist_ok=True)
+        with open(local + SUFFIX, "wb") as f:
+            f.write(raw)
+        own, _ = read_provenance(local, offsets)
+        if own is None:
+            return None
+        found.append(own)
+    return join_provenance(found) if found else None
 
 
 def _safetensors(urls: list[str], config: CacheConfig, encoding: str) -> ResolvedTokenFiles:
