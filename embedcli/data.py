@@ -140,9 +140,10 @@ class WindowLoader(DataLoader):
 
     def __iter__(self):
         sampler = self.window_sampler
-        prefetch = _prefetcher(self)
+        batches = super().__iter__()  # the workers are forked here, before any thread starts:
+        prefetch = _prefetcher(self)  # a fork while a thread holds the import lock hangs
         try:
-            for batch in super().__iter__():
+            for batch in batches:
                 sampler.consumed += 1
                 yield batch
         finally:

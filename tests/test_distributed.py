@@ -177,3 +177,58 @@ def test_a_process_group_the_caller_started_stays_theirs(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert proc.stdout.decode().count("ranks 2") == 2
+
+
+_REMOTE_RANK = """
+import json, sys, hashlib
+import torch.distributed as dist
+from embedcli.data import create_dataloader
+
+dist.init_process_group("gloo")
+url, cache, out = sys.argv[1:4]
+loader = create_dataloader(url, 4, 8, shuffle=True, seed=6, equal_shares=True, cache_dir=cache,
+                           num_workers=1)
+seen = [hashlib.sha256(a.numpy().tobytes()).hexdigest() for a, _ in loader]
+with open(f"{out}.{dist.get_rank()}", "w") as f:
+    json.dump(seen, f)
+dist.destroy_process_group()
+"""
+
+
+def test_two_gloo_ranks_read_their_shares_from_a_store_through_one_cache(tmp_path):
+    """torchrun, two ranks (gloo), a file:// store (the remote path, shared by processes) and
+    one cache for both: each rank's batches are its share of the local loader's, disjoint."""
+    import hashlib
+    import json
+
+    from embedcli.data import create_dataloader
+
+    text = tmp_path / "d.jsonl"
+    words = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
+    text.write_text("".join(json.dumps({"text": " ".join(words[i : i + 25])}) + "\n"
+                            for i in range(120)))  # fmt: skip
+    out = tmp_path / "set" / "c.tokens.safetensors"
+    out.parent.mkdir()
+    for i in range(3):
+        assert run_embedcli("tokenize", str(text), "-o", str(out), "--shard", f"{i}/3",
+                            "-q").returncode == 0  # fmt: skip
+    manifest = out.parent / "c.tokens.manifest.json"
+    script = tmp_path / "rank.py"
+    script.write_text(_REMOTE_RANK, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(script), f"file://{manifest}", str(tmp_path / "cache"), str(tmp_path / "seen")],
+        capture_output=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    shares = []
+    for rank in range(2):
+        mine = create_dataloader(str(manifest), 4, 8, shuffle=True, seed=6, equal_shares=True,
+                                 rank=rank, world_size=2)  # fmt: skip
+        want = [hashlib.sha256(a.numpy().tobytes()).hexdigest() for a, _ in mine]
+        got = json.loads((tmp_path / f"seen.{rank}").read_text())
+        assert got == want and got
+        shares.append(set(got))
+    assert not shares[0] & shares[1]

@@ -401,3 +401,28 @@ def test_a_window_from_the_store_says_where_it_came_from(memfs, local_set, tmp_p
     memfs.rm(gone)
     again = TokenWindows(url, 8, cache=Cache(str(tmp_path / "c2")))
     assert {again.source(i)["origin"] for i in every} == {None}
+
+
+_WARM = """
+import sys
+from embedcli.data import create_dataloader
+loader = create_dataloader(sys.argv[1], 4, 8, shuffle=True, seed=6, cache_dir=sys.argv[2],
+                           num_workers=1)
+print(sum(1 for _ in loader))
+"""
+
+
+def test_workers_fork_before_the_prefetch_thread_starts(local_set, tmp_path):
+    """DataLoader workers are forked before the prefetch thread starts: a fork while that
+    thread held the import lock left the worker waiting on it forever (it did, every time,
+    with a warm cache). Twice, cold then warm, each in its own process."""
+    import subprocess
+    import sys
+
+    url = f"file://{local_set / 'c.tokens.manifest.json'}"
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", _WARM, url, str(tmp_path / "cache")],
+                              capture_output=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        assert int(proc.stdout) == len(create_dataloader(str(local_set / "c.tokens.manifest.json"),
+                                                         4, 8))  # fmt: skip
