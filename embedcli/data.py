@@ -182,20 +182,24 @@ def _prefetcher(loader: WindowLoader) -> Prefetcher | None:
     remote = [j for j, s in enumerate(held) if isinstance(s, RemoteIds)]
     base = sampler.consumed
     lead = max(loader.num_workers, 1) * (loader.prefetch_factor or 2)  # the workers' read-ahead
-    needs = _first_needs(ds, sampler.state_dict(), sampler, remote)
+    needs = _first_needs(ds, sampler, base, remote)  # from the batch the epoch resumes at
     at = lambda: sampler.consumed - base + lead  # noqa: E731
     return Prefetcher([held[j] for j in remote], needs, at).start()
 
 
 def _first_needs(
-    ds: TokenWindows, state: dict, sampler: WindowBatchSampler, remote: list[int], block: int = 1024
+    ds: TokenWindows,
+    sampler: WindowBatchSampler,
+    consumed: int,
+    remote: list[int],
+    block: int = 1024,
 ) -> Iterator[tuple[int, int]]:
     """``(batch, shard)``: the batch (counted from where the epoch resumes) in which each
     remote shard is first needed, in batch order; worked out in the prefetch thread, a block
     of batches at a time, and no further than every shard's first need (a shuffled epoch
     needs them all within its first batches)."""
     stream, place = ds.stream(), {j: i for i, j in enumerate(remote)}
-    batches = sampler.batches()[state["batches_consumed"] :]
+    batches = sampler.batches()[consumed:]
     last, seen = len(stream.segments) - 1, set()
     for b0 in range(0, len(batches), block):
         chunk = batches[b0 : b0 + block]

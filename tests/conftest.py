@@ -187,3 +187,22 @@ def invoke(
     if check and code != 0:
         raise AssertionError(f"embedcli {args} failed ({code}): {stderr.decode()}")
     return proc
+
+
+def story_documents(path: Path, count: int, words: int) -> Path:
+    """A jsonl file at ``path`` of ``count`` documents: windows of ``words`` words of the
+    sample story, one a line (the shard-set tests' corpus)."""
+    import json
+
+    story = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
+    lines = (json.dumps({"text": " ".join(story[i : i + words])}) + "\n" for i in range(count))
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def token_shards(text: Path, out: Path, count: int) -> Path:
+    """``tokenize TEXT -o OUT --shard I/COUNT`` for every I; the manifest's path."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        invoke("tokenize", str(text), "-o", str(out), "--shard", f"{i}/{count}", "-q", check=True)
+    return out.parent / (out.name[: -len(".safetensors")] + ".manifest.json")

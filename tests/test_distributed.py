@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import SAMPLE, run_embedcli
+from conftest import SAMPLE, run_embedcli, story_documents, token_shards
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -203,16 +203,8 @@ def test_two_gloo_ranks_read_their_shares_from_a_store_through_one_cache(tmp_pat
 
     from embedcli.data import create_dataloader
 
-    text = tmp_path / "d.jsonl"
-    words = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
-    text.write_text("".join(json.dumps({"text": " ".join(words[i : i + 25])}) + "\n"
-                            for i in range(120)))  # fmt: skip
-    out = tmp_path / "set" / "c.tokens.safetensors"
-    out.parent.mkdir()
-    for i in range(3):
-        assert run_embedcli("tokenize", str(text), "-o", str(out), "--shard", f"{i}/3",
-                            "-q").returncode == 0  # fmt: skip
-    manifest = out.parent / "c.tokens.manifest.json"
+    text = story_documents(tmp_path / "d.jsonl", 120, 25)
+    manifest = token_shards(text, tmp_path / "set" / "c.tokens.safetensors", 3)
     script = tmp_path / "rank.py"
     script.write_text(_REMOTE_RANK, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

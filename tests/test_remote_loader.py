@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, invoke
+from conftest import SAMPLE, invoke, story_documents, token_shards
 
 fsspec = pytest.importorskip("fsspec")
 
@@ -35,24 +35,16 @@ def _no_maps_between_tests():
 
 @pytest.fixture(scope="module")
 def text(tmp_path_factory):
-    """200 documents of 20 to 26 words, as jsonl."""
-    import json
-
-    path = tmp_path_factory.mktemp("text") / "d.jsonl"
-    story = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
-    path.write_text("".join(json.dumps({"text": " ".join(story[i : i + 20 + i % 7])}) + "\n"
-                            for i in range(200)))  # fmt: skip
-    return path
+    """200 documents of 20 words, as jsonl."""
+    return story_documents(tmp_path_factory.mktemp("text") / "d.jsonl", 200, 20)
 
 
 @pytest.fixture(scope="module")
 def local_set(tmp_path_factory, text):
     """A manifest of five shards of the 200 documents, on local disk."""
-    out = tmp_path_factory.mktemp("set") / "c.tokens.safetensors"
-    for i in range(SHARDS):
-        invoke("tokenize", str(text), "-o", str(out), "--shard", f"{i}/{SHARDS}", "-q",
-               check=True)  # fmt: skip
-    return out.parent
+    return token_shards(
+        text, tmp_path_factory.mktemp("set") / "c.tokens.safetensors", SHARDS
+    ).parent
 
 
 def _upload(fs, directory, prefix="/b/set"):
@@ -375,7 +367,7 @@ def test_first_needs_are_each_shards_first_batch_in_batch_order(memfs, local_set
                 if k in remote and k not in seen:
                     seen.add(k)
                     want.append((b, remote.index(k)))
-    got = list(_first_needs(ds, sampler.state_dict(), sampler, remote, block=4))
+    got = list(_first_needs(ds, sampler, sampler.consumed, remote, block=4))
     assert got == sorted(want) and len(got) == SHARDS
 
 

@@ -13,7 +13,7 @@ import os
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import SAMPLE, invoke, run_embedcli
+from conftest import SAMPLE, invoke, run_embedcli, story_documents, token_shards
 
 pytest.importorskip("s3fs")
 pa = pytest.importorskip("pyarrow")
@@ -280,15 +280,8 @@ def test_a_two_phase_mix_keeps_its_buckets_in_the_bucket(tmp_path, s3env, corpus
 
 def _loader_set(tmp_path, count=3):
     """Three shards of 150 documents on local disk (a manifest and its parts)."""
-    text = tmp_path / "d.jsonl"
-    words = (SAMPLE / "the-lighthouse.txt").read_text(encoding="utf-8").split()
-    text.write_text("".join(json.dumps({"text": " ".join(words[i : i + 30])}) + "\n"
-                            for i in range(150)))  # fmt: skip
-    out = tmp_path / "set" / "c.tokens.safetensors"
-    out.parent.mkdir()
-    for i in range(count):
-        invoke("tokenize", str(text), "-o", str(out), "--shard", f"{i}/{count}", "-q", check=True)
-    return out.parent
+    text = story_documents(tmp_path / "d.jsonl", 150, 30)
+    return token_shards(text, tmp_path / "set" / "c.tokens.safetensors", count).parent
 
 
 def test_the_loader_reads_the_bucket_through_a_cache_smaller_than_the_corpus(tmp_path, s3env):

@@ -89,22 +89,30 @@ def write(
 
 def read_header(path: str) -> tuple[tuple[int, int, str], int]:
     """(version, token count) of an llm.c file, checked against its size."""
-    import numpy as np
-
     with open(path, "rb") as f:
         raw = f.read(HEADER_INTS * 4)
+    return parse_header(raw, os.path.getsize(path), path, "file")
+
+
+def parse_header(
+    raw: bytes, size: int, where: str, kind: str = "file"
+) -> tuple[tuple[int, int, str], int]:
+    """:func:`read_header` of a header's bytes ``raw``, checked against the ``size`` of the
+    file (or object: ``kind``) named ``where``."""
+    import numpy as np
+
     if len(raw) != HEADER_INTS * 4:
-        raise FormatError(f"{path}: not an llm.c token file (shorter than its header)")
+        raise FormatError(f"{where}: not an llm.c token file (shorter than its header)")
     ints = np.frombuffer(raw, dtype="<i4")
     version = next((v for v in (GPT2, LLAMA3) if ints[0] == v[0]), None)
     if version is None or ints[1] != version[1]:
-        raise FormatError(f"{path}: not an llm.c token file (bad magic or version)")
+        raise FormatError(f"{where}: not an llm.c token file (bad magic or version)")
     tokens = int(ints[2])
     expected = HEADER_INTS * 4 + tokens * np.dtype(version[2]).itemsize
-    if os.path.getsize(path) != expected:
+    if size != expected:
         raise FormatError(
-            f"{path}: header says {tokens:,} tokens ({expected:,} bytes) but the file has "
-            f"{os.path.getsize(path):,} bytes"
+            f"{where}: header says {tokens:,} tokens ({expected:,} bytes) but the {kind} has "
+            f"{size:,} bytes"
         )
     return version, tokens
 
@@ -163,11 +171,11 @@ def load(paths: list[str], encoding: str, logical: str | None = None) -> TokenSo
         "llmc_magic": version[0],
         "llmc_version": version[1],
     }
-    meta = lineage(name, NAME, encoding, fields, _header_says(version))
+    meta = lineage(name, NAME, encoding, fields, header_says(version))
     return TokenSource(None, None, meta, segments=parts)  # the shards as they are: no copy
 
 
-def _header_says(version: tuple) -> HeaderSays:
+def header_says(version: tuple) -> HeaderSays:
     """llm.c's own data scripts: version 1 is GPT-2's layout, version 7 Llama 3's."""
     if version == GPT2:
         return HeaderSays(names_default=True)

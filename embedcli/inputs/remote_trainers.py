@@ -28,7 +28,7 @@ import numpy as np
 from embedcli import contract as c
 from embedcli.errors import FormatError, InputError
 from embedcli.formats.base import TokenSource, foreign_metadata
-from embedcli.formats.llmc import GPT2, HEADER_INTS, LLAMA3, NAME, _header_says
+from embedcli.formats.llmc import GPT2, HEADER_INTS, LLAMA3, NAME, header_says, parse_header
 from embedcli.inputs.token_files import Part
 from embedcli.storage.output_set import check_complete
 from embedcli.storage.remote import list_objects, public_url
@@ -83,7 +83,7 @@ def open_llmc(
         meta = {str(k): str(v) for k, v in sidecar["metadata"].items()}
         meta.update({c.FORMAT: NAME, **{k: c.to_str(v) for k, v in fields.items()}})
     else:
-        meta = foreign_metadata(NAME, encoding, fields, _header_says(version))
+        meta = foreign_metadata(NAME, encoding, fields, header_says(version))
     vocab = c.get_int(meta, c.VOCAB_SIZE)
     segments = []
     for ids, _ in found:
@@ -94,22 +94,10 @@ def open_llmc(
 
 def _shard(url: str, config: CacheConfig) -> tuple[RemoteIds, tuple]:
     """One shard's ids (after its header), checked as the local reader checks a file."""
-    shown = public_url(url)
     size, tag = object_size(url, config)
     raw = read_range(url, 0, HEADER_INTS * 4, config)
-    if len(raw) != HEADER_INTS * 4:
-        raise FormatError(f"{shown}: not an llm.c token file (shorter than its header)")
-    ints = np.frombuffer(raw, dtype="<i4")
-    version = next((v for v in (GPT2, LLAMA3) if ints[0] == v[0]), None)
-    if version is None or ints[1] != version[1]:
-        raise FormatError(f"{shown}: not an llm.c token file (bad magic or version)")
-    tokens, dtype = int(ints[2]), np.dtype(version[2])
-    expected = HEADER_INTS * 4 + tokens * dtype.itemsize
-    if size != expected:
-        raise FormatError(
-            f"{shown}: header says {tokens:,} tokens ({expected:,} bytes) but the object has "
-            f"{size:,} bytes"
-        )
+    version, tokens = parse_header(raw, size, public_url(url), "object")
+    dtype = np.dtype(version[2])
     return RemoteIds(url, size, tag, HEADER_INTS * 4, dtype, tokens, config), version
 
 
