@@ -418,3 +418,33 @@ def test_workers_fork_before_the_prefetch_thread_starts(local_set, tmp_path):
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         assert int(proc.stdout) == len(create_dataloader(str(local_set / "c.tokens.manifest.json"),
                                                          4, 8))  # fmt: skip
+
+
+def test_the_caches_storage_options_reach_every_request_and_leave_the_process_alone(
+    memfs, local_set, tmp_path, monkeypatch
+):
+    """The cache's storage_options go to each filesystem the loader and its prefetch thread
+    open, as an argument: the process's options (``--storage-options``) are never swapped,
+    which two threads doing it at once left set after the loader was done (seen after
+    test_s3: the next URL opened went to a stopped server's endpoint)."""
+    from embedcli.storage import remote
+
+    url = _upload(memfs, local_set)
+    swapped, opened = [], []
+    monkeypatch.setattr(remote, "set_storage_options", lambda o: swapped.append(o))
+    real = fsspec.core.url_to_fs
+
+    def recorded(path, **kwargs):
+        opened.append(kwargs)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", recorded)
+    mine = {"skip_instance_cache": False}
+    limit = 2 * _shard_bytes(local_set)
+    loader = create_dataloader(url, 4, 8, shuffle=True, seed=1, cache_dir=str(tmp_path / "c"),
+                               cache_limit=limit, storage_options=mine)  # fmt: skip
+    local = create_dataloader(str(local_set / "c.tokens.manifest.json"), 4, 8, shuffle=True,
+                              seed=1)  # fmt: skip
+    assert _batches(loader) == _batches(local)
+    assert swapped == [] and remote._OPTIONS == {}
+    assert opened and all(kwargs == mine for kwargs in opened)

@@ -82,14 +82,17 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
-def filesystem(url: str) -> tuple[Any, str]:
-    """``(fsspec filesystem, path inside it)`` for ``url``; one line when its package is missing."""
+def filesystem(url: str, options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """``(fsspec filesystem, path inside it)`` for ``url``, opened with ``options`` (None: the
+    process's, :func:`set_storage_options`); one line when its package is missing. A caller
+    that holds its options (the loader's cache) passes them here: swapping the process's
+    options from two threads at once could leave either thread's behind."""
     try:
         import fsspec
     except ImportError:
         raise UsageError(f"{public_url(url)}: URLs need fsspec ({EXTRA})") from None
     try:
-        return fsspec.core.url_to_fs(url, **_OPTIONS)
+        return fsspec.core.url_to_fs(url, **(_OPTIONS if options is None else options))
     except ImportError as exc:  # fsspec: "Install s3fs to access S3"
         raise UsageError(f"{public_url(url)}: {exc} ({EXTRA})") from None
     except (ValueError, TypeError) as exc:

@@ -37,7 +37,6 @@ from embedcli.storage.remote import (
     filesystem,
     public_url,
     storage_errors,
-    using_storage_options,
 )
 
 DEFAULT_RETRIES = 3
@@ -74,7 +73,7 @@ def read_range(url: str, start: int, end: int | None, config: CacheConfig) -> by
     end), tried ``config.retries`` times."""
 
     def get() -> bytes:
-        fs, path = filesystem(url)
+        fs, path = filesystem(url, config.options)
         return bytes(fs.cat_file(path, start=start, end=end))
 
     return _tried(url, config, get)
@@ -85,7 +84,7 @@ def object_size(url: str, config: CacheConfig) -> tuple[int, str]:
     modification time; empty when the store gives neither)."""
 
     def get() -> tuple[int, str]:
-        fs, path = filesystem(url)
+        fs, path = filesystem(url, config.options)
         info = fs.info(path)
         tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime")
         return int(info.get("size") or 0), str(tag or "").strip('"')
@@ -98,7 +97,7 @@ def listed_sizes(prefix: str, config: CacheConfig) -> dict[str, tuple[int, str]]
     version tag, in one listing (the shards of a manifest, rather than a request each)."""
 
     def get() -> dict[str, tuple[int, str]]:
-        fs, path = filesystem(prefix)
+        fs, path = filesystem(prefix, config.options)
         found = {}
         for info in fs.ls(path.rstrip("/"), detail=True):
             if info.get("type", "file") != "file":
@@ -129,7 +128,7 @@ def _tried(url: str, config: CacheConfig, action: Any) -> Any:
     tries = max(config.retries, 1)
     for attempt in range(tries):
         try:
-            with using_storage_options(config.options), storage_errors(url):
+            with storage_errors(url):
                 return action()
         except InputError as exc:
             if any(word in str(exc) for word in _FINAL):
@@ -308,7 +307,7 @@ class ShardCache:
         return os.path.join(self._locks, ".cache")  # eviction, and mapping
 
     def _download(self, shard: RemoteIds, fd: int, temp: str, path: str) -> None:
-        fs, where = filesystem(shard.url)
+        fs, where = filesystem(shard.url, shard.config.options)
         os.lseek(fd, 0, os.SEEK_SET)  # a try again starts from the first byte
         with (
             fs.open(where, "rb", block_size=READ_BLOCK) as src,
