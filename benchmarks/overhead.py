@@ -22,15 +22,16 @@ OVERHEAD = """
 import json, sys, time
 import numpy as np
 from embedcli import Tokenizer
-from embedcli.bpe.engines import _built, _risky, choose_backend
+from embedcli.bpe.engines import _built, _risky
 from embedcli.bpe.pieces import PIECE_CHARS, pieces
 from embedcli.bpe.tokenizer import _counts
 from embedcli.documents import BLOCK_BYTES, iter_blocks, resolve_sources
 
 path, name = sys.argv[1], sys.argv[2]
-encoding = Tokenizer.from_file(name).encoding if name.endswith(".json") else name
-choice = choose_backend("auto", encoding, "special", 10**9)  # the self-check (cached)
-stats = _counts(encoding, "special", "between")
+tok = Tokenizer.from_file(name) if name.endswith(".json") else Tokenizer(name)
+encoding = tok.encoding
+choice = tok.choice(10**9)  # the self-check (cached)
+stats = _counts(tok, "between")
 started = time.perf_counter()
 for block in iter_blocks(resolve_sources([path])[0]):  # the text decoded (jsonl: parsed), alone
     pass
@@ -40,7 +41,7 @@ items = list(pieces(resolve_sources([path]), "text", PIECE_CHARS, BLOCK_BYTES, "
                     None))
 cut = time.perf_counter() - started
 tasks, task, chars = [], [], 0  # grouped as tokenizer._submit groups them
-for text, _, _ in items:
+for text, *_ in items:
     task.append(text)
     chars += len(text)
     if chars >= PIECE_CHARS:

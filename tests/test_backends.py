@@ -26,6 +26,7 @@ from embedcli.bpe.engines import (
 )
 from embedcli.bpe.pieces import MemorySink
 from embedcli.bpe.tokenizer import tokenize
+from embedcli.bpe.value import Tokenizer
 from embedcli.documents import resolve_sources
 from embedcli.errors import UsageError
 
@@ -83,9 +84,10 @@ def _corpus(tmp_path, texts: list[str]):
     return path
 
 
-def _tokenize(path, **kwargs):
+def _tokenize(path, backend="auto", special="special", **kwargs):
     sink = MemorySink()
-    stats = tokenize(resolve_sources([str(path)]), sink, allow_empty=True, **kwargs)
+    tok = Tokenizer.of("gpt2", special, backend)
+    stats = tokenize(resolve_sources([str(path)]), sink, tok, allow_empty=True, **kwargs)
     return sink.array(), stats
 
 

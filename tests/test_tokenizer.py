@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from embedcli.bpe.encodings import EOT
 from embedcli.bpe.pieces import MemorySink, split_text
 from embedcli.bpe.tokenizer import tokenize
+from embedcli.bpe.value import Tokenizer
 from embedcli.documents import resolve_sources
 from embedcli.errors import InputError
 
@@ -116,9 +117,10 @@ def test_split_text_cuts_after_letters_before_whitespace():
     assert split_text("", 10) == [""]
 
 
-def _run(paths, **kwargs):
+def _run(paths, special="special", **kwargs):
     sink = MemorySink()
-    stats = tokenize(resolve_sources([str(p) for p in paths]), sink, **kwargs)
+    tok = Tokenizer.of("gpt2", special, "auto")
+    stats = tokenize(resolve_sources([str(p) for p in paths]), sink, tok, **kwargs)
     return sink.array(), stats
 
 

@@ -276,6 +276,7 @@ def test_every_special_token_in_the_text_is_counted_by_name(tmp_path):
 
     from embedcli.bpe.pieces import MemorySink
     from embedcli.bpe.tokenizer import tokenize
+    from embedcli.bpe.value import Tokenizer
     from embedcli.documents import resolve_sources
     from embedcli.storage.store import read_header
 
@@ -292,7 +293,7 @@ def test_every_special_token_in_the_text_is_counted_by_name(tmp_path):
     want = {"<|a|>": 120, "<|b|>": 80, "<|endoftext|>": 40}
     for workers, chunk in ((1, 1 << 22), (2, 600)):  # 600 bytes: ranges read by the workers
         stats = tokenize(
-            resolve_sources([str(corpus)]), MemorySink(), encoding=spec, special="text",
+            resolve_sources([str(corpus)]), MemorySink(), Tokenizer.of(spec, "text", "auto"),
             workers=workers, chunk_bytes=chunk,
         )  # fmt: skip
         assert stats.specials_found == want and stats.special_found == 240
@@ -506,7 +507,7 @@ def test_a_rank_file_normalizes_as_its_option_says_across_piece_cuts(tmp_path, g
 
     sink = MemorySink()
     sources = resolve_sources([str(path)])
-    tokenize(sources, sink, encoding=spec, workers=2, piece_chars=300, eot="none")
+    tokenize(sources, sink, spec, workers=2, piece_chars=300, eot="none")
     expected = gpt2().encode_ordinary(unicodedata.normalize(form, text))
     assert sink.array().tolist() == expected
     assert expected != gpt2().encode_ordinary(text)  # it did change
@@ -725,3 +726,47 @@ def test_a_tokenizer_value_says_which_engine_encodes_a_corpus_and_why(trained):
     assert (asked.engine, asked.engine_note) == ("tiktoken", None)
     nfkc = ec.Tokenizer.from_file(trained[0])  # gigatoken 0.10 refuses an NFKC normalizer
     assert nfkc.engine == "tokenizers" and nfkc.engine_note
+
+
+@pytest.mark.parametrize("stage", ["tokenize", "batch", "embed"])
+def test_a_command_resolves_and_loads_its_tokenizer_once(trained, tmp_path, monkeypatch, stage):
+    """One tokenizer a command: --tokenizer resolved once, the file read by its library once,
+    and one Tokenizer value built and handed down to the engine choice, the counts and the
+    encode (a tokenizer file no earlier test loaded, so no process cache answers)."""
+    import shutil
+
+    import tokenizers as library
+
+    from embedcli.bpe import foreign, value
+
+    path = tmp_path / "model" / "tokenizer.json"
+    path.parent.mkdir()
+    shutil.copy(trained[0], path)
+    calls = {"resolve": 0, "read": 0, "built": 0}
+
+    real = library.Tokenizer
+
+    class Counted:  # what `from tokenizers import Tokenizer` finds: embedcli uses from_file
+        @staticmethod
+        def from_file(p):
+            calls["read"] += 1
+            return real.from_file(p)
+
+    def counting(name, original):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(library, "Tokenizer", Counted)
+    monkeypatch.setattr(foreign, "resolve_spec", counting("resolve", foreign.resolve_spec))
+    built = classmethod(counting("built", value.Tokenizer._of.__func__))
+    monkeypatch.setattr(value.Tokenizer, "_of", built)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(TEXTS), encoding="utf-8")
+    extra = {"tokenize": [], "batch": ["-T", "8"], "embed": ["-T", "8", "--dim", "4"]}[stage]
+    out = tmp_path / "out.safetensors"
+    invoke(stage, str(corpus), "--tokenizer", str(path), "--workers", "1", *extra, "-o", str(out),
+           "-q", check=True)  # fmt: skip
+    assert calls == {"resolve": 1, "read": 1, "built": 1}

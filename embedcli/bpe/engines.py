@@ -124,8 +124,7 @@ def choose_backend(
     Raises :class:`UsageError` for an unknown name, and for an explicit ``gigatoken`` that
     cannot be used (not installed, encoding not supported, self-check failed).
     """
-    if requested not in BACKENDS:
-        raise UsageError(f"unknown --backend {requested!r}; use one of {', '.join(BACKENDS)}")
+    check_backend(requested)
     if requested == "tiktoken":
         return Choice("tiktoken")
     if requested == "auto" and input_bytes is not None and input_bytes < SMALL_INPUT_BYTES:
@@ -139,6 +138,12 @@ def choose_backend(
     if requested == "gigatoken":
         raise UsageError(f"--backend gigatoken: {why}; use --backend tiktoken (the reference)")
     return Choice("tiktoken", f"gigatoken not used: {why}")
+
+
+def check_backend(requested: str) -> None:
+    """Raises :class:`UsageError` for a ``--backend`` embedcli does not have."""
+    if requested not in BACKENDS:
+        raise UsageError(f"unknown --backend {requested!r}; use one of {', '.join(BACKENDS)}")
 
 
 def _gigatoken_unusable(encoding: str, special: str) -> str | None:

@@ -21,17 +21,14 @@ list; at most ``2 * workers`` pieces of about ``piece_chars`` characters are in 
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embedcli import contract as c
-from embedcli.bpe.encodings import encode_kwargs, eot_id, get_encoding, separator
-from embedcli.bpe.engines import SMALL_INPUT_BYTES, Choice, choose_backend
-from embedcli.bpe.foreign import REFERENCE, ForeignEncoding, tokenizer_fields
+from embedcli.bpe.engines import SMALL_INPUT_BYTES
+from embedcli.bpe.foreign import ForeignEncoding
 from embedcli.bpe.pieces import (
     PIECE_CHARS,
     IdSink,
@@ -43,6 +40,7 @@ from embedcli.bpe.pieces import (
 )
 from embedcli.bpe.pool import OrderedEncoder, Stream
 from embedcli.bpe.ranges import CHUNK_BYTES, ChunkSetup, line_ranges, splittable
+from embedcli.bpe.value import Tokenizer, default_workers, empty_counts, start_run, submit_pieces
 from embedcli.documents import BLOCK_BYTES, Source
 from embedcli.documents.base import stdin_size
 from embedcli.errors import InputError, UsageError
@@ -59,17 +57,11 @@ if TYPE_CHECKING:
     from embedcli.options import TokenizeOptions
 
 
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def tokenize(
     sources: Iterable[Source],
     sink: IdSink,
+    tokenizer: Tokenizer | str = DEFAULT_ENCODING,
     *,
-    encoding: str = DEFAULT_ENCODING,
-    special: SpecialPolicy = "special",
-    backend: Backend = "auto",
     text_key: str = "text",
     workers: int | None = None,
     eot: EotPlacement = "between",
@@ -82,11 +74,12 @@ def tokenize(
     allow_empty: bool = False,
     provenance: bool = False,
 ) -> TokenizeStats:
-    """Encode every document of ``sources`` into ``sink`` (int32 arrays), ``<|endoftext|>``
-    between documents; return counts and ``doc_offsets`` (and with ``provenance`` each
-    document's source and place there, ``origins``).
-
-    ``backend`` picks the engine (see :mod:`embedcli.backends`): the ids are the same either way.
+    """Encode every document of ``sources`` into ``sink`` (int32 arrays) with ``tokenizer``
+    (a :class:`Tokenizer`, which carries the special-token policy and the engine asked for,
+    or an encoding's name), ``<|endoftext|>`` between documents; return counts and
+    ``doc_offsets`` (and with ``provenance`` each document's source and place there,
+    ``origins``). The engine is the tokenizer's choice for this much input: the ids are the
+    same either way.
     ``val=(val_sink, fraction, seed)`` sends a fraction of the documents to ``val_sink``
     instead (chosen by a hash of the seed and the document's name, see :func:`goes_to_val`);
     their counts are ``stats.val``. ``piece_chars`` is the size of the pieces encoded in
@@ -98,18 +91,24 @@ def tokenize(
     containing a literal ``<|endoftext|>``.
     """
     started = time.perf_counter()
+    tok = (
+        tokenizer
+        if isinstance(tokenizer, Tokenizer)
+        else Tokenizer.of(tokenizer, "special", "auto")
+    )
+    special = tok.special
     if special != "special" and split_on_eot:
         raise UsageError(
             "--split-on-eot reads a literal document marker as a boundary: it needs --special "
             "special"
         )
     sources = list(sources)
-    known = _input_bytes(sources, read_ahead=backend == "auto")
-    stats, chosen = _start(encoding, special, eot, backend, known)
+    known = _input_bytes(sources, read_ahead=tok.backend == "auto")
+    stats, chosen = start_run(tok, eot, known)
     stats.sources = [s.name for s in sources]
     streams = [Stream(sink, stats)]
     if val is not None:
-        stats.val = _counts(encoding, special, eot)
+        stats.val = empty_counts(tok, eot)
         stats.val.sources, stats.val.backend = stats.sources, chosen.name
         streams.append(Stream(val[0], stats.val))
     for stream in streams if provenance else ():
@@ -120,7 +119,7 @@ def tokenize(
                        stats.separator_text, stats.cuttable, stats.special_texts)  # fmt: skip
     # gigatoken releases the GIL and encodes faster than a piece can be pickled to a process.
     threads = chosen.name == "gigatoken"
-    key = (chosen.name, encoding, special, eot)
+    key = (chosen.name, tok.encoding, special, eot)  # the workers build the same from it
     with OrderedEncoder(key, streams, workers, threads) as encoder:
         for i, source in enumerate(sources):
             if splittable(source, workers, chunk_bytes):  # workers read it, ranges of lines
@@ -136,7 +135,7 @@ def tokenize(
                 continue
             items = pieces([source], text_key, piece_chars, block_bytes, special, stats,
                              on_progress, split_on_eot, chooser)  # fmt: skip
-            _submit(encoder, items, piece_chars, file=i)
+            submit_pieces(encoder, items, piece_chars, file=i)
     everything = stats.documents + (stats.val.documents if stats.val else 0)
     if not allow_empty and (
         everything == 0 or stats.chars + (stats.val.chars if stats.val else 0) == 0
@@ -153,7 +152,7 @@ def tokenize(
 def encode(
     texts: str | Iterable[str],
     *,
-    encoding: str = DEFAULT_ENCODING,
+    encoding: str | Tokenizer = DEFAULT_ENCODING,
     special: SpecialPolicy = "special",
     eot: EotPlacement = "between",
     backend: Backend = "auto",
@@ -161,67 +160,24 @@ def encode(
 ) -> np.ndarray:
     """The ids of documents given as strings (one string: one document), exactly as
     ``tokenize`` writes them for the same documents read from files: int32, ``<|endoftext|>``
-    placed as ``eot`` says, a literal one treated as ``special`` says.
+    placed as ``eot`` says, a literal one treated as ``special`` says. ``encoding``: a name,
+    or a :class:`Tokenizer` (used under ``special`` and ``backend``).
 
     Example:
         >>> encode(["Hello, world", "Bye"]).tolist()
         [15496, 11, 995, 50256, 3886, 68]
     """
     docs = [texts] if isinstance(texts, str) else list(texts)
-    stats, chosen = _start(encoding, special, eot, backend, sum(len(d) for d in docs))
+    tok = Tokenizer.of(encoding, special, backend)
+    stats, chosen = start_run(tok, eot, sum(len(d) for d in docs))
     sink = MemorySink()
     workers = max(1, workers or default_workers())
     threads = chosen.name == "gigatoken"
     with OrderedEncoder(
-        (chosen.name, encoding, special, eot), [Stream(sink, stats)], workers, threads
+        (chosen.name, tok.encoding, special, eot), [Stream(sink, stats)], workers, threads
     ) as encoder:
-        _submit(encoder, text_pieces(docs, special, stats, PIECE_CHARS), PIECE_CHARS)
+        submit_pieces(encoder, text_pieces(docs, special, stats, PIECE_CHARS), PIECE_CHARS)
     return sink.array()
-
-
-def encode_documents(
-    texts: Iterable[str],
-    *,
-    encoding: str = DEFAULT_ENCODING,
-    special: SpecialPolicy = "special",
-    backend: Backend = "auto",
-    workers: int | None = None,
-) -> list[np.ndarray]:
-    """The ids of each document, one int32 array each, no separators: the reference
-    library's ids exactly, encoded as ``tokenize`` encodes (the engine ``backend`` chooses,
-    long documents in pieces, ``workers`` processes or threads)."""
-    docs = list(texts)
-    stats, chosen = _start(encoding, special, "none", backend, sum(len(d) for d in docs))
-    sink = MemorySink()
-    stream = Stream(sink, stats)
-    workers = max(1, workers or default_workers())
-    threads = chosen.name == "gigatoken"
-    with OrderedEncoder((chosen.name, encoding, special, "none"), [stream], workers, threads) as e:
-        _submit(e, text_pieces(docs, special, stats, PIECE_CHARS), PIECE_CHARS)
-    ids, offsets = sink.array(), stream.doc_offsets()
-    return [ids[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
-
-
-def _start(
-    encoding: str,
-    special: SpecialPolicy,
-    eot: EotPlacement,
-    backend: Backend,
-    input_bytes: int | None = None,
-) -> tuple[TokenizeStats, Choice]:
-    """The checks every run makes before any worker starts, the encoding built (before a
-    fork, so workers share it), the engine chosen (``input_bytes``: how much there is to
-    encode, when known), and the counts to fill in."""
-    get_encoding(encoding)  # built here, before any worker is forked: they share it
-    encode_kwargs(special)  # an unknown policy fails now, not in a worker
-    if eot not in EOT_MODES:
-        raise UsageError(f"unknown --eot {eot!r}; use one of {', '.join(EOT_MODES)}")
-    chosen = choose_backend(backend, encoding, special, input_bytes)
-    stats = _counts(encoding, special, eot)
-    stats.backend, stats.backend_note = chosen.name, chosen.note
-    if stats.tokenizer and chosen.name == "tiktoken":  # the reference: the file's own library
-        stats.backend = REFERENCE[stats.tokenizer[c.TOKENIZER_KIND]]
-    return stats, chosen
 
 
 def _input_bytes(sources: list[Source], *, read_ahead: bool = False) -> int | None:
@@ -241,42 +197,8 @@ def _input_bytes(sources: list[Source], *, read_ahead: bool = False) -> int | No
     return total
 
 
-def _counts(encoding: str, special: SpecialPolicy, eot: EotPlacement) -> TokenizeStats:
-    """Empty counts for a run: the encoding's size, its document marker for ``eot`` and, for
-    another model's tokenizer, what the metadata records of it."""
-    enc = get_encoding(encoding)
-    if not isinstance(enc, ForeignEncoding):
-        return TokenizeStats(encoding, enc.n_vocab, eot_id(enc), special, eot)
-    # --eot none needs no marker: a tokenizer without BOS and EOS can still run so.
-    mark = separator(enc, eot) if eot != "none" or enc.eos or enc.bos else ("", -1)
-    stats = TokenizeStats(encoding, enc.n_vocab, mark[1], special, eot)
-    stats.separator_text, stats.cuttable = mark[0], enc.cuttable
-    stats.special_texts = tuple(t for t in enc.special_tokens if t)
-    stats.tokenizer = tokenizer_fields(enc)
-    return stats
-
-
-def _submit(
-    encoder: OrderedEncoder,
-    pieces: Iterator[tuple[str, bool, int, int]],
-    size: int,
-    file: int = 0,
-) -> None:
-    """Small documents (jsonl lines) are grouped into tasks of about ``size`` characters, so
-    100k tiny documents cost 100 hand-offs, not 100k; ``file``: the source they come from."""
-    task: list[tuple[str, bool, int, int]] = []
-    chars = 0
-    for item in pieces:
-        task.append(item)
-        chars += len(item[0])
-        if chars >= size:
-            encoder.submit(task, file)
-            task, chars = [], 0
-    if task:
-        encoder.submit(task, file)
-
-
 def tokenize_with(
+    tok: Tokenizer,
     opts: TokenizeOptions,
     sources: Iterable[Source],
     sink: IdSink,
@@ -286,13 +208,12 @@ def tokenize_with(
     val: tuple[IdSink, float, int] | None = None,
     provenance: bool = False,
 ) -> TokenizeStats:
-    """:func:`tokenize` as the options of a stage ask for it."""
+    """:func:`tokenize` with the stage's one tokenizer, as its options ask (``batch`` and
+    ``embed`` on text name no ``--eot``: the reference's, between documents)."""
     return tokenize(
         sources,
         sink,
-        encoding=opts.encoding,
-        special=opts.special or "special",
-        backend=opts.backend,
+        tok,
         text_key=opts.text_key,
         workers=opts.workers,
         eot=opts.eot or EOT_MODES[0],
@@ -304,28 +225,27 @@ def tokenize_with(
     )
 
 
-def check_first_text(opts: TokenizeOptions, sources: list[Source]) -> None:
+def check_first_text(tok: Tokenizer, sources: list[Source], text_key: str) -> None:
     """Before a run: a rank file's tokenizer must give the corpus's own first text back
     (:func:`~embedcli.bpe.rank_files.check_corpus_sample`); other tokenizers are their
     libraries' own definition of their ids."""
-    enc = get_encoding(opts.encoding)
+    enc = tok.built
     if isinstance(enc, ForeignEncoding) and enc.kind == "tiktoken":
         from embedcli.bpe.rank_files import check_corpus_sample
 
-        check_corpus_sample(enc, sources, opts.text_key)
+        check_corpus_sample(enc, sources, text_key)
 
 
-def choose_engine_first(
-    opts: TokenizeOptions, sources: list[Source], progress: ProgressFactory
-) -> None:
+def choose_engine_first(tok: Tokenizer, sources: list[Source], progress: ProgressFactory) -> None:
     """Choose the engine before the run starts, so that a first run's one-off sample of the
     fast engine's Unicode tables (a second or less, once per machine and tokenizer) shows
     its own progress (``progress``) instead of holding the run's bar at 0%. The run then finds
-    the choice made. A pipe of unknown size is left to the run (its size decides the engine)."""
+    the choice made (the tokenizer keeps it). A pipe of unknown size is left to the run (its
+    size decides the engine)."""
     from embedcli.bpe.unicode_gaps import reported
 
     known = _input_bytes(sources)
-    if known is None or opts.backend == "tiktoken":
+    if known is None or tok.backend == "tiktoken":
         return
     with reported(progress):
-        choose_backend(opts.backend, opts.encoding, opts.special or "special", known)
+        tok.choice(known)

@@ -46,13 +46,13 @@ class ResolvedText:
     def load(self, progress: ProgressFactory) -> TokenSource:
         from embedcli.bpe.pieces import MemorySink
         from embedcli.bpe.tokenizer import tokenize_with
+        from embedcli.bpe.value import Tokenizer
 
-        sink = MemorySink()
+        opts, sink = self.request.tokenize, MemorySink()
+        tok = Tokenizer.of(opts.encoding, opts.special or "special", opts.backend)  # the one
         try:
             with progress("tokenize", self.size, "bytes") as advance:
-                stats = tokenize_with(
-                    self.request.tokenize, self.sources, sink, on_progress=advance
-                )
+                stats = tokenize_with(tok, opts, self.sources, sink, on_progress=advance)
         except NotTextError as exc:  # a token stream read as text: say how to read it
             raise NotTextError(
                 f"{exc}; if it holds token ids, name their format: --format nanogpt, llmc or npy"

@@ -18,12 +18,13 @@ import numpy as np
 from embedcli import contract as c
 from embedcli.bpe.pieces import TokenizeStats
 from embedcli.bpe.tokenizer import check_first_text, choose_engine_first, tokenize_with
+from embedcli.bpe.value import Tokenizer
 from embedcli.documents import Source, resolve_sources, shard_sources
 from embedcli.documents.ids import check_id_source
 from embedcli.errors import EmbedcliError, UsageError
 from embedcli.formats import TokenFormat, format_for, stale_shards
 from embedcli.formats.base import read_sidecar, sidecar_files, sidecar_path
-from embedcli.options import DEFAULT_SEED, TokenizeOptions
+from embedcli.options import DEFAULT_SEED, SpecialPolicy, TokenizeOptions
 from embedcli.progress import ProgressFactory, no_progress
 from embedcli.stages.results import PlanResult, TokenizeResult, Written
 from embedcli.stages.staging import SpillSink, remote_output, spill_file
@@ -38,7 +39,8 @@ class _Job:
     """A tokenize run resolved: its format and options, what it reads, where it writes."""
 
     fmt: TokenFormat
-    opts: TokenizeOptions
+    opts: TokenizeOptions  # eot and special resolved: the format's own where not given
+    special: SpecialPolicy
     sources: list[Source]  # this shard's
     read: list[str]  # every input file: an output must never replace one of them
     skipped: list[str]  # files the input directories did not give
@@ -62,7 +64,9 @@ def _resolve(
     opts = opts or TokenizeOptions()
     fmt = format_for(to, output)
     # The format's own defaults; --split-on-eot reads the literal separator as a boundary.
-    special = opts.special or ("special" if opts.split_on_eot else fmt.default_special)
+    special: SpecialPolicy = opts.special or (
+        "special" if opts.split_on_eot else fmt.default_special
+    )
     opts = replace(opts, eot=opts.eot or fmt.default_eot, special=special)
     skipped: list[str] = []
     sources = resolve_sources(inputs, opts.format, include=opts.include, skipped=skipped)
@@ -76,7 +80,8 @@ def _resolve(
         output = os.path.join(os.path.dirname(whole), manifest["shards"][shard[0]])
         sources = shard_sources(sources, *shard)
     check_output(output, inputs=read, no_clobber=no_clobber)
-    return _Job(fmt, opts, sources, read, skipped, output, whole, manifest, stale_temps(output))
+    notes = stale_temps(output)
+    return _Job(fmt, opts, special, sources, read, skipped, output, whole, manifest, notes)
 
 
 @remote_output
@@ -156,10 +161,13 @@ def run_tokenize(
         if val_output is not None:
             sinks.append(SpillSink(stack.enter_context(spill_file(val_output)), val_output))
         val = (sinks[1], val_fraction, split_seed) if val_output else None
-        check_first_text(opts, sources)  # a rank file gives the corpus's first text back
-        choose_engine_first(opts, sources, progress)  # a first run's check shows its own line
+        # the command's one tokenizer, built here and handed down (workers rebuild it from
+        # its spec); it keeps the engine chosen before the run, and why
+        tok = Tokenizer.of(opts.encoding, job.special, opts.backend)
+        check_first_text(tok, sources, opts.text_key)  # a rank file gives the first text back
+        choose_engine_first(tok, sources, progress)  # a first run's check shows its own line
         with progress("tokenize", sum(s.size for s in sources), "bytes") as advance:
-            stats = tokenize_with(opts, sources, sinks[0], on_progress=advance, val=val,
+            stats = tokenize_with(tok, opts, sources, sinks[0], on_progress=advance, val=val,
                                   allow_empty=shard is not None, provenance=provenance)  # fmt: skip
         stats.skipped = skipped
         if id_key is not None:
