@@ -24,14 +24,14 @@ import numpy as np
 from embedcli import Tokenizer
 from embedcli.bpe.engines import _built, _risky
 from embedcli.bpe.pieces import PIECE_CHARS, pieces
-from embedcli.bpe.tokenizer import _counts
+from embedcli.bpe.value import empty_counts
 from embedcli.documents import BLOCK_BYTES, iter_blocks, resolve_sources
 
 path, name = sys.argv[1], sys.argv[2]
 tok = Tokenizer.from_file(name) if name.endswith(".json") else Tokenizer(name)
 encoding = tok.encoding
 choice = tok.choice(10**9)  # the self-check (cached)
-stats = _counts(tok, "between")
+stats = empty_counts(tok, "between")
 started = time.perf_counter()
 for block in iter_blocks(resolve_sources([path])[0]):  # the text decoded (jsonl: parsed), alone
     pass

@@ -256,3 +256,36 @@ def test_special_tokens_are_found_as_the_longest_first_alternation_finds_them(sp
     assert _special_finder(texts)(text) == pattern.findall(text)
     first = pattern.search(text)
     assert first_special(texts, text) == (first.group() if first else None)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    docs=st.lists(
+        st.lists(
+            ATOMS | st.sampled_from(["\ufeff", "\u00e9", "\u20ac", "\U0001f600"]), max_size=30
+        ).map("".join),
+        min_size=1,
+        max_size=4,
+    ),  # fmt: skip
+    block=st.integers(1, 40),
+    piece=st.integers(1, 30),
+    split=st.sampled_from(["none", "val", "eot"]),
+)
+def test_a_text_files_utf8_size_is_its_decoded_texts(tmp_path_factory, docs, block, piece, split):
+    """A .txt file's text_bytes come from the bytes read (less a byte for each \\r\\n made \\n),
+    not from encoding the text again: the same as the UTF-8 size of the text Python's own
+    universal-newline reading gives, for \\r\\n and \\r cut by the reads at any place, a BOM
+    and wide characters, whole or split between a validation split or at literal separators."""
+    path = tmp_path_factory.mktemp("sized") / "doc.txt"
+    path.write_bytes(EOT.join(docs).encode("utf-8"))
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    kwargs = {"split_on_eot": True} if split == "eot" else {}
+    if split == "val":
+        kwargs["val"] = (MemorySink(), 0.5, 3)
+    _, stats = _run([path], piece_chars=piece, block_bytes=block, workers=1, allow_empty=True,
+                    **kwargs)  # fmt: skip
+    parts = [stats] + ([stats.val] if stats.val is not None else [])
+    separators = text.count(EOT) if split == "eot" else 0  # a document boundary, not text
+    assert sum(p.chars for p in parts) == len(text) - separators * len(EOT)
+    assert sum(p.text_bytes for p in parts) == len(text.encode("utf-8")) - separators * len(EOT)

@@ -33,7 +33,7 @@ from embedcli.bpe.specials import (
     found,
     refuse_special,
 )
-from embedcli.documents import Rows, Source, iter_blocks, row_batches
+from embedcli.documents import Block, Rows, Source, iter_blocks, row_batches
 from embedcli.documents.base import without_lone_surrogates
 from embedcli.documents.jsonl import doc_name, jsonl_records
 from embedcli.options import EotPlacement, SpecialPolicy
@@ -192,14 +192,11 @@ def pieces(
             if on_progress is not None:
                 on_progress(block.nbytes)
             stats.input_bytes += block.nbytes
+            # the reader's UTF-8 size, where one document's blocks all go to one split
+            sized = block.utf8 is not None and not split_on_eot
             if block.last and not carry and not split_on_eot:  # a whole document in one block
-                if chooser is not None:
-                    k = stream_of(block.doc)
-                if special == "error":
-                    refuse_special(stats, block.doc, block.text, block.line)
-                at = block.line if block.at is None else block.at
-                for piece, first in _document(block.text, True, _split(stats, k), piece_chars):
-                    yield piece, first, k, at
+                k = stream_of(block.doc) if chooser is not None else k
+                yield from _block_document(block, k, stats, special, piece_chars)
                 continue
             if not carry:
                 carry_line = block.line
@@ -207,6 +204,8 @@ def pieces(
                     k, part = stream_of(block.doc), 0
                     at = block.line if block.at is None else block.at
             target = _split(stats, k)
+            if sized:
+                target.text_bytes += block.utf8 or 0
             carry += block.text
             while split_on_eot and stats.separator_text and stats.separator_text in carry:
                 head, carry = carry.split(stats.separator_text, 1)
@@ -221,7 +220,7 @@ def pieces(
             if block.last:
                 if special == "error":
                     refuse_special(stats, block.doc, carry, carry_line)
-                for piece, first in _document(carry, starts_doc, target, piece_chars):
+                for piece, first in _document(carry, starts_doc, target, piece_chars, sized):
                     yield piece, first, k, at
                 carry, starts_doc = "", True
             elif len(carry) >= 2 * piece_chars and stats.cuttable:
@@ -229,7 +228,7 @@ def pieces(
                 carry = pieces.pop()
                 for piece in pieces:
                     target.chars += len(piece)
-                    piece = counted(piece, target)
+                    piece = piece if sized else counted(piece, target)
                     count_specials(piece, target)
                     if special == "error":  # the line is for its message
                         refuse_special(stats, block.doc, piece, carry_line)
@@ -237,6 +236,21 @@ def pieces(
                         carry_line += piece.count("\n")
                     yield piece, starts_doc, k, at
                     starts_doc = False
+
+
+def _block_document(
+    block: Block, k: int, stats: TokenizeStats, special: SpecialPolicy, piece_chars: int
+) -> list[tuple[str, bool, int, int]]:
+    """The pieces of a document read in one block, sent to stream ``k``."""
+    if special == "error":
+        refuse_special(stats, block.doc, block.text, block.line)
+    at = block.line if block.at is None else block.at
+    target = _split(stats, k)
+    target.text_bytes += block.utf8 or 0
+    sized = block.utf8 is not None
+    return [
+        (p, first, k, at) for p, first in _document(block.text, True, target, piece_chars, sized)
+    ]
 
 
 def _split(stats: TokenizeStats, k: int) -> TokenizeStats:
@@ -259,12 +273,13 @@ def text_pieces(
 
 
 def _document(
-    text: str, starts_doc: bool, stats: TokenizeStats, piece_chars: int
+    text: str, starts_doc: bool, stats: TokenizeStats, piece_chars: int, sized: bool = False
 ) -> list[tuple[str, bool]]:
-    """The last text of a document (all of it when ``starts_doc``), in pieces; counted."""
+    """The last text of a document (all of it when ``starts_doc``), in pieces; counted (its
+    UTF-8 size, unless ``sized``: the reader's, counted already)."""
     stats.documents += 1
     stats.chars += len(text)
-    text = counted(text, stats)
+    text = text if sized else counted(text, stats)
     count_specials(text, stats)
     if (
         len(text) < piece_chars or not stats.cuttable

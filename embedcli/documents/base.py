@@ -62,6 +62,10 @@ class Block:
     nbytes: int  # input bytes this block accounts for (for progress)
     last: bool
     at: int | None = None  # the document's place when not its line: a row, a byte offset
+    # The text's UTF-8 size where the reader knows it from its bytes (a text file: the bytes
+    # decoded, less one for each \r\n made \n); a block's may include bytes the decoder held
+    # back for the next, so only a document's sum is exact. None: count the text itself.
+    utf8: int | None = None
 
 
 def place_kind(source: Source) -> str:

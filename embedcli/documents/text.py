@@ -28,6 +28,7 @@ def _text_blocks(
     consumed = 0  # input bytes handed to the decoder so far
     line = 1
     pending: Block | None = None
+    after_cr = False  # the bytes so far end with \r: a \n first in the next is one newline
     while True:
         data, advanced = reader.read(block_bytes)
         final = not data
@@ -36,7 +37,12 @@ def _text_blocks(
         except UnicodeDecodeError as exc:
             raise NotTextError(_utf8_message(source, exc, consumed, data)) from None
         consumed += len(data)
-        block = Block(text, source.name, line, advanced, last=False)
+        # Strict UTF-8 text is its bytes: its size needs no encoding back (0.2 s for 70 MB of
+        # wide text), only the bytes each \r\n lost becoming \n (a lone \r stays one byte).
+        joined = data.count(b"\r\n") if b"\r" in data else 0  # most text has no \r: memchr
+        joined += after_cr and data[:1] == b"\n"
+        after_cr = data[-1:] == b"\r" if data else after_cr
+        block = Block(text, source.name, line, advanced, last=False, utf8=len(data) - joined)
         line += text.count("\n")
         # Emit with one block of delay so the last one can carry last=True.
         if pending is not None:
