@@ -770,3 +770,20 @@ def test_a_command_resolves_and_loads_its_tokenizer_once(trained, tmp_path, monk
     invoke(stage, str(corpus), "--tokenizer", str(path), "--workers", "1", *extra, "-o", str(out),
            "-q", check=True)  # fmt: skip
     assert calls == {"resolve": 1, "read": 1, "built": 1}
+
+
+def test_a_tokenizer_value_is_shared_and_a_name_is_never_a_path(tmp_path, monkeypatch):
+    """Tokenizer.using gives the same loaded encoding under another policy (the stage's one
+    value, with the output format's policy); a directory called gpt2 in the working directory
+    does not turn the encoding's name into a tokenizer file."""
+    import embedcli as ec
+
+    (tmp_path / "gpt2").mkdir()
+    monkeypatch.chdir(tmp_path)
+    tok = ec.Tokenizer("gpt2")
+    assert tok.encoding == "gpt2" and tok.using(special="special") is tok
+    text = tok.using(special="text")
+    assert text.built is tok.built and (text.special, text.backend) == ("text", "auto")
+    assert 50256 not in text.encode("a <|endoftext|>").tolist()
+    with pytest.raises(UsageError, match="unknown --backend"):
+        tok.using(backend="fastest")
