@@ -4,8 +4,9 @@ splitting together under 10% of the engine's time).
 
 In one process, on ``backend.py``'s 70 MB corpus (``.txt`` and ``.jsonl``), for GPT-2 and, where
 ``make models`` put it there, DeepSeek V3's 128k-token ``tokenizer.json``: reading the input into
-the pieces the engines encode (``pieces.pieces``: decoding, cutting, counting; the decoding
-measured alone too, and taken off), the gap check of
+the pieces the engines encode as ``tokenize`` does (a ``.txt`` cut by ``pieces.pieces``, a
+``.jsonl`` read as tasks by ``pieces.source_row_tasks``: decoding or parsing, cutting, counting;
+the decoding or parsing measured alone too, and taken off), the gap check of
 those pieces task by task as ``engine_for`` does it, and gigatoken encoding the same tasks. All on
 one thread, so the shares are of work, not of a wall clock where the check of a long document now
 runs beside its encoding.
@@ -23,31 +24,42 @@ import json, sys, time
 import numpy as np
 from embedcli import Tokenizer
 from embedcli.bpe.engines import _built, _risky
-from embedcli.bpe.pieces import PIECE_CHARS, pieces
+from embedcli.bpe.pieces import PIECE_CHARS, pieces, source_row_tasks
 from embedcli.bpe.value import empty_counts
 from embedcli.documents import BLOCK_BYTES, iter_blocks, resolve_sources
+from embedcli.documents.jsonl import jsonl_records
 
 path, name = sys.argv[1], sys.argv[2]
 tok = Tokenizer.from_file(name) if name.endswith(".json") else Tokenizer(name)
 encoding = tok.encoding
 choice = tok.choice(10**9)  # the self-check (cached)
 stats = empty_counts(tok, "between")
+source = resolve_sources([path])[0]
 started = time.perf_counter()
-for block in iter_blocks(resolve_sources([path])[0]):  # the text decoded (jsonl: parsed), alone
-    pass
+if source.format == "jsonl":  # the text parsed alone, as the tasks' reader parses it
+    for record in jsonl_records(source, "text", BLOCK_BYTES):
+        pass
+else:
+    for block in iter_blocks(source):  # the text decoded, alone
+        pass
 read = time.perf_counter() - started
 started = time.perf_counter()
-items = list(pieces(resolve_sources([path]), "text", PIECE_CHARS, BLOCK_BYTES, "special", stats,
-                    None))
-cut = time.perf_counter() - started
-tasks, task, chars = [], [], 0  # grouped as tokenizer._submit groups them
-for text, *_ in items:
-    task.append(text)
-    chars += len(text)
-    if chars >= PIECE_CHARS:
-        tasks.append(task)
-        task, chars = [], 0
-tasks += [task] if task else []
+# as tokenize reads it: jsonl (and Parquet) as tasks, text cut into pieces
+rows = source_row_tasks(source, "text", PIECE_CHARS, "special", stats, None, None)
+if rows is not None:
+    tasks = [texts for texts, *_ in rows]
+    cut = time.perf_counter() - started
+else:
+    items = list(pieces([source], "text", PIECE_CHARS, BLOCK_BYTES, "special", stats, None))
+    cut = time.perf_counter() - started
+    tasks, task, chars = [], [], 0  # grouped as tokenizer.submit_pieces groups them
+    for text, *_ in items:
+        task.append(text)
+        chars += len(text)
+        if chars >= PIECE_CHARS:
+            tasks.append(task)
+            task, chars = [], 0
+    tasks += [task] if task else []
 gaps, built = _risky(encoding, "special"), _built(choice.name, encoding, "special", "between")
 started = time.perf_counter()
 for task in tasks:

@@ -289,3 +289,65 @@ def test_a_text_files_utf8_size_is_its_decoded_texts(tmp_path_factory, docs, blo
     separators = text.count(EOT) if split == "eot" else 0  # a document boundary, not text
     assert sum(p.chars for p in parts) == len(text) - separators * len(EOT)
     assert sum(p.text_bytes for p in parts) == len(text.encode("utf-8")) - separators * len(EOT)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    lines=st.lists(
+        st.one_of(
+            ADVERSARIAL.map(lambda t: json.dumps({"text": t})),
+            st.sampled_from(
+                [
+                    "",
+                    "   ",
+                    "{broken",
+                    '{"text": "a \\ud83d lone half"}',
+                    '{"text": "x <|endoftext|> y <|endoftext|>"}',
+                    json.dumps({"text": "long word " * 12}),
+                    json.dumps({"text": "caf\u00e9 \U0001f600", "id": 3}),
+                ]
+            ),
+        ),
+        max_size=12,
+    ),
+    piece=st.integers(1, 40),
+    block=st.integers(1, 64),
+    ranged=st.booleans(),
+)
+def test_jsonl_tasks_equal_the_general_reader(tmp_path_factory, lines, piece, block, ranged):
+    """A jsonl source read as tasks (no --val-fraction, no --special error) gives the general
+    reader's pieces, document starts, places (lines, or byte offsets in a range that does not
+    know its first line) and counts, with blank lines, lone surrogates, separators in the text
+    and documents long enough to cut."""
+    from dataclasses import replace
+
+    from embedcli.bpe.pieces import TokenizeStats, pieces, source_row_tasks
+
+    path = tmp_path_factory.mktemp("jl") / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = resolve_sources([str(path)])[0]
+    if ranged:  # a shard's range, from its second line: places are byte offsets
+        first = path.read_bytes().find(b"\n") + 1
+        source = replace(source, byte_range=(first, source.size))
+    fields = ("documents", "chars", "text_bytes", "special_found", "replaced", "input_bytes")
+
+    def run(read):
+        stats, seen = TokenizeStats("", 0, 0, "special"), []
+        try:
+            items = read(stats, seen.append)
+        except InputError as exc:
+            return str(exc)
+        return items, [getattr(stats, f) for f in fields], stats.specials_found, sum(seen)
+
+    def by_tasks(stats, progress):
+        tasks = source_row_tasks(source, "text", piece, "special", stats, progress, None, block)
+        return [
+            (text, bool(first), int(k), int(at))
+            for texts, starts, which, places in tasks
+            for text, first, k, at in zip(texts, starts, which, places, strict=True)
+        ]
+
+    def general(stats, progress):
+        return list(pieces([source], "text", piece, block, "special", stats, progress))
+
+    assert run(by_tasks) == run(general)

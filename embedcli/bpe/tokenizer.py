@@ -127,9 +127,9 @@ def tokenize(
                     encoder.submit_chunk(part, setup, on_progress, file=i)
                 continue
             tasks = None if split_on_eot else source_row_tasks(
-                source, text_key, piece_chars, special, stats, on_progress, chooser
+                source, text_key, piece_chars, special, stats, on_progress, chooser, block_bytes
             )  # fmt: skip
-            if tasks is not None:  # whole documents by rows: a task a batch
+            if tasks is not None:  # whole documents by rows or lines: a task a batch
                 for task in tasks:
                     encoder.submit_texts(*task, file=i)
                 continue
