@@ -181,8 +181,7 @@ def _documents_of(
     """:meth:`TokenWindows._documents`, as ``inspect --doc`` finds them
     (:func:`~embedcli.formats.provenance.documents`): a file's own provenance; for several
     parts (a manifest's, a shard set), theirs joined; ids in memory have none."""
-    from embedcli.formats.base import sidecar_subject
-    from embedcli.formats.provenance import documents, joined_documents
+    from embedcli.formats.provenance import joined_documents
 
     if isinstance(path, np.ndarray | TokenStream):
         return stream.doc_offsets, None
@@ -192,25 +191,14 @@ def _documents_of(
 
         found = remote_provenance(paths, (cache or Cache()).config(), encoding or "gpt2")
         return joined_documents(stream.doc_offsets, stream.metadata, stream.segments, found)
-    parts = _token_parts(paths, encoding)
-    if parts is not None and len(parts.parts) > 1:
-        return joined_documents(
-            stream.doc_offsets, stream.metadata, stream.segments, parts.provenance()
-        )
-    subject = sidecar_subject(paths[0])
-    offsets, found, _ = documents(subject, stream.doc_offsets, stream.metadata, stream.segments)
-    return offsets, found
-
-
-def _token_parts(paths: list[str], encoding: str | None) -> Any:
-    """The token files ``paths`` resolve to (a ResolvedTokenFiles), or None for another input."""
     from embedcli.inputs import Request, open_input
-    from embedcli.inputs.token_files import ResolvedTokenFiles
+    from embedcli.inputs.token_files import documents_of
     from embedcli.options import TokenizeOptions
 
     request = Request(tokenize=TokenizeOptions(encoding=encoding or "gpt2"))
-    with open_input(paths, request) as found:
-        return found if isinstance(found, ResolvedTokenFiles) else None
+    with open_input(paths, request) as resolved:  # the files again: the stream kept no parts
+        offsets, own, _ = documents_of(resolved, stream, paths[0])
+    return offsets, own
 
 
 class TokenWindows(Dataset):

@@ -236,9 +236,15 @@ def _sidecar(output: str) -> dict[str, Any] | None:
             doc = json.load(f)
     except (OSError, ValueError):
         raise FormatError(f"{path}: not a readable embedcli sidecar") from None
-    check_complete(path, doc)
+    return checked_sidecar(doc, path)
+
+
+def checked_sidecar(doc: Any, where: str) -> dict[str, Any]:
+    """A sidecar document as parsed from its JSON (a file's, or an object's), refused when it
+    is not one or was left by an interrupted commit."""
+    check_complete(where, doc)
     if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
-        raise FormatError(f"{path}: not a readable embedcli sidecar")
+        raise FormatError(f"{where}: not a readable embedcli sidecar")
     return doc
 
 
@@ -326,9 +332,21 @@ def lineage(
     header: HeaderSays = HeaderSays(),
 ) -> dict[str, str]:
     """The sidecar's metadata when there is one, else :func:`foreign_metadata`."""
-    meta = read_sidecar(path)
-    if meta is None:
+    return lineage_of(read_sidecar(path), fmt, encoding, extra, header)
+
+
+def lineage_of(
+    recorded: dict[str, Any] | None,
+    fmt: str,
+    encoding: str,
+    extra: dict[str, Any],
+    header: HeaderSays = HeaderSays(),
+) -> dict[str, str]:
+    """A token file's metadata: its sidecar's ``recorded`` metadata with what its own header
+    says (``extra``), or without a sidecar :func:`foreign_metadata`."""
+    if recorded is None:
         return foreign_metadata(fmt, encoding, extra, header)
+    meta = {str(k): str(v) for k, v in recorded.items()}
     meta.update({c.FORMAT: fmt, **{k: c.to_str(v) for k, v in extra.items()}})
     return meta
 

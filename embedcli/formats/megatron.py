@@ -126,7 +126,6 @@ def parse_index(raw: bytes, path: str) -> tuple[np.dtype, np.ndarray, np.ndarray
 
 
 def load(prefix: str, encoding: str) -> TokenSource:
-
     read_sidecar(prefix)  # first: a set whose commit was killed is refused as such
     index = read_index(prefix)
     path = prefix + ".bin"

@@ -27,10 +27,9 @@ import numpy as np
 
 from embedcli import contract as c
 from embedcli.errors import FormatError, InputError
-from embedcli.formats.base import TokenSource, foreign_metadata
+from embedcli.formats.base import TokenSource, checked_sidecar, lineage_of
 from embedcli.formats.llmc import GPT2, HEADER_INTS, LLAMA3, NAME, header_says, parse_header
 from embedcli.inputs.token_files import Part
-from embedcli.storage.output_set import check_complete
 from embedcli.storage.remote import list_objects, public_url
 from embedcli.storage.shard_cache import CacheConfig, RemoteIds, object_size, read_range
 
@@ -79,11 +78,8 @@ def open_llmc(
     version = versions.pop()
     fields = {c.IDS_DTYPE: str(np.dtype(version[2])), "llmc_magic": version[0],
               "llmc_version": version[1]}  # fmt: skip
-    if sidecar is not None:
-        meta = {str(k): str(v) for k, v in sidecar["metadata"].items()}
-        meta.update({c.FORMAT: NAME, **{k: c.to_str(v) for k, v in fields.items()}})
-    else:
-        meta = foreign_metadata(NAME, encoding, fields, header_says(version))
+    recorded = sidecar["metadata"] if sidecar is not None else None
+    meta = lineage_of(recorded, NAME, encoding, fields, header_says(version))
     vocab = c.get_int(meta, c.VOCAB_SIZE)
     segments = []
     for ids, _ in found:
@@ -114,12 +110,8 @@ def _sidecar(url: str, config: CacheConfig, fmt: str = NAME) -> dict[str, Any] |
         doc = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise FormatError(f"{public_url(url)}: not a readable embedcli sidecar") from None
-    check_complete(public_url(url), doc)
-    if not isinstance(doc, dict) or doc.get("format") != fmt:
-        return None
-    if not isinstance(doc.get("metadata"), dict):
-        raise FormatError(f"{public_url(url)}: not a readable embedcli sidecar")
-    return doc
+    doc = checked_sidecar(doc, public_url(url))
+    return doc if doc.get("format") == fmt else None
 
 
 def is_megatron(url: str, config: CacheConfig) -> bool:
@@ -149,11 +141,8 @@ def megatron_part(url: str, config: CacheConfig, encoding: str) -> Part:
     size, tag = object_size(prefix + ".bin", config)
     dtype, total, offsets, fields = layout(shown, index, size)
     sidecar = _sidecar(prefix + ".json", config, MEGATRON)
-    if sidecar is not None:
-        meta = {str(k): str(v) for k, v in sidecar["metadata"].items()}
-        meta.update({c.FORMAT: MEGATRON, **{k: c.to_str(v) for k, v in fields.items()}})
-    else:
-        meta = foreign_metadata(MEGATRON, encoding, fields)
+    meta = lineage_of(sidecar["metadata"] if sidecar is not None else None, MEGATRON, encoding,
+                      fields)  # fmt: skip
     ids = RemoteIds(prefix + ".bin", size, tag, 0, np.dtype(dtype), total, config,
                     c.get_int(meta, c.VOCAB_SIZE))  # fmt: skip
     return Part(prefix, meta, lambda: TokenSource(ids, offsets, meta))  # type: ignore[arg-type]

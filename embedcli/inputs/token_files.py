@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -210,3 +210,23 @@ def _by_name(metas: list[dict[str, str]]) -> dict[str, str]:
         for name, n in c.get_counts(m, c.SPECIALS_FOUND).items():
             total[name] = total.get(name, 0) + n
     return {c.SPECIALS_FOUND: c.counts_str(total)}
+
+
+def documents_of(
+    found: object, source: Any, path: str
+) -> tuple[np.ndarray | None, Provenance | None, str | None]:
+    """Where the documents of ``source`` (what ``found`` loaded from ``path``) start, and
+    where they came from, as ``inspect --doc`` finds them: a manifest's or shard set's parts'
+    provenance joined (:func:`~embedcli.formats.provenance.joined_documents`), else the one
+    file's own (:func:`~embedcli.formats.provenance.documents`, with why it has none)."""
+    from embedcli.formats.base import sidecar_subject
+    from embedcli.formats.provenance import documents, joined_documents
+
+    if isinstance(found, ResolvedTokenFiles) and len(found.parts) > 1:
+        joined = found.provenance()
+        offsets, own = joined_documents(
+            source.doc_offsets, source.metadata, source.segments, joined
+        )
+        return offsets, own, None
+    subject = sidecar_subject(path)
+    return documents(subject, source.doc_offsets, source.metadata, source.segments)

@@ -15,8 +15,6 @@ import numpy as np
 
 from embedcli.bpe.encodings import decoding_for
 from embedcli.errors import FormatError, UsageError
-from embedcli.formats.base import sidecar_subject
-from embedcli.formats.provenance import Provenance, documents, joined_documents
 
 SHOWN_IDS = 64  # ids listed; the text is shown whole up to SHOWN_CHARS
 SHOWN_CHARS = 2000
@@ -43,7 +41,7 @@ def document_report(
 ) -> DocumentReport:
     """The report of document ``doc``, or of the document holding id ``token``."""
     from embedcli.inputs import Request, TokenSource, open_input
-    from embedcli.inputs.token_files import ResolvedTokenFiles
+    from embedcli.inputs.token_files import documents_of
     from embedcli.progress import no_progress
 
     with open_input([path], Request()) as found:
@@ -52,13 +50,8 @@ def document_report(
         source = found.load(no_progress)
         if not isinstance(source, TokenSource):
             raise UsageError(f"{path}: holds windows, not documents; give its token file")
-        notes: list[str] = []
-        if isinstance(found, ResolvedTokenFiles) and len(found.parts) > 1:
-            offsets, origin = joined_documents(
-                source.doc_offsets, source.metadata, source.segments, found.provenance()
-            )
-        else:
-            offsets, origin = _offsets_and_origin(source, sidecar_subject(path), notes)
+        offsets, origin, why = documents_of(found, source, path)
+        notes = [why] if why else []
         if offsets is None:
             raise FormatError(f"{path}: does not record where its documents start (no doc_offsets)")
         n = int(offsets.size - 1)
@@ -79,16 +72,6 @@ def document_report(
             path, doc, n, start, end, ids[:SHOWN_IDS], text,
             origin.of(doc) if origin is not None else None, notes,
         )  # fmt: skip
-
-
-def _offsets_and_origin(
-    source: Any, subject: str, notes: list[str]
-) -> tuple[np.ndarray | None, Provenance | None]:
-    """One file's document offsets and, where it has one, its provenance."""
-    offsets, found, why = documents(subject, source.doc_offsets, source.metadata, source.segments)
-    if why:
-        notes.append(why)
-    return offsets, found
 
 
 def _ids(segments: list[np.ndarray], start: int, end: int) -> list[int]:

@@ -74,7 +74,6 @@ _TOKENIZER_KEYS = (
     c.EOS_ID,
     c.ENCODING_ASSUMED,
 )
-# A two-phase run's duplicates found once: the sources as listed and read -> their masks.
 # What a two-phase run's scatter phase found, read back by the gather jobs: for "kept" (the
 # documents --dedup exact keeps) or "held" (the validation split), a mask a source, or None.
 KeptMasks = Callable[[list[tuple[str, list[str]]], list[MixInput], str], list[np.ndarray] | None]

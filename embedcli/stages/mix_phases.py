@@ -389,8 +389,9 @@ def _gather(
     manifest = shard_manifest(output, [(fingerprint, 0)], phase.count, fmt.name, fmt.suffixes)
     part = os.path.join(os.path.dirname(output), manifest["shards"][phase.index])
     check_output(part, inputs=mix.paths, no_clobber=no_clobber)
+    val_output = val_name(output, fmt.suffixes)
     if phase.index == 0 and opts.holds_out:
-        check_output(val_name(output, fmt.suffixes), inputs=mix.paths, no_clobber=no_clobber)
+        check_output(val_output, inputs=mix.paths, no_clobber=no_clobber)
     with contextlib.ExitStack() as stack:
         sink = SpillSink(stack.enter_context(spill_file(part)), part)
         which = np.zeros(by.size, np.int64)
@@ -399,7 +400,6 @@ def _gather(
         )
         meta = mix_metadata(mix, opts, placement, doc_offsets)
         meta |= c.shard_fields(phase.index, phase.count, manifest["shard_set"])
-        val_output = val_name(output, fmt.suffixes)
         if opts.holds_out:  # every part names the split; the run's fingerprint pairs them
             fraction = held_fraction(mix.read, opts.val_fraction)
             meta |= c.split_fields("train", fraction, opts.seed, val_output, fingerprint)

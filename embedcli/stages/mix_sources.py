@@ -14,9 +14,9 @@ import numpy as np
 from embedcli import contract as c
 from embedcli.errors import FormatError, UsageError
 from embedcli.formats.base import sidecar_subject
-from embedcli.formats.provenance import TextOrigins, documents, offsets_at, provenance_beside
+from embedcli.formats.provenance import TextOrigins, offsets_at, provenance_beside
 from embedcli.inputs import Request, TokenSource, open_input
-from embedcli.inputs.token_files import ResolvedTokenFiles
+from embedcli.inputs.token_files import documents_of
 from embedcli.mixing import HELD, first_occurrences, keys
 from embedcli.progress import no_progress
 from embedcli.stages.segmented import Segmented
@@ -278,14 +278,11 @@ def _recorded(paths: list[str], count: int) -> TextOrigins | None:
     at: list[np.ndarray] = []
     texts: list[dict[str, Any]] = []
     ids: list[str] | None = []
-    for path, subject in zip(paths, subjects, strict=True):
+    for path in paths:
         with open_input([path], Request()) as found:
             source = found.load(no_progress)
             assert isinstance(source, TokenSource)
-            if isinstance(found, ResolvedTokenFiles) and len(found.parts) > 1:
-                got = found.provenance()
-            else:
-                got = documents(subject, source.doc_offsets, source.metadata, source.segments)[1]
+            got = documents_of(found, source, path)[1]
         if got is None or got.file is None or got.at is None:
             return None
         files.append(np.where(got.file >= 0, got.file + len(texts), -1))

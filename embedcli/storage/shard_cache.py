@@ -258,15 +258,11 @@ class ShardCache:
         self.config = config
         self.directory = config.directory
 
-    def local(self, shard: RemoteIds) -> str:
-        """The cached file of ``shard``, fetched (by one process at a time) if it is not there."""
-        return self._there(shard)
-
     def open(self, shard: RemoteIds) -> np.ndarray:
         """``shard``'s ids memory-mapped from its cached file (fetched first if need be), mapped
         under the cache's lock, which eviction takes too: the file cannot go in between."""
         for _ in range(3):  # evicted by another process between its fetch and its map: again
-            path = self._there(shard)
+            path = self.local(shard)
             with _locked(self._cache_lock):
                 if _is_whole(path, shard.size_bytes):
                     os.utime(path)  # most recently used
@@ -279,8 +275,8 @@ class ShardCache:
             "the cache limit is too small for the processes sharing it"
         )
 
-    def _there(self, shard: RemoteIds) -> str:
-        """The shard's cached file, fetched first (by one process at a time) if need be."""
+    def local(self, shard: RemoteIds) -> str:
+        """The cached file of ``shard``, fetched (by one process at a time) if it is not there."""
         os.makedirs(self._locks, exist_ok=True)
         name = shard.local_name()
         path = os.path.join(self.directory, name)
